@@ -1,0 +1,3 @@
+"""impactbook: reproducible, auditable impact assessments of model changes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,76 @@
+"""Stage 5 of a run: scraps in and out of notebooks. The only module that imports scrapbook.
+
+scrapbook 0.5.0 is kept behind this door: it imports `six` undeclared, its papermill_*
+properties crash on pandas >= 2, and it returns dicts as nbformat NotebookNodes — so every
+value leaves here as plain JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+CONTRACT_KEY = "impactbook"
+JSON_TYPES = {"number": (int, float), "integer": (int,), "string": (str,), "boolean": (bool,),
+              "object": (dict,), "array": (list,)}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays, pandas objects and tuples to JSON values; NaN to None."""
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):
+        return [_plain(row) for row in value.to_dict(orient="records")]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and not hasattr(value, "item")):
+        return [_plain(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Record a scrap in the running notebook (templates call this through impactbook.notebook)."""
+    import scrapbook
+
+    scrapbook.glue(name, _plain(value), encoder="json", display=display)
+
+
+def read_scraps(notebook_path: Path) -> dict[str, Any]:
+    if not notebook_path.exists():
+        return {}
+    import scrapbook
+
+    notebook = scrapbook.read_notebook(str(notebook_path))
+    return {name: json.loads(json.dumps(scrap.data)) for name, scrap in notebook.scraps.items()}
+
+
+def output_contract(template_path: Path) -> dict[str, str]:
+    """The scraps a template promises: notebook metadata `impactbook.outputs` = {name: JSON type}."""
+    notebook = nbformat.read(template_path, as_version=4)
+    return dict(notebook.metadata.get(CONTRACT_KEY, {}).get("outputs", {}))
+
+
+def scrap_problems(scraps: dict[str, Any], contract: dict[str, str], template_name: str) -> list[str]:
+    problems = []
+    if not contract:
+        problems.append(f"{template_name}: notebook metadata declares no output contract (impactbook.outputs)")
+    for name, kind in contract.items():
+        if name not in scraps:
+            problems.append(f"scrap {name!r}: missing (the template declares it but never glued it)")
+            continue
+        expected = JSON_TYPES.get(kind)
+        value = scraps[name]
+        if expected is None:
+            problems.append(f"scrap {name!r}: the contract names unknown type {kind!r} "
+                            f"(use one of {', '.join(JSON_TYPES)})")
+        elif not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            problems.append(f"scrap {name!r}: expected {kind}, got {type(value).__name__}")
+    return problems

@@ -1,0 +1,54 @@
+"""Verdicts and the decision: the statistics propose, the framework's gates can only demote.
+
+Order of precedence per hypothesis: INADMISSIBLE (a gate failed, or the run did not complete)
+> DEVIATED (the analysis departs from the frozen plan) > the statistical verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .plan import Plan
+from .record import Action, DecisionRecord, HypothesisVerdict, Status, Verdict
+
+
+def final_verdicts(plan: Plan, status: Status, statistical: dict[str, Any], inadmissible: list[str],
+                   deviations: list[str], errors: list[str]) -> list[HypothesisVerdict]:
+    verdicts = []
+    for metric in plan.hypotheses:
+        proposed = _as_verdict(statistical.get(metric.id))
+        if status is Status.INADMISSIBLE:
+            verdict, reason = Verdict.INADMISSIBLE, "; ".join(inadmissible)
+        elif status is Status.FAILED:
+            verdict, reason = Verdict.INADMISSIBLE, "the run failed: " + "; ".join(errors)
+        elif proposed is None:
+            verdict, reason = Verdict.INADMISSIBLE, f"the template glued no verdict for {metric.id!r}"
+        elif deviations:
+            verdict, reason = Verdict.DEVIATED, "; ".join(deviations)
+        else:
+            verdict, reason = proposed, "from the preregistered test"
+        verdicts.append(HypothesisVerdict(metric=metric.id, role=metric.role, verdict=verdict,
+                                          statistical_verdict=proposed, reason=reason))
+    return verdicts
+
+
+def _as_verdict(value: Any) -> Verdict | None:
+    try:
+        verdict = Verdict(value)
+    except ValueError:
+        return None
+    return verdict if verdict in (Verdict.CONFIRMED, Verdict.REFUTED, Verdict.INCONCLUSIVE) else None
+
+
+def decide(plan: Plan, status: Status, verdicts: list[HypothesisVerdict]) -> DecisionRecord:
+    """The plan's decision rule: roll back on any listed refutation, ship when all listed are confirmed, else hold."""
+    if status is not Status.COMPLETED:
+        return DecisionRecord(action=Action.HOLD, reason=f"the run is {status.value}: no evidence to act on")
+    by_metric = {v.metric: v.verdict for v in verdicts}
+    refuted = [m for m in plan.rollback_on if by_metric.get(m) is Verdict.REFUTED]
+    if refuted:
+        return DecisionRecord(action=Action.ROLLBACK, reason=f"refuted: {', '.join(refuted)}")
+    unconfirmed = [f"{m} is {by_metric[m].value}" for m in plan.ship_requires if by_metric.get(m) is not Verdict.CONFIRMED]
+    if not unconfirmed:
+        return DecisionRecord(action=Action.SHIP, reason=f"confirmed: {', '.join(plan.ship_requires)}")
+    return DecisionRecord(action=Action.HOLD, reason="not yet shippable: " + "; ".join(unconfirmed))

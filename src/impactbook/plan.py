@@ -1,0 +1,186 @@
+"""Stage 1 of a run: the preregistered plan — its schema, canonical form and hash."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from .errors import PlanError
+from .hashing import canonical_json, sha256_json
+from .yamlio import explain_validation, load_yaml
+
+Slug = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
+Role = Literal["primary", "secondary", "guardrail", "exploratory"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelChange(_Strict):
+    baseline: str
+    candidate: str
+
+
+class Design(_Strict):
+    unit: str = Field(description="randomization unit id column, unique per row")
+    variant_column: str
+    control: str = "control"
+    treatment: str = "treatment"
+    expected_split: dict[str, float]
+
+    @model_validator(mode="after")
+    def _split_covers_variants(self) -> "Design":
+        if set(self.expected_split) != {self.control, self.treatment}:
+            raise ValueError(f"expected_split must name exactly the variants "
+                             f"{self.control!r} and {self.treatment!r} (got {sorted(self.expected_split)})")
+        if any(share <= 0 for share in self.expected_split.values()):
+            raise ValueError("expected_split shares must be positive")
+        if abs(sum(self.expected_split.values()) - 1) > 1e-9:
+            raise ValueError(f"expected_split must sum to 1 (got {sum(self.expected_split.values())})")
+        return self
+
+
+class Window(_Strict):
+    """The outcome window; it must start at or after the freeze, or every verdict is DEVIATED."""
+
+    start: dt.date
+    end: dt.date
+    time_column: str
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Window":
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
+
+
+class Metric(_Strict):
+    id: str = Slug
+    column: str
+    kind: Literal["proportion", "mean"]
+    role: Role
+    direction: Literal["increase", "decrease"] = Field(description="the direction that is good")
+    margin: float | None = Field(None, validate_default=True,
+                                 description="guardrails: relative non-inferiority margin, negative")
+    minimum_detectable_effect: float | None = Field(None, gt=0, description="relative, for power")
+
+    @field_validator("margin")
+    @classmethod
+    def _margin_fits_role(cls, margin: float | None, info: ValidationInfo) -> float | None:
+        role = info.data.get("role")
+        if role == "guardrail":
+            if margin is None:
+                raise ValueError("a guardrail needs a non-inferiority margin (a negative relative change, e.g. -0.02)")
+            if not margin < 0:
+                raise ValueError(f"must be a negative number for a guardrail (got {margin})")
+        elif margin is not None and role is not None:
+            raise ValueError(f"applies to guardrails only (this metric's role is {role})")
+        return margin
+
+
+class DecisionRule(_Strict):
+    """Ship when every listed hypothesis is CONFIRMED; roll back when any listed one is REFUTED; else hold."""
+
+    ship_when_confirmed: list[str] | None = None
+    rollback_when_refuted: list[str] | None = None
+
+
+class Plan(_Strict):
+    id: str = Slug
+    title: str
+    hypothesis: str
+    owner: str | None = None
+    model_change: ModelChange
+    template: str
+    inputs: dict[str, str] = Field(min_length=1, description="template parameter name -> catalog dataset name")
+    design: Design
+    window: Window
+    alpha: float = Field(gt=0, lt=0.5)
+    seed: int = Field(ge=0)
+    srm_threshold: float = Field(0.001, gt=0, lt=1)
+    metrics: list[Metric] = Field(min_length=1)
+    decision_rule: DecisionRule = DecisionRule()
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, metrics: list[Metric]) -> list[Metric]:
+        ids = [m.id for m in metrics]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"metric ids must be unique (repeated: {', '.join(duplicates)})")
+        if not any(m.role == "primary" for m in metrics):
+            raise ValueError("at least one metric must have role: primary")
+        return metrics
+
+    @model_validator(mode="after")
+    def _rule_names_hypotheses(self) -> "Plan":
+        known = {h.id for h in self.hypotheses}
+        for name in ("ship_when_confirmed", "rollback_when_refuted"):
+            unknown = [i for i in getattr(self.decision_rule, name) or [] if i not in known]
+            if unknown:
+                raise ValueError(f"decision_rule.{name} names {unknown}, which are not preregistered "
+                                 f"hypotheses (choose from {sorted(known)})")
+        reserved = {"plan", "seed", *self.inputs} & set(self.parameters)
+        if reserved:
+            raise ValueError(f"parameters may not redefine {sorted(reserved)}: the framework injects them")
+        return self
+
+    @property
+    def hypotheses(self) -> list[Metric]:
+        """Every metric with a confirmatory role is a preregistered hypothesis; exploratory ones are not."""
+        return [m for m in self.metrics if m.role != "exploratory"]
+
+    @property
+    def ship_requires(self) -> list[str]:
+        rule = self.decision_rule.ship_when_confirmed
+        return rule if rule is not None else [m.id for m in self.metrics if m.role in ("primary", "guardrail")]
+
+    @property
+    def rollback_on(self) -> list[str]:
+        rule = self.decision_rule.rollback_when_refuted
+        return rule if rule is not None else [m.id for m in self.metrics if m.role == "guardrail"]
+
+    def canonical(self) -> dict[str, Any]:
+        """What the author wrote, as JSON: fields left at their defaults are omitted, so a later
+        release that adds an optional field does not change the hash of an already frozen plan."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def canonical_json(self) -> str:
+        return canonical_json(self.canonical())
+
+    @property
+    def sha256(self) -> str:
+        return sha256_json(self.canonical())
+
+    def template_parameters(self) -> dict[str, Any]:
+        """Exactly what is injected into the template's parameters cell."""
+        return {**self.inputs, "plan": self.canonical(), "seed": self.seed, **self.parameters}
+
+
+def load_plan(path: Path | str, shown: str | None = None) -> Plan:
+    """Read and validate a plan; every error names the file, the line and the field path."""
+    path = Path(path)
+    shown = shown or str(path)
+    data = load_yaml(path, PlanError, shown)
+    if not isinstance(data, dict):
+        raise PlanError("a plan must be a YAML mapping (key: value pairs)", where=shown)
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        raise _plan_error(exc, data, shown) from None
+
+
+def plan_from_canonical(data: dict[str, Any], shown: str = "<frozen plan>") -> Plan:
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        raise _plan_error(exc, data, shown) from None
+
+
+def _plan_error(exc: ValidationError, data: Any, shown: str) -> PlanError:
+    return PlanError(explain_validation(exc, data, shown))

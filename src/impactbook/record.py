@@ -1,0 +1,101 @@
+"""The run record (run.json): everything an auditor needs to know what produced a number."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Status(str, Enum):
+    COMPLETED = "COMPLETED"
+    INADMISSIBLE = "INADMISSIBLE"
+    FAILED = "FAILED"
+
+
+class Verdict(str, Enum):
+    CONFIRMED = "CONFIRMED"
+    REFUTED = "REFUTED"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    INADMISSIBLE = "INADMISSIBLE"
+    DEVIATED = "DEVIATED"
+
+
+class Action(str, Enum):
+    SHIP = "ship"
+    HOLD = "hold"
+    ROLLBACK = "rollback"
+
+
+GATE_EXIT = {Action.SHIP: 0, Action.HOLD: 10, Action.ROLLBACK: 20}
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlanRef(_Record):
+    id: str
+    version: int
+    sha256: str
+    path: str
+    frozen_at: str
+    title: str
+
+
+class TemplateRef(_Record):
+    name: str
+    path: str
+    version: int | str
+    sha256: str | None
+
+
+class HypothesisVerdict(_Record):
+    metric: str
+    role: str
+    verdict: Verdict
+    statistical_verdict: Verdict | None = None
+    reason: str
+
+
+class DecisionRecord(_Record):
+    action: Action
+    reason: str
+
+
+class Timings(_Record):
+    started_at: str
+    finished_at: str | None = None
+    duration_s: float | None = None
+    execution_s: float | None = None
+    cells: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RunRecord(_Record):
+    schema_version: int = 1
+    run_id: str
+    status: Status
+    plan: PlanRef
+    model_change: dict[str, str]
+    template: TemplateRef
+    inputs: list[dict[str, Any]]
+    parameters: dict[str, Any]
+    seed: int
+    environment: dict[str, Any]
+    timings: Timings
+    gate: dict[str, Any]
+    errors: list[str] = Field(default_factory=list)
+    verdicts: list[HypothesisVerdict] = Field(default_factory=list)
+    decision: DecisionRecord
+
+    @property
+    def gate_exit_code(self) -> int:
+        return GATE_EXIT[self.decision.action]
+
+    def summary(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "status": self.status.value, "plan_id": self.plan.id,
+                "plan_version": self.plan.version, "decision": self.decision.action.value,
+                "decision_reason": self.decision.reason,
+                "verdicts": {v.metric: v.verdict.value for v in self.verdicts},
+                "started_at": self.timings.started_at, "finished_at": self.timings.finished_at}

@@ -1,0 +1,69 @@
+"""audit.py: verify recomputes artifact hashes and the ledger chain, naming what does not match."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from impactbook.audit import verify
+from conftest import cli, run
+
+
+def _force_write(path, text):
+    os.chmod(path, 0o644)
+    path.write_text(text)
+
+
+def test_tampered_artifact_is_named(frozen_project):
+    outcome = run(frozen_project)
+    scraps = outcome.folder / "scraps.json"
+    _force_write(scraps, scraps.read_text().replace("CONFIRMED", "REFUTED", 1))
+    report = verify(frozen_project)
+    assert report.problems == [f"runs/{outcome.record.run_id}/scraps.json: content does not match SHA256SUMS"]
+    done = cli(frozen_project, "verify")
+    assert done.returncode == 3
+    assert f"runs/{outcome.record.run_id}/scraps.json: content does not match SHA256SUMS" in done.stdout
+
+
+def test_rewritten_sha256sums_is_caught_by_the_ledger(frozen_project):
+    outcome = run(frozen_project)
+    os.chmod(outcome.folder, 0o755)
+    run_json = outcome.folder / "run.json"
+    _force_write(run_json, run_json.read_text().replace('"ship"', '"rollback"'))
+    from impactbook.store import sha256sums
+    _force_write(outcome.folder / "SHA256SUMS", sha256sums(outcome.folder))
+    problems = verify(frozen_project).problems
+    assert problems == [f"runs/{outcome.record.run_id}/SHA256SUMS: does not match the hash in ledger entry 2"]
+
+
+def test_added_and_deleted_files_are_named(frozen_project):
+    outcome = run(frozen_project)
+    os.chmod(outcome.folder, 0o755)
+    (outcome.folder / "extra.txt").write_text("slipped in")
+    (outcome.folder / "report.html").unlink()
+    problems = verify(frozen_project, [outcome.record.run_id[:20]]).problems
+    assert f"runs/{outcome.record.run_id}/report.html: missing" in problems
+    assert f"runs/{outcome.record.run_id}/extra.txt: not listed in SHA256SUMS (added after publication)" in problems
+
+
+def test_tampered_ledger_entry_is_named(frozen_project):
+    run(frozen_project)
+    lines = frozen_project.ledger_path.read_text().splitlines()
+    entry = json.loads(lines[1])
+    entry["decision"] = "rollback"
+    lines[1] = json.dumps(entry)
+    frozen_project.ledger_path.write_text("\n".join(lines) + "\n")
+    done = cli(frozen_project, "verify", "--json")
+    assert done.returncode == 3
+    result = json.loads(done.stdout)
+    assert result["intact"] is False
+    assert "ledger.jsonl entry 2: content does not match its hash (the entry was edited)" in result["problems"]
+
+
+def test_missing_run_folder_is_named(frozen_project):
+    import shutil
+    outcome = run(frozen_project)
+    os.chmod(outcome.folder, 0o755)
+    shutil.rmtree(outcome.folder)
+    assert verify(frozen_project).problems == [
+        f"runs/{outcome.record.run_id}: ledger records this run but its folder is missing"]

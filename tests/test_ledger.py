@@ -1,0 +1,61 @@
+"""ledger.py: append-only, hash-chained; edits and removals are found and named."""
+
+from __future__ import annotations
+
+import json
+
+from impactbook.ledger import GENESIS, Ledger
+
+
+def _ledger(tmp_path, count=3) -> Ledger:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    for number in range(count):
+        ledger.append("note", {"number": number})
+    return ledger
+
+
+def test_entries_chain_to_their_predecessor(tmp_path):
+    entries = _ledger(tmp_path).entries()
+    assert entries[0]["prev_hash"] == GENESIS
+    assert [e["prev_hash"] for e in entries[1:]] == [e["hash"] for e in entries[:-1]]
+    assert [e["seq"] for e in entries] == [1, 2, 3]
+    assert Ledger(tmp_path / "ledger.jsonl").problems() == []
+
+
+def _rewrite(ledger: Ledger, change) -> None:
+    lines = [json.loads(line) for line in ledger.path.read_text().splitlines()]
+    change(lines)
+    ledger.path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_edited_entry_is_named(tmp_path):
+    ledger = _ledger(tmp_path)
+    _rewrite(ledger, lambda lines: lines[1].update(number=99))
+    assert ledger.problems() == ["ledger.jsonl entry 2: content does not match its hash (the entry was edited)"]
+
+
+def test_edited_entry_with_recomputed_hash_breaks_the_chain_at_the_next_entry(tmp_path):
+    from impactbook.ledger import entry_hash
+
+    ledger = _ledger(tmp_path)
+
+    def forge(lines):
+        lines[1]["number"] = 99
+        lines[1]["hash"] = entry_hash(lines[1])
+    _rewrite(ledger, forge)
+    assert ledger.problems() == ["ledger.jsonl entry 3: prev_hash does not match the previous entry (the chain is broken)"]
+
+
+def test_removed_entry_is_named(tmp_path):
+    ledger = _ledger(tmp_path)
+    _rewrite(ledger, lambda lines: lines.pop(1))
+    problems = ledger.problems()
+    assert any("entry 3: sequence number 3, expected 2" in p for p in problems)
+    assert any("entry 3: prev_hash" in p for p in problems)
+
+
+def test_unparseable_line_is_named(tmp_path):
+    ledger = _ledger(tmp_path)
+    with open(ledger.path, "a") as handle:
+        handle.write("{not json\n")
+    assert "ledger.jsonl:4" in ledger.problems()[0]

@@ -1,0 +1,83 @@
+"""plan.py: schema, canonical form and hash; errors name file, line and field path."""
+
+from __future__ import annotations
+
+import pytest
+
+from impactbook.errors import PlanError
+from impactbook.plan import load_plan
+from conftest import PLAN, edit_yaml
+
+
+def test_example_plan_is_valid_and_hash_is_stable(project):
+    first = load_plan(project.root / PLAN)
+    second = load_plan(project.root / PLAN)
+    assert first.sha256 == second.sha256
+    assert [m.id for m in first.hypotheses] == ["conversion", "revenue_per_user"]
+
+
+def test_comment_and_formatting_edits_do_not_change_the_hash(project):
+    path = project.root / PLAN
+    before = load_plan(path).sha256
+    path.write_text("# a new comment\n" + path.read_text().replace("alpha: 0.05", "alpha:    0.05"))
+    assert load_plan(path).sha256 == before
+
+
+def test_content_edit_changes_the_hash(project):
+    path = project.root / PLAN
+    before = load_plan(path).sha256
+    edit_yaml(path, (("alpha",), 0.01))
+    assert load_plan(path).sha256 != before
+
+
+def test_malformed_yaml_names_file_and_line(project):
+    path = project.root / PLAN
+    path.write_text("id: example\nmetrics: [\n  - {id: x\n")
+    with pytest.raises(PlanError) as caught:
+        load_plan(path, "plans/example.yaml")
+    assert str(caught.value).startswith("plans/example.yaml:")
+    assert "invalid YAML" in str(caught.value)
+
+
+def test_guardrail_margin_error_names_field_path_and_line(project):
+    path = project.root / PLAN
+    edit_yaml(path, (("metrics", 1, "margin"), 0.02))
+    with pytest.raises(PlanError) as caught:
+        load_plan(path, "plans/example.yaml")
+    message = str(caught.value)
+    assert "metrics[1]" in message
+    assert "must be a negative number for a guardrail (got 0.02)" in message
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "margin: 0.02" in text)
+    assert message.startswith(f"plans/example.yaml:{line}: metrics[1].margin:")
+
+
+@pytest.mark.parametrize("change, expected", [
+    ((("alpha",), 0.7), "alpha: Input should be less than 0.5"),
+    ((("design", "expected_split"), {"control": 0.6, "treatment": 0.6}), "must sum to 1"),
+    ((("metrics", 0, "kind"), "median"), "metrics[0].kind"),
+    ((("window", "end"), "2000-01-01"), "is before start"),
+    ((("decision_rule", "ship_when_confirmed"), ["nope"]), "not preregistered"),
+    ((("colour",), "blue"), "colour: unknown field"),
+    ((("seed",), ...), "seed: Field required"),
+])
+def test_schema_errors_are_specific(project, change, expected):
+    path = project.root / PLAN
+    edit_yaml(path, change)
+    with pytest.raises(PlanError) as caught:
+        load_plan(path, "plans/example.yaml")
+    assert expected in str(caught.value)
+    assert str(caught.value).startswith("plans/example.yaml")
+
+
+def test_error_reports_the_line_of_the_offending_field(project):
+    path = project.root / PLAN
+    edit_yaml(path, (("alpha",), 0.9))
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("alpha:"))
+    with pytest.raises(PlanError) as caught:
+        load_plan(path, "plans/example.yaml")
+    assert str(caught.value).startswith(f"plans/example.yaml:{line}: alpha:")
+
+
+def test_injected_parameters_are_inputs_plan_and_seed(project):
+    plan = load_plan(project.root / PLAN)
+    assert set(plan.template_parameters()) == {"experiment", "plan", "seed"}

@@ -1,0 +1,242 @@
+"""runner.py: a run of a frozen plan end to end, and every way it can go wrong — each still stored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+
+from impactbook.audit import verify
+from impactbook.errors import PlanChangedError, PlanNotFrozenError
+from impactbook.index import RunIndex
+from impactbook.ledger import Ledger
+from impactbook.record import Action, Status, Verdict
+from impactbook.store import published_runs
+from conftest import PLAN, edit_template, edit_yaml, read_json, run, write_data
+
+
+def test_completed_run_publishes_every_artifact_read_only(frozen_project):
+    outcome = run(frozen_project)
+    record = outcome.record
+    assert record.status is Status.COMPLETED
+    assert {v.metric: v.verdict for v in record.verdicts} == {"conversion": Verdict.CONFIRMED,
+                                                              "revenue_per_user": Verdict.CONFIRMED}
+    assert record.decision.action is Action.SHIP
+    files = sorted(p.name for p in outcome.folder.iterdir())
+    assert files == ["SHA256SUMS", "notebook.ipynb", "plan.json", "report.html", "run.json", "scraps.json"]
+    assert all((p.stat().st_mode & 0o222) == 0 for p in outcome.folder.iterdir())
+    stored = read_json(outcome.folder / "run.json")
+    assert stored["plan"]["sha256"] == record.plan.sha256 and stored["seed"] == 20261122
+    assert stored["inputs"][0]["sha256"] == frozen_project.root.joinpath("catalog.yaml").read_text().split(
+        "sha256: ")[1][:64]
+    env = stored["environment"]
+    assert env["python"] and env["kernel_name"] == "python3" and "papermill" in env["distributions"]
+    assert {"commit", "dirty"} <= set(env["git"])
+    assert stored["timings"]["cells"] and all(c["duration_s"] is not None for c in stored["timings"]["cells"])
+    assert not list(frozen_project.staging_dir.iterdir())
+    ledger_entry = Ledger(frozen_project.ledger_path).runs()[record.run_id]
+    assert RunIndex(frozen_project.index_path).find(record.run_id)["ledger_seq"] == ledger_entry["seq"]
+    assert verify(frozen_project).intact
+
+
+def test_two_runs_of_the_same_frozen_plan_give_identical_scraps_and_new_folders(frozen_project):
+    first, second = run(frozen_project), run(frozen_project)
+    assert first.record.run_id != second.record.run_id and first.record.run_id < second.record.run_id
+    assert (first.folder / "scraps.json").read_bytes() == (second.folder / "scraps.json").read_bytes()
+    assert read_json(first.folder / "scraps.json")["verdicts"]
+
+
+def test_unfrozen_or_edited_plan_is_refused_and_nothing_is_stored(project):
+    with pytest.raises(PlanNotFrozenError):
+        run(project)
+    from impactbook.freezing import freeze_plan
+    freeze_plan(project, PLAN)
+    edit_yaml(project.root / PLAN, (("alpha",), 0.1))
+    with pytest.raises(PlanChangedError):
+        run(project)
+    assert published_runs(project) == []
+
+
+def test_input_hash_mismatch_makes_the_run_inadmissible_without_a_kernel(frozen_project):
+    data = frozen_project.root / "data/demo_experiment.csv"
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text("".join(lines[:-1]))  # drop the last row: same schema, different bytes
+    outcome = run(frozen_project)
+    assert outcome.record.status is Status.INADMISSIBLE
+    assert "datasets.demo_experiment.sha256: input data/demo_experiment.csv does not match its pin" in \
+        outcome.record.gate["inadmissible"][0]
+    assert not (outcome.folder / "notebook.ipynb").exists(), "the kernel must not start"
+    assert {v.verdict for v in outcome.record.verdicts} == {Verdict.INADMISSIBLE}
+    assert outcome.record.decision.action is Action.HOLD
+    assert "does not match its pin" in (outcome.folder / "report.html").read_text()
+
+
+def test_contract_violation_makes_the_run_inadmissible_naming_the_column(project):
+    path = project.resolve("data/demo_experiment.csv")
+    text = path.read_text().splitlines(keepends=True)
+    text[5] = text[5].replace(",control,", ",holdout,").replace(",treatment,", ",holdout,")
+    path.write_text("".join(text))
+    from impactbook.catalog import Catalog
+    Catalog.load(project).pin_dataset("demo_experiment", path)
+    from impactbook.freezing import freeze_plan
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    assert outcome.record.status is Status.INADMISSIBLE
+    problems = outcome.record.gate["inadmissible"]
+    assert any(p.startswith("datasets.demo_experiment.contract.columns.variant: fails isin") and "'holdout'" in p
+               for p in problems), problems
+
+
+def test_unknown_parameter_makes_the_run_inadmissible(project):
+    edit_yaml(project.root / PLAN, (("parameters",), {"bootstrap_draws": 100}))
+    from impactbook.freezing import freeze_plan
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    assert outcome.record.status is Status.INADMISSIBLE
+    assert "['bootstrap_draws'], which the template's parameters cell does not declare" in \
+        outcome.record.gate["inadmissible"][0]
+
+
+def test_missing_parameter_makes_the_run_inadmissible(project):
+    def add_parameter(notebook):
+        notebook.cells[1].source += "\nsegment = 'platform'"
+    edit_template(project, "with_segment", add_parameter)
+    from impactbook.freezing import freeze_plan
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    assert "the template declares ['segment'], which the plan does not supply" in outcome.record.gate["inadmissible"][0]
+
+
+def test_edited_template_does_not_match_its_pin(frozen_project):
+    template = frozen_project.root / "templates/ab_test.ipynb"
+    notebook = nbformat.read(template, as_version=4)
+    notebook.cells[0].source += "\nEdited without re-pinning."
+    nbformat.write(notebook, template)
+    outcome = run(frozen_project)
+    assert outcome.record.status is Status.INADMISSIBLE
+    assert "templates.ab_test.sha256" in outcome.record.gate["inadmissible"][0]
+
+
+def test_notebook_that_raises_is_stored_failed_with_its_partial_notebook(project):
+    def explode(notebook):
+        notebook.cells.insert(4, nbformat.v4.new_code_cell("raise RuntimeError('model registry unreachable')"))
+    edit_template(project, "explodes", explode)
+    from impactbook.freezing import freeze_plan
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    record = outcome.record
+    assert record.status is Status.FAILED
+    assert "RuntimeError: model registry unreachable" in record.errors[0]
+    notebook = nbformat.read(outcome.folder / "notebook.ipynb", as_version=4)
+    assert any(o.get("ename") == "RuntimeError" for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert {v.verdict for v in record.verdicts} == {Verdict.INADMISSIBLE}
+    assert record.decision.action is Action.HOLD
+    assert verify(project).intact
+
+
+def test_missing_scrap_fails_the_run_naming_the_scrap(project):
+    def forget_verdicts(notebook):
+        for cell in notebook.cells:
+            cell.source = cell.source.replace('ib.glue("verdicts", verdicts)', "pass")
+    edit_template(project, "forgetful", forget_verdicts)
+    from impactbook.freezing import freeze_plan
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    assert outcome.record.status is Status.FAILED
+    assert "scrap 'verdicts': missing (the template declares it but never glued it)" in outcome.record.errors
+
+
+def test_mistyped_scrap_fails_the_run(project):
+    def wrong_type(notebook):
+        for cell in notebook.cells:
+            cell.source = cell.source.replace('ib.glue("srm", srm.as_dict())', 'ib.glue("srm", srm.p_value)')
+    edit_template(project, "mistyped", wrong_type)
+    from impactbook.freezing import freeze_plan
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    assert "scrap 'srm': expected object, got float" in outcome.record.errors
+
+
+def _sleepy(project):
+    def sleep(notebook):
+        notebook.cells.insert(3, nbformat.v4.new_code_cell("import time\ntime.sleep(120)"))
+    edit_template(project, "sleepy", sleep)
+    from impactbook.freezing import freeze_plan
+    freeze_plan(project, PLAN)
+
+
+def test_cell_timeout_is_stored_failed(project):
+    _sleepy(project)
+    outcome = run(project, timeout_s=3)
+    assert outcome.record.status is Status.FAILED
+    assert "timed out" in outcome.record.errors[0].lower() or "timeout" in outcome.record.errors[0].lower()
+
+
+def _start_run_and_wait_for_kernel(project) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN], cwd=project.root,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        notebooks = list(project.staging_dir.glob("*/notebook.ipynb"))
+        if notebooks and "time.sleep" in notebooks[0].read_text():
+            time.sleep(2)  # a few cells in: the kernel is inside the sleep
+            return process
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("the run never reached the kernel")
+
+
+def test_killed_run_leaves_no_half_published_folder_and_is_recovered_as_failed(project):
+    _sleepy(project)
+    process = _start_run_and_wait_for_kernel(project)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert published_runs(project) == [], "nothing may be published by a killed process"
+    assert RunIndex(project.index_path).rows() == []
+    assert [s.name for s in project.staging_dir.iterdir()], "its work in progress is kept, not lost"
+    report = verify(project)
+    assert any("killed before publication" in p for p in report.problems)
+
+    from impactbook.runner import recover_abandoned
+    recovered = recover_abandoned(project)
+    assert len(recovered) == 1
+    folder = published_runs(project)[0]
+    record = read_json(folder / "run.json")
+    assert record["status"] == "FAILED" and "killed" in record["errors"][0]
+    assert (folder / "notebook.ipynb").exists(), "the partial notebook is kept"
+    assert [r["run_id"] for r in RunIndex(project.index_path).rows()] == [folder.name]
+    assert verify(project).intact
+
+
+def test_sigterm_during_execution_publishes_a_failed_run(project):
+    _sleepy(project)
+    process = _start_run_and_wait_for_kernel(project)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 5, stderr
+    folder = published_runs(project)[0]
+    assert read_json(folder / "run.json")["status"] == "FAILED"
+    assert verify(project).intact
+
+
+def test_window_before_freeze_runs_but_every_verdict_is_deviated(tmp_path):
+    from conftest import make_project
+    from impactbook.freezing import freeze_plan
+    project = make_project(tmp_path / "late")
+    edit_yaml(project.root / PLAN, (("window", "start"), "2026-01-01"), (("window", "end"), "2026-01-14"))
+    import datetime as dt
+    write_data(project, dt.date(2026, 1, 1))
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    record = outcome.record
+    assert record.status is Status.COMPLETED
+    assert {v.verdict for v in record.verdicts} == {Verdict.DEVIATED}
+    assert {v.statistical_verdict for v in record.verdicts} == {Verdict.CONFIRMED}
+    assert any("before the plan was frozen" in d for d in record.gate["deviations"])
+    assert record.decision.action is Action.HOLD
+    assert "before the plan was frozen" in (outcome.folder / "report.html").read_text()
