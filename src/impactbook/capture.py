@@ -21,13 +21,16 @@ JSON_TYPES = {"number": (int, float), "integer": (int,), "string": (str,), "bool
 
 def _plain(value: Any) -> Any:
     """numpy scalars/arrays, pandas objects and tuples to JSON values; NaN to None."""
-    if hasattr(value, "to_dict") and hasattr(value, "columns"):
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
         return [_plain(row) for row in value.to_dict(orient="records")]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and not hasattr(value, "item")):
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
         return [_plain(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+    if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None

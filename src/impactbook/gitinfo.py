@@ -16,5 +16,6 @@ def git_state(root: Path) -> dict[str, object]:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    # runs/ (ledger, index, run folders) changes with every run; it says nothing about the code
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)runs") if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pandas as pd
@@ -18,7 +19,12 @@ from .inputs import load_input
 from .plan import Plan, load_plan, plan_from_canonical
 from .project import Project
 
-__all__ = ["ab_results", "arm_statistics", "glue", "load_input", "plan_parameter", "stats"]
+__all__ = ["ab_results", "arm_statistics", "escape", "glue", "load_input", "plan_parameter", "stats"]
+
+
+def escape(value: Any) -> str:
+    """Plan and data strings shown through Markdown/HTML must render as text, never as markup."""
+    return html.escape(str(value))
 
 
 def plan_parameter(value: str | dict[str, Any]) -> Plan:

@@ -68,7 +68,8 @@ def render_report(record: RunRecord, plan: Plan, notebook: Path | None, output: 
         import nbformat
         from nbconvert import HTMLExporter
 
-        exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+        exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                                sanitize_html=True)  # outputs may carry strings from data: no live markup
         body, _ = exporter.from_notebook_node(_without_scrap_outputs(nbformat.read(notebook, as_version=4)))
         body = re.sub(r"<title>.*?</title>", f"<title>{_escape(plan.title)} — impactbook run</title>", body,
                       count=1, flags=re.S)

@@ -1,0 +1,83 @@
+"""cli.py: every command works from a shell, prints --json for automation, errors are one line."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import PLAN, cli, edit_yaml, make_project
+
+
+def test_help_for_every_command(project):
+    for command in (["--help"], ["init", "--help"], ["demo", "--help"], ["run", "--help"], ["gate", "--help"],
+                    ["verify", "--help"], ["report", "--help"], ["dataset", "add", "--help"],
+                    ["dataset", "verify", "--help"], ["template", "add", "--help"], ["plan", "freeze", "--help"],
+                    ["plan", "amend", "--help"], ["plan", "check", "--help"], ["runs", "list", "--help"],
+                    ["runs", "show", "--help"], ["index", "rebuild", "--help"]):
+        done = cli(project, *command)
+        assert done.returncode == 0 and "Usage:" in done.stdout, (command, done.stderr)
+
+
+def test_plan_lifecycle_from_the_shell(project):
+    assert cli(project, "plan", "check").returncode == 1
+    frozen = cli(project, "plan", "freeze", PLAN, "--json")
+    assert frozen.returncode == 0, frozen.stderr
+    entry = json.loads(frozen.stdout)
+    assert entry["version"] == 1 and len(entry["plan_hash"]) == 64
+    check = cli(project, "plan", "check", "--json")
+    assert check.returncode == 0 and json.loads(check.stdout)[0]["state"] == "frozen, unchanged"
+    edit_yaml(project.root / PLAN, (("alpha",), 0.01))
+    assert "changed since freeze" in cli(project, "plan", "check").stdout
+    refused = cli(project, "run", PLAN)
+    assert refused.returncode == 1 and "was edited after its latest frozen version" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    amended = cli(project, "plan", "amend", PLAN, "--reason", "stricter alpha", "--json")
+    assert json.loads(amended.stdout)["version"] == 2
+
+
+def test_run_list_show_and_rebuild(project):
+    cli(project, "plan", "freeze", PLAN)
+    ran = cli(project, "run", PLAN, "--json")
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["status"] == "COMPLETED" and result["decision"] == "ship"
+    listed = json.loads(cli(project, "runs", "list", "--plan", "example", "--json").stdout)
+    assert [r["run_id"] for r in listed] == [result["run_id"]]
+    shown = json.loads(cli(project, "runs", "show", result["run_id"], "--json").stdout)
+    assert shown["plan"]["id"] == "example" and shown["environment"]["distributions"]["papermill"]
+    human = cli(project, "runs", "show", "latest").stdout
+    assert "decision ship" in human
+    assert "indexed 1 runs" in cli(project, "index", "rebuild").stdout
+
+
+def test_inadmissible_run_exits_4_and_says_why(project):
+    cli(project, "plan", "freeze", PLAN)
+    data = project.root / "data/demo_experiment.csv"
+    data.write_text(data.read_text() + "999999,control,ios,2026-11-24,0.00,0.00,0\n")
+    done = cli(project, "run", PLAN)
+    assert done.returncode == 4
+    assert "INADMISSIBLE" in done.stdout and "does not match its pin" in done.stdout
+
+
+def test_dataset_add_and_verify(project, tmp_path):
+    contract = tmp_path / "contract.yaml"
+    contract.write_text("unique: [id]\ncolumns:\n  id: {type: int}\n  score: {type: float, min: 0, max: 1}\n")
+    data = project.root / "data" / "scores.csv"
+    data.write_text("id,score\n1,0.5\n2,0.25\n")
+    added = cli(project, "dataset", "add", "scores", "data/scores.csv", "--contract", str(contract), "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["contract"]["columns"]["score"]["max"] == 1
+    assert cli(project, "dataset", "verify").returncode == 0
+    data.write_text("id,score\n1,0.5\n2,1.25\n")
+    failed = cli(project, "dataset", "verify", "scores", "--json")
+    assert failed.returncode == 3
+    assert "does not match its pin" in json.loads(failed.stdout)["datasets"]["scores"]["problems"][0]
+
+
+def test_outside_a_project_the_error_says_what_to_do(tmp_path):
+    done = cli(tmp_path, "runs", "list")
+    assert done.returncode == 1 and "no catalog.yaml" in done.stderr and "impactbook init" in done.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    done = cli(tmp_path, "--debug", "runs", "list")
+    assert "Traceback" in done.stderr

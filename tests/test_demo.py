@@ -1,0 +1,44 @@
+"""demo.py: `impactbook demo` on a copy of this repository, twice: clean preregistered flow, new run each time."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import datetime as dt
+
+from impactbook.audit import verify
+from impactbook.demo import generate_demo_data
+from impactbook.project import Project
+from conftest import REPO, cli
+
+
+def _copy_repository(target):
+    for item in ("catalog.yaml", "plans/example.yaml", "templates/ab_test.ipynb", "runs/ledger.jsonl"):
+        (target / item).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / item, target / item)
+    return target
+
+
+def test_demo_runs_end_to_end_twice(tmp_path):
+    root = _copy_repository(tmp_path / "repo")
+    first = cli(root, "demo")
+    assert first.returncode == 0, first.stderr
+    assert "matches its pin" in first.stderr or "re-pinned demo_experiment" in first.stderr
+    for expected in ("run id:", "verdict:  conversion (primary): CONFIRMED",
+                     "verdict:  revenue_per_user (guardrail): CONFIRMED", "decision: ship", "report:"):
+        assert expected in first.stdout, first.stdout
+    assert "DEVIATED" not in first.stdout and "deviation" not in first.stdout
+    second = cli(root, "demo")
+    assert second.returncode == 0, second.stderr
+    ids = [line.split()[-1] for text in (first.stdout, second.stdout) for line in text.splitlines()
+           if line.startswith("run id:")]
+    assert len(set(ids)) == 2
+    assert verify(Project(root)).intact
+
+
+def test_demo_data_is_deterministic(tmp_path):
+    paths = [generate_demo_data(tmp_path / f"{n}.csv", dt.date(2026, 11, 23), 14, users=5000) for n in "ab"]
+    digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    assert len(digests) == 1
+    header, first_row = paths[0].read_text().splitlines()[:2]
+    assert header == "user_id,variant,platform,date,pre_revenue,revenue,converted"

@@ -1,0 +1,38 @@
+"""report.py: decision first, verdicts, plan summary, deviations, a plot, no code; everything escaped."""
+
+from __future__ import annotations
+
+import re
+
+from impactbook.freezing import freeze_plan
+from conftest import PLAN, cli, edit_yaml, run
+
+
+def test_report_leads_with_decision_and_hides_code(frozen_project):
+    outcome = run(frozen_project)
+    html = (outcome.folder / "report.html").read_text()
+    body = html[html.index("<body"):]
+    assert body.index("Decision: SHIP") < body.index("Verdicts") < body.index("Deviations from the frozen plan")
+    assert "conversion" in body and "CONFIRMED" in body and "alpha 0.05" in body and "-2.0%" in body
+    assert re.search(r'<img[^>]+src="data:image/png;base64,', body), "the report must include a plot"
+    assert "ib.ab_results" not in body and "import impactbook" not in body, "code cells must be hidden"
+    assert "application/scrapbook" not in body
+
+
+def test_strings_from_the_plan_are_escaped(project):
+    edit_yaml(project.root / PLAN, (("title",), "<script>alert(1)</script> ranker"),
+              (("hypothesis",), "<img src=x onerror=alert(2)>"))
+    freeze_plan(project, PLAN)
+    html = (run(project).folder / "report.html").read_text()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; ranker" in html
+    assert "<img src=x onerror" not in html
+
+
+def test_report_command_rerenders_outside_the_immutable_folder(frozen_project):
+    outcome = run(frozen_project)
+    done = cli(frozen_project, "report", "latest")
+    assert done.returncode == 0, done.stderr
+    path = done.stdout.strip()
+    assert path.endswith(f"runs/.reports/{outcome.record.run_id}.html")
+    assert "Decision: SHIP" in open(path).read()
+    assert cli(frozen_project, "verify").returncode == 0
