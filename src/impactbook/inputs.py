@@ -5,13 +5,15 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .catalog import Catalog, Contract, DatasetEntry
 from .errors import InputError
 from .hashing import sha256_file
 from .project import Project
+
+if TYPE_CHECKING:  # pandas is imported where data is read, not when a run starts (see gates.py)
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ _DTYPES = {"int": "int64", "float": "float64", "bool": "bool"}
 
 def read_dataset(path: Path, entry: DatasetEntry) -> pd.DataFrame:
     """Read a pinned dataset, parsing the date columns its contract declares."""
+    import pandas as pd
+
     contract = entry.contract
     dates = [c for c, rule in (contract.columns.items() if contract else []) if rule.type in ("date", "datetime")]
     try:
@@ -67,6 +71,8 @@ def read_dataset(path: Path, entry: DatasetEntry) -> pd.DataFrame:
 
 
 def _csv_header(path: Path) -> list[str]:
+    import pandas as pd
+
     return list(pd.read_csv(path, nrows=0).columns)
 
 
@@ -105,6 +111,28 @@ def _summarise(failures: pd.DataFrame, name: str) -> list[str]:
         count = f"{rows} rows" if rows else "column"
         problems.append(f"{field}: fails {check} ({count}; e.g. {examples})")
     return problems
+
+
+def check_input(item: ResolvedInput, time_column: str) -> tuple[list[str], dict[str, str | None]]:
+    """Pin, then contract: the problems found, and the span of `time_column` in the data."""
+    if problem := hash_problem(item):
+        return [problem], {}
+    frame = read_dataset(item.path, item.entry)
+    if item.entry.contract is None:
+        problems = [f"datasets.{item.name}.contract: input has no data contract"]
+    else:
+        problems = contract_problems(frame, item.entry.contract, item.name)
+    window: dict[str, str | None] = {}
+    if time_column in frame:
+        window = {"start": _iso(frame[time_column].min()), "end": _iso(frame[time_column].max())}
+    return problems, window
+
+
+def _iso(value) -> str | None:
+    try:
+        return value.isoformat()
+    except AttributeError:
+        return None if value is None else str(value)
 
 
 def load_input(name: str, project: Project | None = None, verify: bool = True) -> pd.DataFrame:

@@ -4,6 +4,7 @@ scrap is escaped by Jinja2's autoescaping."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,8 @@ def render_report(record: RunRecord, plan: Plan, notebook: Path | None, output: 
     header = render_header(record, plan)
     if notebook is not None and notebook.exists():
         import nbformat
-        from nbconvert import HTMLExporter
 
-        exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                                sanitize_html=True)  # outputs may carry strings from data: no live markup
-        body, _ = exporter.from_notebook_node(_without_scrap_outputs(nbformat.read(notebook, as_version=4)))
+        body, _ = _exporter().from_notebook_node(_without_scrap_outputs(nbformat.read(notebook, as_version=4)))
         body = re.sub(r"<title>.*?</title>", f"<title>{_escape(plan.title)} — impactbook run</title>", body,
                       count=1, flags=re.S)
         html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + header, body, count=1)
@@ -79,6 +77,27 @@ def render_report(record: RunRecord, plan: Plan, notebook: Path | None, output: 
                 f"</title></head><body>{header}<p>No notebook was executed for this run.</p></body></html>")
     output.write_text(html, encoding="utf-8")
     return output
+
+
+@functools.lru_cache(maxsize=1)
+def _exporter():
+    """One exporter per process: building it compiles nbconvert's templates (~0.25 s), rendering is cheap."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                        sanitize_html=True)  # outputs may carry strings from data: no live markup
+
+
+def warm_up() -> None:
+    """Import nbconvert and compile its templates and sanitizer while the kernel works (the parent is
+    idle then), so rendering after execution costs only the rendering itself."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# warm *up*"),
+                                               nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output(
+                                                   "execute_result", {"text/html": "<b>1</b>", "text/plain": "1"},
+                                                   execution_count=1)])])
+    _exporter().from_notebook_node(notebook)
 
 
 def _without_scrap_outputs(notebook):

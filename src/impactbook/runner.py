@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from .catalog import Catalog
 from .decision import decide, final_verdicts
 from .execute import KERNEL, capture_environment, execute_template
 from .freezing import FrozenPlan, require_frozen
-from .gates import GateReport, check_admissibility
+from .gates import GateReport, InputChecks, check_admissibility
 from .hashing import sha256_file
 from .index import RunIndex, load_record
 from .inputs import resolve_inputs
@@ -27,7 +28,7 @@ from .ledger import Ledger, utc_now
 from .plan import plan_from_canonical
 from .project import Project
 from .record import DecisionRecord, Action, PlanRef, RunRecord, Status, TemplateRef, Timings
-from .report import render_report
+from .report import render_report, warm_up
 from .store import SUMS, Staging, abandoned_stagings, new_run_id, published_runs, write_json
 
 Progress = Callable[[str], None]
@@ -59,6 +60,20 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class _WhileTheKernelWorks(threading.Thread):
+    """The parent is idle while the kernel computes: warm up the report renderer then. A warm-up that
+    fails costs only the time it would have saved; the real render raises properly later."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="impactbook-warm-up")
+
+    def run(self) -> None:
+        try:
+            warm_up()
+        except Exception:
+            pass
+
+
 def run_plan(project: Project, plan_path: Path | str, *, timeout_s: int | None = None,
              progress: Progress = lambda message: None) -> RunOutcome:
     recover_abandoned(project, progress)
@@ -70,24 +85,27 @@ def run_plan(project: Project, plan_path: Path | str, *, timeout_s: int | None =
     inputs = resolve_inputs(project, catalog, plan.inputs)
 
     run_id = new_run_id(plan.id)
-    staging = Staging.create(project, run_id)
-    clock = time.perf_counter()
-    started = utc_now()
-    draft = _draft(project, frozen, template, template_path, inputs, run_id, started)
-    write_json(staging.path("run.json"), draft.model_dump(mode="json"))
-    write_json(staging.path("plan.json"), plan.canonical())
-    with _sigterm_as_interrupt():
+    with InputChecks(inputs, plan.window.time_column) as input_checks, _sigterm_as_interrupt():
+        staging = Staging.create(project, run_id)
+        clock = time.perf_counter()
+        started = utc_now()
+        draft = _draft(project, frozen, template, template_path, inputs, run_id, started)
+        write_json(staging.path("run.json"), draft.model_dump(mode="json"))
+        write_json(staging.path("plan.json"), plan.canonical())
         try:
             progress(f"run {run_id}: checking admissibility")
-            gate = check_admissibility(frozen, template, template_path, inputs)
+            gate = check_admissibility(frozen, template, template_path, input_checks)
             status, errors, scraps, execution = Status.COMPLETED, [], {}, None
             if not gate.admissible:
                 status = Status.INADMISSIBLE
                 progress(f"run {run_id}: INADMISSIBLE, the kernel will not start")
             else:
                 progress(f"run {run_id}: executing {template.path} in a fresh kernel")
+                side_work = _WhileTheKernelWorks()
+                side_work.start()
                 execution = execute_template(project, template_path, staging.path("notebook.ipynb"),
                                              plan.template_parameters(), seed=plan.seed, timeout_s=timeout_s)
+                side_work.join()
                 if execution.error:
                     errors.append(execution.error)
                 scraps = read_scraps(staging.path("notebook.ipynb"))
@@ -98,7 +116,7 @@ def run_plan(project: Project, plan_path: Path | str, *, timeout_s: int | None =
             gate, status, scraps, execution = GateReport(), Status.FAILED, {}, None
             errors = [f"interrupted before the run finished ({exc or 'SIGINT'})"]
         record = _finish(draft, plan, gate, status, errors, scraps, execution, started, clock)
-        return _publish(project, staging, record, plan, progress)
+        return _publish(project, staging, record, plan, progress, scraps or None)
 
 
 def _draft(project: Project, frozen: FrozenPlan, template, template_path: Path, inputs, run_id: str,
@@ -127,10 +145,11 @@ def _finish(draft: RunRecord, plan, gate: GateReport, status: Status, errors: li
                                     "timings": timings, "decision": decide(plan, status, verdicts)})
 
 
-def _publish(project: Project, staging: Staging, record: RunRecord, plan, progress: Progress) -> RunOutcome:
+def _publish(project: Project, staging: Staging, record: RunRecord, plan, progress: Progress,
+             scraps: dict[str, Any] | None = None) -> RunOutcome:
     """scraps, run.json, report into staging; atomic publish; then ledger entry and index row."""
     notebook = staging.path("notebook.ipynb")
-    write_json(staging.path("scraps.json"), read_scraps(notebook))
+    write_json(staging.path("scraps.json"), scraps if scraps is not None else read_scraps(notebook))
     write_json(staging.path("run.json"), record.model_dump(mode="json"))
     render_report(record, plan, notebook if notebook.exists() else None, staging.path("report.html"))
     folder = staging.publish(project.runs_dir)
