@@ -17,6 +17,9 @@ def test_report_leads_with_decision_and_hides_code(frozen_project):
     assert re.search(r'<img[^>]+src="data:image/png;base64,', body), "the report must include a plot"
     assert "ib.ab_results" not in body and "import impactbook" not in body, "code cells must be hidden"
     assert "application/scrapbook" not in body
+    assert "&lt;h2" not in body and "<h2" in body, "markdown renders as markup, not as escaped text"
+    head = html[:html.index("<body")]
+    assert "Content-Security-Policy" in head and "default-src 'none'" in head
 
 
 def test_strings_from_the_plan_are_escaped(project):

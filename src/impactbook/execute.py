@@ -87,7 +87,10 @@ def execute_template(project: Project, template: Path, output: Path, parameters:
     try:
         papermill.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=kernel_name,
                                    cwd=str(project.root), progress_bar=False, log_output=False,
-                                   execution_timeout=timeout_s, report_mode=False)
+                                   execution_timeout=timeout_s, report_mode=False,
+                                   # the kernel's own start-up warnings (e.g. "running over TCP without
+                                   # encryption" on a local loopback kernel) are not the user's business
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as exc:
         error = f"cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
     except KeyboardInterrupt:

@@ -15,6 +15,9 @@ from .plan import Plan
 from .record import RunRecord
 
 HEADER = jinja2.Environment(autoescape=True).from_string("""
+<style>
+  .ib-summary th, .ib-summary td { padding: .25em .8em; text-align: left; border-bottom: 1px solid #d0d7de; }
+</style>
 <section class="ib-summary" style="font-family: system-ui, sans-serif; max-width: 72em; margin: 1em auto;">
   <div class="ib-decision ib-{{ r.decision.action.value }}" role="status"
        style="padding: .8em 1.2em; border-radius: 6px; color: #fff; background: {{ colour }};">
@@ -53,6 +56,11 @@ HEADER = jinja2.Environment(autoescape=True).from_string("""
 <hr/>
 """)
 
+# No script runs and nothing is fetched: a report stays readable from file:// and cannot leak or execute
+# anything that slipped into an output. (nbconvert's own sanitize_html escapes ordinary markup too.)
+CSP = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+       "style-src 'unsafe-inline'; font-src data:\">")
+
 COLOURS = {"ship": "#1a7f37", "hold": "#9a6700", "rollback": "#cf222e"}  # WCAG AA contrast on white text
 
 
@@ -72,8 +80,9 @@ def render_report(record: RunRecord, plan: Plan, notebook: Path | None, output: 
         body = re.sub(r"<title>.*?</title>", f"<title>{_escape(plan.title)} — impactbook run</title>", body,
                       count=1, flags=re.S)
         html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + header, body, count=1)
+        html = re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + CSP, html, count=1)
     else:
-        html = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_escape(plan.title)} — impactbook run"
+        html = (f"<!DOCTYPE html><html><head>{CSP}<meta charset='utf-8'><title>{_escape(plan.title)} — impactbook run"
                 f"</title></head><body>{header}<p>No notebook was executed for this run.</p></body></html>")
     output.write_text(html, encoding="utf-8")
     return output
@@ -84,8 +93,7 @@ def _exporter():
     """One exporter per process: building it compiles nbconvert's templates (~0.25 s), rendering is cheap."""
     from nbconvert import HTMLExporter
 
-    return HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                        sanitize_html=True)  # outputs may carry strings from data: no live markup
+    return HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
 
 
 def warm_up() -> None:
