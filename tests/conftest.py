@@ -79,6 +79,13 @@ def run(project: Project, **kwargs):
     return run_plan(project, PLAN, **kwargs)
 
 
+def run_variant(project: Project, name: str, change, **kwargs):
+    """Freeze the plan pointed at a changed copy of the template, and run it."""
+    edit_template(project, name, change)
+    freeze_plan(project, PLAN)
+    return run(project, **kwargs)
+
+
 def cli(project: Project | Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     root = project.root if isinstance(project, Project) else project
     return subprocess.run([sys.executable, "-m", "impactbook", *args], cwd=root, capture_output=True, text=True,

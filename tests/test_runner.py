@@ -12,12 +12,14 @@ import nbformat
 import pytest
 
 from impactbook.audit import verify
+from impactbook.catalog import Catalog
 from impactbook.errors import PlanChangedError, PlanNotFrozenError
 from impactbook.index import RunIndex
 from impactbook.ledger import Ledger
 from impactbook.record import Action, Status, Verdict
 from impactbook.store import published_runs
-from conftest import PLAN, edit_template, edit_yaml, read_json, run, write_data
+from impactbook.freezing import freeze_plan
+from conftest import PLAN, edit_template, edit_yaml, read_json, run, run_variant, write_data
 
 
 def test_completed_run_publishes_every_artifact_read_only(frozen_project):
@@ -54,7 +56,6 @@ def test_two_runs_of_the_same_frozen_plan_give_identical_scraps_and_new_folders(
 def test_unfrozen_or_edited_plan_is_refused_and_nothing_is_stored(project):
     with pytest.raises(PlanNotFrozenError):
         run(project)
-    from impactbook.freezing import freeze_plan
     freeze_plan(project, PLAN)
     edit_yaml(project.root / PLAN, (("alpha",), 0.1))
     with pytest.raises(PlanChangedError):
@@ -81,9 +82,7 @@ def test_contract_violation_makes_the_run_inadmissible_naming_the_column(project
     text = path.read_text().splitlines(keepends=True)
     text[5] = text[5].replace(",control,", ",holdout,").replace(",treatment,", ",holdout,")
     path.write_text("".join(text))
-    from impactbook.catalog import Catalog
     Catalog.load(project).pin_dataset("demo_experiment", path)
-    from impactbook.freezing import freeze_plan
     freeze_plan(project, PLAN)
     outcome = run(project)
     assert outcome.record.status is Status.INADMISSIBLE
@@ -94,7 +93,6 @@ def test_contract_violation_makes_the_run_inadmissible_naming_the_column(project
 
 def test_unknown_parameter_makes_the_run_inadmissible(project):
     edit_yaml(project.root / PLAN, (("parameters",), {"bootstrap_draws": 100}))
-    from impactbook.freezing import freeze_plan
     freeze_plan(project, PLAN)
     outcome = run(project)
     assert outcome.record.status is Status.INADMISSIBLE
@@ -105,10 +103,7 @@ def test_unknown_parameter_makes_the_run_inadmissible(project):
 def test_missing_parameter_makes_the_run_inadmissible(project):
     def add_parameter(notebook):
         notebook.cells[1].source += "\nsegment = 'platform'"
-    edit_template(project, "with_segment", add_parameter)
-    from impactbook.freezing import freeze_plan
-    freeze_plan(project, PLAN)
-    outcome = run(project)
+    outcome = run_variant(project, "with_segment", add_parameter)
     assert "the template declares ['segment'], which the plan does not supply" in outcome.record.gate["inadmissible"][0]
 
 
@@ -125,10 +120,7 @@ def test_edited_template_does_not_match_its_pin(frozen_project):
 def test_notebook_that_raises_is_stored_failed_with_its_partial_notebook(project):
     def explode(notebook):
         notebook.cells.insert(4, nbformat.v4.new_code_cell("raise RuntimeError('model registry unreachable')"))
-    edit_template(project, "explodes", explode)
-    from impactbook.freezing import freeze_plan
-    freeze_plan(project, PLAN)
-    outcome = run(project)
+    outcome = run_variant(project, "explodes", explode)
     record = outcome.record
     assert record.status is Status.FAILED
     assert "RuntimeError: model registry unreachable" in record.errors[0]
@@ -139,14 +131,20 @@ def test_notebook_that_raises_is_stored_failed_with_its_partial_notebook(project
     assert verify(project).intact
 
 
+def test_kernel_that_dies_is_stored_failed(project):
+    def die(notebook):
+        notebook.cells.insert(4, nbformat.v4.new_code_cell("import os\nos._exit(9)"))
+    outcome = run_variant(project, "dies", die)
+    assert outcome.record.status is Status.FAILED
+    assert "DeadKernelError" in outcome.record.errors[0] or "died" in outcome.record.errors[0].lower()
+    assert (outcome.folder / "notebook.ipynb").exists()
+
+
 def test_missing_scrap_fails_the_run_naming_the_scrap(project):
     def forget_verdicts(notebook):
         for cell in notebook.cells:
             cell.source = cell.source.replace('ib.glue("verdicts", verdicts)', "pass")
-    edit_template(project, "forgetful", forget_verdicts)
-    from impactbook.freezing import freeze_plan
-    freeze_plan(project, PLAN)
-    outcome = run(project)
+    outcome = run_variant(project, "forgetful", forget_verdicts)
     assert outcome.record.status is Status.FAILED
     assert "scrap 'verdicts': missing (the template declares it but never glued it)" in outcome.record.errors
 
@@ -155,10 +153,7 @@ def test_mistyped_scrap_fails_the_run(project):
     def wrong_type(notebook):
         for cell in notebook.cells:
             cell.source = cell.source.replace('ib.glue("srm", srm.as_dict())', 'ib.glue("srm", srm.p_value)')
-    edit_template(project, "mistyped", wrong_type)
-    from impactbook.freezing import freeze_plan
-    freeze_plan(project, PLAN)
-    outcome = run(project)
+    outcome = run_variant(project, "mistyped", wrong_type)
     assert "scrap 'srm': expected object, got float" in outcome.record.errors
 
 
@@ -166,7 +161,6 @@ def _sleepy(project):
     def sleep(notebook):
         notebook.cells.insert(3, nbformat.v4.new_code_cell("import time\ntime.sleep(120)"))
     edit_template(project, "sleepy", sleep)
-    from impactbook.freezing import freeze_plan
     freeze_plan(project, PLAN)
 
 
@@ -226,7 +220,6 @@ def test_sigterm_during_execution_publishes_a_failed_run(project):
 
 def test_window_before_freeze_runs_but_every_verdict_is_deviated(tmp_path):
     from conftest import make_project
-    from impactbook.freezing import freeze_plan
     project = make_project(tmp_path / "late")
     edit_yaml(project.root / PLAN, (("window", "start"), "2026-01-01"), (("window", "end"), "2026-01-14"))
     import datetime as dt
