@@ -102,47 +102,38 @@ class Catalog:
     def template(self, name: str) -> TemplateEntry:
         return _pick("template", name, self.model.templates, self.shown)
 
-    def pin_dataset(self, name: str, path: Path, contract: Contract | None = None,
-                    keep_contract: bool = True) -> DatasetEntry:
-        """Write (or re-write) a dataset pin: uri, sha256, size and contract, keeping comments elsewhere."""
-        path = self.project.resolve(path)
-        if not path.is_file():
-            raise CatalogError(f"no such file: {path}", field=f"datasets.{name}.uri")
-        section = self._section("datasets")
-        entry = section.get(name)
-        if entry is None:
-            entry = CommentedMap()
-            section[name] = entry
+    def pin_dataset(self, name: str, path: Path, contract: Contract | None = None) -> DatasetEntry:
+        """Write (or re-write) a dataset pin: uri, sha256, size and contract, keeping comments elsewhere.
+        Re-pinning without a contract keeps the one already there."""
+        path, entry = self._entry("datasets", name, path, "uri")
         entry["uri"] = self.project.relative(path)
         entry["sha256"] = sha256_file(path)
         entry["size"] = path.stat().st_size
         entry["format"] = "parquet" if path.suffix == ".parquet" else "csv"
         if contract is not None:
             entry["contract"] = contract.model_dump(mode="json", exclude_defaults=True)
-        elif not keep_contract:
-            entry.pop("contract", None)
         self._save()
         return self.dataset(name)
 
     def pin_template(self, name: str, path: Path, version: int | str | None = None) -> TemplateEntry:
-        path = self.project.resolve(path)
-        if not path.is_file():
-            raise CatalogError(f"no such file: {path}", field=f"templates.{name}.path")
-        section = self._section("templates")
-        entry = section.get(name)
-        if entry is None:
-            entry = CommentedMap()
-            section[name] = entry
+        path, entry = self._entry("templates", name, path, "path")
         entry["path"] = self.project.relative(path)
         entry["version"] = version if version is not None else entry.get("version", 1)
         entry["sha256"] = sha256_file(path)
         self._save()
         return self.template(name)
 
-    def _section(self, key: str) -> CommentedMap:
-        if not isinstance(self.document.get(key), dict):
-            self.document[key] = CommentedMap()
-        return self.document[key]
+    def _entry(self, section_key: str, name: str, path: Path, field: str) -> tuple[Path, CommentedMap]:
+        """The file to pin (it must exist) and its entry in the round-trip document, created if new."""
+        path = self.project.resolve(path)
+        if not path.is_file():
+            raise CatalogError(f"no such file: {path}", where=self.shown, field=f"{section_key}.{name}.{field}")
+        if not isinstance(self.document.get(section_key), dict):
+            self.document[section_key] = CommentedMap()
+        section = self.document[section_key]
+        if section.get(name) is None:
+            section[name] = CommentedMap()
+        return path, section[name]
 
     def _save(self) -> None:
         """Validate before writing, then replace the file atomically."""
