@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 import datetime as dt
+import hashlib
+import itertools
+import json
+import shutil
 
 from impactbook.audit import verify
 from impactbook.demo import generate_demo_data
@@ -13,9 +15,15 @@ from conftest import REPO, cli
 
 
 def _copy_repository(target):
-    for item in ("catalog.yaml", "plans/example.yaml", "templates/ab_test.ipynb", "runs/ledger.jsonl"):
+    """The committed project: catalog, plan, template, and the ledger's preregistration entries (a
+    checkout where the demo already ran has run entries too, whose folders are not copied)."""
+    for item in ("catalog.yaml", "plans/example.yaml", "templates/ab_test.ipynb"):
         (target / item).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO / item, target / item)
+    lines = (REPO / "runs/ledger.jsonl").read_text().splitlines(keepends=True)
+    kept = list(itertools.takewhile(lambda line: json.loads(line)["kind"] != "run", lines))
+    (target / "runs/ledger.jsonl").parent.mkdir(parents=True, exist_ok=True)
+    (target / "runs/ledger.jsonl").write_text("".join(kept))
     return target
 
 
