@@ -23,7 +23,8 @@ def test_gate_exit_code_follows_the_decision(tmp_path, effects, verdicts, action
     project = make_project(tmp_path / "p", **effects)
     freeze_plan(project, PLAN)
     outcome = run(project)
-    assert {v.metric: v.verdict.value for v in outcome.record.verdicts} == verdicts
+    found = {v.metric: v.verdict.value for v in outcome.record.verdicts}
+    assert {metric: found[metric] for metric in verdicts} == verdicts
     done = cli(project, "gate", outcome.record.run_id, "--json")
     assert done.returncode == code, done.stderr
     assert json.loads(done.stdout)["decision"] == action
@@ -37,7 +38,7 @@ def test_gate_on_unknown_run_is_an_error(frozen_project):
 
 def test_precedence_inadmissible_over_deviated_over_statistics(project):
     plan = load_plan(project.root / PLAN)
-    stats = {"conversion": "CONFIRMED", "revenue_per_user": "CONFIRMED"}
+    stats = {"conversion": "CONFIRMED", "revenue_per_user": "CONFIRMED", "revenue_per_session": "CONFIRMED"}
     clean = final_verdicts(plan, Status.COMPLETED, stats, [], [], [])
     assert {v.verdict for v in clean} == {Verdict.CONFIRMED}
     deviated = final_verdicts(plan, Status.COMPLETED, stats, [], ["window.start: early"], [])
@@ -45,7 +46,7 @@ def test_precedence_inadmissible_over_deviated_over_statistics(project):
     assert decide(plan, Status.COMPLETED, deviated).action is Action.HOLD
     failed = final_verdicts(plan, Status.FAILED, stats, [], ["x"], ["boom"])
     assert {v.verdict for v in failed} == {Verdict.INADMISSIBLE}
-    partial = final_verdicts(plan, Status.COMPLETED, {"conversion": "CONFIRMED", "revenue_per_user": "maybe"}, [], [], [])
+    partial = final_verdicts(plan, Status.COMPLETED, {**stats, "revenue_per_user": "maybe"}, [], [], [])
     assert partial[1].verdict is Verdict.INADMISSIBLE and "no verdict" in partial[1].reason
 
 

@@ -33,7 +33,8 @@ def test_demo_runs_end_to_end_twice(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "matches its pin" in first.stderr or "re-pinned demo_experiment" in first.stderr
     for expected in ("run id:", "verdict:  conversion (primary): CONFIRMED",
-                     "verdict:  revenue_per_user (guardrail): CONFIRMED", "decision: ship", "report:"):
+                     "verdict:  revenue_per_user (guardrail): CONFIRMED",
+                     "verdict:  revenue_per_session (secondary):", "decision: ship", "report:"):
         assert expected in first.stdout, first.stdout
     assert "DEVIATED" not in first.stdout and "deviation" not in first.stdout
     second = cli(root, "demo")
@@ -49,4 +50,4 @@ def test_demo_data_is_deterministic(tmp_path):
     digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
     assert len(digests) == 1
     header, first_row = paths[0].read_text().splitlines()[:2]
-    assert header == "user_id,variant,platform,date,pre_revenue,revenue,converted"
+    assert header == "user_id,variant,platform,date,pre_revenue,revenue,converted,sessions"

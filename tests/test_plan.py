@@ -13,7 +13,8 @@ def test_example_plan_is_valid_and_hash_is_stable(project):
     first = load_plan(project.root / PLAN)
     second = load_plan(project.root / PLAN)
     assert first.sha256 == second.sha256
-    assert [m.id for m in first.hypotheses] == ["conversion", "revenue_per_user"]
+    assert [m.id for m in first.hypotheses] == ["conversion", "revenue_per_user", "revenue_per_session"]
+    assert first.family == ["conversion", "revenue_per_session"]
 
 
 def test_comment_and_formatting_edits_do_not_change_the_hash(project):

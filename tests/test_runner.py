@@ -27,7 +27,8 @@ def test_completed_run_publishes_every_artifact_read_only(frozen_project):
     record = outcome.record
     assert record.status is Status.COMPLETED
     assert {v.metric: v.verdict for v in record.verdicts} == {"conversion": Verdict.CONFIRMED,
-                                                              "revenue_per_user": Verdict.CONFIRMED}
+                                                              "revenue_per_user": Verdict.CONFIRMED,
+                                                              "revenue_per_session": Verdict.CONFIRMED}
     assert record.decision.action is Action.SHIP
     files = sorted(p.name for p in outcome.folder.iterdir())
     assert files == ["SHA256SUMS", "notebook.ipynb", "plan.json", "report.html", "run.json", "scraps.json"]
@@ -143,7 +144,7 @@ def test_kernel_that_dies_is_stored_failed(project):
 def test_missing_scrap_fails_the_run_naming_the_scrap(project):
     def forget_verdicts(notebook):
         for cell in notebook.cells:
-            cell.source = cell.source.replace('ib.glue("verdicts", verdicts)', "pass")
+            cell.source = cell.source.replace("ib.glue(name, value)", 'ib.glue(name, value) if name != "verdicts" else None')
     outcome = run_variant(project, "forgetful", forget_verdicts)
     assert outcome.record.status is Status.FAILED
     assert "scrap 'verdicts': missing (the template declares it but never glued it)" in outcome.record.errors
@@ -152,7 +153,7 @@ def test_missing_scrap_fails_the_run_naming_the_scrap(project):
 def test_mistyped_scrap_fails_the_run(project):
     def wrong_type(notebook):
         for cell in notebook.cells:
-            cell.source = cell.source.replace('ib.glue("srm", srm.as_dict())', 'ib.glue("srm", srm.p_value)')
+            cell.source = cell.source.replace("ib.glue(name, value)", 'ib.glue(name, 0.5 if name == "srm" else value)')
     outcome = run_variant(project, "mistyped", wrong_type)
     assert "scrap 'srm': expected object, got float" in outcome.record.errors
 
@@ -233,3 +234,16 @@ def test_window_before_freeze_runs_but_every_verdict_is_deviated(tmp_path):
     assert any("before the plan was frozen" in d for d in record.gate["deviations"])
     assert record.decision.action is Action.HOLD
     assert "before the plan was frozen" in (outcome.folder / "report.html").read_text()
+
+
+def test_sample_ratio_mismatch_makes_an_executed_run_inadmissible(tmp_path):
+    from conftest import make_project
+    project = make_project(tmp_path / "srm", treatment_share=0.53)
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    record = outcome.record
+    assert record.status is Status.INADMISSIBLE
+    assert (outcome.folder / "notebook.ipynb").exists(), "the analysis ran; its numbers are kept"
+    assert any(r.startswith("sample ratio mismatch") for r in record.gate["inadmissible"])
+    assert {v.verdict for v in record.verdicts} == {Verdict.INADMISSIBLE}
+    assert record.decision.action is Action.HOLD

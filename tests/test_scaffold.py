@@ -33,7 +33,9 @@ def test_template_declares_its_output_contract_and_parameters():
     from impactbook.capture import output_contract
     from impactbook.gates import template_parameter_names
     template = REPO / "templates/ab_test.ipynb"
-    assert output_contract(template) == {"srm": "object", "results": "array", "verdicts": "object"}
+    assert output_contract(template) == {"srm": "object", "results": "array", "verdicts": "object", "power": "array",
+                                         "cuped": "array", "segments": "array", "heterogeneity": "array",
+                                         "daily": "array"}
     assert template_parameter_names(template) == ["experiment", "plan", "seed"]
     notebook = nbformat.read(template, as_version=4)
     assert not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code"), "templates store no outputs"

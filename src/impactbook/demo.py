@@ -35,17 +35,20 @@ DEMO_CONTRACT = Contract.model_validate({
         "pre_revenue": {"type": "float", "min": 0},
         "revenue": {"type": "float", "min": 0},
         "converted": {"type": "int", "allowed": [0, 1]},
+        "sessions": {"type": "int", "min": 1},
     },
 })
 
 
 def generate_demo_data(path: Path, start: dt.date, days: int, users: int = USERS, seed: int = SEED,
-                       conversion_lift: float = 0.006, revenue_factor: float = 1.0) -> Path:
+                       conversion_lift: float = 0.006, revenue_factor: float = 1.0,
+                       treatment_share: float = 0.5) -> Path:
     """A/B exposure table: the candidate raises conversion by `conversion_lift` (absolute) and so
     revenue per user; `revenue_factor` scales treated revenue (below 1 to simulate harm);
+    `treatment_share` other than 0.5 simulates a broken split (sample ratio mismatch);
     pre-period revenue predicts revenue (for CUPED later); platforms differ."""
     rng = np.random.default_rng(seed)
-    treated = rng.random(users) < 0.5
+    treated = rng.random(users) < treatment_share
     platform = rng.choice(np.array(["ios", "android", "web"]), size=users, p=[0.35, 0.4, 0.25])
     base = np.select([platform == "ios", platform == "android"], [0.11, 0.095], 0.10)
     engagement = rng.gamma(2.0, 1.0, users)
@@ -53,13 +56,14 @@ def generate_demo_data(path: Path, start: dt.date, days: int, users: int = USERS
     p_convert = np.clip(base * (0.6 + 0.2 * engagement) + treated * conversion_lift, 0, 1)
     converted = (rng.random(users) < p_convert).astype(np.int64)
     order_value = rng.lognormal(mean=3.6, sigma=0.5, size=users)
-    revenue = converted * order_value + 0.35 * pre_revenue * rng.random(users)
+    revenue = converted * order_value + 0.8 * pre_revenue * rng.gamma(8.0, 0.125, users)  # habitual spend
     revenue = np.round(np.where(treated, revenue * revenue_factor, revenue), 2)
     dates = pd.Timestamp(start) + pd.to_timedelta(rng.integers(0, days, users), unit="D")
+    sessions = 1 + rng.poisson(1.5 + engagement)
     frame = pd.DataFrame({
         "user_id": np.arange(1, users + 1), "variant": np.where(treated, "treatment", "control"),
         "platform": platform, "date": dates.strftime("%Y-%m-%d"), "pre_revenue": pre_revenue,
-        "revenue": revenue, "converted": converted})
+        "revenue": revenue, "converted": converted, "sessions": sessions})
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False, float_format="%.2f", lineterminator="\n")
     return path

@@ -32,6 +32,10 @@ class GateReport:
     def record(self) -> dict[str, object]:
         return {"inadmissible": self.inadmissible, "deviations": self.deviations, "data_window": self.data_window}
 
+    def with_inadmissible(self, reason: str) -> "GateReport":
+        """A finding made after execution (e.g. sample ratio mismatch) that still voids the run."""
+        return GateReport([*self.inadmissible, reason], self.deviations, self.data_window)
+
 
 def template_parameter_names(path: Path) -> list[str]:
     """The names in the template's `parameters` cell, read with papermill's own inspector."""

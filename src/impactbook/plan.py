@@ -58,15 +58,41 @@ class Window(_Strict):
         return self
 
 
+class Cap(_Strict):
+    """Winsorization: values above this quantile (of the control arm or of both arms) are capped."""
+
+    quantile: float = Field(gt=0.5, lt=1)
+    basis: Literal["control", "pooled"] = "control"
+
+
 class Metric(_Strict):
     id: str = Slug
-    column: str
-    kind: Literal["proportion", "mean"]
+    kind: Literal["proportion", "mean", "ratio"]
+    column: str | None = Field(None, description="per-unit value (proportion: 0/1); not for ratio metrics")
+    numerator: str | None = Field(None, description="ratio metrics: per-unit numerator, e.g. revenue")
+    denominator: str | None = Field(None, description="ratio metrics: per-unit denominator, e.g. sessions")
+    filter: str | None = Field(None, description="SQL condition selecting the units this metric counts")
+    covariate: str | None = Field(None, description="pre-period column for CUPED regression adjustment")
+    cap: Cap | None = None
     role: Role
     direction: Literal["increase", "decrease"] = Field(description="the direction that is good")
+    margin_type: Literal["relative", "absolute"] = "relative"
     margin: float | None = Field(None, validate_default=True,
-                                 description="guardrails: relative non-inferiority margin, negative")
+                                 description="guardrails: non-inferiority margin, negative")
     minimum_detectable_effect: float | None = Field(None, gt=0, description="relative, for power")
+
+    @model_validator(mode="after")
+    def _columns_fit_kind(self) -> "Metric":
+        if self.kind == "ratio":
+            if not (self.numerator and self.denominator) or self.column:
+                raise ValueError("a ratio metric names `numerator` and `denominator` columns, not `column`")
+            if self.covariate:
+                raise ValueError("CUPED (covariate) applies to mean and proportion metrics, not ratios")
+        elif not self.column or self.numerator or self.denominator:
+            raise ValueError(f"a {self.kind} metric names one `column` (and no numerator/denominator)")
+        if self.cap is not None and self.kind != "mean":
+            raise ValueError("cap (winsorization) applies to mean metrics only")
+        return self
 
     @field_validator("margin")
     @classmethod
@@ -74,7 +100,7 @@ class Metric(_Strict):
         role = info.data.get("role")
         if role == "guardrail":
             if margin is None:
-                raise ValueError("a guardrail needs a non-inferiority margin (a negative relative change, e.g. -0.02)")
+                raise ValueError("a guardrail needs a non-inferiority margin (a negative change, e.g. -0.02)")
             if not margin < 0:
                 raise ValueError(f"must be a negative number for a guardrail (got {margin})")
         elif margin is not None and role is not None:
@@ -87,6 +113,19 @@ class DecisionRule(_Strict):
 
     ship_when_confirmed: list[str] | None = None
     rollback_when_refuted: list[str] | None = None
+
+
+class Correction(_Strict):
+    """Multiple-testing correction across the preregistered family (default: primary and secondary)."""
+
+    method: Literal["holm", "bh", "none"] = "holm"
+    family: list[str] | None = None
+
+
+class Segments(_Strict):
+    columns: list[str] = Field(default_factory=list)
+    min_size: int = Field(1000, ge=1, description="segments with fewer units (per arm) are suppressed")
+    correction: Literal["holm", "bh", "none"] = "holm"
 
 
 class Plan(_Strict):
@@ -102,7 +141,10 @@ class Plan(_Strict):
     alpha: float = Field(gt=0, lt=0.5)
     seed: int = Field(ge=0)
     srm_threshold: float = Field(0.001, gt=0, lt=1)
+    target_power: float = Field(0.8, gt=0, lt=1)
     metrics: list[Metric] = Field(min_length=1)
+    correction: Correction = Correction()
+    segments: Segments = Segments()
     decision_rule: DecisionRule = DecisionRule()
     parameters: dict[str, Any] = Field(default_factory=dict)
 
@@ -120,10 +162,12 @@ class Plan(_Strict):
     @model_validator(mode="after")
     def _rule_names_hypotheses(self) -> "Plan":
         known = {h.id for h in self.hypotheses}
-        for name in ("ship_when_confirmed", "rollback_when_refuted"):
-            unknown = [i for i in getattr(self.decision_rule, name) or [] if i not in known]
+        for name, listed in (("decision_rule.ship_when_confirmed", self.decision_rule.ship_when_confirmed),
+                             ("decision_rule.rollback_when_refuted", self.decision_rule.rollback_when_refuted),
+                             ("correction.family", self.correction.family)):
+            unknown = [i for i in listed or [] if i not in known]
             if unknown:
-                raise ValueError(f"decision_rule.{name} names {unknown}, which are not preregistered "
+                raise ValueError(f"{name} names {unknown}, which are not preregistered "
                                  f"hypotheses (choose from {sorted(known)})")
         reserved = {"plan", "seed", *self.inputs} & set(self.parameters)
         if reserved:
@@ -134,6 +178,12 @@ class Plan(_Strict):
     def hypotheses(self) -> list[Metric]:
         """Every metric with a confirmatory role is a preregistered hypothesis; exploratory ones are not."""
         return [m for m in self.metrics if m.role != "exploratory"]
+
+    @property
+    def family(self) -> list[str]:
+        """The hypotheses whose p-values are corrected together (guardrails are tested one-sided, apart)."""
+        listed = self.correction.family
+        return listed if listed is not None else [m.id for m in self.metrics if m.role in ("primary", "secondary")]
 
     @property
     def ship_requires(self) -> list[str]:

@@ -112,11 +112,22 @@ def run_plan(project: Project, plan_path: Path | str, *, timeout_s: int | None =
                 if execution.ok:
                     errors += scrap_problems(scraps, output_contract(template_path), template.path)
                 status = Status.FAILED if errors else Status.COMPLETED
+                if status is Status.COMPLETED and (mismatch := sample_ratio_mismatch(scraps, plan.srm_threshold)):
+                    status, gate = Status.INADMISSIBLE, gate.with_inadmissible(mismatch)
         except KeyboardInterrupt as exc:
             gate, status, scraps, execution = GateReport(), Status.FAILED, {}, None
             errors = [f"interrupted before the run finished ({exc or 'SIGINT'})"]
         record = _finish(draft, plan, gate, status, errors, scraps, execution, started, clock)
         return _publish(project, staging, record, plan, progress, scraps or None)
+
+
+def sample_ratio_mismatch(scraps: dict[str, Any], threshold: float) -> str | None:
+    """A broken split invalidates every comparison: the run is INADMISSIBLE, though it executed."""
+    srm = scraps.get("srm")
+    if isinstance(srm, dict) and isinstance(srm.get("p_value"), (int, float)) and srm["p_value"] < threshold:
+        return (f"sample ratio mismatch: arms {srm.get('observed')} against the planned split "
+                f"(chi-square p = {srm['p_value']:.2g} < {threshold})")
+    return None
 
 
 def _draft(project: Project, frozen: FrozenPlan, template, template_path: Path, inputs, run_id: str,

@@ -1,7 +1,14 @@
-"""Pure statistics for templates: sufficient statistics in, typed results out; no I/O."""
+"""Pure statistics for templates: sufficient statistics in, typed results out; no I/O, no pandas."""
 
-from .basic import (Effect, SampleMean, non_inferiority_verdict, proportion_difference, srm_test,
-                    superiority_verdict, welch_difference)
+from .effects import Effect, compare, cuped_difference, proportion_difference, ratio_difference, welch_difference
+from .multiple import adjust_p_values
+from .power import Power, achieved_power
+from .segments import Heterogeneity, cochran_q
+from .srm import SampleRatioMismatch, srm_test
+from .statistics import ArmEstimate, RatioStatistic, RegressionStatistic, SampleMean
+from .verdicts import NonInferiority, non_inferiority, non_inferiority_verdict, superiority_verdict
 
-__all__ = ["Effect", "SampleMean", "non_inferiority_verdict", "proportion_difference", "srm_test",
-           "superiority_verdict", "welch_difference"]
+__all__ = ["ArmEstimate", "Effect", "Heterogeneity", "NonInferiority", "Power", "RatioStatistic",
+           "RegressionStatistic", "SampleMean", "SampleRatioMismatch", "achieved_power", "adjust_p_values",
+           "cochran_q", "compare", "cuped_difference", "non_inferiority", "non_inferiority_verdict",
+           "proportion_difference", "ratio_difference", "srm_test", "superiority_verdict", "welch_difference"]

@@ -1,0 +1,158 @@
+"""Aggregation pushdown: the plan's metric definitions compile to one SQL query that returns
+sufficient statistics per arm — overall, per segment and per day — computed by DuckDB directly
+over the pinned CSV or Parquet file. No row reaches pandas.
+
+The SQL is deliberately plain (GROUPING SETS, CASE, PERCENTILE_CONT ... WITHIN GROUP) so that the
+same text runs on a warehouse; only `source_sql` (DuckDB's read_csv / read_parquet) is engine-specific.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from .plan import Metric, Plan
+from .stats import RatioStatistic, RegressionStatistic, SampleMean
+
+Statistic = Union[SampleMean, RatioStatistic, RegressionStatistic]
+Cell = dict[str, dict[str, Statistic]]  # arm -> metric id -> statistic
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def literal(value: Any) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def source_sql(path: Path, format: str) -> str:
+    reader = "read_parquet" if format == "parquet" else "read_csv"
+    options = "" if format == "parquet" else ", header = true"
+    return f"{reader}({literal(path)}{options})"
+
+
+def _value(metric: Metric, column: str | None, cap: str | None = None) -> str:
+    expression = f"CAST({quote(column)} AS DOUBLE)"
+    if cap:
+        expression = f"LEAST({expression}, {cap})"
+    if metric.filter:
+        expression = f"CASE WHEN ({metric.filter}) THEN {expression} END"
+    return expression
+
+
+def cap_sql(plan: Plan, source: str) -> str | None:
+    """One row of caps, each the declared quantile of the control arm (or of both arms)."""
+    parts = []
+    for metric in plan.metrics:
+        if metric.cap is None:
+            continue
+        value = f"CAST({quote(metric.column)} AS DOUBLE)"
+        if metric.cap.basis == "control":
+            value = f"CASE WHEN {quote(plan.design.variant_column)} = {literal(plan.design.control)} THEN {value} END"
+        parts.append(f"PERCENTILE_CONT({metric.cap.quantile}) WITHIN GROUP (ORDER BY {value}) AS {quote('cap__' + metric.id)}")
+    return f"SELECT {', '.join(parts)} FROM {source}" if parts else None
+
+
+def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None) -> str:
+    """The single scan: GROUPING SETS over (arm), (arm, segment) for each segment, (arm, day)."""
+    design, caps = plan.design, caps or {}
+    arm = quote(design.variant_column)
+    columns = [f"CAST({arm} AS VARCHAR) AS arm", "COUNT(*) AS units"]
+    grouping_columns = [*plan.segments.columns, plan.window.time_column]
+    for index, column in enumerate(grouping_columns):
+        columns.append(f"CAST({quote(column)} AS VARCHAR) AS g{index}_value")
+        columns.append(f"GROUPING({quote(column)}) AS g{index}_rolled")
+    for metric in plan.metrics:
+        prefix = metric.id
+        if metric.kind == "ratio":
+            num, den = _value(metric, metric.numerator), _value(metric, metric.denominator)
+            columns += [f"COUNT({num}) AS {prefix}__n", f"SUM({num}) AS {prefix}__s", f"SUM({num} * {num}) AS {prefix}__ss",
+                        f"SUM({den}) AS {prefix}__ds", f"SUM({den} * {den}) AS {prefix}__dss",
+                        f"SUM({num} * {den}) AS {prefix}__nd"]
+            continue
+        cap = repr(caps[metric.id]) if metric.id in caps else None
+        value = _value(metric, metric.column, cap)
+        columns += [f"COUNT({value}) AS {prefix}__n", f"SUM({value}) AS {prefix}__s", f"SUM({value} * {value}) AS {prefix}__ss"]
+        if metric.covariate:
+            covariate = _value(metric, metric.covariate)
+            columns += [f"SUM({covariate}) AS {prefix}__xs", f"SUM({covariate} * {covariate}) AS {prefix}__xss",
+                        f"SUM({value} * {covariate}) AS {prefix}__xy"]
+    sets = [f"({arm})"] + [f"({arm}, {quote(c)})" for c in grouping_columns]
+    return (f"SELECT {', '.join(columns)}\nFROM {source}\n"
+            f"GROUP BY GROUPING SETS ({', '.join(sets)})")
+
+
+def _statistic(metric: Metric, row: dict[str, Any]) -> Statistic:
+    p = metric.id
+    n = int(row[f"{p}__n"] or 0)
+    main = SampleMean(n, float(row[f"{p}__s"] or 0), float(row[f"{p}__ss"] or 0))
+    if metric.kind == "ratio":
+        denominator = SampleMean(n, float(row[f"{p}__ds"] or 0), float(row[f"{p}__dss"] or 0))
+        return RatioStatistic(main, denominator, float(row[f"{p}__nd"] or 0))
+    if metric.covariate:
+        pre = SampleMean(n, float(row[f"{p}__xs"] or 0), float(row[f"{p}__xss"] or 0))
+        return RegressionStatistic(main, pre, float(row[f"{p}__xy"] or 0))
+    return main
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """Sufficient statistics: overall, per (segment column, value), per day — each arm -> metric -> statistic."""
+
+    units: dict[str, int]
+    overall: Cell
+    segment_units: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    segments: dict[tuple[str, str], Cell] = field(default_factory=dict)
+    daily_units: dict[str, dict[str, int]] = field(default_factory=dict)
+    daily: dict[str, Cell] = field(default_factory=dict)
+    caps: dict[str, float] = field(default_factory=dict)
+    sql: str = ""
+
+
+def aggregate(plan: Plan, path: Path, format: str = "csv", connection=None) -> Aggregates:
+    """Run the compiled SQL in DuckDB (in memory, by default) over the pinned file."""
+    import duckdb
+
+    connection = connection or duckdb.connect()
+    source = source_sql(Path(path), format)
+    caps: dict[str, float] = {}
+    if (query := cap_sql(plan, source)) is not None:
+        cursor = connection.execute(query)
+        names = [d[0] for d in cursor.description]
+        caps = {name.removeprefix("cap__"): float(value) for name, value in zip(names, cursor.fetchone())}
+    sql = statistics_sql(plan, source, caps)
+    cursor = connection.execute(sql)
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, values)) for values in cursor.fetchall()]
+    return _collect(plan, rows, caps, sql)
+
+
+def _collect(plan: Plan, rows: list[dict[str, Any]], caps: dict[str, float], sql: str) -> Aggregates:
+    grouping_columns = [*plan.segments.columns, plan.window.time_column]
+    units: dict[str, int] = {}
+    overall: Cell = {}
+    segment_units: dict[tuple[str, str], dict[str, int]] = {}
+    segments: dict[tuple[str, str], Cell] = {}
+    daily_units: dict[str, dict[str, int]] = {}
+    daily: dict[str, Cell] = {}
+    for row in rows:
+        arm = row["arm"]
+        statistics = {m.id: _statistic(m, row) for m in plan.metrics}
+        grouped = [i for i in range(len(grouping_columns)) if row[f"g{i}_rolled"] == 0]
+        if not grouped:
+            units[arm], overall[arm] = int(row["units"]), statistics
+            continue
+        index = grouped[0]
+        value = str(row[f"g{index}_value"])
+        if index == len(grouping_columns) - 1:
+            day = value[:10]
+            daily_units.setdefault(day, {})[arm] = int(row["units"])
+            daily.setdefault(day, {})[arm] = statistics
+        else:
+            key = (grouping_columns[index], value)
+            segment_units.setdefault(key, {})[arm] = int(row["units"])
+            segments.setdefault(key, {})[arm] = statistics
+    return Aggregates(units, overall, segment_units, dict(sorted(segments.items())), dict(sorted(daily_units.items())),
+                      dict(sorted(daily.items())), caps, sql)

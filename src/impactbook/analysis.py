@@ -1,0 +1,182 @@
+"""The A/B analysis a template runs: plan + sufficient statistics -> typed results.
+
+SRM (overall and per segment), each metric's effect (CUPED when the plan names a covariate,
+delta method for ratios, capped sums when it declares winsorization), verdicts with the plan's
+multiple-testing correction and non-inferiority margins, achieved power, segment effects with a
+heterogeneity test, and the cumulative daily effect of the primary metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import stats
+from .aggregate import Aggregates, Statistic, aggregate
+from .plan import Metric, Plan
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    metric: str
+    role: str
+    kind: str
+    direction: str
+    test: str
+    effect: stats.Effect
+    adjusted_p_value: float | None = None
+    verdict: str | None = None
+    non_inferiority: stats.NonInferiority | None = None
+    power: stats.Power | None = None
+    cap: float | None = None
+
+    def row(self) -> dict[str, Any]:
+        ni = self.non_inferiority
+        return {"metric": self.metric, "role": self.role, "kind": self.kind, "direction": self.direction,
+                "test": self.test, **self.effect.as_dict(), "adjusted_p_value": self.adjusted_p_value,
+                "verdict": self.verdict, "margin": ni.margin if ni else None,
+                "margin_type": ni.margin_type if ni else None, "ni_low": ni.low if ni else None,
+                "ni_high": ni.high if ni else None, "ni_p_value": ni.p_value if ni else None, "cap": self.cap}
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    column: str
+    value: str
+    metric: str
+    units: dict[str, int]
+    suppressed: bool
+    effect: stats.Effect | None = None
+    adjusted_p_value: float | None = None
+
+    def row(self) -> dict[str, Any]:
+        base = {"column": self.column, "value": self.value, "metric": self.metric, "suppressed": self.suppressed,
+                "units": self.units}
+        if self.suppressed or self.effect is None:
+            return base
+        e = self.effect
+        return {**base, "difference": e.difference, "difference_low": e.difference_low,
+                "difference_high": e.difference_high, "relative": e.relative, "relative_low": e.relative_low,
+                "relative_high": e.relative_high, "p_value": e.p_value, "adjusted_p_value": self.adjusted_p_value}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    srm: stats.SampleRatioMismatch
+    segment_srm: dict[str, stats.SampleRatioMismatch]
+    results: list[MetricResult]
+    segments: list[SegmentResult] = field(default_factory=list)
+    heterogeneity: list[dict[str, Any]] = field(default_factory=list)
+    daily: list[dict[str, Any]] = field(default_factory=list)
+    sql: str = ""
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        return {r.metric: r.verdict for r in self.results if r.verdict is not None}
+
+    def scraps(self) -> dict[str, Any]:
+        """Everything worth keeping, as JSON-ready values (the template glues these)."""
+        return {
+            "srm": {**self.srm.as_dict(), "segments": {k: v.as_dict() for k, v in self.segment_srm.items()}},
+            "results": [r.row() for r in self.results],
+            "verdicts": self.verdicts,
+            "power": [{"metric": r.metric, **r.power.as_dict()} for r in self.results if r.power],
+            "cuped": [{"metric": r.metric, "theta": r.effect.theta, "variance_reduction": r.effect.variance_reduction}
+                      for r in self.results if r.effect.theta is not None],
+            "segments": [s.row() for s in self.segments],
+            "heterogeneity": self.heterogeneity,
+            "daily": self.daily,
+        }
+
+
+def effect_of(metric: Metric, control: Statistic, treatment: Statistic, alpha: float) -> stats.Effect:
+    """The test a metric's kind and covariate call for."""
+    if isinstance(control, stats.RatioStatistic):
+        return stats.ratio_difference(control, treatment, alpha)
+    if isinstance(control, stats.RegressionStatistic):
+        return stats.cuped_difference(control, treatment, alpha)
+    if metric.kind == "proportion":
+        return stats.proportion_difference(control, treatment, alpha)
+    return stats.welch_difference(control, treatment, alpha)
+
+
+def analyse(plan: Plan, aggregates: Aggregates) -> Analysis:
+    control, treatment = plan.design.control, plan.design.treatment
+    srm = stats.srm_test(aggregates.units, plan.design.expected_split, plan.srm_threshold)
+    segment_srm = {f"{c}={v}": stats.srm_test(units, plan.design.expected_split, plan.srm_threshold)
+                   for (c, v), units in aggregates.segment_units.items()}
+    effects = {m.id: effect_of(m, aggregates.overall[control][m.id], aggregates.overall[treatment][m.id], plan.alpha)
+               for m in plan.metrics}
+    family = plan.family
+    adjusted = dict(zip(family, stats.adjust_p_values([effects[i].p_value for i in family], plan.correction.method)))
+    results = []
+    units_per_arm = (aggregates.units.get(control, 0) + aggregates.units.get(treatment, 0)) / 2
+    for metric in plan.metrics:
+        effect = effects[metric.id]
+        ni, verdict = None, None
+        if metric.role == "guardrail":
+            ni = stats.non_inferiority(effect, metric.direction, metric.margin, plan.alpha, metric.margin_type)
+            test, verdict = f"non-inferiority ({metric.margin_type} margin)", ni.verdict
+        elif metric.role == "exploratory":
+            test = "exploratory (no verdict)"
+        else:
+            test = "superiority" + (f", {plan.correction.method}-adjusted" if metric.id in adjusted else "")
+            verdict = stats.superiority_verdict(effect, metric.direction, plan.alpha, adjusted.get(metric.id))
+        power = None
+        if metric.minimum_detectable_effect:
+            power = stats.achieved_power(effect.control_mean, effect.standard_error, units_per_arm,
+                                         metric.minimum_detectable_effect, plan.alpha, plan.target_power)
+        results.append(MetricResult(metric.id, metric.role, metric.kind, metric.direction, test, effect,
+                                    adjusted.get(metric.id), verdict, ni, power, aggregates.caps.get(metric.id)))
+    segments, heterogeneity = _segments(plan, aggregates)
+    return Analysis(srm, segment_srm, results, segments, heterogeneity, _daily(plan, aggregates), aggregates.sql)
+
+
+def _segments(plan: Plan, aggregates: Aggregates) -> tuple[list[SegmentResult], list[dict[str, Any]]]:
+    """Per segment and metric: the effect, corrected across the segments of a column; segments with
+    fewer than `segments.min_size` units in an arm are suppressed (privacy) and left out of the tests."""
+    control, treatment = plan.design.control, plan.design.treatment
+    results: list[SegmentResult] = []
+    heterogeneity: list[dict[str, Any]] = []
+    for column in plan.segments.columns:
+        keys = [k for k in aggregates.segments if k[0] == column]
+        for metric in plan.metrics:
+            shown: list[SegmentResult] = []
+            for key in keys:
+                units = aggregates.segment_units[key]
+                if min(units.get(control, 0), units.get(treatment, 0)) < plan.segments.min_size:
+                    results.append(SegmentResult(column, key[1], metric.id, units, True))
+                    continue
+                cell = aggregates.segments[key]
+                shown.append(SegmentResult(column, key[1], metric.id, units, False,
+                                           effect_of(metric, cell[control][metric.id], cell[treatment][metric.id],
+                                                     plan.alpha)))
+            adjusted = stats.adjust_p_values([s.effect.p_value for s in shown], plan.segments.correction)
+            results += [SegmentResult(s.column, s.value, s.metric, s.units, False, s.effect, p)
+                        for s, p in zip(shown, adjusted)]
+            if len(shown) >= 2:
+                q = stats.cochran_q([s.effect.difference for s in shown], [s.effect.standard_error for s in shown])
+                heterogeneity.append({"column": column, "metric": metric.id, "segments": len(shown), **q.as_dict()})
+    return results, heterogeneity
+
+
+def _daily(plan: Plan, aggregates: Aggregates) -> list[dict[str, Any]]:
+    """The primary metric's effect on all data up to and including each day (sums add up)."""
+    control, treatment = plan.design.control, plan.design.treatment
+    primary = next(m for m in plan.metrics if m.role == "primary")
+    rows, running = [], {}
+    for day, cell in aggregates.daily.items():
+        for arm in (control, treatment):
+            if arm in cell:
+                running[arm] = running[arm] + cell[arm][primary.id] if arm in running else cell[arm][primary.id]
+        if len(running) == 2 and min(s.n for s in running.values()) > 1:
+            effect = effect_of(primary, running[control], running[treatment], plan.alpha)
+            rows.append({"date": day, "metric": primary.id, "relative": effect.relative,
+                         "relative_low": effect.relative_low, "relative_high": effect.relative_high,
+                         "difference": effect.difference, "p_value": effect.p_value})
+    return rows
+
+
+def analyse_file(plan: Plan, path: Path, format: str = "csv") -> Analysis:
+    return analyse(plan, aggregate(plan, path, format))
