@@ -42,6 +42,7 @@ class PlanRef(_Record):
     path: str
     frozen_at: str
     title: str
+    amendment_reason: str | None = None
 
 
 class TemplateRef(_Record):

@@ -28,6 +28,8 @@ HEADER = jinja2.Environment(autoescape=True).from_string("""
   </div>
   <h2>{{ plan.title }}</h2>
   <p><em>Hypothesis:</em> {{ plan.hypothesis }}</p>
+  {% if r.plan.amendment_reason %}<p class="ib-amendment"><em>Plan version {{ r.plan.version }} is an amendment
+     (frozen {{ r.plan.frozen_at }}):</em> {{ r.plan.amendment_reason }}</p>{% endif %}
   <p>Model change: {{ plan.model_change.baseline }} &rarr; {{ plan.model_change.candidate }};
      alpha {{ plan.alpha }}; expected split
      {% for arm, share in plan.design.expected_split.items() %}{{ arm }} {{ share }}{% if not loop.last %}, {% endif %}{% endfor %};

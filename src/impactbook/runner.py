@@ -136,7 +136,7 @@ def _draft(project: Project, frozen: FrozenPlan, template, template_path: Path, 
     return RunRecord(
         run_id=run_id, status=Status.FAILED,
         plan=PlanRef(id=plan.id, version=frozen.version, sha256=frozen.sha256, path=frozen.path,
-                     frozen_at=frozen.frozen_at, title=plan.title),
+                     frozen_at=frozen.frozen_at, title=plan.title, amendment_reason=frozen.entry.get("reason")),
         model_change=plan.model_change.model_dump(),
         template=TemplateRef(name=plan.template, path=template.path, version=template.version,
                              sha256=sha256_file(template_path) if template_path.is_file() else None),
