@@ -60,6 +60,13 @@ def test_guardrail_margin_error_names_field_path_and_line(project):
     ((("decision_rule", "ship_when_confirmed"), ["nope"]), "not preregistered"),
     ((("colour",), "blue"), "colour: unknown field"),
     ((("seed",), ...), "seed: Field required"),
+    ((("metrics", 2, "numerator"), ...), "a ratio metric names `numerator` and `denominator`"),
+    ((("metrics", 0, "cap"), {"quantile": 0.99}), "cap (winsorization) applies to mean metrics only"),
+    ((("metrics", 1, "cap", "quantile"), 0.3), "metrics[1].cap.quantile: Input should be greater than 0.5"),
+    ((("metrics", 1, "margin_type"), "percent"), "metrics[1].margin_type"),
+    ((("correction", "family"), ["revenue"]), "correction.family names ['revenue']"),
+    ((("correction", "method"), "bonferroni"), "correction.method"),
+    ((("segments", "min_size"), 0), "segments.min_size"),
 ])
 def test_schema_errors_are_specific(project, change, expected):
     path = project.root / PLAN

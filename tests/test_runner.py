@@ -244,6 +244,16 @@ def test_sample_ratio_mismatch_makes_an_executed_run_inadmissible(tmp_path):
     record = outcome.record
     assert record.status is Status.INADMISSIBLE
     assert (outcome.folder / "notebook.ipynb").exists(), "the analysis ran; its numbers are kept"
-    assert any(r.startswith("sample ratio mismatch") for r in record.gate["inadmissible"])
+    assert any(r.startswith("sample ratio mismatch") and "overall (arms" in r for r in record.gate["inadmissible"])
     assert {v.verdict for v in record.verdicts} == {Verdict.INADMISSIBLE}
     assert record.decision.action is Action.HOLD
+
+
+def test_sample_ratio_mismatch_within_a_segment_is_found():
+    from impactbook.runner import sample_ratio_mismatch
+    scraps = {"srm": {"p_value": 0.4, "observed": {"control": 10, "treatment": 10},
+                      "segments": {"platform=web": {"p_value": 1e-6, "observed": {"control": 900, "treatment": 1100}},
+                                   "platform=ios": {"p_value": 0.5, "observed": {"control": 5, "treatment": 5}}}}}
+    found = sample_ratio_mismatch(scraps, 0.001)
+    assert "platform=web" in found and "platform=ios" not in found and "overall" not in found
+    assert sample_ratio_mismatch({"srm": {"p_value": 0.2, "segments": {}}}, 0.001) is None

@@ -122,11 +122,17 @@ def run_plan(project: Project, plan_path: Path | str, *, timeout_s: int | None =
 
 
 def sample_ratio_mismatch(scraps: dict[str, Any], threshold: float) -> str | None:
-    """A broken split invalidates every comparison: the run is INADMISSIBLE, though it executed."""
+    """A broken split, overall or within a segment, invalidates the comparison: the run is INADMISSIBLE,
+    though it executed."""
     srm = scraps.get("srm")
-    if isinstance(srm, dict) and isinstance(srm.get("p_value"), (int, float)) and srm["p_value"] < threshold:
-        return (f"sample ratio mismatch: arms {srm.get('observed')} against the planned split "
-                f"(chi-square p = {srm['p_value']:.2g} < {threshold})")
+    if not isinstance(srm, dict):
+        return None
+    scopes = {"overall": srm, **(srm.get("segments") or {})}
+    broken = [f"{scope} (arms {found.get('observed')}, p = {found['p_value']:.2g})" for scope, found in scopes.items()
+              if isinstance(found, dict) and isinstance(found.get("p_value"), (int, float))
+              and found["p_value"] < threshold]
+    if broken:
+        return f"sample ratio mismatch against the planned split (chi-square p < {threshold}): " + "; ".join(broken)
     return None
 
 
