@@ -99,8 +99,7 @@ def ratio_difference(control: RatioStatistic, treatment: RatioStatistic, alpha: 
                    "ratio metric, delta-method variance, z test; relative lift by the delta method")
 
 
-def cuped_difference(control: RegressionStatistic, treatment: RegressionStatistic, alpha: float = 0.05,
-                     proportion: bool = False) -> Effect:
+def cuped_difference(control: RegressionStatistic, treatment: RegressionStatistic, alpha: float = 0.05) -> Effect:
     """CUPED (Deng, Xu, Kohavi, Walker 2013, "Improving the Sensitivity of Online Controlled Experiments
     by Utilizing Pre-Experiment Data", WSDM) with theta the pooled within-arm regression slope, so the
     adjusted difference equals the OLS coefficient on the treatment indicator in y ~ 1 + T + x.
@@ -113,7 +112,7 @@ def cuped_difference(control: RegressionStatistic, treatment: RegressionStatisti
     pooled_pre = (control.pre.sum + treatment.pre.sum) / (control.n + treatment.n)
 
     def adjusted(arm: RegressionStatistic) -> tuple[ArmEstimate, ArmEstimate]:
-        raw = arm.post.proportion_estimate() if proportion else arm.post.estimate()
+        raw = arm.post.estimate()
         variance = raw.variance - 2 * theta * arm.covariance + theta**2 * arm.pre.variance
         return ArmEstimate(arm.n, raw.mean - theta * (arm.pre.mean - pooled_pre), max(variance, 0.0)), raw
 
