@@ -21,7 +21,7 @@ from .errors import ImpactbookError, RunNotFoundError
 from .project import Project
 from .record import GATE_EXIT, Status
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="Reproducible, auditable impact assessments of model changes.")
 dataset_app = typer.Typer(no_args_is_help=True, help="Pin datasets in catalog.yaml and verify them.")
 template_app = typer.Typer(no_args_is_help=True, help="Pin templates in catalog.yaml.")
@@ -317,6 +317,72 @@ def verify(runs: Optional[list[str]] = typer.Argument(None, help="Run ids (defau
         raise typer.Exit(3)
 
 
+@app.command()
+def site(out_dir: Path = typer.Option(Path("site"), "--out", help="Folder to write the site into."),
+         compare_runs: Optional[list[str]] = typer.Option(None, "--compare",
+                                                          help="Runs to compare on a page, comma-separated; repeatable."),
+         project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
+    """Build the static report site: index, plan pages with trends, run pages, comparisons."""
+    from .website import build_site
+
+    project = _project(project_dir)
+    summary = build_site(project, out_dir if out_dir.is_absolute() else Path.cwd() / out_dir,
+                         [group.split(",") for group in compare_runs or []])
+    if as_json:
+        _emit({"out": str(summary.out), "index": str(summary.out / "index.html"), "plans": summary.plans,
+               "runs": summary.runs, "comparisons": summary.comparisons, "seconds": summary.seconds})
+    else:
+        out.print(f"wrote {summary.out / 'index.html'} ({summary.plans} plans, {summary.runs} runs, "
+                  f"{len(summary.comparisons)} comparisons) in {summary.seconds:.1f} s")
+
+
+@app.command()
+def compare(runs: list[str] = typer.Argument(..., help="Two or more runs; the first is the reference."),
+            html: Optional[Path] = typer.Option(None, "--html", help="Also write the comparison as an HTML page."),
+            project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
+    """Side-by-side effects of runs on their shared metrics, the deltas, and which conclusions differ."""
+    from .compare import compare_runs
+    from .website import render_comparison
+    from .wording import describe_effect, percent
+
+    comparison = compare_runs(_project(project_dir), runs)
+    if html:
+        html.write_text(render_comparison(comparison), encoding="utf-8")
+    if as_json:
+        _emit(comparison.record())
+        return
+    for metric in comparison.metrics:
+        out.print(f"{metric.metric}{'  (conclusions differ)' if metric.conclusions_differ else ''}", markup=False)
+        for row in metric.rows:
+            out.print(f"  {row['run_id']} [{row['candidate']}]: {describe_effect(row)}; "
+                      f"delta {percent(row['delta_relative'])}; {row['verdict'] or 'no verdict (exploratory)'}", markup=False)
+    if html:
+        out.print(f"wrote {html}")
+
+
+@app.command()
+def baseline(plan_id: str = typer.Argument(..., help="Plan id."),
+             against: Optional[list[str]] = typer.Option(None, "--against", help="Baseline runs (default: earlier runs)."),
+             threshold: Optional[float] = typer.Option(None, help="Flag beyond this many SDs (default: the plan's)."),
+             project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
+    """Historical baseline check: flag the latest run's effects that deviate from earlier runs; exit 3 if any."""
+    from .compare import baseline_check
+    from .wording import percent
+
+    check = baseline_check(_project(project_dir), plan_id, against, threshold)
+    if as_json:
+        _emit(check.record())
+    else:
+        out.print(f"{check.latest_run} against {len(check.history_runs)} runs, threshold {check.threshold_sd} SD"
+                  + (f": {check.note}" if check.note else ""), markup=False)
+        for flag in check.flags:
+            out.print(f"  {flag.metric}: {percent(flag.latest)} vs {percent(flag.history_mean)} ± "
+                      f"{percent(flag.history_sd)[1:]} (z {flag.z:+.2f}) {'DEVIATES' if flag.flagged else 'ok'}",
+                      markup=False)
+    if check.deviating:
+        raise typer.Exit(3)
+
+
 @index_app.command("rebuild")
 def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
     """Rebuild the run index from the run folders and the ledger alone."""
@@ -340,6 +406,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # a bug of ours: say so in one line; the traceback is one flag away
+        if _state["debug"]:
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "
+              "and please report it)", file=sys.stderr)
+        sys.exit(1)
     _exit(code if isinstance(code, int) else 0)
 
 

@@ -20,7 +20,14 @@ from .inputs import ResolvedInput, hash_problem, load_input
 from .plan import Plan, load_plan, plan_from_canonical
 from .project import Project
 
-__all__ = ["Analysis", "analyse_input", "escape", "glue", "load_input", "plan_parameter", "stats"]
+__all__ = ["Analysis", "analyse_input", "escape", "glue", "load_input", "plan_parameter", "stats", "table"]
+
+
+def table(frame: Any) -> Any:
+    """A results table for the report: every cell escaped (values from data render as text), no index."""
+    from IPython.display import HTML
+
+    return HTML(frame.to_html(index=False, escape=True, border=0, classes="dataframe", na_rep=""))
 
 
 def escape(value: Any) -> str:

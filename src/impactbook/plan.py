@@ -128,6 +128,14 @@ class Segments(_Strict):
     correction: Literal["holm", "bh", "none"] = "holm"
 
 
+class History(_Strict):
+    """The historical baseline check: flag the latest run's effects that lie more than `threshold_sd`
+    standard deviations from the effects of earlier runs of this plan (given at least `min_runs`)."""
+
+    threshold_sd: float = Field(3.0, gt=0)
+    min_runs: int = Field(3, ge=2)
+
+
 class Plan(_Strict):
     id: str = Slug
     title: str
@@ -145,6 +153,7 @@ class Plan(_Strict):
     metrics: list[Metric] = Field(min_length=1)
     correction: Correction = Correction()
     segments: Segments = Segments()
+    history: History = History()
     decision_rule: DecisionRule = DecisionRule()
     parameters: dict[str, Any] = Field(default_factory=dict)
 

@@ -1,0 +1,272 @@
+"""`impactbook site`: a static, self-contained report site built from the run index, run folders
+and ledger — index, plan pages with trends, run pages, comparison pages. No external assets, no
+network: it works from file:// and any static host. Every string from a plan, a dataset or a
+scrap goes through Jinja2's autoescaping; the only script is our own filter, allowed by hash."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import re
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .audit import verify
+from .compare import Comparison, RunEffects, baseline_check, compare_effects, frozen_plan_of
+from .errors import ImpactbookError
+from .index import RunIndex
+from .ledger import Ledger
+from .project import Project
+from .record import Action, Status
+from .report import COLOURS, strip_external_scripts
+from .wording import describe_effect, percent
+
+FILTER_SCRIPT = """
+document.addEventListener('DOMContentLoaded', function () {
+  var selects = document.querySelectorAll('select[data-filter]');
+  function apply() {
+    document.querySelectorAll('tr[data-plan]').forEach(function (row) {
+      var show = true;
+      selects.forEach(function (s) { if (s.value && row.getAttribute('data-' + s.dataset.filter) !== s.value) { show = false; } });
+      row.hidden = !show;
+    });
+  }
+  selects.forEach(function (s) { s.addEventListener('change', apply); });
+});
+"""
+SCRIPT_HASH = base64.b64encode(hashlib.sha256(FILTER_SCRIPT.encode()).digest()).decode()
+CSP = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{SCRIPT_HASH}'")
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 76em; margin: 1em auto; padding: 0 1em; color: #1f2328; }
+table { border-collapse: collapse; margin: .5em 0 1.5em; }
+th, td { padding: .3em .8em; text-align: left; border-bottom: 1px solid #d0d7de; vertical-align: top; }
+.badge { display: inline-block; padding: .1em .6em; border-radius: 1em; color: #fff; font-weight: 600; }
+.differ { background: #fff8c5; }
+nav { margin-bottom: 1em; } nav a { margin-right: 1em; }
+.muted { color: #59636e; }
+"""
+
+PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+PAGE.globals.update(colours=COLOURS, percent=percent, describe=describe_effect)
+LAYOUT = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} — impactbook</title><style>{{ style }}</style></head><body>
+<nav><a href="{{ root }}index.html">All plans and runs</a></nav>
+{% macro badge(action) %}<span class="badge decision-{{ action }}" style="background: {{ colours.get(action, '#59636e') }}">{{ action }}</span>{% endmacro %}
+"""
+INDEX = PAGE.from_string(LAYOUT + """
+<h1>Impact assessments</h1>
+<p class="muted">Generated {{ generated }} from {{ runs | length }} runs of {{ plans | length }} plans.</p>
+<h2>Plans</h2>
+<table id="plans"><thead><tr><th>Plan</th><th>Title</th><th>Latest decision</th><th>Runs</th><th>Last run</th></tr></thead><tbody>
+{% for plan in plans %}<tr><td><a href="plans/{{ plan.id }}.html">{{ plan.id }}</a></td><td>{{ plan.title }}</td>
+<td>{{ badge(plan.latest.decision) }}</td><td>{{ plan.count }}</td><td>{{ plan.latest.started_at }}</td></tr>{% endfor %}
+</tbody></table>
+<h2>Runs</h2>
+<p>{% for name, label in filters %}<label>{{ label }} <select data-filter="{{ name }}"><option value="">all</option>
+{% for value in options[name] %}<option>{{ value }}</option>{% endfor %}</select></label> {% endfor %}</p>
+<table id="runs"><thead><tr><th>Run</th><th>Plan</th><th>Model</th><th>Status</th><th>Decision</th><th>Started (UTC)</th></tr></thead><tbody>
+{% for run in runs %}<tr data-plan="{{ run.plan_id }}" data-model="{{ run.candidate }}" data-decision="{{ run.decision }}" data-status="{{ run.status }}">
+<td><a href="runs/{{ run.run_id }}.html">{{ run.run_id }}</a></td><td>{{ run.plan_id }} v{{ run.plan_version }}</td><td>{{ run.candidate }}</td>
+<td>{{ run.status }}</td><td>{{ badge(run.decision) }}</td><td>{{ run.started_at }}</td></tr>{% endfor %}
+</tbody></table>
+{% if comparisons %}<h2>Comparisons</h2><ul>{% for c in comparisons %}<li><a href="compare/{{ c.file }}">{{ c.label }}</a></li>{% endfor %}</ul>{% endif %}
+<script>{{ script | safe }}</script></body></html>""")
+PLAN_PAGE = PAGE.from_string(LAYOUT + """
+<h1>{{ plan.title }}</h1>
+<p><em>Hypothesis:</em> {{ plan.hypothesis }}</p>
+<p>Plan <strong>{{ plan.id }}</strong>; model change {{ plan.model_change.baseline }} → {{ plan.model_change.candidate }};
+alpha {{ plan.alpha }}; multiple-testing correction {{ plan.correction.method }}; segments {{ plan.segments.columns | join(", ") or "none" }}.</p>
+<h2>Preregistered metrics</h2>
+<table><thead><tr><th>Metric</th><th>Role</th><th>Kind</th><th>Good direction</th><th>Margin</th><th>Minimum detectable effect</th></tr></thead><tbody>
+{% for m in plan.metrics %}<tr><td>{{ m.id }}</td><td>{{ m.role }}</td><td>{{ m.kind }}</td><td>{{ m.direction }}</td>
+<td>{{ "" if m.margin is none else (percent(m.margin) if m.margin_type == "relative" else m.margin) }}</td>
+<td>{{ "" if m.minimum_detectable_effect is none else percent(m.minimum_detectable_effect) }}</td></tr>{% endfor %}
+</tbody></table>
+<h2>Versions and amendments</h2>
+<table><thead><tr><th>Version</th><th>Frozen (UTC)</th><th>Hash</th><th>Reason</th></tr></thead><tbody>
+{% for v in versions %}<tr><td>{{ v.version }}</td><td>{{ v.time }}</td><td><code>{{ v.plan_hash[:16] }}</code></td><td>{{ v.get("reason", "first freeze") }}</td></tr>{% endfor %}
+</tbody></table>
+<h2>Runs, oldest first</h2>
+<table><thead><tr><th>Run</th><th>Version</th><th>Model</th><th>Status</th><th>Decision</th><th>Verdicts</th></tr></thead><tbody>
+{% for run in runs %}<tr><td><a href="../runs/{{ run.run_id }}.html">{{ run.run_id }}</a></td><td>{{ run.plan_version }}</td><td>{{ run.candidate }}</td>
+<td>{{ run.status }}</td><td>{{ badge(run.decision) }}</td><td>{% for k, v in run.verdicts.items() %}{{ k }}: {{ v }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr>{% endfor %}
+</tbody></table>
+<h2>Historical baseline check</h2>
+{% if baseline.flags %}<p>Latest run {{ baseline.latest_run }} against {{ baseline.history_runs | length }} earlier runs (flag beyond {{ baseline.threshold_sd }} SD):</p>
+<table><thead><tr><th>Metric</th><th>Latest relative effect</th><th>Earlier runs: mean ± SD</th><th>z</th><th>Flag</th></tr></thead><tbody>
+{% for f in baseline.flags %}<tr{% if f.flagged %} class="differ"{% endif %}><td>{{ f.metric }}</td><td>{{ percent(f.latest) }}</td><td>{{ percent(f.history_mean) }} ± {{ percent(f.history_sd)[1:] }}</td><td>{{ "%.2f" % f.z }}</td><td>{{ "DEVIATES" if f.flagged else "within range" }}</td></tr>{% endfor %}
+</tbody></table>{% else %}<p class="muted">{{ baseline.note or "No completed run yet." }}</p>{% endif %}
+<h2>Trends</h2>
+{% for t in trends %}<figure><img src="data:image/png;base64,{{ t.png }}" alt="{{ t.alt }}"><figcaption>{{ t.alt }}</figcaption></figure>{% else %}<p class="muted">No completed runs with effects yet.</p>{% endfor %}
+</body></html>""")
+RUN_NAV = PAGE.from_string("""
+<nav style="font-family: system-ui, sans-serif; max-width: 72em; margin: 1em auto;"><a href="../index.html">All plans and runs</a> &middot;
+<a href="../plans/{{ r.plan.id }}.html">Plan {{ r.plan.id }}</a></nav>""")
+RUN_EXTRA = PAGE.from_string("""
+<section class="ib-site" style="font-family: system-ui, sans-serif; max-width: 72em; margin: 1em auto;">
+<h3>Effects in plain words</h3><ul>{% for row in results %}<li>{{ describe(row) }}{% if row.verdict %} — {{ row.verdict }}{% endif %}</li>{% else %}<li>No effects were computed.</li>{% endfor %}</ul>
+<h3>Environment</h3><p>Python {{ env.python }} on {{ env.platform }}; kernel {{ env.kernel_name }};
+git {{ (env.git.commit or "no commit")[:12] }}{% if env.git.dirty %} (dirty tree){% endif %};
+{% for name in packages %}{% if name in env.distributions %}{{ name }} {{ env.distributions[name] }}{% if not loop.last %}, {% endif %}{% endif %}{% endfor %}.</p>
+<h3>Artifact verification</h3>{% if problems %}<ul class="ib-verify-failed">{% for p in problems %}<li>{{ p }}</li>{% endfor %}</ul>
+{% else %}<p class="ib-verify-ok">All artifacts match SHA256SUMS and the ledger (checked {{ generated }}).</p>{% endif %}
+</section>""")
+COMPARE_PAGE = PAGE.from_string(LAYOUT + """
+<h1>Comparison of {{ c.runs | length }} runs</h1>
+<table><thead><tr><th>Run</th><th>Plan</th><th>Model change</th><th>Status</th><th>Decision</th></tr></thead><tbody>
+{% for r in c.runs %}<tr><td><a href="{{ root }}runs/{{ r.run_id }}.html">{{ r.run_id }}</a>{% if loop.first %} (reference){% endif %}</td><td>{{ r.plan }} v{{ r.plan_version }}</td>
+<td>{{ r.baseline }} → {{ r.candidate }}</td><td>{{ r.status }}</td><td>{{ badge(r.decision) }}</td></tr>{% endfor %}
+</tbody></table>
+{% for m in c.metrics %}<h2>{{ m.metric }}{% if m.conclusions_differ %} — <span class="differ">conclusions differ</span>{% endif %}</h2>
+<table><thead><tr><th>Run</th><th>Model</th><th>Effect</th><th>Relative (CI)</th><th>Δ relative vs reference</th><th>Verdict</th></tr></thead><tbody>
+{% for row in m.rows %}<tr{% if m.conclusions_differ %} class="differ"{% endif %}><td>{{ row.run_id }}</td><td>{{ row.candidate }}</td>
+<td>{{ describe(row) }}</td>
+<td>{{ percent(row.relative) }} ({{ percent(row.relative_low) }} to {{ percent(row.relative_high) }})</td>
+<td>{{ percent(row.delta_relative) }}</td><td>{{ row.verdict or "—" }}</td></tr>{% endfor %}
+</tbody></table>{% endfor %}
+{% if c.not_shared %}<p class="muted">Not shared by every run: {% for run, metrics in c.not_shared.items() %}{{ run }}: {{ metrics | join(", ") }}{% if not loop.last %}; {% endif %}{% endfor %}</p>{% endif %}
+</body></html>""")
+PACKAGES = ("impactbook", "papermill", "pandas", "duckdb", "statsmodels", "scipy", "numpy")
+
+
+@dataclass(frozen=True)
+class SiteSummary:
+    out: Path
+    plans: int
+    runs: int
+    comparisons: list[str]
+    seconds: float
+
+
+def _page(template: jinja2.Template, root: str, title: str, **values: Any) -> str:
+    return template.render(csp=CSP, style=STYLE, root=root, title=title, **values)
+
+
+def _trend_images(plan, runs: list[dict[str, Any]], effects: dict[str, RunEffects]) -> list[dict[str, str]]:
+    """One plot per preregistered metric: relative effect with interval per run, coloured by model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    images = []
+    palette = ["#0969da", "#bc4c00", "#1a7f37", "#8250df", "#cf222e", "#57606a"]
+    for metric in plan.hypotheses:
+        points = [(i, run, effects[run["run_id"]].results[metric.id]) for i, run in enumerate(runs)
+                  if run["run_id"] in effects and isinstance(effects[run["run_id"]].results.get(metric.id, {}).get("relative"), (int, float))]
+        if not points:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 3))
+        models = sorted({str(run["candidate"]) for _, run, _ in points})
+        for colour, model in zip(palette * 10, models):
+            chosen = [(i, row) for i, run, row in points if str(run["candidate"]) == model]
+            xs = [i for i, _ in chosen]
+            ys = [row["relative"] * 100 for _, row in chosen]
+            low = [y - row["relative_low"] * 100 for y, (_, row) in zip(ys, chosen)]
+            high = [row["relative_high"] * 100 - y for y, (_, row) in zip(ys, chosen)]
+            ax.errorbar(xs, ys, yerr=[low, high], fmt="o", capsize=3, color=colour, label=f"model {model}")
+        if metric.margin is not None and metric.margin_type == "relative":
+            ax.axhline(metric.margin * 100 * (1 if metric.direction == "increase" else -1), color="#cf222e",
+                       linestyle="--", lw=1, label="guardrail margin")
+        ax.axhline(0, color="grey", lw=1)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_xlabel("run number (oldest to newest)")
+        ax.set_ylabel("relative effect (%)")
+        ax.set_title(f"{metric.id} ({metric.role}) across runs")
+        ax.legend(loc="best", fontsize="small")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        plt.close(fig)
+        images.append({"png": base64.b64encode(buffer.getvalue()).decode(),
+                       "alt": f"Relative effect of {metric.id} with intervals across {len(points)} runs, by model version"})
+    return images
+
+
+def _link(source: Path, target: Path) -> None:
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def build_site(project: Project, out: Path, comparisons: list[list[str]] | None = None) -> SiteSummary:
+    start = time.perf_counter()
+    generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    index = RunIndex(project.index_path)
+    rows = index.rows()
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("plans", "runs", "compare"):
+        (out / sub).mkdir(exist_ok=True)
+    report = verify(project)
+    problems_by_run: dict[str, list[str]] = defaultdict(list)
+    for problem in report.problems:
+        match = re.search(r"runs/([^/: ]+)", problem)
+        if match:
+            problems_by_run[match.group(1)].append(problem)
+    effects = {r["run_id"]: RunEffects.load(project.runs_dir / r["run_id"]) for r in rows
+               if (project.runs_dir / r["run_id"]).is_dir()}
+    by_plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_plan[row["plan_id"]].append(row)
+    ledger = Ledger(project.ledger_path)
+    versions = defaultdict(list)
+    for entry in ledger.entries():
+        if entry["kind"] in ("freeze", "amend"):
+            versions[entry["plan_id"]].append(entry)
+
+    for run_id, run in effects.items():
+        folder = project.runs_dir / run_id
+        extra = RUN_EXTRA.render(r=run.record, results=list(run.results.values()), env=run.record.environment,
+                                 packages=PACKAGES, problems=problems_by_run.get(run_id, []), generated=generated)
+        html = strip_external_scripts((folder / "report.html").read_text(encoding="utf-8"))
+        nav = RUN_NAV.render(r=run.record)
+        html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, html, count=1)
+        html = html.replace("</section>\n<hr/>", "</section>\n" + extra + "\n<hr/>", 1)
+        (out / "runs" / f"{run_id}.html").write_text(html, encoding="utf-8")
+
+    plans = []
+    for plan_id, plan_runs in sorted(by_plan.items()):
+        latest_folder = project.runs_dir / plan_runs[-1]["run_id"]
+        plan = frozen_plan_of(latest_folder)
+        try:
+            baseline = baseline_check(project, plan_id)
+        except ImpactbookError:
+            baseline = None
+        (out / "plans" / f"{plan_id}.html").write_text(_page(
+            PLAN_PAGE, "../", plan.title, plan=plan, runs=plan_runs, versions=versions.get(plan_id, []),
+            baseline=baseline or {"flags": [], "note": "No completed run yet."},
+            trends=_trend_images(plan, plan_runs, effects)), encoding="utf-8")
+        plans.append({"id": plan_id, "title": plan.title, "latest": plan_runs[-1], "count": len(plan_runs)})
+
+    written = []
+    for group in comparisons or []:
+        comparison = compare_effects([effects[index.find(run)["run_id"]] for run in group])
+        name = "--".join(r["run_id"] for r in comparison.runs) + ".html"
+        (out / "compare" / name).write_text(render_comparison(comparison, root="../"), encoding="utf-8")
+        written.append({"file": name, "label": " vs ".join(r["run_id"] for r in comparison.runs)})
+
+    known = {"decision": {a.value for a in Action}, "status": {s.value for s in Status}}
+    options = {key: sorted({str(r[column]) for r in rows} | known.get(key, set()))
+               for key, column in (("plan", "plan_id"), ("model", "candidate"), ("decision", "decision"), ("status", "status"))}
+    (out / "index.html").write_text(_page(
+        INDEX, "", "Impact assessments", plans=plans, runs=list(reversed(rows)), options=options,
+        filters=[("plan", "Plan"), ("model", "Model version"), ("decision", "Decision"), ("status", "Status")],
+        comparisons=written, generated=generated, script=FILTER_SCRIPT), encoding="utf-8")
+    return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written], round(time.perf_counter() - start, 3))
+
+
+def render_comparison(comparison: Comparison, root: str = "") -> str:
+    return _page(COMPARE_PAGE, root, "Comparison", c=comparison)

@@ -1,0 +1,37 @@
+"""Plain-language numbers for stakeholders: one effect, one sentence, consistent formatting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _number(value: float) -> str:
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{value:,.0f}"
+    if magnitude >= 1:
+        return f"{value:,.2f}"
+    return f"{value:.3g}"
+
+
+def describe_effect(row: dict[str, Any]) -> str:
+    """'conversion rose 0.6 pp (95% CI 0.2 to 1.0), relative +4.1%' from an engine result row."""
+    difference = row.get("difference")
+    if not isinstance(difference, (int, float)):
+        return "no estimate"
+    level = f"{100 * row.get('level', 0.95):.0f}% CI"
+    verb = "rose" if difference > 0 else ("fell" if difference < 0 else "did not change")
+    low, high = row.get("difference_low"), row.get("difference_high")
+    if row.get("kind") == "proportion":
+        amount = f"{abs(difference) * 100:.1f} pp"
+        interval = f"{low * 100:.1f} to {high * 100:.1f} pp"
+    else:
+        amount = _number(abs(difference))
+        interval = f"{_number(low)} to {_number(high)}"
+    relative = row.get("relative")
+    tail = f", relative {relative * 100:+.1f}%" if isinstance(relative, (int, float)) else ""
+    return f"{row.get('metric', 'the metric')} {verb} {amount} ({level} {interval}){tail}"
+
+
+def percent(value: Any, digits: int = 1) -> str:
+    return f"{value * 100:+.{digits}f}%" if isinstance(value, (int, float)) else "–"

@@ -1,0 +1,80 @@
+"""website.py: the static site — index, plan, run and comparison pages — self-contained and escaped.
+The same site is opened in a real headless Chromium by test_website_browser.py."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from impactbook.catalog import Catalog, Contract
+from impactbook.demo import DEMO_CONTRACT
+from impactbook.freezing import freeze_plan
+from impactbook.website import build_site
+from conftest import PLAN, cli, edit_yaml, make_project, run
+
+EVIL_TITLE = "<script>window.__pwned = 1</script> ranker"
+EVIL_PLATFORM = "<img src=x onerror=window.__pwned=2>"
+
+
+def hostile_project(root):
+    """A project whose plan title and one category value in the data are markup."""
+    project = make_project(root)
+    data = project.root / "data/demo_experiment.csv"
+    data.write_text(data.read_text().replace(",web,", f",{EVIL_PLATFORM},"))
+    contract = DEMO_CONTRACT.model_dump(mode="json", exclude_defaults=True)
+    contract["columns"]["platform"]["allowed"] = ["ios", "android", EVIL_PLATFORM]
+    Catalog.load(project).pin_dataset("demo_experiment", data, contract=Contract.model_validate(contract))
+    edit_yaml(project.root / PLAN, (("title",), EVIL_TITLE))
+    freeze_plan(project, PLAN)
+    return project, [run(project).record.run_id, run(project).record.run_id]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    project, runs = hostile_project(root / "project")
+    summary = build_site(project, root / "site", [runs])
+    return project, runs, summary
+
+
+def test_every_page_is_written_and_linked(site):
+    project, runs, summary = site
+    index = (summary.out / "index.html").read_text()
+    assert 'href="plans/example.html"' in index
+    assert all(f'href="runs/{r}.html"' in index for r in runs)
+    assert f'href="compare/{summary.comparisons[0]}"' in index
+    run_page = (summary.out / "runs" / f"{runs[0]}.html").read_text()
+    assert "Decision: SHIP" in run_page and "Artifact verification" in run_page and "All artifacts match" in run_page
+    assert "conversion rose" in run_page and " pp (95% CI " in run_page
+    plan_page = (summary.out / "plans/example.html").read_text()
+    assert "Versions and amendments" in plan_page and plan_page.count("data:image/png;base64,") >= 3
+    compare_page = (summary.out / "compare" / summary.comparisons[0]).read_text()
+    assert "conversion" in compare_page and "(reference)" in compare_page
+
+
+def test_nothing_external_is_referenced(site):
+    _, _, summary = site
+    for page in summary.out.rglob("*.html"):
+        html = page.read_text()
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), page
+        assert "Content-Security-Policy" in html, page
+
+
+def test_strings_from_plans_and_data_are_escaped(site):
+    _, runs, summary = site
+    for page in summary.out.rglob("*.html"):
+        html = page.read_text()
+        assert "<script>window.__pwned" not in html, page
+        assert "<img src=x onerror" not in html, page
+    index = (summary.out / "index.html").read_text()
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt; ranker" in index
+    run_page = (summary.out / "runs" / f"{runs[0]}.html").read_text()
+    assert "&lt;img src=x onerror=window.__pwned=2&gt;" in run_page
+
+
+def test_site_command(site):
+    project, _, _ = site
+    done = cli(project, "site", "--out", "public", "--json")
+    assert done.returncode == 0, done.stderr
+    assert (project.root / "public/index.html").exists()
