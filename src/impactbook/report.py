@@ -82,7 +82,7 @@ def render_report(record: RunRecord, plan: Plan, notebook: Path | None, output: 
         body = re.sub(r"<title>.*?</title>", f"<title>{_escape(plan.title)} — impactbook run</title>", body,
                       count=1, flags=re.S)
         html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + header, body, count=1)
-        html = re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + CSP, strip_external_scripts(html), count=1)
+        html = re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + CSP, strip_scripts(html), count=1)
     else:
         html = (f"<!DOCTYPE html><html><head>{CSP}<meta charset='utf-8'><title>{_escape(plan.title)} — impactbook run"
                 f"</title></head><body>{header}<p>No notebook was executed for this run.</p></body></html>")
@@ -110,12 +110,13 @@ def warm_up() -> None:
     _exporter().from_notebook_node(notebook)
 
 
-EXTERNAL_SCRIPT = re.compile(r"""<script[^>]*\bsrc=["']?(https?:)?//[^>]*>\s*</script>""", re.I)
+SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.I | re.S)
 
 
-def strip_external_scripts(html: str) -> str:
-    """nbconvert's lab template always links require.js and MathJax from a CDN; a report fetches nothing."""
-    return EXTERNAL_SCRIPT.sub("", html)
+def strip_scripts(html: str) -> str:
+    """A report runs no script and fetches nothing, so none is kept: nbconvert's lab template links
+    require.js and MathJax from a CDN and adds loaders (mermaid, widgets) that would import more."""
+    return SCRIPT.sub("", html)
 
 
 def _without_scrap_outputs(notebook):

@@ -26,7 +26,7 @@ from .index import RunIndex
 from .ledger import Ledger
 from .project import Project
 from .record import Action, Status
-from .report import COLOURS, strip_external_scripts
+from .report import COLOURS, strip_scripts
 from .wording import describe_effect, percent
 
 FILTER_SCRIPT = """
@@ -231,7 +231,7 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
         folder = project.runs_dir / run_id
         extra = RUN_EXTRA.render(r=run.record, results=list(run.results.values()), env=run.record.environment,
                                  packages=PACKAGES, problems=problems_by_run.get(run_id, []), generated=generated)
-        html = strip_external_scripts((folder / "report.html").read_text(encoding="utf-8"))
+        html = strip_scripts((folder / "report.html").read_text(encoding="utf-8"))
         nav = RUN_NAV.render(r=run.record)
         html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, html, count=1)
         html = html.replace("</section>\n<hr/>", "</section>\n" + extra + "\n<hr/>", 1)
