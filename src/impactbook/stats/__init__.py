@@ -4,11 +4,12 @@ from .effects import Effect, compare, cuped_difference, proportion_difference, r
 from .multiple import adjust_p_values
 from .power import Power, achieved_power
 from .segments import Heterogeneity, cochran_q
+from .sequential import AnytimeValid, group_sequential_bounds, msprt, spending
 from .srm import SampleRatioMismatch, srm_test
 from .statistics import ArmEstimate, RatioStatistic, RegressionStatistic, SampleMean
 from .verdicts import NonInferiority, non_inferiority, non_inferiority_verdict, superiority_verdict
 
-__all__ = ["ArmEstimate", "Effect", "Heterogeneity", "NonInferiority", "Power", "RatioStatistic",
+__all__ = ["AnytimeValid", "group_sequential_bounds", "msprt", "spending", "ArmEstimate", "Effect", "Heterogeneity", "NonInferiority", "Power", "RatioStatistic",
            "RegressionStatistic", "SampleMean", "SampleRatioMismatch", "achieved_power", "adjust_p_values",
            "cochran_q", "compare", "cuped_difference", "non_inferiority", "non_inferiority_verdict",
            "proportion_difference", "ratio_difference", "srm_test", "superiority_verdict", "welch_difference"]
