@@ -72,6 +72,14 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     from .demo import run_demo
 
     result = run_demo(_project(project_dir), progress=_progress)
+    if result.rollout is not None:
+        record = result.rollout.record
+        message = (f"rollout monitor: run {record.run_id}: {record.decision.action.value} "
+                   f"({record.decision.reason}); report {result.rollout.report}")
+        if as_json:
+            _progress(message)
+        else:
+            out.print(message, markup=False)
     _report_run(result.outcome, as_json)
 
 

@@ -40,8 +40,22 @@ def _as_verdict(value: Any) -> Verdict | None:
     return verdict if verdict in (Verdict.CONFIRMED, Verdict.REFUTED, Verdict.INCONCLUSIVE) else None
 
 
-def decide(plan: Plan, status: Status, verdicts: list[HypothesisVerdict]) -> DecisionRecord:
-    """The plan's decision rule: roll back on any listed refutation, ship when all listed are confirmed, else hold."""
+ROLLOUT_ACTIONS = {"advance": Action.SHIP, "continue": Action.HOLD, "rollback": Action.ROLLBACK}
+
+
+def decide(plan: Plan, status: Status, verdicts: list[HypothesisVerdict],
+           monitor: dict[str, Any] | None = None) -> DecisionRecord:
+    """The plan's decision rule: roll back on any listed refutation, ship when all listed are confirmed, else hold.
+    A rollout plan follows its monitor instead: advance -> ship (0), continue -> hold (10), roll back (20);
+    a stop-loss breach rolls back even when the run deviated from its plan — harm is harm."""
+    if plan.rollout is not None and status is Status.COMPLETED and isinstance(monitor, dict):
+        action = ROLLOUT_ACTIONS.get(monitor.get("decision"))
+        deviated = any(v.verdict is Verdict.DEVIATED for v in verdicts)
+        if action is Action.ROLLBACK or (action is not None and not deviated):
+            return DecisionRecord(action=action, reason=f"rollout monitor: {monitor.get('reason')}")
+        if action is not None:
+            return DecisionRecord(action=Action.HOLD, reason="rollout monitor says "
+                                  f"{monitor.get('decision')}, but the run deviated from its plan")
     if status is not Status.COMPLETED:
         return DecisionRecord(action=Action.HOLD, reason=f"the run is {status.value}: no evidence to act on")
     by_metric = {v.metric: v.verdict for v in verdicts}

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
 from . import stats
@@ -19,8 +20,9 @@ from .errors import InputError
 from .inputs import ResolvedInput, hash_problem, load_input
 from .plan import Plan, load_plan, plan_from_canonical
 from .project import Project
+from .rollout import Monitor, monitor_file
 
-__all__ = ["Analysis", "analyse_input", "escape", "glue", "load_input", "plan_parameter", "stats", "table"]
+__all__ = ["Analysis", "Monitor", "analyse_input", "monitor_input", "pinned_file", "escape", "glue", "load_input", "plan_parameter", "stats", "table"]
 
 
 def table(frame: Any) -> Any:
@@ -43,13 +45,23 @@ def plan_parameter(value: str | dict[str, Any]) -> Plan:
     return load_plan(project.resolve(value), value)
 
 
-def analyse_input(name: str, plan: Plan, project: Project | None = None) -> Analysis:
-    """The whole A/B analysis of a catalog dataset, aggregated in DuckDB over the pinned file (its
-    sha256 checked first); no row is loaded into pandas."""
+def pinned_file(name: str, project: Project | None = None) -> tuple[Path, str]:
+    """A catalog dataset's file and format, after checking its sha256 pin."""
     project = project or Project.find()
     catalog = Catalog.load(project)
     entry = catalog.dataset(name)
     item = ResolvedInput(name, name, entry, project.resolve(entry.uri))
     if problem := hash_problem(item):
         raise InputError(problem, where=catalog.shown)
-    return analyse_file(plan, item.path, entry.format)
+    return item.path, entry.format
+
+
+def analyse_input(name: str, plan: Plan, project: Project | None = None) -> Analysis:
+    """The whole A/B analysis of a catalog dataset, aggregated in DuckDB over the pinned file (its
+    sha256 checked first); no row is loaded into pandas."""
+    return analyse_file(plan, *pinned_file(name, project))
+
+
+def monitor_input(name: str, plan: Plan, project: Project | None = None) -> Monitor:
+    """The rollout monitor over a pinned daily exposure table (see impactbook.rollout)."""
+    return monitor_file(plan, *pinned_file(name, project))

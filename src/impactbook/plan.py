@@ -136,6 +136,30 @@ class History(_Strict):
     min_runs: int = Field(3, ge=2)
 
 
+class Stage(_Strict):
+    name: str
+    exposure: float = Field(gt=0, le=1, description="share of traffic on the candidate")
+    min_days: int = Field(1, ge=1)
+    min_units: int = Field(0, ge=0, description="units (both arms) needed in this stage before advancing")
+
+
+class StopLoss(_Strict):
+    metric: str
+    threshold: float = Field(lt=0, description="relative harm in the metric's good direction, negative")
+
+
+class Rollout(_Strict):
+    """A staged rollout watched continuously: anytime-valid intervals (mSPRT confidence sequences),
+    advance when every acceptance metric is confidently good and the stage is long and large enough,
+    roll back as soon as a stop-loss guardrail is confidently beyond its threshold."""
+
+    stage_column: str = "stage"
+    stages: list[Stage] = Field(min_length=1)
+    acceptance: list[str] = Field(min_length=1)
+    stop_loss: list[StopLoss] = Field(default_factory=list)
+    mixing_sd: float = Field(0.05, gt=0, description="prior scale of the relative effect (mSPRT mixing)")
+
+
 class Plan(_Strict):
     id: str = Slug
     title: str
@@ -154,6 +178,7 @@ class Plan(_Strict):
     correction: Correction = Correction()
     segments: Segments = Segments()
     history: History = History()
+    rollout: Rollout | None = None
     decision_rule: DecisionRule = DecisionRule()
     parameters: dict[str, Any] = Field(default_factory=dict)
 
@@ -178,6 +203,15 @@ class Plan(_Strict):
             if unknown:
                 raise ValueError(f"{name} names {unknown}, which are not preregistered "
                                  f"hypotheses (choose from {sorted(known)})")
+        if self.rollout is not None:
+            metrics = {m.id for m in self.metrics}
+            listed = [*self.rollout.acceptance, *(s.metric for s in self.rollout.stop_loss)]
+            unknown = [i for i in listed if i not in metrics]
+            if unknown:
+                raise ValueError(f"rollout names metrics {unknown} the plan does not define (choose from {sorted(metrics)})")
+            names = [stage.name for stage in self.rollout.stages]
+            if len(set(names)) != len(names):
+                raise ValueError("rollout stage names must be unique")
         reserved = {"plan", "seed", *self.inputs} & set(self.parameters)
         if reserved:
             raise ValueError(f"parameters may not redefine {sorted(reserved)}: the framework injects them")

@@ -159,7 +159,7 @@ def _finish(draft: RunRecord, plan, gate: GateReport, status: Status, errors: li
                       execution_s=execution.duration_s if execution else None,
                       cells=execution.cells if execution else [])
     return draft.model_copy(update={"status": status, "gate": gate.record(), "errors": errors, "verdicts": verdicts,
-                                    "timings": timings, "decision": decide(plan, status, verdicts)})
+                                    "timings": timings, "decision": decide(plan, status, verdicts, scraps.get("rollout"))})
 
 
 def _publish(project: Project, staging: Staging, record: RunRecord, plan, progress: Progress,

@@ -34,18 +34,21 @@ def init_project(folder: Path) -> Project:
         (folder / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
     project = Project(folder)
     source = resources.files("impactbook") / "scaffold"
-    template = folder / "templates" / "ab_test.ipynb"
-    if not template.exists():
-        with resources.as_file(source / "ab_test.ipynb") as path:
-            shutil.copyfile(path, template)
-    Catalog.load(project).pin_template("ab_test", template)
-    plan_path = folder / "plans" / "example.yaml"
-    if not plan_path.exists():
-        with resources.as_file(source / "example.yaml") as path:
-            plan = load_yaml(path, ProjectError, str(path))
-        # a fresh example plan's outcome window opens tomorrow, after the freeze you are about to make
-        start = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
-        plan["window"]["start"] = start
-        plan["window"]["end"] = start + dt.timedelta(days=13)
-        dump_yaml(plan, plan_path)
+    catalog = Catalog.load(project)
+    for name in ("ab_test", "rollout_monitor"):
+        template = folder / "templates" / f"{name}.ipynb"
+        if not template.exists():
+            with resources.as_file(source / f"{name}.ipynb") as path:
+                shutil.copyfile(path, template)
+        catalog.pin_template(name, template)
+    # fresh example plans' outcome windows open tomorrow, after the freezes you are about to make
+    start = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
+    for name in ("example.yaml", "rollout.yaml"):
+        plan_path = folder / "plans" / name
+        if not plan_path.exists():
+            with resources.as_file(source / name) as path:
+                plan = load_yaml(path, ProjectError, str(path))
+            plan["window"]["start"] = start
+            plan["window"]["end"] = start + dt.timedelta(days=13)
+            dump_yaml(plan, plan_path)
     return project

@@ -1,0 +1,152 @@
+"""Monitoring a staged rollout (inside the rollout_monitor template): for each day, all data up to
+that day, every acceptance and stop-loss metric's relative effect with its anytime-valid interval
+(mSPRT confidence sequence), then one decision — advance, continue, or roll back — with its reason.
+
+Anytime-valid intervals can be looked at every day without inflating false alarms, which is what
+makes a daily automatic stop-loss honest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import stats
+from .aggregate import Aggregates, aggregate, quote, source_sql
+from .analysis import effect_of
+from .plan import Plan
+
+ADVANCE, CONTINUE, ROLLBACK = "advance", "continue", "rollback"
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    name: str
+    exposure: float
+    first_day: str
+    last_day: str
+    days: int
+    units: int
+
+
+@dataclass(frozen=True)
+class Monitor:
+    stage: StageProgress
+    next_stage: str | None
+    decision: str
+    reason: str
+    breaches: list[dict[str, Any]]
+    series: list[dict[str, Any]] = field(default_factory=list)
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def verdicts(self, plan: Plan) -> dict[str, str]:
+        """Acceptance metrics: CONFIRMED when confidently good; stop-loss guardrails: REFUTED on a breach,
+        CONFIRMED when confidently above their threshold; otherwise INCONCLUSIVE."""
+        verdicts = {}
+        for metric in plan.hypotheses:
+            row = self.latest.get(metric.id)
+            if row is None:
+                verdicts[metric.id] = "INCONCLUSIVE"
+            elif row.get("breach"):
+                verdicts[metric.id] = "REFUTED"
+            elif row["good_low"] > row.get("threshold", 0.0):
+                verdicts[metric.id] = "CONFIRMED"
+            else:
+                verdicts[metric.id] = "INCONCLUSIVE"
+        return verdicts
+
+    def scraps(self, plan: Plan) -> dict[str, Any]:
+        return {"rollout": {"stage": self.stage.__dict__, "next_stage": self.next_stage, "decision": self.decision,
+                            "reason": self.reason, "breaches": self.breaches, "latest": self.latest},
+                "series": self.series, "verdicts": self.verdicts(plan)}
+
+
+def stage_progress(plan: Plan, path: Path, format: str, connection=None) -> list[StageProgress]:
+    import duckdb
+
+    rollout, time_column = plan.rollout, quote(plan.window.time_column)
+    connection = connection or duckdb.connect()
+    rows = connection.execute(
+        f"SELECT CAST({quote(rollout.stage_column)} AS VARCHAR), CAST(MIN({time_column}) AS VARCHAR), "
+        f"CAST(MAX({time_column}) AS VARCHAR), COUNT(DISTINCT {time_column}), COUNT(*) "
+        f"FROM {source_sql(path, format)} GROUP BY 1 ORDER BY 3").fetchall()
+    exposures = {s.name: s.exposure for s in rollout.stages}
+    return [StageProgress(name, exposures.get(name, float("nan")), first[:10], last[:10], int(days), int(units))
+            for name, first, last, days, units in rows]
+
+
+def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress]) -> Monitor:
+    rollout = plan.rollout
+    if rollout is None:
+        raise ValueError(f"plan {plan.id!r} has no rollout section")
+    control, treatment = plan.design.control, plan.design.treatment
+    thresholds = {s.metric: s.threshold for s in rollout.stop_loss}
+    watched = [m for m in plan.metrics if m.id in rollout.acceptance or m.id in thresholds]
+    tau2 = rollout.mixing_sd ** 2
+    running: dict[str, dict[str, Any]] = {}
+    previous_p = {m.id: 1.0 for m in watched}
+    series, breaches, latest = [], [], {}
+    for day, cell in aggregates.daily.items():
+        for arm in (control, treatment):
+            if arm in cell:
+                running[arm] = {m.id: (running[arm][m.id] + cell[arm][m.id]) if arm in running else cell[arm][m.id]
+                                for m in plan.metrics}
+        if len(running) < 2:
+            continue
+        for metric in watched:
+            c, t = running[control][metric.id], running[treatment][metric.id]
+            if min(c.n, t.n) < 2:
+                continue
+            effect = effect_of(metric, c, t, plan.alpha)
+            sequence = stats.msprt(effect.relative, effect.relative_se ** 2, tau2, plan.alpha, previous_p[metric.id])
+            previous_p[metric.id] = sequence.p_value
+            sign = 1 if metric.direction == "increase" else -1
+            good_low, good_high = sorted((sign * sequence.low, sign * sequence.high))
+            row = {"date": day, "metric": metric.id, "role": metric.role, "relative": effect.relative,
+                   "low": sequence.low, "high": sequence.high, "good_low": good_low, "good_high": good_high,
+                   "always_valid_p": sequence.p_value, "units": c.n + t.n}
+            if metric.id in thresholds:
+                row["threshold"] = thresholds[metric.id]
+                row["breach"] = good_high < thresholds[metric.id]
+                if row["breach"] and not any(b["metric"] == metric.id for b in breaches):
+                    breaches.append({"metric": metric.id, "date": day, "threshold": thresholds[metric.id],
+                                     "interval": [sequence.low, sequence.high]})
+            series.append(row)
+            latest[metric.id] = row
+    current = stages[-1]
+    names = [s.name for s in rollout.stages]
+    spec = rollout.stages[names.index(current.name)] if current.name in names else None
+    next_stage = names[names.index(current.name) + 1] if current.name in names[:-1] else None
+    if breaches:
+        first = breaches[0]
+        decision = ROLLBACK
+        reason = (f"stop-loss: {first['metric']} is worse than its {first['threshold']:+.1%} threshold with "
+                  f"{100 * (1 - plan.alpha):.0f}% anytime-valid confidence since {first['date']}: roll back and pause exposure")
+    elif spec is None:
+        decision, reason = CONTINUE, f"the data's current stage {current.name!r} is not one the plan declares"
+    else:
+        waiting = []
+        if current.days < spec.min_days:
+            waiting.append(f"stage {spec.name} has run {current.days} of at least {spec.min_days} days")
+        if current.units < spec.min_units:
+            waiting.append(f"stage {spec.name} has {current.units:,} of at least {spec.min_units:,} units")
+        unproven = [m for m in rollout.acceptance if not (m in latest and latest[m]["good_low"] > 0)]
+        if unproven:
+            waiting.append(f"not yet confidently better: {', '.join(unproven)}")
+        if waiting:
+            decision, reason = CONTINUE, "hold at this stage: " + "; ".join(waiting)
+        elif next_stage is None:
+            decision, reason = ADVANCE, f"final stage {spec.name} passed every exit criterion: complete the rollout"
+        else:
+            decision, reason = ADVANCE, f"every exit criterion of stage {spec.name} is met: advance to {next_stage}"
+    return Monitor(current, next_stage, decision, reason, breaches, series, latest)
+
+
+def monitor_file(plan: Plan, path: Path, format: str = "csv") -> Monitor:
+    import duckdb
+
+    connection = duckdb.connect()
+    return monitor(plan, aggregate(plan, path, format, connection), stage_progress(plan, path, format, connection))
+
+
