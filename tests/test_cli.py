@@ -12,7 +12,9 @@ def test_help_for_every_command(project):
                     ["verify", "--help"], ["report", "--help"], ["dataset", "add", "--help"],
                     ["dataset", "verify", "--help"], ["template", "add", "--help"], ["plan", "freeze", "--help"],
                     ["plan", "amend", "--help"], ["plan", "check", "--help"], ["runs", "list", "--help"],
-                    ["runs", "show", "--help"], ["index", "rebuild", "--help"]):
+                    ["runs", "show", "--help"], ["index", "rebuild", "--help"], ["site", "--help"],
+                    ["compare", "--help"], ["baseline", "--help"], ["decide", "--help"],
+                    ["rollout", "status", "--help"]):
         done = cli(project, *command)
         assert done.returncode == 0 and "Usage:" in done.stdout, (command, done.stderr)
 
@@ -23,8 +25,12 @@ def test_plan_lifecycle_from_the_shell(project):
     assert frozen.returncode == 0, frozen.stderr
     entry = json.loads(frozen.stdout)
     assert entry["version"] == 1 and len(entry["plan_hash"]) == 64
-    check = cli(project, "plan", "check", "--json")
+    check = cli(project, "plan", "check", PLAN, "--json")
     assert check.returncode == 0 and json.loads(check.stdout)[0]["state"] == "frozen, unchanged"
+    everything = cli(project, "plan", "check", "--json")
+    assert everything.returncode == 1, "plans/rollout.yaml is not frozen yet"
+    assert {c["path"]: c["state"] for c in json.loads(everything.stdout)} == {
+        "plans/example.yaml": "frozen, unchanged", "plans/rollout.yaml": "not frozen"}
     edit_yaml(project.root / PLAN, (("alpha",), 0.01))
     assert "changed since freeze" in cli(project, "plan", "check").stdout
     refused = cli(project, "run", PLAN)

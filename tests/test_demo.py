@@ -17,7 +17,8 @@ from conftest import REPO, cli
 def _copy_repository(target):
     """The committed project: catalog, plan, template, and the ledger's preregistration entries (a
     checkout where the demo already ran has run entries too, whose folders are not copied)."""
-    for item in ("catalog.yaml", "plans/example.yaml", "templates/ab_test.ipynb"):
+    for item in ("catalog.yaml", "plans/example.yaml", "plans/rollout.yaml", "templates/ab_test.ipynb",
+                 "templates/rollout_monitor.ipynb"):
         (target / item).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO / item, target / item)
     lines = (REPO / "runs/ledger.jsonl").read_text().splitlines(keepends=True)
@@ -37,11 +38,14 @@ def test_demo_runs_end_to_end_twice(tmp_path):
                      "verdict:  revenue_per_session (secondary):", "decision: ship", "report:"):
         assert expected in first.stdout, first.stdout
     assert "DEVIATED" not in first.stdout and "deviation" not in first.stdout
+    rollout = next(line for line in first.stdout.splitlines() if line.startswith("rollout monitor:"))
+    assert ": rollback (rollout monitor: stop-loss: revenue_per_user" in rollout
     second = cli(root, "demo")
     assert second.returncode == 0, second.stderr
     ids = [line.split()[-1] for text in (first.stdout, second.stdout) for line in text.splitlines()
            if line.startswith("run id:")]
     assert len(set(ids)) == 2
+    assert cli(root, "gate", ids[0]).returncode == 0
     assert verify(Project(root)).intact
 
 

@@ -14,7 +14,8 @@ def test_init_creates_a_project_and_refuses_to_overwrite(tmp_path):
     done = cli(tmp_path, "init", "team-repo")
     assert done.returncode == 0, done.stderr
     root = tmp_path / "team-repo"
-    for item in ("catalog.yaml", "templates/ab_test.ipynb", "plans/example.yaml", "runs"):
+    for item in ("catalog.yaml", "templates/ab_test.ipynb", "templates/rollout_monitor.ipynb", "plans/example.yaml",
+                 "plans/rollout.yaml", "runs"):
         assert (root / item).exists(), item
     again = cli(tmp_path, "init", "team-repo")
     assert again.returncode == 1 and "already an impactbook project" in again.stderr
@@ -45,6 +46,8 @@ def test_repository_catalog_pins_the_committed_template():
     from impactbook.hashing import sha256_file
     from impactbook.project import Project
     project = Project(REPO)
-    entry = Catalog.load(project).template("ab_test")
-    assert entry.sha256 == sha256_file(REPO / entry.path)
+    for name in ("ab_test", "rollout_monitor"):
+        entry = Catalog.load(project).template(name)
+        assert entry.sha256 == sha256_file(REPO / entry.path), name
     assert load_plan(REPO / PLAN).template == "ab_test"
+    assert load_plan(REPO / "plans/rollout.yaml").template == "rollout_monitor"

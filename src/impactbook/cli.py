@@ -28,8 +28,9 @@ template_app = typer.Typer(no_args_is_help=True, help="Pin templates in catalog.
 plan_app = typer.Typer(no_args_is_help=True, help="Freeze, amend and check preregistered plans.")
 runs_app = typer.Typer(no_args_is_help=True, help="List and show stored runs.")
 index_app = typer.Typer(no_args_is_help=True, help="The derived run index.")
+rollout_app = typer.Typer(no_args_is_help=True, help="Staged rollouts: the stage history of a plan.")
 for sub, name in ((dataset_app, "dataset"), (template_app, "template"), (plan_app, "plan"), (runs_app, "runs"),
-                  (index_app, "index")):
+                  (index_app, "index"), (rollout_app, "rollout")):
     app.add_typer(sub, name=name)
 
 out = Console(highlight=False, soft_wrap=True)
@@ -290,8 +291,11 @@ def report(run: str = typer.Argument(..., help="Run id, unique prefix, or 'lates
     plan = plan_from_canonical(json.loads((folder / "plan.json").read_text(encoding="utf-8")))
     target = output or project.rendered_dir / f"{record.run_id}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
+    from .decisionlog import decisions_for
+
     notebook = folder / "notebook.ipynb"
-    print(render_report(record, plan, notebook if notebook.exists() else None, target))
+    print(render_report(record, plan, notebook if notebook.exists() else None, target,
+                        decisions_for(project, record.run_id)))
 
 
 @app.command()
@@ -389,6 +393,45 @@ def baseline(plan_id: str = typer.Argument(..., help="Plan id."),
                       markup=False)
     if check.deviating:
         raise typer.Exit(3)
+
+
+@app.command()
+def decide(run: str = typer.Argument(..., help="The run the decision rests on (id, prefix or 'latest')."),
+           action: str = typer.Option(..., "--action", help="advance, hold or rollback."),
+           by: str = typer.Option(..., "--by", help="Who decides."),
+           reason: str = typer.Option(..., "--reason", help="Why (shown in rollout status and reports)."),
+           project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
+    """Record a human decision in the hash-chained ledger (overriding an automatic roll back is marked)."""
+    from .decisionlog import record_decision
+
+    entry = record_decision(_project(project_dir), run, action, by, reason)
+    if as_json:
+        _emit(entry)
+    else:
+        out.print(f"recorded: {entry['by']} decided {entry['action']} on {entry['run_id']} (ledger entry {entry['seq']})"
+                  + (f" — OVERRIDES the automatic {entry['automatic']}" if entry["override"] else ""), markup=False)
+
+
+@rollout_app.command("status")
+def rollout_status_command(plan_id: str = typer.Argument(..., help="Plan id."),
+                           project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
+    """The stage history across all monitoring runs of a plan, with human decisions."""
+    from .decisionlog import rollout_status
+    from .wording import percent
+
+    history = rollout_status(_project(project_dir), plan_id)
+    if as_json:
+        _emit(history.record())
+        return
+    for run_ in history.runs:
+        out.print(f"{run_['run_id']}  stage {run_['stage'] or '-'}  {run_['status']}  {run_['decision']}: {run_['reason']}",
+                  markup=False)
+        for metric, interval in run_["intervals"].items():
+            out.print(f"    {metric}: {percent(interval['relative'])} [{percent(interval['low'])}, "
+                      f"{percent(interval['high'])}]{'  BREACH' if interval['breach'] else ''}", markup=False)
+        for human in run_["human_decisions"]:
+            out.print(f"    decided {human['action']} by {human['by']} at {human['time']}: {human['reason']}"
+                      + ("  (OVERRIDE of the automatic roll back)" if human["override"] else ""), markup=False)
 
 
 @index_app.command("rebuild")

@@ -46,6 +46,10 @@ HEADER = jinja2.Environment(autoescape=True).from_string("""
     </tbody>
   </table>
   {% if exploratory %}<p>Exploratory metrics (not preregistered hypotheses, no verdict): {{ exploratory | join(", ") }}</p>{% endif %}
+  {% if decisions %}<h3>Human decisions</h3><ul class="ib-human-decisions">{% for d in decisions %}
+    <li{% if d.override %} class="ib-override" style="border-left: 4px solid #cf222e; padding-left: .5em;"{% endif %}>
+    <strong>{{ d.action }}</strong> by {{ d.by }} at {{ d.time }}: {{ d.reason }}
+    {% if d.override %}<strong>— overrides the automatic {{ d.automatic }}</strong>{% endif %}</li>{% endfor %}</ul>{% endif %}
   <h3>Deviations from the frozen plan</h3>
   {% if r.gate.deviations %}<ul class="ib-deviations">{% for d in r.gate.deviations %}<li>{{ d }}</li>{% endfor %}</ul>
   {% else %}<p class="ib-deviations">None.</p>{% endif %}
@@ -66,15 +70,17 @@ CSP = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none
 COLOURS = {"ship": "#1a7f37", "hold": "#9a6700", "rollback": "#cf222e"}  # WCAG AA contrast on white text
 
 
-def render_header(record: RunRecord, plan: Plan) -> str:
-    return HEADER.render(r=record, plan=plan, metrics={m.id: m for m in plan.metrics},
+def render_header(record: RunRecord, plan: Plan, decisions: list[dict] | None = None) -> str:
+    return HEADER.render(r=record, plan=plan, metrics={m.id: m for m in plan.metrics}, decisions=decisions or [],
                          exploratory=[m.id for m in plan.metrics if m.role == "exploratory"],
                          colour=COLOURS[record.decision.action.value])
 
 
-def render_report(record: RunRecord, plan: Plan, notebook: Path | None, output: Path) -> Path:
-    """Write the report; the notebook body (code hidden) follows the header when one was executed."""
-    header = render_header(record, plan)
+def render_report(record: RunRecord, plan: Plan, notebook: Path | None, output: Path,
+                  decisions: list[dict] | None = None) -> Path:
+    """Write the report; the notebook body (code hidden) follows the header when one was executed.
+    `decisions`: human decisions recorded later in the ledger (re-rendered reports show them)."""
+    header = render_header(record, plan, decisions)
     if notebook is not None and notebook.exists():
         import nbformat
 

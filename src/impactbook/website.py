@@ -115,6 +115,8 @@ RUN_NAV = PAGE.from_string("""
 RUN_EXTRA = PAGE.from_string("""
 <section class="ib-site" style="font-family: system-ui, sans-serif; max-width: 72em; margin: 1em auto;">
 <h3>Effects in plain words</h3><ul>{% for row in results %}<li>{{ describe(row) }}{% if row.verdict %} — {{ row.verdict }}{% endif %}</li>{% else %}<li>No effects were computed.</li>{% endfor %}</ul>
+{% if decisions %}<h3>Human decisions</h3><ul>{% for d in decisions %}<li{% if d.override %} class="ib-override" style="border-left: 4px solid #cf222e; padding-left: .5em;"{% endif %}>
+<strong>{{ d.action }}</strong> by {{ d.by }} at {{ d.time }}: {{ d.reason }}{% if d.override %} <strong>— overrides the automatic {{ d.automatic }}</strong>{% endif %}</li>{% endfor %}</ul>{% endif %}
 <h3>Environment</h3><p>Python {{ env.python }} on {{ env.platform }}; kernel {{ env.kernel_name }};
 git {{ (env.git.commit or "no commit")[:12] }}{% if env.git.dirty %} (dirty tree){% endif %};
 {% for name in packages %}{% if name in env.distributions %}{{ name }} {{ env.distributions[name] }}{% if not loop.last %}, {% endif %}{% endif %}{% endfor %}.</p>
@@ -227,10 +229,15 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
         if entry["kind"] in ("freeze", "amend"):
             versions[entry["plan_id"]].append(entry)
 
+    human: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in ledger.entries():
+        if entry["kind"] == "decision":
+            human[entry["run_id"]].append(entry)
     for run_id, run in effects.items():
         folder = project.runs_dir / run_id
         extra = RUN_EXTRA.render(r=run.record, results=list(run.results.values()), env=run.record.environment,
-                                 packages=PACKAGES, problems=problems_by_run.get(run_id, []), generated=generated)
+                                 packages=PACKAGES, problems=problems_by_run.get(run_id, []), generated=generated,
+                                 decisions=human.get(run_id, []))
         html = strip_scripts((folder / "report.html").read_text(encoding="utf-8"))
         nav = RUN_NAV.render(r=run.record)
         html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, html, count=1)
