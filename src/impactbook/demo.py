@@ -113,6 +113,44 @@ def generate_rollout_data(path: Path, start: dt.date, users_per_day: int = 20_00
     return path
 
 
+FEEDBACK_DATASET = "demo_feedback"
+FEEDBACK_DATA_PATH = Path("data/demo_feedback.csv")
+REASONS = ("relevant results", "fast", "irrelevant results", "slow", "price")
+FEEDBACK_CONTRACT = Contract.model_validate({
+    "unique": ["response_id"],
+    "columns": {
+        "response_id": {"type": "int", "min": 1},
+        "variant": {"type": "str", "allowed": ["control", "treatment"]},
+        "date": {"type": "date"},
+        "rating": {"type": "int", "min": 1, "max": 5},
+        "reason": {"type": "str", "allowed": list(REASONS)},
+    },
+})
+
+
+def generate_feedback_data(path: Path, start: dt.date, responses_per_day: int = 800, seed: int = SEED + 2) -> Path:
+    """Structured feedback during the rollout: a 1-5 rating and a reason code per response; the
+    candidate's ratings are a little better and cite irrelevant results less often."""
+    rng = np.random.default_rng(seed)
+    frames, next_id, day = [], 1, 0
+    for _, exposure, days in ROLLOUT_SCHEDULE:
+        for _ in range(days):
+            treated = rng.random(responses_per_day) < max(exposure, 0.2)
+            ratings = np.clip(np.round(rng.normal(3.6 + 0.2 * treated, 1.0)), 1, 5).astype(np.int64)
+            weights = np.where(treated[:, None], [0.35, 0.2, 0.15, 0.15, 0.15], [0.3, 0.2, 0.25, 0.1, 0.15])
+            reasons = np.array([rng.choice(len(REASONS), p=w) for w in weights])
+            frames.append(pd.DataFrame({
+                "response_id": np.arange(next_id, next_id + responses_per_day),
+                "variant": np.where(treated, "treatment", "control"),
+                "date": (start + dt.timedelta(days=day)).isoformat(), "rating": ratings,
+                "reason": np.array(REASONS)[reasons]}))
+            next_id += responses_per_day
+            day += 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.concat(frames).to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
 @dataclass(frozen=True)
 class DemoOutcome:
     frozen: FrozenPlan
@@ -158,5 +196,7 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
         start = rollout_plan.plan.window.start
         repinned |= _pinned_data(project, ROLLOUT_DATASET, ROLLOUT_DATA_PATH, ROLLOUT_CONTRACT,
                                  lambda path: generate_rollout_data(path, start), progress)
+        repinned |= _pinned_data(project, FEEDBACK_DATASET, FEEDBACK_DATA_PATH, FEEDBACK_CONTRACT,
+                                 lambda path: generate_feedback_data(path, start), progress)
         rollout = run_plan(project, project.resolve(ROLLOUT_PLAN_PATH), progress=progress)
     return DemoOutcome(frozen, repinned, outcome, rollout)

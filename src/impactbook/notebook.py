@@ -62,6 +62,7 @@ def analyse_input(name: str, plan: Plan, project: Project | None = None) -> Anal
     return analyse_file(plan, *pinned_file(name, project))
 
 
-def monitor_input(name: str, plan: Plan, project: Project | None = None) -> Monitor:
-    """The rollout monitor over a pinned daily exposure table (see impactbook.rollout)."""
-    return monitor_file(plan, *pinned_file(name, project))
+def monitor_input(name: str, plan: Plan, feedback: str | None = None, project: Project | None = None) -> Monitor:
+    """The rollout monitor over a pinned daily exposure table (see impactbook.rollout), with the
+    pinned feedback dataset when the plan declares one."""
+    return monitor_file(plan, *pinned_file(name, project), feedback=pinned_file(feedback, project) if feedback else None)

@@ -148,6 +148,22 @@ class StopLoss(_Strict):
     threshold: float = Field(lt=0, description="relative harm in the metric's good direction, negative")
 
 
+class Feedback(_Strict):
+    """Structured user feedback: a dataset (a plan input) with a rating and a reason code per response."""
+
+    input: str = Field(description="the plan input (template parameter) holding the feedback dataset")
+    rating_column: str = "rating"
+    reason_column: str = "reason"
+
+
+class Score(_Strict):
+    """A composite acceptance score: the weighted mean of relative effects in their good direction,
+    metrics and (as `feedback`) the mean rating; advancing also needs score >= min_score."""
+
+    weights: dict[str, float] = Field(min_length=1)
+    min_score: float = 0.0
+
+
 class Rollout(_Strict):
     """A staged rollout watched continuously: anytime-valid intervals (mSPRT confidence sequences),
     advance when every acceptance metric is confidently good and the stage is long and large enough,
@@ -158,6 +174,8 @@ class Rollout(_Strict):
     acceptance: list[str] = Field(min_length=1)
     stop_loss: list[StopLoss] = Field(default_factory=list)
     mixing_sd: float = Field(0.05, gt=0, description="prior scale of the relative effect (mSPRT mixing)")
+    feedback: Feedback | None = None
+    score: Score | None = None
 
 
 class Plan(_Strict):
@@ -209,6 +227,16 @@ class Plan(_Strict):
             unknown = [i for i in listed if i not in metrics]
             if unknown:
                 raise ValueError(f"rollout names metrics {unknown} the plan does not define (choose from {sorted(metrics)})")
+            if self.rollout.feedback and self.rollout.feedback.input not in self.inputs:
+                raise ValueError(f"rollout.feedback.input {self.rollout.feedback.input!r} is not one of the plan's inputs "
+                                 f"{sorted(self.inputs)}")
+            if self.rollout.score:
+                allowed = metrics | ({"feedback"} if self.rollout.feedback else set())
+                unknown = sorted(set(self.rollout.score.weights) - allowed)
+                if unknown:
+                    raise ValueError(f"rollout.score.weights names {unknown}; choose from {sorted(allowed)}")
+                if any(w < 0 for w in self.rollout.score.weights.values()) or not sum(self.rollout.score.weights.values()):
+                    raise ValueError("rollout.score.weights must be non-negative and not all zero")
             names = [stage.name for stage in self.rollout.stages]
             if len(set(names)) != len(names):
                 raise ValueError("rollout stage names must be unique")

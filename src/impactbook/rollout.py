@@ -39,6 +39,8 @@ class Monitor:
     breaches: list[dict[str, Any]]
     series: list[dict[str, Any]] = field(default_factory=list)
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    feedback: dict[str, Any] | None = None
+    score: dict[str, Any] | None = None
 
     def verdicts(self, plan: Plan) -> dict[str, str]:
         """Acceptance metrics: CONFIRMED when confidently good; stop-loss guardrails: REFUTED on a breach,
@@ -58,7 +60,8 @@ class Monitor:
 
     def scraps(self, plan: Plan) -> dict[str, Any]:
         return {"rollout": {"stage": self.stage.__dict__, "next_stage": self.next_stage, "decision": self.decision,
-                            "reason": self.reason, "breaches": self.breaches, "latest": self.latest},
+                            "reason": self.reason, "breaches": self.breaches, "latest": self.latest,
+                            "feedback": self.feedback, "score": self.score},
                 "series": self.series, "verdicts": self.verdicts(plan)}
 
 
@@ -76,7 +79,49 @@ def stage_progress(plan: Plan, path: Path, format: str, connection=None) -> list
             for name, first, last, days, units in rows]
 
 
-def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress]) -> Monitor:
+def feedback_summary(plan: Plan, path: Path, format: str, connection=None, top: int = 3) -> dict[str, Any]:
+    """Per arm: responses, mean rating, and the most frequent reason codes with their shares; plus the
+    relative difference in mean rating (treatment vs control)."""
+    import duckdb
+
+    spec, design = plan.rollout.feedback, plan.design
+    connection = connection or duckdb.connect()
+    source, arm = source_sql(path, format), quote(design.variant_column)
+    ratings = connection.execute(
+        f"SELECT CAST({arm} AS VARCHAR), COUNT(*), AVG(CAST({quote(spec.rating_column)} AS DOUBLE)) "
+        f"FROM {source} GROUP BY 1").fetchall()
+    reasons = connection.execute(
+        f"SELECT CAST({arm} AS VARCHAR), CAST({quote(spec.reason_column)} AS VARCHAR), COUNT(*) "
+        f"FROM {source} GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2").fetchall()
+    arms = {name: {"responses": int(n), "mean_rating": float(mean), "top_reasons": []} for name, n, mean in ratings}
+    for name, reason, count in reasons:
+        if len(arms[name]["top_reasons"]) < top:
+            arms[name]["top_reasons"].append({"reason": reason, "share": count / arms[name]["responses"]})
+    control, treatment = arms.get(design.control), arms.get(design.treatment)
+    relative = treatment["mean_rating"] / control["mean_rating"] - 1 if control and treatment else None
+    return {"arms": arms, "relative_rating": relative}
+
+
+def composite_score(plan: Plan, latest: dict[str, dict[str, Any]], feedback: dict[str, Any] | None) -> dict[str, Any]:
+    """Weighted mean of relative effects in their good direction (ratings: higher is better)."""
+    spec = plan.rollout.score
+    directions = {m.id: (1 if m.direction == "increase" else -1) for m in plan.metrics}
+    parts = {}
+    for name, weight in spec.weights.items():
+        if name == "feedback":
+            value = feedback.get("relative_rating") if feedback else None
+        else:
+            value = directions[name] * latest[name]["relative"] if name in latest else None
+        parts[name] = {"weight": weight, "good_direction_effect": value}
+    known = {k: v for k, v in parts.items() if v["good_direction_effect"] is not None}
+    total = sum(v["weight"] for v in known.values())
+    score = sum(v["weight"] * v["good_direction_effect"] for v in known.values()) / total if total else None
+    return {"score": score, "min_score": spec.min_score, "parts": parts,
+            "passes": score is not None and score >= spec.min_score and len(known) == len(parts)}
+
+
+def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
+            feedback: dict[str, Any] | None = None) -> Monitor:
     rollout = plan.rollout
     if rollout is None:
         raise ValueError(f"plan {plan.id!r} has no rollout section")
@@ -114,6 +159,7 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress]) -> 
                                      "interval": [sequence.low, sequence.high]})
             series.append(row)
             latest[metric.id] = row
+    score = composite_score(plan, latest, feedback) if rollout.score else None
     current = stages[-1]
     names = [s.name for s in rollout.stages]
     spec = rollout.stages[names.index(current.name)] if current.name in names else None
@@ -134,19 +180,26 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress]) -> 
         unproven = [m for m in rollout.acceptance if not (m in latest and latest[m]["good_low"] > 0)]
         if unproven:
             waiting.append(f"not yet confidently better: {', '.join(unproven)}")
+        if score is not None and not score["passes"]:
+            shown = "missing" if score["score"] is None else f"{score['score']:+.2%}"
+            waiting.append(f"composite acceptance score {shown} is below {score['min_score']:+.2%}")
         if waiting:
             decision, reason = CONTINUE, "hold at this stage: " + "; ".join(waiting)
         elif next_stage is None:
             decision, reason = ADVANCE, f"final stage {spec.name} passed every exit criterion: complete the rollout"
         else:
             decision, reason = ADVANCE, f"every exit criterion of stage {spec.name} is met: advance to {next_stage}"
-    return Monitor(current, next_stage, decision, reason, breaches, series, latest)
+    return Monitor(current, next_stage, decision, reason, breaches, series, latest, feedback, score)
 
 
-def monitor_file(plan: Plan, path: Path, format: str = "csv") -> Monitor:
+def monitor_file(plan: Plan, path: Path, format: str = "csv",
+                 feedback: tuple[Path, str] | None = None) -> Monitor:
+    """`feedback`: the (file, format) of the feedback dataset when the plan declares one."""
     import duckdb
 
     connection = duckdb.connect()
-    return monitor(plan, aggregate(plan, path, format, connection), stage_progress(plan, path, format, connection))
+    summary = feedback_summary(plan, *feedback, connection) if feedback and plan.rollout.feedback else None
+    return monitor(plan, aggregate(plan, path, format, connection), stage_progress(plan, path, format, connection),
+                   summary)
 
 
