@@ -89,3 +89,19 @@ def test_error_reports_the_line_of_the_offending_field(project):
 def test_injected_parameters_are_inputs_plan_and_seed(project):
     plan = load_plan(project.root / PLAN)
     assert set(plan.template_parameters()) == {"experiment", "plan", "seed"}
+
+
+@pytest.mark.parametrize("change, expected", [
+    ((("rollout", "acceptance"), ["clicks"]), "rollout names metrics ['clicks']"),
+    ((("rollout", "stop_loss", 0, "threshold"), 0.05), "rollout.stop_loss[0].threshold: Input should be less than 0"),
+    ((("rollout", "feedback", "input"), "surveys"), "rollout.feedback.input 'surveys' is not one of the plan's inputs"),
+    ((("rollout", "score", "weights"), {"nps": 1.0}), "rollout.score.weights names ['nps']"),
+    ((("rollout", "stages", 1, "name"), "5%"), "stage names must be unique"),
+    ((("rollout", "stages", 0, "exposure"), 1.5), "rollout.stages[0].exposure"),
+])
+def test_rollout_schema_errors_are_specific(project, change, expected):
+    path = project.root / "plans/rollout.yaml"
+    edit_yaml(path, change)
+    with pytest.raises(PlanError) as caught:
+        load_plan(path, "plans/rollout.yaml")
+    assert expected in str(caught.value)

@@ -164,6 +164,23 @@ class Score(_Strict):
     min_score: float = 0.0
 
 
+class Sequential(_Strict):
+    """How the monitor looks: `msprt` (anytime-valid, look as often as you like) or `group_sequential`
+    (a fixed number of equally spaced looks by information, Lan-DeMets spending; repeated confidence
+    intervals at each look, Jennison & Turnbull 2000, ch. 9)."""
+
+    method: Literal["msprt", "group_sequential"] = "msprt"
+    looks: int = Field(5, ge=1, le=20)
+    spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
+    planned_units: int | None = Field(None, ge=1, description="units (both arms) at the final look")
+
+    @model_validator(mode="after")
+    def _planned(self) -> "Sequential":
+        if self.method == "group_sequential" and self.planned_units is None:
+            raise ValueError("group_sequential monitoring needs planned_units (the information at the last look)")
+        return self
+
+
 class Rollout(_Strict):
     """A staged rollout watched continuously: anytime-valid intervals (mSPRT confidence sequences),
     advance when every acceptance metric is confidently good and the stage is long and large enough,
@@ -174,6 +191,7 @@ class Rollout(_Strict):
     acceptance: list[str] = Field(min_length=1)
     stop_loss: list[StopLoss] = Field(default_factory=list)
     mixing_sd: float = Field(0.05, gt=0, description="prior scale of the relative effect (mSPRT mixing)")
+    sequential: Sequential = Sequential()
     feedback: Feedback | None = None
     score: Score | None = None
 

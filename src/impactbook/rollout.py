@@ -129,6 +129,10 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
     thresholds = {s.metric: s.threshold for s in rollout.stop_loss}
     watched = [m for m in plan.metrics if m.id in rollout.acceptance or m.id in thresholds]
     tau2 = rollout.mixing_sd ** 2
+    looks, last_look = None, {}
+    if rollout.sequential.method == "group_sequential":
+        fractions = [(k + 1) / rollout.sequential.looks for k in range(rollout.sequential.looks)]
+        looks = (fractions, stats.group_sequential_bounds(fractions, plan.alpha, rollout.sequential.spending))
     running: dict[str, dict[str, Any]] = {}
     previous_p = {m.id: 1.0 for m in watched}
     series, breaches, latest = [], [], {}
@@ -144,19 +148,29 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
             if min(c.n, t.n) < 2:
                 continue
             effect = effect_of(metric, c, t, plan.alpha)
-            sequence = stats.msprt(effect.relative, effect.relative_se ** 2, tau2, plan.alpha, previous_p[metric.id])
-            previous_p[metric.id] = sequence.p_value
+            if looks is None:
+                sequence = stats.msprt(effect.relative, effect.relative_se ** 2, tau2, plan.alpha, previous_p[metric.id])
+                previous_p[metric.id] = sequence.p_value
+                low, high, p_value, look = sequence.low, sequence.high, sequence.p_value, None
+            else:
+                look = sum(f <= (c.n + t.n) / rollout.sequential.planned_units + 1e-12 for f in looks[0])
+                if look == last_look.get(metric.id, 0):
+                    continue  # only the planned looks are tested; days between them add no test
+                last_look[metric.id] = look
+                bound = looks[1][look - 1]
+                low, high = effect.relative - bound * effect.relative_se, effect.relative + bound * effect.relative_se
+                p_value = None
             sign = 1 if metric.direction == "increase" else -1
-            good_low, good_high = sorted((sign * sequence.low, sign * sequence.high))
+            good_low, good_high = sorted((sign * low, sign * high))
             row = {"date": day, "metric": metric.id, "role": metric.role, "relative": effect.relative,
-                   "low": sequence.low, "high": sequence.high, "good_low": good_low, "good_high": good_high,
-                   "always_valid_p": sequence.p_value, "units": c.n + t.n}
+                   "low": low, "high": high, "good_low": good_low, "good_high": good_high,
+                   "always_valid_p": p_value, "look": look, "units": c.n + t.n}
             if metric.id in thresholds:
                 row["threshold"] = thresholds[metric.id]
                 row["breach"] = good_high < thresholds[metric.id]
                 if row["breach"] and not any(b["metric"] == metric.id for b in breaches):
                     breaches.append({"metric": metric.id, "date": day, "threshold": thresholds[metric.id],
-                                     "interval": [sequence.low, sequence.high]})
+                                     "interval": [low, high]})
             series.append(row)
             latest[metric.id] = row
     score = composite_score(plan, latest, feedback) if rollout.score else None
@@ -164,11 +178,13 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
     names = [s.name for s in rollout.stages]
     spec = rollout.stages[names.index(current.name)] if current.name in names else None
     next_stage = names[names.index(current.name) + 1] if current.name in names[:-1] else None
+    interval_kind = ("anytime-valid confidence" if looks is None else
+                     f"group-sequential ({rollout.sequential.spending.replace('_', '-')}) confidence")
     if breaches:
         first = breaches[0]
         decision = ROLLBACK
         reason = (f"stop-loss: {first['metric']} is worse than its {first['threshold']:+.1%} threshold with "
-                  f"{100 * (1 - plan.alpha):.0f}% anytime-valid confidence since {first['date']}: roll back and pause exposure")
+                  f"{100 * (1 - plan.alpha):.0f}% {interval_kind} since {first['date']}: roll back and pause exposure")
     elif spec is None:
         decision, reason = CONTINUE, f"the data's current stage {current.name!r} is not one the plan declares"
     else:
