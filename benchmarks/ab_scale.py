@@ -41,7 +41,7 @@ def write_table(rows: int) -> Path:
     path = OUT / f"exposures_{rows}.parquet"
     OUT.mkdir(parents=True, exist_ok=True)
     u = lambda salt: f"((hash(i, {salt}) % 1000003) / 1000003.0)"
-    treated = f"(hash(i, 1) % 2)"
+    treated = "(hash(i, 1) % 2)"
     duckdb.sql(f"""
         COPY (
           SELECT i AS user_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import PLAN, cli, edit_yaml, make_project
+from conftest import PLAN, cli, edit_yaml
 
 
 def test_help_for_every_command(project):

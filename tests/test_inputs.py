@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from impactbook.catalog import Catalog, Contract
+from impactbook.catalog import Contract
 from impactbook.errors import InputError
 from impactbook.inputs import contract_problems, load_input
 

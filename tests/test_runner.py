@@ -35,8 +35,7 @@ def test_completed_run_publishes_every_artifact_read_only(frozen_project):
     assert all((p.stat().st_mode & 0o222) == 0 for p in outcome.folder.iterdir())
     stored = read_json(outcome.folder / "run.json")
     assert stored["plan"]["sha256"] == record.plan.sha256 and stored["seed"] == 20261122
-    assert stored["inputs"][0]["sha256"] == frozen_project.root.joinpath("catalog.yaml").read_text().split(
-        "sha256: ")[1][:64]
+    assert stored["inputs"][0]["sha256"] == Catalog.load(frozen_project).dataset("demo_experiment").sha256
     env = stored["environment"]
     assert env["python"] and env["kernel_name"] == "python3" and "papermill" in env["distributions"]
     assert {"commit", "dirty"} <= set(env["git"])

@@ -7,7 +7,7 @@ import papermill
 
 from impactbook.catalog import Catalog
 from impactbook.plan import load_plan
-from conftest import PLAN, REPO, cli, make_project
+from conftest import PLAN, REPO, cli
 
 
 def test_init_creates_a_project_and_refuses_to_overwrite(tmp_path):

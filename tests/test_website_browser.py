@@ -63,7 +63,7 @@ def test_site_in_a_real_browser(browser, site):  # noqa: F811
     page.screenshot(path=str(ARTIFACTS / "run-page.png"), full_page=False)
 
     page.click("text=All plans and runs")
-    page.click(f"a[href^='compare/']")
+    page.click("a[href^='compare/']")
     assert "Comparison of 2 runs" in page.inner_text("h1")
     assert "conversion" in page.inner_text("body")
     page.screenshot(path=str(ARTIFACTS / "comparison-page.png"), full_page=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 from .plan import Metric, Plan
 from .stats import RatioStatistic, RegressionStatistic, SampleMean
@@ -109,6 +109,18 @@ class Aggregates:
     daily: dict[str, Cell] = field(default_factory=dict)
     caps: dict[str, float] = field(default_factory=dict)
     sql: str = ""
+
+    def cumulative(self, arms: tuple[str, ...]) -> Iterator[tuple[str, Cell]]:
+        """(day, statistics of all data up to and including that day) from the first day every arm has
+        data — sufficient statistics add up, so each day costs one addition per metric."""
+        running: Cell = {}
+        for day, cell in self.daily.items():
+            for arm in arms:
+                if arm in cell:
+                    running[arm] = ({m: running[arm][m] + s for m, s in cell[arm].items()} if arm in running
+                                    else dict(cell[arm]))
+            if all(arm in running for arm in arms):
+                yield day, running
 
 
 def aggregate(plan: Plan, path: Path, format: str = "csv", connection=None) -> Aggregates:

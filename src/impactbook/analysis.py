@@ -8,7 +8,7 @@ heterogeneity test, and the cumulative daily effect of the primary metric.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,13 +165,11 @@ def _daily(plan: Plan, aggregates: Aggregates) -> list[dict[str, Any]]:
     """The primary metric's effect on all data up to and including each day (sums add up)."""
     control, treatment = plan.design.control, plan.design.treatment
     primary = next(m for m in plan.metrics if m.role == "primary")
-    rows, running = [], {}
-    for day, cell in aggregates.daily.items():
-        for arm in (control, treatment):
-            if arm in cell:
-                running[arm] = running[arm] + cell[arm][primary.id] if arm in running else cell[arm][primary.id]
-        if len(running) == 2 and min(s.n for s in running.values()) > 1:
-            effect = effect_of(primary, running[control], running[treatment], plan.alpha)
+    rows = []
+    for day, running in aggregates.cumulative((control, treatment)):
+        c, t = running[control][primary.id], running[treatment][primary.id]
+        if min(c.n, t.n) > 1:
+            effect = effect_of(primary, c, t, plan.alpha)
             rows.append({"date": day, "metric": primary.id, "relative": effect.relative,
                          "relative_low": effect.relative_low, "relative_high": effect.relative_high,
                          "difference": effect.difference, "p_value": effect.p_value})

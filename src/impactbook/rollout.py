@@ -133,16 +133,9 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
     if rollout.sequential.method == "group_sequential":
         fractions = [(k + 1) / rollout.sequential.looks for k in range(rollout.sequential.looks)]
         looks = (fractions, stats.group_sequential_bounds(fractions, plan.alpha, rollout.sequential.spending))
-    running: dict[str, dict[str, Any]] = {}
     previous_p = {m.id: 1.0 for m in watched}
     series, breaches, latest = [], [], {}
-    for day, cell in aggregates.daily.items():
-        for arm in (control, treatment):
-            if arm in cell:
-                running[arm] = {m.id: (running[arm][m.id] + cell[arm][m.id]) if arm in running else cell[arm][m.id]
-                                for m in plan.metrics}
-        if len(running) < 2:
-            continue
+    for day, running in aggregates.cumulative((control, treatment)):
         for metric in watched:
             c, t = running[control][metric.id], running[treatment][metric.id]
             if min(c.n, t.n) < 2:

@@ -8,9 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
 import re
-import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -194,14 +192,6 @@ def _trend_images(plan, runs: list[dict[str, Any]], effects: dict[str, RunEffect
         images.append({"png": base64.b64encode(buffer.getvalue()).decode(),
                        "alt": f"Relative effect of {metric.id} with intervals across {len(points)} runs, by model version"})
     return images
-
-
-def _link(source: Path, target: Path) -> None:
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 def build_site(project: Project, out: Path, comparisons: list[list[str]] | None = None) -> SiteSummary:
