@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,10 +33,12 @@ def make_project(root: Path, users: int = 20_000, **effects: float) -> Project:
     return project
 
 
-def write_data(project: Project, start, users: int = 20_000, path: Path = DATA_PATH, **effects: float) -> Path:
+def write_data(project: Project, start, users: int = 20_000, path: Path = DATA_PATH, days: int = 14,
+               **effects: float) -> Path:
     effects.setdefault("conversion_lift", 0.03)
-    target = generate_demo_data(project.resolve(path), start, 14, users=users, **effects)
-    Catalog.load(project).pin_dataset(DATASET, target, contract=DEMO_CONTRACT)
+    target = generate_demo_data(project.resolve(path), start, days, users=users, **effects)
+    Catalog.load(project).pin_dataset(DATASET, target, contract=DEMO_CONTRACT, replace=True, reason="test data",
+                                         synthetic=True)
     return target
 
 
@@ -86,10 +89,12 @@ def run_variant(project: Project, name: str, change, **kwargs):
     return run(project, **kwargs)
 
 
-def cli(project: Project | Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def cli(project: Project | Path, *args: str, timeout: int = 300,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m impactbook ARGS` in the project, as a user would run it (extra environment in `env`)."""
     root = project.root if isinstance(project, Project) else project
     return subprocess.run([sys.executable, "-m", "impactbook", *args], cwd=root, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def read_json(path: Path) -> Any:

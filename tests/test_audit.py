@@ -6,6 +6,7 @@ import json
 import os
 
 from impactbook.audit import verify
+from impactbook.ledger import Ledger
 from conftest import cli, run
 
 
@@ -32,8 +33,10 @@ def test_rewritten_sha256sums_is_caught_by_the_ledger(frozen_project):
     _force_write(run_json, run_json.read_text().replace('"ship"', '"rollback"'))
     from impactbook.store import sha256sums
     _force_write(outcome.folder / "SHA256SUMS", sha256sums(outcome.folder))
+    os.chmod(outcome.folder, 0o555)
     problems = verify(frozen_project).problems
-    assert problems == [f"runs/{outcome.record.run_id}/SHA256SUMS: does not match the hash in ledger entry 2"]
+    seq = Ledger(frozen_project.ledger_path).runs()[outcome.record.run_id]["seq"]
+    assert problems == [f"runs/{outcome.record.run_id}/SHA256SUMS: does not match the hash in ledger entry {seq}"]
 
 
 def test_added_and_deleted_files_are_named(frozen_project):
@@ -66,4 +69,5 @@ def test_missing_run_folder_is_named(frozen_project):
     os.chmod(outcome.folder, 0o755)
     shutil.rmtree(outcome.folder)
     assert verify(frozen_project).problems == [
-        f"runs/{outcome.record.run_id}: ledger records this run but its folder is missing"]
+        f"runs/{outcome.record.run_id}: ledger records this run but its folder is missing",
+        f"runs/index.sqlite: run {outcome.record.run_id} has a row but no folder"]

@@ -87,3 +87,16 @@ def test_outside_a_project_the_error_says_what_to_do(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     done = cli(tmp_path, "--debug", "runs", "list")
     assert "Traceback" in done.stderr
+
+
+def test_usage_mistakes_exit_2_with_the_usage_line_and_never_an_internal_error(project):
+    version = cli(project, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("impactbook ")
+    for args, problem in ((["frobnicate"], "No such command 'frobnicate'"),
+                          (["runs", "list", "--bogus"], "No such option: --bogus"),
+                          (["gate"], "Missing argument"),
+                          (["run", PLAN, "--timeout", "soon"], "Invalid value")):
+        done = cli(project, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Usage: impactbook" in done.stderr and problem in done.stderr, done.stderr
+        assert "internal error" not in done.stderr and "Traceback" not in done.stderr

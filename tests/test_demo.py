@@ -38,6 +38,7 @@ def test_demo_runs_end_to_end_twice(tmp_path):
                      "verdict:  revenue_per_session (secondary):", "decision: ship", "report:"):
         assert expected in first.stdout, first.stdout
     assert "DEVIATED" not in first.stdout and "deviation" not in first.stdout
+    assert "status:   COMPLETED [SIMULATED]" in first.stdout, "the demo's data is synthetic, and says so"
     rollout = next(line for line in first.stdout.splitlines() if line.startswith("rollout monitor:"))
     assert ": rollback (rollout monitor: stop-loss: revenue_per_user" in rollout
     second = cli(root, "demo")
@@ -46,6 +47,8 @@ def test_demo_runs_end_to_end_twice(tmp_path):
            if line.startswith("run id:")]
     assert len(set(ids)) == 2
     assert cli(root, "gate", ids[0]).returncode == 0
+    reproduced = cli(root, "reproduce", ids[0])
+    assert reproduced.returncode == 0 and "IDENTICAL" in reproduced.stdout, reproduced.stdout + reproduced.stderr
     assert verify(Project(root)).intact
 
 

@@ -30,9 +30,11 @@ def start(project):
 
 def _data(project, start, **kwargs):
     path = generate_rollout_data(project.root / "data/demo_rollout.csv", start, **kwargs)
-    Catalog.load(project).pin_dataset("demo_rollout", path, contract=ROLLOUT_CONTRACT)
+    Catalog.load(project).pin_dataset("demo_rollout", path, contract=ROLLOUT_CONTRACT, replace=True, reason="test data",
+                                         synthetic=True)
     feedback = generate_feedback_data(project.root / "data/demo_feedback.csv", start)
-    Catalog.load(project).pin_dataset("demo_feedback", feedback, contract=FEEDBACK_CONTRACT)
+    Catalog.load(project).pin_dataset("demo_feedback", feedback, contract=FEEDBACK_CONTRACT, replace=True, synthetic=True,
+                                         reason="test data")
     return path
 
 

@@ -13,12 +13,12 @@ import pytest
 
 from impactbook.audit import verify
 from impactbook.catalog import Catalog
-from impactbook.errors import PlanChangedError, PlanNotFrozenError
+from impactbook.errors import PlanChangedError, PlanError, PlanNotFrozenError
 from impactbook.index import RunIndex
 from impactbook.ledger import Ledger
 from impactbook.record import Action, Status, Verdict
 from impactbook.store import published_runs
-from impactbook.freezing import freeze_plan
+from impactbook.freezing import amend_plan, freeze_plan
 from conftest import PLAN, edit_template, edit_yaml, read_json, run, run_variant, write_data
 
 
@@ -31,7 +31,8 @@ def test_completed_run_publishes_every_artifact_read_only(frozen_project):
                                                               "revenue_per_session": Verdict.CONFIRMED}
     assert record.decision.action is Action.SHIP
     files = sorted(p.name for p in outcome.folder.iterdir())
-    assert files == ["SHA256SUMS", "notebook.ipynb", "plan.json", "report.html", "run.json", "scraps.json"]
+    assert files == ["SHA256SUMS", "notebook.ipynb", "plan.json", "report.html", "run.json", "scraps.json",
+                     "template.ipynb"]
     assert all((p.stat().st_mode & 0o222) == 0 for p in outcome.folder.iterdir())
     stored = read_json(outcome.folder / "run.json")
     assert stored["plan"]["sha256"] == record.plan.sha256 and stored["seed"] == 20261122
@@ -82,13 +83,13 @@ def test_contract_violation_makes_the_run_inadmissible_naming_the_column(project
     text = path.read_text().splitlines(keepends=True)
     text[5] = text[5].replace(",control,", ",holdout,").replace(",treatment,", ",holdout,")
     path.write_text("".join(text))
-    Catalog.load(project).pin_dataset("demo_experiment", path)
+    Catalog.load(project).pin_dataset("demo_experiment", path, replace=True, reason="a row relabelled")
     freeze_plan(project, PLAN)
     outcome = run(project)
     assert outcome.record.status is Status.INADMISSIBLE
     problems = outcome.record.gate["inadmissible"]
-    assert any(p.startswith("datasets.demo_experiment.contract.columns.variant: fails isin") and "'holdout'" in p
-               for p in problems), problems
+    assert any(p.startswith("datasets.demo_experiment.contract.columns.variant: fails allowed ['control', "
+                            "'treatment'] (1 rows; e.g. 'holdout')") for p in problems), problems
 
 
 def test_unknown_parameter_makes_the_run_inadmissible(project):
@@ -107,14 +108,35 @@ def test_missing_parameter_makes_the_run_inadmissible(project):
     assert "the template declares ['segment'], which the plan does not supply" in outcome.record.gate["inadmissible"][0]
 
 
-def test_edited_template_does_not_match_its_pin(frozen_project):
+def test_a_template_edited_after_the_freeze_is_refused_until_an_amendment_records_it(frozen_project):
     template = frozen_project.root / "templates/ab_test.ipynb"
     notebook = nbformat.read(template, as_version=4)
-    notebook.cells[0].source += "\nEdited without re-pinning."
+    notebook.cells[2].source += "\nprint('a quiet change to the analysis')"
     nbformat.write(notebook, template)
-    outcome = run(frozen_project)
-    assert outcome.record.status is Status.INADMISSIBLE
-    assert "templates.ab_test.sha256" in outcome.record.gate["inadmissible"][0]
+    with pytest.raises(PlanChangedError, match="froze source"):
+        run(frozen_project)
+    assert published_runs(frozen_project) == [] and not list(frozen_project.staging_dir.glob("*")), "no kernel, nothing"
+    with pytest.raises(PlanError, match="has changed since it was pinned"):
+        amend_plan(frozen_project, PLAN, "print a line")
+    Catalog.load(frozen_project).pin_template("ab_test", template)
+    version = amend_plan(frozen_project, PLAN, "print a line")
+    assert version.version == 2 and version.template_sha256 != Ledger(frozen_project.ledger_path).entries()[1][
+        "template"]["source_sha256"]
+    assert run(frozen_project).record.status is Status.COMPLETED
+
+
+def test_run_all_and_save_does_not_change_the_template_source(frozen_project):
+    from impactbook.template import source_hash
+    template = frozen_project.root / "templates/ab_test.ipynb"
+    before = source_hash(template)
+    executed = run(frozen_project).folder / "notebook.ipynb"
+    notebook = nbformat.read(executed, as_version=4)  # what "Run All + Save" leaves: outputs, counts, metadata
+    notebook.cells = [c for c in notebook.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    nbformat.write(notebook, template)
+    assert source_hash(template) == before
+    assert run(frozen_project).record.status is Status.COMPLETED, "no amendment needed"
+    pin = Catalog.load(frozen_project).pin_template("ab_test", template)
+    assert pin.stripped_outputs and not pin.changed and pin.entry.version == 1
 
 
 def test_notebook_that_raises_is_stored_failed_with_its_partial_notebook(project):
@@ -194,10 +216,10 @@ def test_killed_run_leaves_no_half_published_folder_and_is_recovered_as_failed(p
     assert RunIndex(project.index_path).rows() == []
     assert [s.name for s in project.staging_dir.iterdir()], "its work in progress is kept, not lost"
     report = verify(project)
-    assert any("killed before publication" in p for p in report.problems)
+    assert any("interrupted before publication" in p for p in report.problems), report.problems
 
-    from impactbook.runner import recover_abandoned
-    recovered = recover_abandoned(project)
+    from impactbook.publication import reconcile
+    recovered = reconcile(project).recovered
     assert len(recovered) == 1
     folder = published_runs(project)[0]
     record = read_json(folder / "run.json")

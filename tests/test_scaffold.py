@@ -42,12 +42,23 @@ def test_template_declares_its_output_contract_and_parameters():
     assert not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code"), "templates store no outputs"
 
 
-def test_repository_catalog_pins_the_committed_template():
-    from impactbook.hashing import sha256_file
+def test_the_committed_project_is_consistent_pins_templates_and_frozen_plans():
+    """After a template edit: `impactbook template add`, then `impactbook plan amend` (a test catches a forgotten one)."""
+    from impactbook.freezing import require_bound_template, require_frozen
+    from impactbook.inputs import ResolvedInput, latest_pins, pin_problem
+    from impactbook.ledger import Ledger
     from impactbook.project import Project
+    from impactbook.template import source_hash
     project = Project(REPO)
-    for name in ("ab_test", "rollout_monitor"):
-        entry = Catalog.load(project).template(name)
-        assert entry.sha256 == sha256_file(REPO / entry.path), name
-    assert load_plan(REPO / PLAN).template == "ab_test"
-    assert load_plan(REPO / "plans/rollout.yaml").template == "rollout_monitor"
+    catalog = Catalog.load(project)
+    for plan_path, name in ((PLAN, "ab_test"), ("plans/rollout.yaml", "rollout_monitor")):
+        entry = catalog.template(name)
+        source = source_hash(REPO / entry.path)
+        assert entry.sha256 == source, name
+        frozen = require_frozen(project, plan_path)
+        assert frozen.plan.template == name
+        require_bound_template(project, frozen, source, entry.path)
+    pins = latest_pins(Ledger(project.ledger_path).entries())
+    for name, entry in catalog.model.datasets.items():
+        assert entry.synthetic, f"{name}: the demo's data is generated"
+        assert pin_problem(ResolvedInput(name, name, entry, REPO / entry.uri), pins) is None

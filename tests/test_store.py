@@ -17,11 +17,10 @@ def test_run_ids_are_unique_sortable_and_safe():
 
 
 def test_publish_refuses_to_overwrite(project):
-    first = Staging.create(project, "20260101T000000000000Z-example-aaaaaa")
-    (first.folder / "a.txt").write_text("a")
+    first = Staging.create(project, "20260101T000000000000Z-example-aaaaaa", {"a.txt": b"a"})
     first.publish(project.runs_dir)
-    again = Staging.create(project, "20260101T000000000000Z-example-aaaaaa-2")
-    again = Staging(first.run_id, again.folder)
+    again = Staging.create(project, "20260101T000000000000Z-example-aaaaaa-2", {"a.txt": b"b"})
+    again.run_id = first.run_id
     with pytest.raises(FileExistsError):
         again.publish(project.runs_dir)
 

@@ -24,7 +24,8 @@ def hostile_project(root):
     data.write_text(data.read_text().replace(",web,", f",{EVIL_PLATFORM},"))
     contract = DEMO_CONTRACT.model_dump(mode="json", exclude_defaults=True)
     contract["columns"]["platform"]["allowed"] = ["ios", "android", EVIL_PLATFORM]
-    Catalog.load(project).pin_dataset("demo_experiment", data, contract=Contract.model_validate(contract))
+    Catalog.load(project).pin_dataset("demo_experiment", data, contract=Contract.model_validate(contract),
+                                         replace=True, reason="test data", synthetic=True)
     edit_yaml(project.root / PLAN, (("title",), EVIL_TITLE))
     freeze_plan(project, PLAN)
     return project, [run(project).record.run_id, run(project).record.run_id]

@@ -12,25 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Union
 
+from .expressions import parse_filter
 from .plan import Metric, Plan
+from .sqlengine import literal, locked_connection, quote, source_sql
 from .stats import RatioStatistic, RegressionStatistic, SampleMean
 
 Statistic = Union[SampleMean, RatioStatistic, RegressionStatistic]
 Cell = dict[str, dict[str, Statistic]]  # arm -> metric id -> statistic
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def literal(value: Any) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def source_sql(path: Path, format: str) -> str:
-    reader = "read_parquet" if format == "parquet" else "read_csv"
-    options = "" if format == "parquet" else ", header = true"
-    return f"{reader}({literal(path)}{options})"
 
 
 def _value(metric: Metric, column: str | None, cap: str | None = None) -> str:
@@ -38,7 +26,7 @@ def _value(metric: Metric, column: str | None, cap: str | None = None) -> str:
     if cap:
         expression = f"LEAST({expression}, {cap})"
     if metric.filter:
-        expression = f"CASE WHEN ({metric.filter}) THEN {expression} END"
+        expression = f"CASE WHEN ({parse_filter(metric.filter).sql}) THEN {expression} END"
     return expression
 
 
@@ -60,7 +48,7 @@ def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None
     design, caps = plan.design, caps or {}
     arm = quote(design.variant_column)
     columns = [f"CAST({arm} AS VARCHAR) AS arm", "COUNT(*) AS units"]
-    grouping_columns = [*plan.segments.columns, plan.window.time_column]
+    grouping_columns = _grouping_columns(plan)
     for index, column in enumerate(grouping_columns):
         columns.append(f"CAST({quote(column)} AS VARCHAR) AS g{index}_value")
         columns.append(f"GROUPING({quote(column)}) AS g{index}_rolled")
@@ -124,10 +112,8 @@ class Aggregates:
 
 
 def aggregate(plan: Plan, path: Path, format: str = "csv", connection=None) -> Aggregates:
-    """Run the compiled SQL in DuckDB (in memory, by default) over the pinned file."""
-    import duckdb
-
-    connection = connection or duckdb.connect()
+    """Run the compiled SQL in DuckDB (in memory, locked to the pinned file) over the pinned file."""
+    connection = connection or locked_connection([path])
     source = source_sql(Path(path), format)
     caps: dict[str, float] = {}
     if (query := cap_sql(plan, source)) is not None:
@@ -142,7 +128,8 @@ def aggregate(plan: Plan, path: Path, format: str = "csv", connection=None) -> A
 
 
 def _collect(plan: Plan, rows: list[dict[str, Any]], caps: dict[str, float], sql: str) -> Aggregates:
-    grouping_columns = [*plan.segments.columns, plan.window.time_column]
+    grouping_columns = _grouping_columns(plan)
+    timed = plan.window.time_column is not None
     units: dict[str, int] = {}
     overall: Cell = {}
     segment_units: dict[tuple[str, str], dict[str, int]] = {}
@@ -158,13 +145,27 @@ def _collect(plan: Plan, rows: list[dict[str, Any]], caps: dict[str, float], sql
             continue
         index = grouped[0]
         value = str(row[f"g{index}_value"])
-        if index == len(grouping_columns) - 1:
-            day = value[:10]
+        if timed and index == len(grouping_columns) - 1:
+            day = value[:10] if plan.window.time_type == "date" else value
             daily_units.setdefault(day, {})[arm] = int(row["units"])
             daily.setdefault(day, {})[arm] = statistics
         else:
             key = (grouping_columns[index], value)
             segment_units.setdefault(key, {})[arm] = int(row["units"])
             segments.setdefault(key, {})[arm] = statistics
-    return Aggregates(units, overall, segment_units, dict(sorted(segments.items())), dict(sorted(daily_units.items())),
-                      dict(sorted(daily.items())), caps, sql)
+    order = (lambda item: _number(item[0])) if plan.window.time_type == "number" else (lambda item: item[0])
+    return Aggregates(units, overall, segment_units, dict(sorted(segments.items())),
+                      dict(sorted(daily_units.items(), key=order)), dict(sorted(daily.items(), key=order)), caps, sql)
+
+
+def _grouping_columns(plan: Plan) -> list[str]:
+    """Segments, then the time column (last, when there is one): the GROUPING SETS beside the overall arm."""
+    return [*plan.segments.columns, *([plan.window.time_column] if plan.window.time_column else [])]
+
+
+def _number(text: str) -> float:
+    """Period numbers sort as numbers (1, 2, ..., 10), not as text (1, 10, 2)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("inf")

@@ -24,20 +24,27 @@ class MetricResult:
     kind: str
     direction: str
     test: str
-    effect: stats.Effect
+    effect: stats.Effect | None
     adjusted_p_value: float | None = None
     verdict: str | None = None
     non_inferiority: stats.NonInferiority | None = None
     power: stats.Power | None = None
     cap: float | None = None
+    note: str | None = None
 
     def row(self) -> dict[str, Any]:
         ni = self.non_inferiority
+        effect = self.effect.as_dict() if self.effect else {name: None for name in EFFECT_FIELDS}
+        notes = [n for n in (self.note, effect.get("note"), ni.note if ni else None) if n]
         return {"metric": self.metric, "role": self.role, "kind": self.kind, "direction": self.direction,
-                "test": self.test, **self.effect.as_dict(), "adjusted_p_value": self.adjusted_p_value,
+                "test": self.test, **effect, "note": "; ".join(dict.fromkeys(notes)) or None,
+                "adjusted_p_value": self.adjusted_p_value,
                 "verdict": self.verdict, "margin": ni.margin if ni else None,
                 "margin_type": ni.margin_type if ni else None, "ni_low": ni.low if ni else None,
                 "ni_high": ni.high if ni else None, "ni_p_value": ni.p_value if ni else None, "cap": self.cap}
+
+
+EFFECT_FIELDS = [f.name for f in __import__("dataclasses").fields(stats.Effect)]
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ class Analysis:
             "verdicts": self.verdicts,
             "power": [{"metric": r.metric, **r.power.as_dict()} for r in self.results if r.power],
             "cuped": [{"metric": r.metric, "theta": r.effect.theta, "variance_reduction": r.effect.variance_reduction}
-                      for r in self.results if r.effect.theta is not None],
+                      for r in self.results if r.effect is not None and r.effect.theta is not None],
             "segments": [s.row() for s in self.segments],
             "heterogeneity": self.heterogeneity,
             "daily": self.daily,
@@ -101,34 +108,50 @@ def effect_of(metric: Metric, control: Statistic, treatment: Statistic, alpha: f
     return stats.welch_difference(control, treatment, alpha)
 
 
+def estimate(metric: Metric, control: Statistic, treatment: Statistic, alpha: float) -> tuple[stats.Effect | None,
+                                                                                           str | None]:
+    """The effect, or None and the reason the data cannot give it."""
+    try:
+        return effect_of(metric, control, treatment, alpha), None
+    except stats.NotEstimable as reason:
+        return None, str(reason)
+
+
 def analyse(plan: Plan, aggregates: Aggregates) -> Analysis:
+    """One metric that cannot be estimated is that metric's problem: it ends INCONCLUSIVE with its reason
+    (an exploratory one is shown as not estimable) and every other metric is analysed as planned."""
     control, treatment = plan.design.control, plan.design.treatment
     srm = stats.srm_test(aggregates.units, plan.design.expected_split, plan.srm_threshold)
     segment_srm = {f"{c}={v}": stats.srm_test(units, plan.design.expected_split, plan.srm_threshold)
                    for (c, v), units in aggregates.segment_units.items()}
-    effects = {m.id: effect_of(m, aggregates.overall[control][m.id], aggregates.overall[treatment][m.id], plan.alpha)
-               for m in plan.metrics}
-    family = plan.family
-    adjusted = dict(zip(family, stats.adjust_p_values([effects[i].p_value for i in family], plan.correction.method)))
+    estimates = {m.id: estimate(m, aggregates.overall[control][m.id], aggregates.overall[treatment][m.id], plan.alpha)
+                 for m in plan.metrics}
+    family = [m for m in plan.family if estimates[m][0] is not None]
+    adjusted = dict(zip(family, stats.adjust_p_values([estimates[i][0].p_value for i in family],
+                                                      plan.correction.method)))
     results = []
     units_per_arm = (aggregates.units.get(control, 0) + aggregates.units.get(treatment, 0)) / 2
     for metric in plan.metrics:
-        effect = effects[metric.id]
-        ni, verdict = None, None
+        effect, reason = estimates[metric.id]
+        ni, verdict, power = None, None, None
         if metric.role == "guardrail":
-            ni = stats.non_inferiority(effect, metric.direction, metric.margin, plan.alpha, metric.margin_type)
-            test, verdict = f"non-inferiority ({metric.margin_type} margin)", ni.verdict
+            test = f"non-inferiority ({metric.margin_type} margin)"
+            if effect is not None:
+                ni = stats.non_inferiority(effect, metric.direction, metric.margin, plan.alpha, metric.margin_type)
+            verdict = ni.verdict if ni else "INCONCLUSIVE"
         elif metric.role == "exploratory":
             test = "exploratory (no verdict)"
         else:
-            test = "superiority" + (f", {plan.correction.method}-adjusted" if metric.id in adjusted else "")
-            verdict = stats.superiority_verdict(effect, metric.direction, plan.alpha, adjusted.get(metric.id))
-        power = None
-        if metric.minimum_detectable_effect:
+            test = "superiority" + (f", {plan.correction.method}-adjusted" if metric.id in plan.family else "")
+            verdict = stats.superiority_verdict(effect, metric.direction, plan.alpha, adjusted.get(metric.id)) \
+                if effect is not None else "INCONCLUSIVE"
+        if metric.minimum_detectable_effect and effect is not None and effect.control_mean:
             power = stats.achieved_power(effect.control_mean, effect.standard_error, units_per_arm,
                                          metric.minimum_detectable_effect, plan.alpha, plan.target_power)
+        if reason and metric.role == "exploratory":
+            reason = f"not estimable: {reason}"
         results.append(MetricResult(metric.id, metric.role, metric.kind, metric.direction, test, effect,
-                                    adjusted.get(metric.id), verdict, ni, power, aggregates.caps.get(metric.id)))
+                                    adjusted.get(metric.id), verdict, ni, power, aggregates.caps.get(metric.id), reason))
     segments, heterogeneity = _segments(plan, aggregates)
     return Analysis(srm, segment_srm, results, segments, heterogeneity, _daily(plan, aggregates), aggregates.sql)
 
@@ -149,9 +172,11 @@ def _segments(plan: Plan, aggregates: Aggregates) -> tuple[list[SegmentResult], 
                     results.append(SegmentResult(column, key[1], metric.id, units, True))
                     continue
                 cell = aggregates.segments[key]
-                shown.append(SegmentResult(column, key[1], metric.id, units, False,
-                                           effect_of(metric, cell[control][metric.id], cell[treatment][metric.id],
-                                                     plan.alpha)))
+                effect, _ = estimate(metric, cell[control][metric.id], cell[treatment][metric.id], plan.alpha)
+                if effect is None:  # e.g. no variation within this segment: shown without a test
+                    results.append(SegmentResult(column, key[1], metric.id, units, False))
+                    continue
+                shown.append(SegmentResult(column, key[1], metric.id, units, False, effect))
             adjusted = stats.adjust_p_values([s.effect.p_value for s in shown], plan.segments.correction)
             results += [SegmentResult(s.column, s.value, s.metric, s.units, False, s.effect, p)
                         for s, p in zip(shown, adjusted)]
@@ -168,8 +193,8 @@ def _daily(plan: Plan, aggregates: Aggregates) -> list[dict[str, Any]]:
     rows = []
     for day, running in aggregates.cumulative((control, treatment)):
         c, t = running[control][primary.id], running[treatment][primary.id]
-        if min(c.n, t.n) > 1:
-            effect = effect_of(primary, c, t, plan.alpha)
+        effect, _ = estimate(primary, c, t, plan.alpha)
+        if effect is not None:
             rows.append({"date": day, "metric": primary.id, "relative": effect.relative,
                          "relative_low": effect.relative_low, "relative_high": effect.relative_high,
                          "difference": effect.difference, "p_value": effect.p_value})

@@ -1,14 +1,21 @@
-"""Verify: recompute every artifact hash and the ledger's hash chain, and tie each run to its entry."""
+"""Verify: recompute every artifact hash and the ledger's hash chain, tie each run to its one ledger
+entry, and compare the derived index with both. `gate` acts only on a run that passes these checks."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from .errors import RunNotFoundError
 from .hashing import sha256_file
+from .index import IndexUnusable, RunIndex, load_record, row_problems
 from .ledger import Ledger
 from .project import Project
-from .store import SUMS, abandoned_stagings, artifact_problems, published_runs
+from .publication import DAMAGED
+from .record import GATE_EXIT, Action, RunRecord
+from .store import SUMS, artifact_problems, hidden_stagings, locked, published_runs, staged_runs
 
 
 @dataclass(frozen=True)
@@ -16,6 +23,7 @@ class VerifyReport:
     checked_runs: list[str]
     ledger_entries: int
     problems: list[str] = field(default_factory=list)
+    in_progress: list[str] = field(default_factory=list)
 
     @property
     def intact(self) -> bool:
@@ -23,39 +31,156 @@ class VerifyReport:
 
     def record(self) -> dict[str, object]:
         return {"intact": self.intact, "checked_runs": self.checked_runs, "ledger_entries": self.ledger_entries,
-                "problems": self.problems}
+                "problems": self.problems, "in_progress": self.in_progress}
 
 
-def verify(project: Project, runs: list[str] | None = None) -> VerifyReport:
-    ledger = Ledger(project.ledger_path)
+def ledger_problems(ledger: Ledger) -> tuple[list[dict[str, Any]], list[str]]:
+    """The entries, and what is wrong with the chain: edits, gaps, a plan version or a run recorded twice."""
     problems = ledger.problems()
     try:
-        ledger_runs = ledger.runs()
-        entries = len(ledger.entries())
+        entries = ledger.entries()
     except Exception as exc:  # an unreadable ledger is itself the finding
-        ledger_runs, entries = {}, 0
-        problems.append(str(exc))
+        return [], problems or [str(exc)]
+    name = ledger.path.name
+    versions = Counter((e.get("plan_id"), e.get("version")) for e in entries if e.get("kind") in ("freeze", "amend"))
+    problems += [f"{name}: plan {plan!r} version {version} is recorded {count} times"
+                 for (plan, version), count in versions.items() if count > 1]
+    runs = Counter(e.get("run_id") for e in entries if e.get("kind") == "run")
+    problems += [f"{name}: run {run} is recorded {count} times" for run, count in runs.items() if count > 1]
+    return entries, problems
+
+
+def record_problems(record: RunRecord, entry: dict[str, Any]) -> list[str]:
+    """Where run.json disagrees with the run's ledger entry on what automation acts on."""
+    found = []
+    if entry.get("status") != record.status.value:
+        found.append(f"status is {record.status.value}, the ledger says {entry.get('status')}")
+    if entry.get("decision") != record.decision.action.value:
+        found.append(f"decision is {record.decision.action.value}, the ledger says {entry.get('decision')}")
+    verdicts = {v.metric: v.verdict.value for v in record.verdicts}
+    if "verdicts" in entry and entry["verdicts"] != verdicts:
+        found.append(f"verdicts are {verdicts}, the ledger says {entry['verdicts']}")
+    return found
+
+
+def run_problems(project: Project, folder: Path, entry: dict[str, Any] | None) -> list[str]:
+    """Everything that would make a published run untrustworthy, each named by its path."""
+    shown = project.relative(project.runs_dir)
+    problems = [f"{shown}/{p}" for p in artifact_problems(folder)]
+    name = folder.name
+    if entry is None:
+        return problems + [f"{shown}/{name}: not recorded in the ledger"]
+    if (folder / SUMS).is_file() and sha256_file(folder / SUMS) != entry.get("sha256sums"):
+        problems.append(f"{shown}/{name}/{SUMS}: does not match the hash in ledger entry {entry['seq']}")
+    if not problems:
+        try:
+            record = load_record(folder)
+        except (OSError, ValueError) as exc:
+            return [f"{shown}/{name}/run.json: unreadable ({exc})"]
+        problems += [f"{shown}/{name}/run.json: {p} (entry {entry['seq']})" for p in record_problems(record, entry)]
+    if folder.stat().st_mode & 0o222:
+        problems.append(f"{shown}/{name}: folder is writable (not sealed: publication was interrupted, or its permissions were changed)")
+    return problems
+
+
+def verify(project: Project, runs: list[str] | None = None, anchor_files: list[Path] | None = None) -> VerifyReport:
+    """Everything, or the runs named; the ledger is checked against every git-tag anchor and `anchor_files`."""
+    from .anchors import anchor_problems, file_anchors, git_anchors
+
+    ledger = Ledger(project.ledger_path)
+    entries, problems = ledger_problems(ledger)
+    anchors = git_anchors(project) + [a for path in anchor_files or [] for a in file_anchors(path)]
+    problems += anchor_problems(entries, anchors, project.relative(project.ledger_path))
+    ledger_runs = {e["run_id"]: e for e in entries if e.get("kind") == "run"}
     folders = {f.name: f for f in published_runs(project)}
+    shown = project.relative(project.runs_dir)
+    in_progress: list[str] = []
     if runs:
         chosen = []
         for wanted in runs:
             matches = [name for name in folders if name == wanted] or [n for n in folders if n.startswith(wanted)]
             if len(matches) != 1:
-                raise RunNotFoundError(f"{wanted!r} matches {len(matches)} run folders in {project.relative(project.runs_dir)}")
+                raise RunNotFoundError(f"{wanted!r} matches {len(matches)} run folders in {shown}")
             chosen.append(matches[0])
     else:
         chosen = sorted(folders)
-        problems += [f"{project.relative(project.runs_dir)}/{name}: ledger records this run but its folder is missing"
+        problems += [f"{shown}/{name}: ledger records this run but its folder is missing"
                      for name in sorted(set(ledger_runs) - set(folders))]
-        problems += [f"{project.relative(s.folder)}: a run was killed before publication; the next "
-                     "`impactbook run` publishes it as FAILED" for s in abandoned_stagings(project)]
+        problems += _staging_problems(project, in_progress)
+        problems += _index_problems(project, folders, ledger_runs)
     for name in chosen:
-        folder = folders[name]
-        shown = project.relative(project.runs_dir)
-        problems += [f"{shown}/{p}" for p in artifact_problems(folder)]
-        entry = ledger_runs.get(name)
-        if entry is None:
-            problems.append(f"{shown}/{name}: not recorded in the ledger")
-        elif (folder / SUMS).is_file() and sha256_file(folder / SUMS) != entry.get("sha256sums"):
-            problems.append(f"{shown}/{name}/{SUMS}: does not match the hash in ledger entry {entry['seq']}")
-    return VerifyReport(chosen, entries, problems)
+        problems += run_problems(project, folders[name], ledger_runs.get(name))
+    return VerifyReport(chosen, len(entries), problems, in_progress)
+
+
+def _staging_problems(project: Project, in_progress: list[str]) -> list[str]:
+    problems = []
+    for folder in [*staged_runs(project), *hidden_stagings(project)]:
+        with locked(folder) as lock:
+            if lock is None:
+                in_progress.append(folder.name)
+            else:
+                problems.append(f"{project.relative(folder)}: a run was interrupted before publication; the next "
+                                "impactbook command publishes it as FAILED")
+    damaged = project.staging_dir / DAMAGED
+    if damaged.is_dir():
+        problems += [f"{project.relative(p)}: a staging folder without a readable plan and record was moved "
+                     "here; inspect it and delete it" for p in sorted(damaged.iterdir())]
+    return problems
+
+
+def _index_problems(project: Project, folders: dict[str, Path], ledger_runs: dict[str, dict[str, Any]]) -> list[str]:
+    shown = project.relative(project.index_path)
+    try:
+        rows = {row["run_id"]: row for row in RunIndex(project.index_path).rows()}
+    except IndexUnusable as exc:
+        return [f"{shown}: unusable ({exc}); the next impactbook command rebuilds it"]
+    problems = [f"{shown}: run {run_id} has a row but no folder" for run_id in sorted(set(rows) - set(folders))]
+    problems += [f"{shown}: run {run_id} is missing" for run_id in sorted(set(folders) - set(rows))]
+    for run_id, row in sorted(rows.items()):
+        if run_id in folders:
+            problems += [f"{shown}: run {run_id}: {p}" for p in row_problems(row, ledger_runs.get(run_id))]
+    return problems
+
+
+HUMAN_ACTIONS = {"advance": Action.SHIP, "hold": Action.HOLD, "rollback": Action.ROLLBACK}
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """What `gate` acts on: a run whose artifacts, ledger entry and record agree, and the decision that
+    stands — the latest human decision recorded for it, else the automatic one."""
+
+    record: RunRecord
+    problems: list[str]
+    human: dict[str, Any] | None
+
+    @property
+    def action(self) -> Action:
+        return HUMAN_ACTIONS[self.human["action"]] if self.human else self.record.decision.action
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.problems else GATE_EXIT[self.action]
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.record.summary(), "verified": not self.problems, "problems": self.problems,
+                "automatic_decision": self.record.decision.action.value, "decision": self.action.value,
+                "human_decision": self.human, "exit_code": self.exit_code}
+
+
+def gate_check(project: Project, run: str) -> GateCheck:
+    """Verify the run's folder against SHA256SUMS, the ledger chain, and its one ledger entry before its
+    decision may reach automation."""
+    row = RunIndex(project.index_path).find(run)
+    folder = project.runs_dir / row["run_id"]
+    if not folder.is_dir():
+        raise RunNotFoundError(f"run folder {project.relative(folder)} is missing", hint="run `impactbook verify`")
+    entries, problems = ledger_problems(Ledger(project.ledger_path))
+    entry = next((e for e in entries if e.get("kind") == "run" and e.get("run_id") == row["run_id"]), None)
+    problems += run_problems(project, folder, entry)
+    record = load_record(folder)
+    humans = [e for e in entries if e.get("kind") == "decision" and e.get("run_id") == row["run_id"]]
+    human = {k: humans[-1].get(k) for k in ("seq", "time", "action", "by", "reason", "automatic", "override")} \
+        if humans else None
+    return GateCheck(record, problems, human)

@@ -7,6 +7,7 @@ order survive `impactbook dataset add`.
 from __future__ import annotations
 
 import difflib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,14 +15,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml.comments import CommentedMap
 
+from .durable import write_text
 from .errors import CatalogError
-from .hashing import sha256_file
+from .hashing import sha256_file, sha256_json
+from .ledger import Ledger, current_user
 from .project import Project
-from .yamlio import dump_yaml, explain_validation, load_yaml
+from .template import has_outputs, read_template, source_record, strip_outputs
+from .yamlio import explain_validation, load_yaml, round_trip
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ColumnRule(_Strict):
@@ -45,6 +49,8 @@ class DatasetEntry(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int | None = None
     format: Literal["csv", "parquet"] = "csv"
+    synthetic: bool = Field(False, description="generated data (a demo, a simulation): runs are labelled SIMULATED "
+                                               "and their clock is the end of the data")
     contract: Contract | None = None
 
 
@@ -52,6 +58,13 @@ class TemplateEntry(_Strict):
     path: str
     version: int | str = 1
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class TemplatePin:
+    entry: TemplateEntry
+    stripped_outputs: bool
+    changed: bool
 
 
 class ModelEntry(_Strict):
@@ -102,38 +115,82 @@ class Catalog:
     def template(self, name: str) -> TemplateEntry:
         return _pick("template", name, self.model.templates, self.shown)
 
-    def pin_dataset(self, name: str, path: Path, contract: Contract | None = None) -> DatasetEntry:
-        """Write (or re-write) a dataset pin: uri, sha256, size and contract, keeping comments elsewhere.
-        Re-pinning without a contract keeps the one already there."""
-        path, entry = self._entry("datasets", name, path, "uri")
-        entry["uri"] = self.project.relative(path)
-        entry["sha256"] = sha256_file(path)
+    def pin_dataset(self, name: str, path: Path, contract: Contract | None = None, *, replace: bool = False,
+                    reason: str | None = None, by: str | None = None, allow_outside: bool = False,
+                    synthetic: bool | None = None) -> DatasetEntry:
+        """Pin a dataset: uri, sha256, size and contract, keeping comments elsewhere. Every pin is a ledger
+        event; replacing an existing one needs `replace` and a reason (pins change only on purpose).
+        Re-pinning without a contract keeps the one already there (and likewise the synthetic flag)."""
+        path = self.project.resolve(path)
+        if not path.is_file():
+            raise CatalogError(f"no such file: {path}", where=self.shown, field=f"datasets.{name}.uri")
+        uri = self.project.relative(path)
+        if Path(uri).is_absolute() and not allow_outside:
+            raise CatalogError(f"{path} is outside the project {self.project.root}", field=f"datasets.{name}.uri",
+                               hint="copy it into the project (e.g. data/), or pass --allow-outside to pin an "
+                                    "absolute path that other machines will not have")
+        digest = sha256_file(path)
+        old = self.model.datasets.get(name)
+        if old is not None and old.sha256 != digest:
+            if not replace:
+                raise CatalogError(f"dataset {name!r} is already pinned to sha256 {old.sha256[:12]}… and this file "
+                                   f"is {digest[:12]}…", where=self.shown, field=f"datasets.{name}",
+                                   hint=f"replacing a pin is recorded: `impactbook dataset add {name} {uri} "
+                                        "--replace --reason TEXT`")
+            if not (reason or "").strip():
+                raise CatalogError("replacing a pin needs a reason", field="--reason")
+        Ledger(self.project.ledger_path).append("pin", {
+            "dataset": name, "uri": uri, "sha256": digest, "size": path.stat().st_size,
+            "replaces": old.sha256 if old is not None else None,
+            "reason": (reason or "").strip() or ("first pin" if old is None else "re-pinned (same bytes)"),
+            "by": (by or "").strip() or current_user(),
+            **({"synthetic": synthetic} if synthetic is not None else {})})
+        _, entry = self._entry("datasets", name)
+        entry["uri"] = uri
+        entry["sha256"] = digest
         entry["size"] = path.stat().st_size
         entry["format"] = "parquet" if path.suffix == ".parquet" else "csv"
+        if synthetic is not None:
+            if synthetic:
+                entry["synthetic"] = True
+            else:
+                entry.pop("synthetic", None)
         if contract is not None:
             entry["contract"] = contract.model_dump(mode="json", exclude_defaults=True)
         self._save()
         return self.dataset(name)
 
-    def pin_template(self, name: str, path: Path, version: int | str | None = None) -> TemplateEntry:
-        path, entry = self._entry("templates", name, path, "path")
-        entry["path"] = self.project.relative(path)
-        entry["version"] = version if version is not None else entry.get("version", 1)
-        entry["sha256"] = sha256_file(path)
-        self._save()
-        return self.template(name)
-
-    def _entry(self, section_key: str, name: str, path: Path, field: str) -> tuple[Path, CommentedMap]:
-        """The file to pin (it must exist) and its entry in the round-trip document, created if new."""
+    def pin_template(self, name: str, path: Path, version: int | str | None = None) -> TemplatePin:
+        """Pin a template by its source hash. Stored outputs are stripped from the file first (a template
+        keeps none); a changed source gets the next version unless one is given."""
         path = self.project.resolve(path)
-        if not path.is_file():
-            raise CatalogError(f"no such file: {path}", where=self.shown, field=f"{section_key}.{name}.{field}")
+        shown = self.project.relative(path)
+        notebook = read_template(path, shown)
+        stripped = has_outputs(notebook)
+        if stripped:
+            import nbformat
+
+            write_text(path, nbformat.writes(strip_outputs(notebook)) + "\n")
+        digest = sha256_json(source_record(notebook))
+        old = self.model.templates.get(name)
+        if version is None:
+            version = old.version if old is not None and old.sha256 == digest else (
+                old.version + 1 if old is not None and isinstance(old.version, int) else 1)
+        _, entry = self._entry("templates", name)
+        entry["path"] = shown
+        entry["version"] = version
+        entry["sha256"] = digest
+        self._save()
+        return TemplatePin(self.template(name), stripped, old is None or old.sha256 != digest)
+
+    def _entry(self, section_key: str, name: str) -> tuple[None, CommentedMap]:
+        """The entry in the round-trip document, created if new."""
         if not isinstance(self.document.get(section_key), dict):
             self.document[section_key] = CommentedMap()
         section = self.document[section_key]
         if section.get(name) is None:
             section[name] = CommentedMap()
-        return path, section[name]
+        return None, section[name]
 
     def _save(self) -> None:
         """Validate before writing, then replace the file atomically."""
@@ -141,9 +198,9 @@ class Catalog:
             self.model = CatalogModel.model_validate({k: (v or {}) for k, v in self.document.items()})
         except ValidationError as exc:
             raise CatalogError(explain_validation(exc, self.document, self.shown)) from None
-        temporary = self.project.catalog_path.with_suffix(".yaml.tmp")
-        dump_yaml(self.document, temporary)
-        temporary.replace(self.project.catalog_path)
+        buffer = io.StringIO()
+        round_trip().dump(self.document, buffer)
+        write_text(self.project.catalog_path, buffer.getvalue())
 
 
 def load_contract(path: Path) -> Contract:

@@ -12,14 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from .errors import ImpactbookError, RunNotFoundError
 from .project import Project
-from .record import GATE_EXIT, Status
+from .record import Status
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="Reproducible, auditable impact assessments of model changes.")
@@ -29,8 +28,9 @@ plan_app = typer.Typer(no_args_is_help=True, help="Freeze, amend and check prere
 runs_app = typer.Typer(no_args_is_help=True, help="List and show stored runs.")
 index_app = typer.Typer(no_args_is_help=True, help="The derived run index.")
 rollout_app = typer.Typer(no_args_is_help=True, help="Staged rollouts: the stage history of a plan.")
+ledger_app = typer.Typer(no_args_is_help=True, help="The hash-chained ledger: anchor its head outside it.")
 for sub, name in ((dataset_app, "dataset"), (template_app, "template"), (plan_app, "plan"), (runs_app, "runs"),
-                  (index_app, "index"), (rollout_app, "rollout")):
+                  (index_app, "index"), (rollout_app, "rollout"), (ledger_app, "ledger")):
     app.add_typer(sub, name=name)
 
 out = Console(highlight=False, soft_wrap=True)
@@ -38,16 +38,34 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_FOR_STATUS = {Status.COMPLETED: 0, Status.INADMISSIBLE: 4, Status.FAILED: 5}
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 PROJECT = typer.Option(None, "--project", "-C", help="Project folder (default: nearest with catalog.yaml).")
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "project": None}
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"impactbook {version('impactbook')}")
+        raise typer.Exit(0)
 
 
 @app.callback()
-def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+             version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")) -> None:
     _state["debug"] = debug
 
 
-def _project(folder: Optional[Path]) -> Project:
-    return Project.find(folder)
+def _project(folder: Optional[Path], reconcile: bool = True) -> Project:
+    """The project, after finishing whatever an interrupted command left (verify opens it as it is,
+    to report the differences instead)."""
+    project = Project.find(folder)
+    _state["project"] = project
+    if reconcile:
+        from .publication import reconcile as finish_interrupted
+
+        finish_interrupted(project, _progress)
+    return project
 
 
 def _emit(value: Any) -> None:
@@ -72,7 +90,7 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Generate the synthetic demo data, pin it, freeze the example plan and run it end to end."""
     from .demo import run_demo
 
-    result = run_demo(_project(project_dir), progress=_progress)
+    result = run_demo(_project(project_dir, reconcile=False), progress=_progress)  # each run reconciles
     if result.rollout is not None:
         record = result.rollout.record
         message = (f"rollout monitor: run {record.run_id}: {record.decision.action.value} "
@@ -91,7 +109,7 @@ def run(plan: Path = typer.Argument(..., help="Plan YAML file, e.g. plans/exampl
     """Run a frozen plan: gates, Papermill execution, capture, immutable store, index, report."""
     from .runner import run_plan
 
-    project = _project(project_dir)
+    project = _project(project_dir, reconcile=False)  # run_plan reconciles first
     _report_run(run_plan(project, _plan_path(project, plan), timeout_s=timeout, progress=_progress), as_json)
 
 
@@ -107,9 +125,14 @@ def _report_run(outcome, as_json: bool) -> None:
                "deviations": record.gate.get("deviations", [])})
     else:
         out.print(f"run id:   {record.run_id}")
-        out.print(f"status:   {record.status.value}")
+        out.print(f"status:   {record.status.value}" + (f" [{', '.join(record.labels)}]" if record.labels else ""))
+        for note in record.gate.get("notes", []):
+            out.print(f"note:     {note}", markup=False)
         for verdict in record.verdicts:
-            out.print(f"verdict:  {verdict.metric} ({verdict.role}): {verdict.verdict.value}")
+            shown = verdict.verdict.value
+            if verdict.statistical_verdict and verdict.statistical_verdict is not verdict.verdict:
+                shown += f" (statistical result: {verdict.statistical_verdict.value})"
+            out.print(f"verdict:  {verdict.metric} ({verdict.role}): {shown}", markup=False)
         for reason in record.gate.get("inadmissible", []) + record.errors:
             out.print(f"reason:   {reason}", markup=False)
         for deviation in record.gate.get("deviations", []):
@@ -122,13 +145,22 @@ def _report_run(outcome, as_json: bool) -> None:
 @dataset_app.command("add")
 def dataset_add(name: str, path: Path,
                 contract: Optional[Path] = typer.Option(None, "--contract", help="YAML data contract to pin with it."),
+                replace: bool = typer.Option(False, "--replace", help="Replace an existing pin (needs --reason)."),
+                reason: Optional[str] = typer.Option(None, "--reason", help="Why the pin changes (in the ledger)."),
+                by: Optional[str] = typer.Option(None, "--by", help="Who pins (default: git user.name or login)."),
+                allow_outside: bool = typer.Option(False, "--allow-outside",
+                                                   help="Allow a file outside the project (stored as an absolute path)."),
+                synthetic: Optional[bool] = typer.Option(None, "--synthetic/--real",
+                                                         help="Generated data: runs are labelled SIMULATED."),
                 project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
-    """Pin a dataset: sha256, size, uri and contract written into catalog.yaml (comments kept)."""
+    """Pin a dataset: sha256, size, uri and contract written into catalog.yaml (comments kept) and a pin
+    entry in the ledger. Replacing a pin needs --replace and --reason."""
     from .catalog import Catalog, load_contract
 
     project = _project(project_dir)
-    entry = Catalog.load(project).pin_dataset(name, Path(path).absolute(),
-                                              load_contract(contract) if contract else None)
+    entry = Catalog.load(project).pin_dataset(name, Path(path).absolute(), load_contract(contract) if contract else None,
+                                              replace=replace, reason=reason, by=by, allow_outside=allow_outside,
+                                              synthetic=synthetic)
     if as_json:
         _emit({"name": name, **entry.model_dump(mode="json")})
     else:
@@ -140,8 +172,11 @@ def dataset_add(name: str, path: Path,
 def dataset_verify(name: Optional[str] = typer.Argument(None), project_dir: Optional[Path] = PROJECT,
                    as_json: bool = JSON) -> None:
     """Check each pinned dataset's sha256 (and contract); exit 3 when any does not match."""
+    import datetime as dt
+
     from .catalog import Catalog
-    from .inputs import ResolvedInput, contract_problems, hash_problem, read_dataset
+    from .datacheck import check_input
+    from .inputs import ResolvedInput
 
     project = _project(project_dir)
     catalog = Catalog.load(project)
@@ -150,10 +185,7 @@ def dataset_verify(name: Optional[str] = typer.Argument(None), project_dir: Opti
     for item_name in names:
         entry = catalog.dataset(item_name)
         item = ResolvedInput(item_name, item_name, entry, project.resolve(entry.uri))
-        problems = [p for p in [hash_problem(item)] if p]
-        if not problems and entry.contract:
-            problems = contract_problems(read_dataset(item.path, entry), entry.contract, item_name)
-        results[item_name] = problems
+        results[item_name] = check_input(item, None, dt.datetime.now(dt.timezone.utc)).problems
     if as_json:
         _emit({"datasets": {n: {"ok": not p, "problems": p} for n, p in results.items()}})
     else:
@@ -168,11 +200,17 @@ def dataset_verify(name: Optional[str] = typer.Argument(None), project_dir: Opti
 @template_app.command("add")
 def template_add(name: str, path: Path, version: Optional[str] = typer.Option(None),
                  project_dir: Optional[Path] = PROJECT) -> None:
-    """Pin a template's path and sha256 in catalog.yaml (after every reviewed edit)."""
+    """Pin a template's path, version and source hash in catalog.yaml (after every reviewed edit).
+
+    The source hash covers cell sources and types, the parameters tag and the output contract; stored
+    outputs are stripped from the file; a changed source gets the next version."""
     from .catalog import Catalog
 
-    entry = Catalog.load(_project(project_dir)).pin_template(name, Path(path).absolute(), version)
-    out.print(f"pinned template {name}: {entry.path} sha256 {entry.sha256}")
+    pin = Catalog.load(_project(project_dir)).pin_template(name, Path(path).absolute(), version)
+    entry = pin.entry
+    out.print(f"pinned template {name}: {entry.path} version {entry.version}, source sha256 {entry.sha256}"
+              + (" (stored outputs stripped from the file)" if pin.stripped_outputs else "")
+              + ("" if pin.changed else " (unchanged)"))
 
 
 @plan_app.command("freeze")
@@ -196,9 +234,14 @@ def plan_amend(plan: Path, reason: str = typer.Option(..., "--reason", help="Why
 
 
 def _print_frozen(frozen, as_json: bool) -> None:
+    from .freezing import freeze_notes
+
     entry = frozen.entry
+    notes = freeze_notes(frozen)
+    for note in notes:
+        err.print(note, markup=False)
     if as_json:
-        _emit({k: v for k, v in entry.items() if k != "plan"})
+        _emit({**{k: v for k, v in entry.items() if k != "plan"}, "notes": notes})
     else:
         out.print(f"{frozen.path}: plan {frozen.plan.id} version {frozen.version} frozen at {frozen.frozen_at} "
                   f"(sha256 {frozen.sha256[:16]}…, ledger entry {entry['seq']}, git {str(entry.get('git_commit'))[:10]}"
@@ -294,30 +337,78 @@ def report(run: str = typer.Argument(..., help="Run id, unique prefix, or 'lates
     from .decisionlog import decisions_for
 
     notebook = folder / "notebook.ipynb"
+    scraps = json.loads((folder / "scraps.json").read_text(encoding="utf-8")) if (folder / "scraps.json").exists() else {}
     print(render_report(record, plan, notebook if notebook.exists() else None, target,
-                        decisions_for(project, record.run_id)))
+                        decisions_for(project, record.run_id),
+                        scraps.get("results") if isinstance(scraps.get("results"), list) else None))
 
 
 @app.command()
 def gate(run: str = typer.Argument(..., help="Run id, unique prefix, or 'latest'."),
          project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
-    """Exit with the run's decision: 0 ship, 10 hold, 20 roll back (1 on error)."""
-    record, _ = _record(_project(project_dir), run)
-    code = GATE_EXIT[record.decision.action]
+    """Exit with the run's decision: 0 ship, 10 hold, 20 roll back; 3 when the run does not verify.
+
+    The run's files are re-hashed and checked against its ledger entry first; a human decision recorded
+    with `impactbook decide` overrides the automatic one, and says so."""
+    from .audit import gate_check
+
+    check = gate_check(_project(project_dir), run)
+    record = check.record
     if as_json:
-        _emit({**record.summary(), "exit_code": code})
+        _emit(check.summary())
+    elif check.problems:
+        err.print(f"{record.run_id}: does not verify, so it cannot be acted on:", markup=False)
+        for problem in check.problems:
+            err.print(f"  {problem}", markup=False)
     else:
-        out.print(f"{record.run_id}: {record.decision.action.value} ({record.decision.reason})", markup=False)
-    raise typer.Exit(code)
+        out.print(f"{record.run_id}: {check.action.value} ({record.decision.reason})"
+                  if check.human is None else
+                  f"{record.run_id}: {check.action.value} — decided by {check.human['by']} at {check.human['time']}: "
+                  f"{check.human['reason']} ({'overrides' if check.action is not record.decision.action else 'confirms'} "
+                  f"the automatic {record.decision.action.value}: {record.decision.reason})", markup=False)
+    raise typer.Exit(check.exit_code)
+
+
+@app.command()
+def reproduce(run: str = typer.Argument(..., help="Run id, unique prefix, or 'latest'."),
+              timeout: Optional[int] = typer.Option(None, help="Per-cell timeout in seconds."),
+              project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
+    """Re-execute a stored run from what it recorded and compare every scrap: exit 0 identical, 3 different.
+
+    Uses the run's frozen plan version, the template copy in its folder, its pinned inputs (re-hashed
+    first; a missing or changed input is refused) and its seed, in a fresh kernel; stores the result as a
+    new run marked as a reproduction, with reproduction.json and a ledger entry."""
+    from .reproduction import reproduce as reproduce_run
+
+    result = reproduce_run(_project(project_dir, reconcile=False), run, timeout_s=timeout, progress=_progress)
+    record = result.outcome.record
+    if as_json:
+        _emit({**result.record(), "folder": str(result.outcome.folder)})
+    else:
+        out.print(f"reproduction {record.run_id} of {result.original} ({record.status.value}): "
+                  + ("IDENTICAL: every scrap matches" if result.identical else
+                     f"DIFFERENT: {len(result.differences)} scrap values differ"), markup=False)
+        for difference in result.differences[:20]:
+            out.print(f"  {difference['scrap']}: {difference['original']!r} -> {difference['reproduced']!r}",
+                      markup=False)
+        changes = result.environment
+        if changes.get("python") or changes.get("packages"):
+            out.print(f"  environment: python {changes.get('python', 'unchanged')}; "
+                      f"{len(changes.get('packages', {}))} packages differ", markup=False)
+    if record.status is not Status.COMPLETED:
+        raise typer.Exit(EXIT_FOR_STATUS[record.status])
+    raise typer.Exit(0 if result.identical else 3)
 
 
 @app.command()
 def verify(runs: Optional[list[str]] = typer.Argument(None, help="Run ids (default: all runs)."),
+           anchor: Optional[list[Path]] = typer.Option(None, "--anchor",
+                                                       help="An anchor file (from `ledger anchor --file`); repeatable."),
            project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Recompute every artifact hash and the ledger's hash chain; exit 3 naming whatever does not match."""
     from .audit import verify as verify_project
 
-    report_ = verify_project(_project(project_dir), runs or None)
+    report_ = verify_project(_project(project_dir, reconcile=False), runs or None, anchor or None)
     if as_json:
         _emit(report_.record())
     else:
@@ -434,6 +525,22 @@ def rollout_status_command(plan_id: str = typer.Argument(..., help="Plan id."),
                       + ("  (OVERRIDE of the automatic roll back)" if human["override"] else ""), markup=False)
 
 
+@ledger_app.command("anchor")
+def ledger_anchor(file: Optional[Path] = typer.Option(None, "--file",
+                                                    help="Append the anchor to this file (kept outside the project)."),
+                  project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
+    """Write the ledger's head (entry number and hash) where the ledger cannot rewrite it: a git tag
+    `impactbook-ledger/<entry>-<hash>` (push it), or a line in --file. `verify` checks every anchor."""
+    from .anchors import anchor_in_file, anchor_in_git
+
+    project = _project(project_dir)
+    anchor = anchor_in_file(project, file.absolute()) if file else anchor_in_git(project)
+    if as_json:
+        _emit(anchor.record())
+    else:
+        out.print(f"anchored ledger entry {anchor.seq} (hash {anchor.hash[:16]}…) in {anchor.where}", markup=False)
+
+
 @index_app.command("rebuild")
 def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
     """Rebuild the run index from the run folders and the ledger alone."""
@@ -444,26 +551,37 @@ def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Usage mistakes are typer's (usage line, exit 2); ours are one line and a distinct exit code."""
     try:
-        code = app(args=argv, standalone_mode=False, prog_name="impactbook")
+        app(args=argv, prog_name="impactbook")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
     except ImpactbookError as exc:
-        if _state["debug"]:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
+        code = _fail(exc, str(exc), exc.exit_code)
+    except OSError as exc:
+        from .durable import storage_error
+
+        project = _state.get("project")
+        shown = project.relative if project is not None else str
+        code = _fail(exc, str(storage_error(exc, shown)), 1)
+    except KeyboardInterrupt as exc:
+        code = _fail(exc, "interrupted", 130)
     except Exception as exc:  # a bug of ours: say so in one line; the traceback is one flag away
-        if _state["debug"]:
-            raise
-        print(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "
-              "and please report it)", file=sys.stderr)
-        sys.exit(1)
-    _exit(code if isinstance(code, int) else 0)
+        code = _fail(exc, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "
+                          "and please report it)", 1)
+    _exit(code)
+
+
+def _fail(exc: BaseException, message: str, code: int) -> int:
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exception(exc)
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def _exit(code: int) -> None:

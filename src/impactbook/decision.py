@@ -13,7 +13,11 @@ from .record import Action, DecisionRecord, HypothesisVerdict, Status, Verdict
 
 
 def final_verdicts(plan: Plan, status: Status, statistical: dict[str, Any], inadmissible: list[str],
-                   deviations: list[str], errors: list[str]) -> list[HypothesisVerdict]:
+                   deviations: list[str], errors: list[str], labels: list[str] | None = None,
+                   notes: list[str] | None = None) -> list[HypothesisVerdict]:
+    """The one place a hypothesis's final verdict is decided; every artifact shows this value, and the
+    statistical result beside it wherever the two differ."""
+    interim = "INTERIM" in (labels or [])
     verdicts = []
     for metric in plan.hypotheses:
         proposed = _as_verdict(statistical.get(metric.id))
@@ -25,6 +29,9 @@ def final_verdicts(plan: Plan, status: Status, statistical: dict[str, Any], inad
             verdict, reason = Verdict.INADMISSIBLE, f"the template glued no verdict for {metric.id!r}"
         elif deviations:
             verdict, reason = Verdict.DEVIATED, "; ".join(deviations)
+        elif interim:
+            verdict = Verdict.INTERIM
+            reason = next((n for n in notes or [] if n.startswith("interim")), "an interim look at a fixed-horizon test")
         else:
             verdict, reason = proposed, "from the preregistered test"
         verdicts.append(HypothesisVerdict(metric=metric.id, role=metric.role, verdict=verdict,
@@ -44,7 +51,7 @@ ROLLOUT_ACTIONS = {"advance": Action.SHIP, "continue": Action.HOLD, "rollback": 
 
 
 def decide(plan: Plan, status: Status, verdicts: list[HypothesisVerdict],
-           monitor: dict[str, Any] | None = None) -> DecisionRecord:
+           monitor: dict[str, Any] | None = None, labels: list[str] | None = None) -> DecisionRecord:
     """The plan's decision rule: roll back on any listed refutation, ship when all listed are confirmed, else hold.
     A rollout plan follows its monitor instead: advance -> ship (0), continue -> hold (10), roll back (20);
     a stop-loss breach rolls back even when the run deviated from its plan — harm is harm."""
@@ -63,6 +70,10 @@ def decide(plan: Plan, status: Status, verdicts: list[HypothesisVerdict],
     if refuted:
         return DecisionRecord(action=Action.ROLLBACK, reason=f"refuted: {', '.join(refuted)}")
     unconfirmed = [f"{m} is {by_metric[m].value}" for m in plan.ship_requires if by_metric.get(m) is not Verdict.CONFIRMED]
+    if not unconfirmed and "RETROSPECTIVE" in (labels or []):
+        return DecisionRecord(action=Action.HOLD, reason=f"confirmed: {', '.join(plan.ship_requires)}; a retrospective "
+                              "analysis ships only on a recorded human decision (impactbook decide RUN --action "
+                              "advance --by NAME --reason TEXT)")
     if not unconfirmed:
         return DecisionRecord(action=Action.SHIP, reason=f"confirmed: {', '.join(plan.ship_requires)}")
     return DecisionRecord(action=Action.HOLD, reason="not yet shippable: " + "; ".join(unconfirmed))

@@ -57,6 +57,11 @@ class RunNotFoundError(ImpactbookError):
     """No run with the given id."""
 
 
+class StorageError(ImpactbookError):
+    """The file system refused: no space left, permission denied, read-only. Nothing is half-written;
+    the next command finishes or recovers whatever was interrupted."""
+
+
 class VerifyError(ImpactbookError):
     """Artifacts or ledger entries do not match their recorded hashes."""
 

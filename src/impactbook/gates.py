@@ -1,22 +1,30 @@
 """Stage 3 of a run: admissibility checks, all before a kernel starts.
 
-A failed gate makes the run INADMISSIBLE (stored, never executed); a window that opens before
-the freeze lets the run execute but turns every verdict DEVIATED.
+A failed gate makes the run INADMISSIBLE (stored, never executed). Time is checked against the data,
+not only the calendar: rows dated after the run began make it INADMISSIBLE unless the data is declared
+synthetic (then the run is SIMULATED and its clock is the end of the data); a fixed-horizon plan looked
+at before its window closes is an INTERIM look; an outcome window that opened before the freeze turns
+every verdict DEVIATED, unless the plan registered itself as retrospective (then it is RETROSPECTIVE).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import multiprocessing
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .catalog import TemplateEntry
+from .datacheck import InputFacts, check_input
 from .freezing import FrozenPlan
-from .hashing import sha256_file
-from .inputs import ResolvedInput, check_input
+from .inputs import ResolvedInput, latest_pins, pin_problem
+from .ledger import Ledger
+from .plan import Plan
+from .template import source_hash
+
+SIMULATED, RETROSPECTIVE, INTERIM = "SIMULATED", "RETROSPECTIVE", "INTERIM"
 
 
 @dataclass(frozen=True)
@@ -24,17 +32,23 @@ class GateReport:
     inadmissible: list[str] = field(default_factory=list)
     deviations: list[str] = field(default_factory=list)
     data_window: dict[str, str | None] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    clock: str | None = None
+    notes: list[str] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def admissible(self) -> bool:
         return not self.inadmissible
 
     def record(self) -> dict[str, object]:
-        return {"inadmissible": self.inadmissible, "deviations": self.deviations, "data_window": self.data_window}
+        return {"inadmissible": self.inadmissible, "deviations": self.deviations, "data_window": self.data_window,
+                "labels": self.labels, "clock": self.clock, "notes": self.notes, "inputs": self.inputs}
 
     def with_inadmissible(self, reason: str) -> "GateReport":
         """A finding made after execution (e.g. sample ratio mismatch) that still voids the run."""
-        return GateReport([*self.inadmissible, reason], self.deviations, self.data_window)
+        return GateReport([*self.inadmissible, reason], self.deviations, self.data_window, self.labels, self.clock,
+                          self.notes, self.inputs)
 
 
 def template_parameter_names(path: Path) -> list[str]:
@@ -64,13 +78,49 @@ def parameter_problems(template_path: Path, injected: list[str]) -> list[str]:
 
 def check_admissibility(frozen: FrozenPlan, template: TemplateEntry, template_path: Path,
                         input_checks: "InputChecks") -> GateReport:
-    """Template pin and parameters here; input pins and contracts from `input_checks` (already running)."""
-    window: dict[str, str | None] = {"start": None, "end": None}
+    """Template pin and parameters here; the data checks from `input_checks` (already running)."""
     inadmissible = template_problems(frozen, template, template_path)
-    for problems, span in input_checks.results():
-        inadmissible += problems
-        window = span or window
-    return GateReport(inadmissible, window_deviations(frozen, window), window)
+    if input_checks.ledger_path:
+        entries = Ledger(input_checks.ledger_path).entries()
+        inadmissible += [p for p in (pin_problem(item, latest_pins(entries), entries if input_checks.any_recorded_pin
+                                                 else None) for item in input_checks.inputs) if p]
+    facts = input_checks.results()
+    for found in facts:
+        inadmissible += found.problems
+    primary = facts[0] if facts else InputFacts("")
+    window = {"start": primary.first_time, "end": primary.last_time}
+    labels, clock, time_problems, notes = time_labels(frozen.plan, facts, input_checks.now)
+    return GateReport(inadmissible + time_problems, window_deviations(frozen, window), window, labels,
+                      clock.isoformat().replace("+00:00", "Z"), notes, [f.record() for f in facts])
+
+
+def time_labels(plan: Plan, facts: list[InputFacts], now: dt.datetime) -> tuple[list[str], dt.datetime, list[str],
+                                                                               list[str]]:
+    """Labels, the run's clock, and the time problems: the clock is now, or the end of the data's last
+    day when the data is synthetic; real rows from the future are impossible."""
+    labels, problems, notes = [], [], []
+    primary = facts[0] if facts else InputFacts("")
+    clock = now
+    if any(f.synthetic for f in facts):
+        labels.append(SIMULATED)
+        if primary.last_time:
+            clock = dt.datetime.combine(_utc(primary.last_time).date() + dt.timedelta(days=1), dt.time(),
+                                        dt.timezone.utc)
+        notes.append(f"synthetic data: the run's clock is the end of the data ({clock:%Y-%m-%d %H:%M}Z)")
+    else:
+        for found in facts:
+            if found.future_rows:
+                problems.append(f"datasets.{found.name}: {found.future_rows:,} rows are dated after the run began "
+                                f"({now:%Y-%m-%dT%H:%M:%SZ}; latest {found.last_time}): outcomes cannot come from "
+                                "the future (if the data is generated, declare `synthetic: true` in catalog.yaml)")
+    if plan.registration.mode == "retrospective":
+        labels.append(RETROSPECTIVE)
+    window_closes = dt.datetime.combine(plan.window.end + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    if plan.rollout is None and clock < window_closes:
+        labels.append(INTERIM)
+        notes.append(f"interim look: the fixed-horizon window closes at the end of {plan.window.end} and the clock "
+                     f"says {clock:%Y-%m-%d %H:%M}Z; its verdicts cannot ship")
+    return labels, clock, problems, notes
 
 
 def template_problems(frozen: FrozenPlan, template: TemplateEntry, template_path: Path) -> list[str]:
@@ -78,10 +128,11 @@ def template_problems(frozen: FrozenPlan, template: TemplateEntry, template_path
     if not template_path.is_file():
         return [f"templates.{plan.template}.path: template {template.path} does not exist"]
     problems = []
-    actual = sha256_file(template_path)
+    actual = source_hash(template_path, template.path)
     if template.sha256 and actual != template.sha256:
         problems.append(f"templates.{plan.template}.sha256: template {template.path} does not match its "
-                        f"pin (pinned {template.sha256[:12]}…, file is {actual[:12]}…)")
+                        f"pin (pinned source {template.sha256[:12]}…, file is {actual[:12]}…; after review: "
+                        f"`impactbook template add {plan.template} {template.path}`)")
     return problems + parameter_problems(template_path, list(plan.template_parameters()))
 
 
@@ -89,6 +140,10 @@ def window_deviations(frozen: FrozenPlan, window: dict[str, str | None]) -> list
     """Outcomes dated before the freeze could have been seen before preregistration."""
     plan = frozen.plan
     deviations = []
+    if plan.registration.mode == "retrospective":  # declared: outcomes existed; it is labelled, not deviated
+        return [f"data window: the outcome data spans {window['start']} to {window['end']}, outside the plan's "
+                f"window {plan.window.start} to {plan.window.end}"] if window.get("start") and (
+            _utc(window["start"]).date() < plan.window.start or _utc(window["end"]).date() > plan.window.end) else []
     start = dt.datetime.combine(plan.window.start, dt.time(), dt.timezone.utc)
     if start < frozen.frozen_time:
         deviations.append(f"window.start: the plan's outcome window starts {plan.window.start}, before the plan was "
@@ -104,34 +159,37 @@ def window_deviations(frozen: FrozenPlan, window: dict[str, str | None]) -> list
 
 
 class InputChecks:
-    """Input checks (hash, pandas + pandera contract) in a forked process, started as soon as the
-    inputs are resolved, while this process records the draft and checks the template (papermill
-    import, parameters): the second core shortens the time before the kernel may start. Runs inline
-    when forking is unsafe (other threads alive) or unavailable."""
+    """The data checks (hash, contract, plan columns, time; SQL in DuckDB, which releases the GIL) on a
+    thread, started as soon as the inputs are resolved, while this thread records the draft and checks
+    the template: the second core shortens the time before the kernel may start."""
 
-    def __init__(self, inputs: list[ResolvedInput], time_column: str) -> None:
-        self.inputs, self.time_column = inputs, time_column
-        self.pool = None
-        self.futures = []
+    def __init__(self, inputs: list[ResolvedInput], plan: Plan, now: dt.datetime, ledger_path: Path | None = None,
+                 any_recorded_pin: bool = False) -> None:
+        self.inputs, self.plan, self.now, self.ledger_path = inputs, plan, now, ledger_path
+        self.any_recorded_pin = any_recorded_pin  # a reproduction uses the pin its run used, not the latest
+        self.pool: ThreadPoolExecutor | None = None
+        self.futures: list = []
+
+    def role(self, item: ResolvedInput) -> str | None:
+        feedback = self.plan.rollout.feedback if self.plan.rollout is not None else None
+        if feedback is not None and item.parameter == feedback.input:
+            return "feedback"
+        return "primary" if item is self.inputs[0] else None
 
     def __enter__(self) -> "InputChecks":
-        if self.inputs and threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
-            from concurrent.futures import ProcessPoolExecutor
-
-            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-            self.futures = [self.pool.submit(check_input, item, self.time_column) for item in self.inputs]
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impactbook-inputs")
+        self.futures = [self.pool.submit(check_input, item, self.plan, self.now, self.role(item))
+                        for item in self.inputs]
         return self
 
-    def results(self) -> list[tuple[list[str], dict[str, str | None]]]:
-        if self.pool is None:
-            return [check_input(item, self.time_column) for item in self.inputs]
+    def results(self) -> list[InputFacts]:
         out = []
         for item, future in zip(self.inputs, self.futures):
             try:
                 out.append(future.result())
-            except Exception as exc:  # the checking process died: say so, never pass the gate silently
-                out.append(([f"datasets.{item.name}: input check failed ({type(exc).__name__}: {exc})"], {}))
-        self.pool.shutdown(wait=True)
+            except Exception as exc:  # a check that broke: say so, never pass the gate silently
+                out.append(InputFacts(item.name, problems=[f"datasets.{item.name}: the input check failed "
+                                                            f"({type(exc).__name__}: {exc})"]))
         return out
 
     def __exit__(self, *exc_info) -> None:

@@ -1,13 +1,13 @@
-"""Stage 2 of a run: resolve pinned inputs from the catalog, check their hashes and data contracts."""
+"""Stage 2 of a run: resolve pinned inputs from the catalog and check their hashes (the data checks,
+contracts included, are datacheck.py's)."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .catalog import Catalog, Contract, DatasetEntry
+from .catalog import Catalog, DatasetEntry
 from .errors import InputError
 from .hashing import sha256_file
 from .project import Project
@@ -27,15 +27,42 @@ class ResolvedInput:
     def uri(self) -> str:
         return self.entry.uri
 
-    def record(self) -> dict[str, object]:
-        return {"parameter": self.parameter, "name": self.name, "uri": self.uri,
-                "sha256": self.entry.sha256, "size": self.entry.size}
+    def pin(self) -> dict[str, object]:
+        """What the kernel is told to read for this dataset (the pin the gate checked)."""
+        return {"uri": str(self.path), "sha256": self.entry.sha256, "format": self.entry.format}
+
+    def record(self, pin_seq: int | None = None) -> dict[str, object]:
+        return {"parameter": self.parameter, "name": self.name, "uri": self.uri, "sha256": self.entry.sha256,
+                "size": self.entry.size, "format": self.entry.format, "synthetic": self.entry.synthetic,
+                "pin_seq": pin_seq}
 
 
 def resolve_inputs(project: Project, catalog: Catalog, inputs: dict[str, str]) -> list[ResolvedInput]:
     """Map each template input parameter to its catalog entry (unknown names fail with suggestions)."""
     return [ResolvedInput(parameter, name, entry := catalog.dataset(name), project.resolve(entry.uri))
             for parameter, name in inputs.items()]
+
+
+def latest_pins(entries: list[dict]) -> dict[str, dict]:
+    """Dataset name -> its latest pin entry in the ledger."""
+    return {e["dataset"]: e for e in entries if e.get("kind") == "pin"}
+
+
+def pin_problem(item: ResolvedInput, pins: dict[str, dict], history: list[dict] | None = None) -> str | None:
+    """Pins change only on purpose: the catalog's pin must be the latest one the ledger records (with
+    `history`, any pin the ledger ever recorded for the dataset: a reproduction uses its run's pin)."""
+    if history is not None and any(e.get("kind") == "pin" and e.get("dataset") == item.name
+                                   and e.get("sha256") == item.entry.sha256 for e in history):
+        return None
+    recorded = pins.get(item.name)
+    fix = (f"review the change, then `impactbook dataset add {item.name} {item.uri} --replace --reason ...` "
+           "records it")
+    if recorded is None:
+        return f"datasets.{item.name}.sha256: this pin was never recorded in the ledger ({fix})"
+    if recorded.get("sha256") != item.entry.sha256:
+        return (f"datasets.{item.name}.sha256: catalog.yaml pins {item.entry.sha256[:12]}…, but the ledger's latest "
+                f"pin (entry {recorded['seq']}) is {str(recorded.get('sha256'))[:12]}… — the pin was edited by hand ({fix})")
+    return None
 
 
 def hash_problem(item: ResolvedInput) -> str | None:
@@ -47,9 +74,6 @@ def hash_problem(item: ResolvedInput) -> str | None:
         return (f"{where}.sha256: input {item.uri} does not match its pin "
                 f"(pinned {item.entry.sha256[:12]}…, file is {actual[:12]}…)")
     return None
-
-
-_DTYPES = {"int": "int64", "float": "float64", "bool": "bool"}
 
 
 def read_dataset(path: Path, entry: DatasetEntry) -> pd.DataFrame:
@@ -76,71 +100,32 @@ def _csv_header(path: Path) -> list[str]:
     return list(pd.read_csv(path, nrows=0).columns)
 
 
-def contract_problems(frame: pd.DataFrame, contract: Contract, name: str) -> list[str]:
-    """Validate with pandera (lazily, so every violated rule is reported, each with a few examples)."""
-    import pandera.pandas as pa
-
-    columns = {}
-    for column, rule in contract.columns.items():
-        checks = []
-        if rule.allowed is not None:
-            checks.append(pa.Check.isin(rule.allowed))
-        if rule.min is not None:
-            checks.append(pa.Check.ge(rule.min))
-        if rule.max is not None:
-            checks.append(pa.Check.le(rule.max))
-        dtype = pa.DateTime if rule.type in ("date", "datetime") else (str if rule.type == "str" else _DTYPES[rule.type])
-        columns[column] = pa.Column(dtype, checks=checks, nullable=rule.nullable, unique=column in contract.unique,
-                                    coerce=rule.type == "float")
-    schema = pa.DataFrameSchema(columns, strict=contract.strict, unique=None)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            schema.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        return _summarise(exc.failure_cases, name)
-    return []
+PINS_ENV = "IMPACTBOOK_PINS"
 
 
-def _summarise(failures: pd.DataFrame, name: str) -> list[str]:
-    problems = []
-    for (column, check), group in failures.groupby(["column", "check"], dropna=False, sort=False):
-        examples = ", ".join(repr(v) for v in group["failure_case"].drop_duplicates().head(3).tolist())
-        rows = group["index"].notna().sum()
-        field = f"datasets.{name}.contract.columns.{column}" if isinstance(column, str) else f"datasets.{name}.contract"
-        count = f"{rows} rows" if rows else "column"
-        problems.append(f"{field}: fails {check} ({count}; e.g. {examples})")
-    return problems
+def pinned_input(name: str, project: Project | None = None) -> ResolvedInput:
+    """A dataset as a template sees it, its sha256 checked. Under `impactbook run` the kernel is told the
+    exact pins the gate checked (IMPACTBOOK_PINS), so a catalog edited meanwhile changes nothing; by hand,
+    the catalog's pin."""
+    import json
+    import os
 
-
-def check_input(item: ResolvedInput, time_column: str) -> tuple[list[str], dict[str, str | None]]:
-    """Pin, then contract: the problems found, and the span of `time_column` in the data."""
-    if problem := hash_problem(item):
-        return [problem], {}
-    frame = read_dataset(item.path, item.entry)
-    if item.entry.contract is None:
-        problems = [f"datasets.{item.name}.contract: input has no data contract"]
+    overrides = json.loads(os.environ.get(PINS_ENV) or "{}")
+    if name in overrides:
+        pin = overrides[name]
+        entry = DatasetEntry(uri=pin["uri"], sha256=pin["sha256"], format=pin.get("format", "csv"))
+        item, shown = ResolvedInput(name, name, entry, Path(pin["uri"])), f"the run's pin of {name}"
     else:
-        problems = contract_problems(frame, item.entry.contract, item.name)
-    window: dict[str, str | None] = {}
-    if time_column in frame:
-        window = {"start": _iso(frame[time_column].min()), "end": _iso(frame[time_column].max())}
-    return problems, window
+        project = project or Project.find()
+        catalog = Catalog.load(project)
+        entry = catalog.dataset(name)
+        item, shown = ResolvedInput(name, name, entry, project.resolve(entry.uri)), catalog.shown
+    if problem := hash_problem(item):
+        raise InputError(problem, where=shown)
+    return item
 
 
-def _iso(value) -> str | None:
-    try:
-        return value.isoformat()
-    except AttributeError:
-        return None if value is None else str(value)
-
-
-def load_input(name: str, project: Project | None = None, verify: bool = True) -> pd.DataFrame:
-    """What templates call: a catalog dataset by name, its pin checked, never a hard-coded path."""
-    project = project or Project.find()
-    catalog = Catalog.load(project)
-    entry = catalog.dataset(name)
-    item = ResolvedInput(name, name, entry, project.resolve(entry.uri))
-    if verify and (problem := hash_problem(item)):
-        raise InputError(problem, where=catalog.shown)
-    return read_dataset(item.path, entry)
+def load_input(name: str, project: Project | None = None) -> pd.DataFrame:
+    """What templates call for a DataFrame: a dataset by catalog name, its pin checked, never a path."""
+    item = pinned_input(name, project)
+    return read_dataset(item.path, item.entry)

@@ -13,16 +13,35 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+from . import faults
 from .errors import LedgerError
 from .hashing import sha256_json
 
 GENESIS = "0" * 64
+MAX_ENTRY_BYTES = 4 << 20  # a frozen plan is at most 1 MiB; nothing legitimate comes near this
 
 
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def current_user() -> str:
+    """Who acts, when a command is not told: git's user.name, else the login name."""
+    import getpass
+    import subprocess
+
+    try:
+        name = subprocess.run(["git", "config", "user.name"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        name = ""
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -41,39 +60,63 @@ class Ledger:
         return list(self._read())
 
     def _read(self) -> Iterator[dict[str, Any]]:
+        """Every committed entry. A last line without its newline is an append still being written (or
+        torn by a kill): it is not an entry yet, and the next append removes it."""
         if not self.path.exists():
             return
-        with open(self.path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
+        with open(self.path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.endswith(b"\n"):
+                    return
+                if not raw.strip():
                     continue
                 try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise LedgerError(f"entry is not valid JSON ({exc.msg})", where=f"{self.path}:{number}") from exc
+                    yield json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                    reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                    raise LedgerError(f"entry is not valid JSON ({reason})", where=f"{self.path}:{number}") from exc
 
     def append(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Append under an exclusive lock so concurrent runs cannot fork the chain."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                entries = self.entries()
-                previous = entries[-1] if entries else None
-                entry = {
-                    "seq": (previous["seq"] + 1) if previous else 1,
-                    "time": utc_now(),
-                    "kind": kind,
-                    **body,
-                    "prev_hash": previous["hash"] if previous else GENESIS,
-                }
-                entry["hash"] = entry_hash(entry)
-                handle.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        entry = self.append_with(lambda entries: (kind, body))
+        assert entry is not None
         return entry
+
+    def append_with(self, build: Callable[[list[dict[str, Any]]], tuple[str, dict[str, Any]] | None]
+                    ) -> dict[str, Any] | None:
+        """Under an exclusive lock, `build` sees every entry and returns (kind, body) to append, or None
+        to append nothing — so "check, then append" is one step and concurrent writers cannot fork the
+        chain or record the same thing twice. A write that fails (disk full) is undone, never left half."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _drop_torn_tail(fd)
+            entries = self.entries()
+            built = build(entries)
+            if built is None:
+                return None
+            kind, body = built
+            previous = entries[-1] if entries else None
+            entry = {"seq": (previous["seq"] + 1) if previous else 1, "time": utc_now(), "kind": kind, **body,
+                     "prev_hash": previous["hash"] if previous else GENESIS}
+            entry["hash"] = entry_hash(entry)
+            line = (json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+            if len(line) > MAX_ENTRY_BYTES:
+                raise LedgerError(f"a {kind} entry of {len(line):,} bytes exceeds the ledger's limit of "
+                                  f"{MAX_ENTRY_BYTES:,} bytes per entry", where=str(self.path))
+            size = os.fstat(fd).st_size
+            try:
+                faults.point("ledger.append", self.path)
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except BaseException:
+                os.ftruncate(fd, size)
+                raise
+            return entry
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def problems(self) -> list[str]:
         """Every entry whose own hash, sequence number or link to its predecessor does not match."""
@@ -104,3 +147,19 @@ class Ledger:
 
     def runs(self) -> dict[str, dict[str, Any]]:
         return {e["run_id"]: e for e in self.entries() if e["kind"] == "run"}
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """Remove an unterminated last line (an append killed mid-write); called under the ledger lock."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return
+    if os.pread(fd, 1, size - 1) == b"\n":
+        return
+    start = max(0, size - MAX_ENTRY_BYTES - 1)
+    tail = os.pread(fd, size - start, start)
+    cut = tail.rfind(b"\n")
+    if cut < 0 and start > 0:
+        raise LedgerError(f"the ledger ends in an unterminated line longer than {MAX_ENTRY_BYTES:,} bytes",
+                          hint="restore the ledger from version control")
+    os.ftruncate(fd, start + cut + 1)

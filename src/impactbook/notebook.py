@@ -9,20 +9,21 @@
 from __future__ import annotations
 
 import html
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 from . import stats
 from .analysis import Analysis, analyse_file
 from .capture import glue
-from .catalog import Catalog
-from .errors import InputError
-from .inputs import ResolvedInput, hash_problem, load_input
+from .inputs import load_input, pinned_input
 from .plan import Plan, load_plan, plan_from_canonical
 from .project import Project
 from .rollout import Monitor, monitor_file
 
-__all__ = ["Analysis", "Monitor", "analyse_input", "monitor_input", "pinned_file", "escape", "glue", "load_input", "plan_parameter", "stats", "table"]
+__all__ = ["Analysis", "Monitor", "analyse_input", "monitor_input", "pinned_file", "escape", "glue", "interval",
+           "load_input", "number", "percent", "plan_parameter", "stats", "table"]
 
 
 def table(frame: Any) -> Any:
@@ -32,9 +33,31 @@ def table(frame: Any) -> Any:
     return HTML(frame.to_html(index=False, escape=True, border=0, classes="dataframe", na_rep=""))
 
 
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:])")
+
+
+def number(value: Any, spec: str = ".4f", scale: float = 1.0, unit: str = "") -> str:
+    """A number for a results table; blank when missing (a metric the data could not estimate)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{scale * value:{spec}}{unit}"
+
+
+def percent(value: Any) -> str:
+    return number(value, "+.2f", 100, "%")
+
+
+def interval(low: Any, high: Any, scale: float = 100, unit: str = "%") -> str:
+    """[low, high] in the given unit, blank when either end is missing."""
+    if number(low) == "" or number(high) == "":
+        return ""
+    return f"[{number(low, '+.2f', scale, unit)}, {number(high, '+.2f', scale, unit)}]"
+
+
 def escape(value: Any) -> str:
-    """Plan and data strings shown through Markdown/HTML must render as text, never as markup."""
-    return html.escape(str(value))
+    """Plan and data strings shown through Markdown or HTML render as text, never as markup: no tag, no
+    emphasis, no link (`[Approve](https://...)` stays those characters)."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(str(value), quote=True))
 
 
 def plan_parameter(value: str | dict[str, Any]) -> Plan:
@@ -46,14 +69,9 @@ def plan_parameter(value: str | dict[str, Any]) -> Plan:
 
 
 def pinned_file(name: str, project: Project | None = None) -> tuple[Path, str]:
-    """A catalog dataset's file and format, after checking its sha256 pin."""
-    project = project or Project.find()
-    catalog = Catalog.load(project)
-    entry = catalog.dataset(name)
-    item = ResolvedInput(name, name, entry, project.resolve(entry.uri))
-    if problem := hash_problem(item):
-        raise InputError(problem, where=catalog.shown)
-    return item.path, entry.format
+    """A dataset's file and format, after checking its sha256 pin (the run's pin under `impactbook run`)."""
+    item = pinned_input(name, project)
+    return item.path, item.entry.format
 
 
 def analyse_input(name: str, plan: Plan, project: Project | None = None) -> Analysis:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,9 @@ Role = Literal["primary", "secondary", "guardrail", "exploratory"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown fields are errors, and no number may be inf or nan: a plan is read by people and machines."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelChange(_Strict):
@@ -45,16 +48,33 @@ class Design(_Strict):
 
 
 class Window(_Strict):
-    """The outcome window; it must start at or after the freeze, or every verdict is DEVIATED."""
+    """The outcome window; it must start at or after the freeze, or every verdict is DEVIATED (unless the
+    plan registers itself as retrospective). `time_type: number` for a time column of period numbers."""
 
     start: dt.date
     end: dt.date
-    time_column: str
+    time_column: str | None = Field(None, description="required unless registration.mode is retrospective")
+    time_type: Literal["date", "number"] = "date"
 
     @model_validator(mode="after")
     def _ordered(self) -> "Window":
         if self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
+
+
+class Registration(_Strict):
+    """Prospective (the default): frozen before the outcome data exists. Retrospective: the outcomes
+    already existed when the plan was frozen (a model change that shipped, a historical trial) — declared
+    with a reason, labelled RETROSPECTIVE everywhere, and shipping needs a recorded human decision."""
+
+    mode: Literal["prospective", "retrospective"] = "prospective"
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _reason_for_retrospective(self) -> "Registration":
+        if self.mode == "retrospective" and not (self.reason or "").strip():
+            raise ValueError("a retrospective registration needs a reason (why the outcomes were seen first)")
         return self
 
 
@@ -79,7 +99,7 @@ class Metric(_Strict):
     margin_type: Literal["relative", "absolute"] = "relative"
     margin: float | None = Field(None, validate_default=True,
                                  description="guardrails: non-inferiority margin, negative")
-    minimum_detectable_effect: float | None = Field(None, gt=0, description="relative, for power")
+    minimum_detectable_effect: float | None = Field(None, gt=0, le=10, description="relative, for power")
 
     @model_validator(mode="after")
     def _columns_fit_kind(self) -> "Metric":
@@ -93,6 +113,19 @@ class Metric(_Strict):
         if self.cap is not None and self.kind != "mean":
             raise ValueError("cap (winsorization) applies to mean metrics only")
         return self
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_is_an_expression(cls, text: str | None) -> str | None:
+        """Parsed here, at freeze, so a filter that is not a plain expression never reaches a ledger."""
+        if text is not None:
+            from .expressions import ExpressionError, parse_filter
+
+            try:
+                parse_filter(text)
+            except ExpressionError as exc:
+                raise ValueError(str(exc)) from None
+        return text
 
     @field_validator("margin")
     @classmethod
@@ -124,7 +157,7 @@ class Correction(_Strict):
 
 class Segments(_Strict):
     columns: list[str] = Field(default_factory=list)
-    min_size: int = Field(1000, ge=1, description="segments with fewer units (per arm) are suppressed")
+    min_size: int = Field(1000, ge=1, le=10**9, description="segments with fewer units (per arm) are suppressed")
     correction: Literal["holm", "bh", "none"] = "holm"
 
 
@@ -206,9 +239,10 @@ class Plan(_Strict):
     inputs: dict[str, str] = Field(min_length=1, description="template parameter name -> catalog dataset name")
     design: Design
     window: Window
-    alpha: float = Field(gt=0, lt=0.5)
-    seed: int = Field(ge=0)
-    srm_threshold: float = Field(0.001, gt=0, lt=1)
+    registration: Registration = Registration()
+    alpha: float = Field(ge=1e-6, lt=0.5, description="a smaller alpha has no interval a computer can hold")
+    seed: int = Field(ge=0, lt=2**32, description="a 32-bit seed (numpy and PYTHONHASHSEED take no more)")
+    srm_threshold: float = Field(0.001, ge=1e-12, lt=1)
     target_power: float = Field(0.8, gt=0, lt=1)
     metrics: list[Metric] = Field(min_length=1)
     correction: Correction = Correction()
@@ -217,6 +251,28 @@ class Plan(_Strict):
     rollout: Rollout | None = None
     decision_rule: DecisionRule = DecisionRule()
     parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters_are_plain_json(cls, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Extra template parameters travel as JSON: strings, finite numbers, booleans, null, lists, maps."""
+        def check(value: Any, where: str) -> None:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{where} is {value}; parameters must be finite numbers")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        raise ValueError(f"{where} has a non-string key {key!r}")
+                    check(item, f"{where}.{key}")
+            elif isinstance(value, (list, tuple)):
+                for number, item in enumerate(value):
+                    check(item, f"{where}[{number}]")
+            elif not isinstance(value, (str, int, float, bool, type(None), dt.date)):
+                raise ValueError(f"{where} is a {type(value).__name__}, which is not a JSON value")
+
+        for name, value in parameters.items():
+            check(value, name)
+        return parameters
 
     @field_validator("metrics")
     @classmethod
@@ -258,6 +314,11 @@ class Plan(_Strict):
             names = [stage.name for stage in self.rollout.stages]
             if len(set(names)) != len(names):
                 raise ValueError("rollout stage names must be unique")
+        if self.window.time_column is None and self.registration.mode != "retrospective":
+            raise ValueError("window.time_column is required: the outcomes' dates are checked against the freeze "
+                             "(a retrospective plan, registration: {mode: retrospective, reason: ...}, may omit it)")
+        if self.rollout is not None and self.window.time_column is None:
+            raise ValueError("a rollout is monitored day by day: window.time_column is required")
         reserved = {"plan", "seed", *self.inputs} & set(self.parameters)
         if reserved:
             raise ValueError(f"parameters may not redefine {sorted(reserved)}: the framework injects them")

@@ -20,6 +20,7 @@ class Verdict(str, Enum):
     INCONCLUSIVE = "INCONCLUSIVE"
     INADMISSIBLE = "INADMISSIBLE"
     DEVIATED = "DEVIATED"
+    INTERIM = "INTERIM"
 
 
 class Action(str, Enum):
@@ -74,9 +75,11 @@ class Timings(_Record):
 
 
 class RunRecord(_Record):
-    schema_version: int = 1
+    schema_version: int = 2
     run_id: str
     status: Status
+    labels: list[str] = Field(default_factory=list, description="SIMULATED, RETROSPECTIVE, INTERIM")
+    reproduces: str | None = Field(None, description="the run this one re-executes (impactbook reproduce)")
     plan: PlanRef
     model_change: dict[str, str]
     template: TemplateRef
@@ -95,7 +98,7 @@ class RunRecord(_Record):
         return GATE_EXIT[self.decision.action]
 
     def summary(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "status": self.status.value, "plan_id": self.plan.id,
+        return {"run_id": self.run_id, "status": self.status.value, "labels": self.labels, "plan_id": self.plan.id,
                 "plan_version": self.plan.version, "decision": self.decision.action.value,
                 "decision_reason": self.decision.reason,
                 "verdicts": {v.metric: v.verdict.value for v in self.verdicts},

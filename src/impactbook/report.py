@@ -11,21 +11,28 @@ from typing import Any
 
 import jinja2
 
+from .durable import write_text
 from .plan import Plan
 from .record import RunRecord
 
 HEADER = jinja2.Environment(autoescape=True).from_string("""
 <style>
-  .ib-summary th, .ib-summary td { padding: .25em .8em; text-align: left; border-bottom: 1px solid #d0d7de; }
+  .ib-summary th, .ib-summary td { padding: .25em .8em; text-align: left; border-bottom: 1px solid #d0d7de; vertical-align: top; }
+  .ib-label { display: inline-block; padding: .1em .5em; margin-right: .4em; border-radius: 4px; background: #fff; color: #24292f; font-weight: 600; }
 </style>
 <section class="ib-summary" style="font-family: system-ui, sans-serif; max-width: 72em; margin: 1em auto;">
+  {% if "RETROSPECTIVE" in r.labels %}<p class="ib-retrospective" style="font-weight: 600; font-size: 1.1em;">
+    Retrospective analysis: the plan was frozen after the outcome data existed{% if plan.registration.reason %} ({{ plan.registration.reason }}){% endif %}.
+    Its verdicts keep their statistical meaning; shipping needs a recorded human decision.</p>{% endif %}
   <div class="ib-decision ib-{{ r.decision.action.value }}" role="status"
        style="padding: .8em 1.2em; border-radius: 6px; color: #fff; background: {{ colour }};">
+    {% for label in r.labels %}<span class="ib-label">{{ label }}</span>{% endfor %}
     <strong style="font-size: 1.4em;">Decision: {{ r.decision.action.value | upper }}</strong>
     &mdash; {{ r.decision.reason }}
     <div>Run {{ r.run_id }} &middot; status {{ r.status.value }} &middot; plan {{ r.plan.id }} v{{ r.plan.version }}
-      (frozen {{ r.plan.frozen_at }})</div>
+      (frozen {{ r.plan.frozen_at }}){% if r.reproduces %} &middot; reproduction of run {{ r.reproduces }}{% endif %}</div>
   </div>
+  {% for note in r.gate.notes or [] %}<p class="ib-note"><em>{{ note }}</em></p>{% endfor %}
   <h2>{{ plan.title }}</h2>
   <p><em>Hypothesis:</em> {{ plan.hypothesis }}</p>
   {% if r.plan.amendment_reason %}<p class="ib-amendment"><em>Plan version {{ r.plan.version }} is an amendment
@@ -34,17 +41,25 @@ HEADER = jinja2.Environment(autoescape=True).from_string("""
      alpha {{ plan.alpha }}; expected split
      {% for arm, share in plan.design.expected_split.items() %}{{ arm }} {{ share }}{% if not loop.last %}, {% endif %}{% endfor %};
      outcome window {{ plan.window.start }} to {{ plan.window.end }}.</p>
+  {% if effects %}<h3>Effects</h3><ul class="ib-effects">{% for line in effects %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
   <h3>Verdicts</h3>
   <table class="ib-verdicts" style="border-collapse: collapse;">
-    <thead><tr><th>Metric</th><th>Role</th><th>Kind</th><th>Good direction</th><th>Margin</th><th>Verdict</th><th>Why</th></tr></thead>
+    <thead><tr><th>Metric</th><th>Role</th><th>Kind</th><th>Good direction</th><th>Margin</th><th>Final verdict</th>
+      <th>Statistical result</th><th>Why</th></tr></thead>
     <tbody>
     {% for v in r.verdicts %}{% set m = metrics[v.metric] %}
       <tr><td>{{ v.metric }}</td><td>{{ v.role }}</td><td>{{ m.kind }}</td><td>{{ m.direction }}</td>
-          <td>{{ "" if m.margin is none else "%+.1f%%" % (100 * m.margin) }}</td>
-          <td><strong>{{ v.verdict.value }}</strong></td><td>{{ v.reason }}</td></tr>
+          <td>{{ margin(m) }}</td>
+          <td><strong>{{ v.verdict.value }}</strong>{% for label in r.labels if label != "INTERIM" %} ({{ label }}){% endfor %}</td>
+          <td>{{ v.statistical_verdict.value if v.statistical_verdict else "none" }}</td>
+          <td>{% if v.statistical_verdict and v.statistical_verdict != v.verdict %}statistical result:
+              {{ v.statistical_verdict.value }}; final verdict: {{ v.verdict.value }} because {% endif %}{{ v.reason }}</td></tr>
     {% endfor %}
     </tbody>
   </table>
+  <p><small>The final verdict is impactbook's: the template's statistical result, unless the run was inadmissible
+    (INADMISSIBLE), departed from its frozen plan (DEVIATED) or looked at a fixed-horizon test before its window
+    closed (INTERIM). Labels: SIMULATED (synthetic data), RETROSPECTIVE (frozen after the outcomes existed).</small></p>
   {% if exploratory %}<p>Exploratory metrics (not preregistered hypotheses, no verdict): {{ exploratory | join(", ") }}</p>{% endif %}
   {% if decisions %}<h3>Human decisions</h3><ul class="ib-human-decisions">{% for d in decisions %}
     <li{% if d.override %} class="ib-override" style="border-left: 4px solid #cf222e; padding-left: .5em;"{% endif %}>
@@ -56,8 +71,12 @@ HEADER = jinja2.Environment(autoescape=True).from_string("""
   {% if r.gate.inadmissible %}<h3>Why the run is inadmissible</h3>
   <ul>{% for d in r.gate.inadmissible %}<li>{{ d }}</li>{% endfor %}</ul>{% endif %}
   {% if r.errors %}<h3>Errors</h3><ul>{% for e in r.errors %}<li><pre>{{ e }}</pre></li>{% endfor %}</ul>{% endif %}
-  <h3>Inputs</h3>
-  <ul>{% for i in r.inputs %}<li>{{ i.name }}: {{ i.uri }} (sha256 {{ i.sha256[:16] }}&hellip;)</li>{% endfor %}</ul>
+  <h3>Inputs and data quality</h3>
+  <ul>{% for i in r.inputs %}{% set facts = data.get(i.name, {}) %}<li>{{ i.name }}: {{ i.uri }} (sha256 {{ i.sha256[:16] }}&hellip;{% if i.pin_seq %}, pinned in ledger entry {{ i.pin_seq }}{% endif %})
+    {% if facts %}&mdash; {{ "{:,}".format(facts.rows) }} rows{% if facts.first_time %}, dated {{ facts.first_time }} to {{ facts.last_time }}{% endif %}{% if facts.synthetic %}, synthetic{% endif %}{% for reason, count in (facts.excluded or {}).items() %}; {{ "{:,}".format(count) }} rows excluded ({{ reason }}){% endfor %}{% endif %}</li>{% endfor %}</ul>
+  {% if units %}<table class="ib-units" style="border-collapse: collapse;"><thead><tr><th>Metric</th><th>n control</th><th>n treatment</th><th>Note</th></tr></thead><tbody>
+  {% for u in units %}<tr><td>{{ u.metric }}</td><td>{{ u.control }}</td><td>{{ u.treatment }}</td><td>{{ u.note }}</td></tr>{% endfor %}
+  </tbody></table>{% endif %}
 </section>
 <hr/>
 """)
@@ -70,17 +89,37 @@ CSP = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none
 COLOURS = {"ship": "#1a7f37", "hold": "#9a6700", "rollback": "#cf222e"}  # WCAG AA contrast on white text
 
 
-def render_header(record: RunRecord, plan: Plan, decisions: list[dict] | None = None) -> str:
+def _margin(metric) -> str:
+    if metric.margin is None:
+        return ""
+    return f"{100 * metric.margin:+.1f}%" if metric.margin_type == "relative" else f"{metric.margin:+g} (absolute)"
+
+
+def render_header(record: RunRecord, plan: Plan, decisions: list[dict] | None = None,
+                  results: list[dict[str, Any]] | None = None) -> str:
+    from .wording import describe_effect
+
+    rows = [row for row in results or [] if isinstance(row, dict) and "metric" in row]
+    verdicts = {v.metric: v.verdict.value for v in record.verdicts}
+    effects = [f"{describe_effect(row)} — {verdicts.get(row['metric'], 'exploratory, no verdict')}" for row in rows]
+    units = [{"metric": row["metric"], "control": _count(row.get("control_n")), "treatment": _count(row.get("treatment_n")),
+              "note": row.get("note") or ""} for row in rows]
+    data = {facts.get("name"): facts for facts in record.gate.get("inputs", []) if isinstance(facts, dict)}
     return HEADER.render(r=record, plan=plan, metrics={m.id: m for m in plan.metrics}, decisions=decisions or [],
-                         exploratory=[m.id for m in plan.metrics if m.role == "exploratory"],
-                         colour=COLOURS[record.decision.action.value])
+                         exploratory=[m.id for m in plan.metrics if m.role == "exploratory"], margin=_margin,
+                         colour=COLOURS[record.decision.action.value], effects=effects, units=units, data=data)
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else ""
 
 
 def render_report(record: RunRecord, plan: Plan, notebook: Path | None, output: Path,
-                  decisions: list[dict] | None = None) -> Path:
+                  decisions: list[dict] | None = None, results: list[dict[str, Any]] | None = None) -> Path:
     """Write the report; the notebook body (code hidden) follows the header when one was executed.
-    `decisions`: human decisions recorded later in the ledger (re-rendered reports show them)."""
-    header = render_header(record, plan, decisions)
+    `decisions`: human decisions recorded later in the ledger (re-rendered reports show them);
+    `results`: the template's results rows, for the effects in plain words and the units per metric."""
+    header = render_header(record, plan, decisions, results)
     if notebook is not None and notebook.exists():
         import nbformat
 
@@ -92,7 +131,7 @@ def render_report(record: RunRecord, plan: Plan, notebook: Path | None, output: 
     else:
         html = (f"<!DOCTYPE html><html><head>{CSP}<meta charset='utf-8'><title>{_escape(plan.title)} — impactbook run"
                 f"</title></head><body>{header}<p>No notebook was executed for this run.</p></body></html>")
-    output.write_text(html, encoding="utf-8")
+    write_text(output, html)
     return output
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .aggregate import Aggregates, aggregate, quote, source_sql
+from .aggregate import Aggregates, aggregate
 from .analysis import effect_of
 from .plan import Plan
+from .sqlengine import locked_connection, quote, source_sql
 
 ADVANCE, CONTINUE, ROLLBACK = "advance", "continue", "rollback"
 
@@ -66,10 +67,8 @@ class Monitor:
 
 
 def stage_progress(plan: Plan, path: Path, format: str, connection=None) -> list[StageProgress]:
-    import duckdb
-
     rollout, time_column = plan.rollout, quote(plan.window.time_column)
-    connection = connection or duckdb.connect()
+    connection = connection or locked_connection([path])
     rows = connection.execute(
         f"SELECT CAST({quote(rollout.stage_column)} AS VARCHAR), CAST(MIN({time_column}) AS VARCHAR), "
         f"CAST(MAX({time_column}) AS VARCHAR), COUNT(DISTINCT {time_column}), COUNT(*) "
@@ -82,10 +81,8 @@ def stage_progress(plan: Plan, path: Path, format: str, connection=None) -> list
 def feedback_summary(plan: Plan, path: Path, format: str, connection=None, top: int = 3) -> dict[str, Any]:
     """Per arm: responses, mean rating, and the most frequent reason codes with their shares; plus the
     relative difference in mean rating (treatment vs control)."""
-    import duckdb
-
     spec, design = plan.rollout.feedback, plan.design
-    connection = connection or duckdb.connect()
+    connection = connection or locked_connection([path])
     source, arm = source_sql(path, format), quote(design.variant_column)
     ratings = connection.execute(
         f"SELECT CAST({arm} AS VARCHAR), COUNT(*), AVG(CAST({quote(spec.rating_column)} AS DOUBLE)) "
@@ -204,9 +201,7 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
 def monitor_file(plan: Plan, path: Path, format: str = "csv",
                  feedback: tuple[Path, str] | None = None) -> Monitor:
     """`feedback`: the (file, format) of the feedback dataset when the plan declares one."""
-    import duckdb
-
-    connection = duckdb.connect()
+    connection = locked_connection([path, *([feedback[0]] if feedback else [])])
     summary = feedback_summary(plan, *feedback, connection) if feedback and plan.rollout.feedback else None
     return monitor(plan, aggregate(plan, path, format, connection), stage_progress(plan, path, format, connection),
                    summary)

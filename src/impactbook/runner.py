@@ -1,7 +1,9 @@
 """One run of a frozen plan, stage by stage: resolve -> gates -> execute -> capture -> store -> index.
 
 Whatever happens after the staging folder exists — a gate fails, the kernel dies, a scrap is
-missing, the process is interrupted — the run is published with its status and reasons.
+missing, the process is interrupted, a bug — the run is published with its status and reasons. When
+even that is impossible (the disk is full, the process is killed) the staging folder stays, locked
+by nobody, and the next command publishes it (publication.reconcile).
 """
 
 from __future__ import annotations
@@ -15,23 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from . import faults
 from .capture import output_contract, read_scraps, scrap_problems
-from .catalog import Catalog
+from .catalog import Catalog, TemplateEntry
 from .decision import decide, final_verdicts
 from .execute import KERNEL, capture_environment, execute_template
-from .freezing import FrozenPlan, require_frozen
+from .freezing import FrozenPlan, require_bound_template, require_frozen
 from .gates import GateReport, InputChecks, check_admissibility
-from .hashing import sha256_file
-from .index import RunIndex, load_record
-from .inputs import resolve_inputs
-from .ledger import Ledger, utc_now
-from .plan import plan_from_canonical
+from .inputs import ResolvedInput, latest_pins, resolve_inputs
+from .ledger import Ledger, parse_time, utc_now
 from .project import Project
+from .publication import Progress, publish_run, reconcile
 from .record import DecisionRecord, Action, PlanRef, RunRecord, Status, TemplateRef, Timings
-from .report import render_report, warm_up
-from .store import SUMS, Staging, abandoned_stagings, new_run_id, published_runs, write_json
-
-Progress = Callable[[str], None]
+from .report import warm_up
+from .store import DRAFT, Staging, new_run_id
+from .template import source_hash
 
 
 @dataclass(frozen=True)
@@ -74,51 +74,110 @@ class _WhileTheKernelWorks(threading.Thread):
             pass
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run executes: a frozen plan version, the template file with the source it froze, the inputs."""
+
+    frozen: FrozenPlan
+    template: TemplateEntry
+    template_path: Path
+    template_source: str
+    inputs: list[ResolvedInput]
+    reproduces: str | None = None
+
+
 def run_plan(project: Project, plan_path: Path | str, *, timeout_s: int | None = None,
              progress: Progress = lambda message: None) -> RunOutcome:
-    recover_abandoned(project, progress)
+    reconcile(project, progress)                          # finish whatever an earlier process left
     frozen = require_frozen(project, plan_path)          # refuses unfrozen or edited plans; nothing stored
     plan = frozen.plan
     catalog = Catalog.load(project)
     template = catalog.template(plan.template)
     template_path = project.resolve(template.path)
-    inputs = resolve_inputs(project, catalog, plan.inputs)
+    template_source = source_hash(template_path, template.path)
+    require_bound_template(project, frozen, template_source, template.path)  # refused before any kernel
+    spec = RunSpec(frozen, template, template_path, template_source, resolve_inputs(project, catalog, plan.inputs))
+    return execute_run(project, spec, timeout_s=timeout_s, progress=progress)
 
+
+def execute_run(project: Project, spec: RunSpec, *, timeout_s: int | None = None,
+                progress: Progress = lambda message: None,
+                extra: Callable[[RunRecord, dict[str, Any]], dict[str, Any]] | None = None) -> RunOutcome:
+    """Stage, gate, execute, capture, publish. `extra(record, scraps)` adds JSON files to the run folder
+    (a reproduction's comparison) before it is published."""
+    plan = spec.frozen.plan
     run_id = new_run_id(plan.id)
-    with InputChecks(inputs, plan.window.time_column) as input_checks, _sigterm_as_interrupt():
-        staging = Staging.create(project, run_id)
-        clock = time.perf_counter()
-        started = utc_now()
-        draft = _draft(project, frozen, template, template_path, inputs, run_id, started)
-        write_json(staging.path("run.json"), draft.model_dump(mode="json"))
-        write_json(staging.path("plan.json"), plan.canonical())
+    clock, started = time.perf_counter(), utc_now()
+    draft = _draft(project, spec, run_id, started)
+    first_files = {"plan.json": _json_bytes(plan.canonical()), DRAFT: _json_bytes(draft.model_dump(mode="json")),
+                   "template.ipynb": spec.template_path.read_bytes()}
+    with InputChecks(spec.inputs, plan, parse_time(started), project.ledger_path,
+                     any_recorded_pin=spec.reproduces is not None) as input_checks, \
+            _sigterm_as_interrupt():
+        staging = Staging.create(project, run_id, first_files)
         try:
-            progress(f"run {run_id}: checking admissibility")
-            gate = check_admissibility(frozen, template, template_path, input_checks)
-            status, errors, scraps, execution = Status.COMPLETED, [], {}, None
-            if not gate.admissible:
-                status = Status.INADMISSIBLE
-                progress(f"run {run_id}: INADMISSIBLE, the kernel will not start")
-            else:
-                progress(f"run {run_id}: executing {template.path} in a fresh kernel")
-                side_work = _WhileTheKernelWorks()
-                side_work.start()
-                execution = execute_template(project, template_path, staging.path("notebook.ipynb"),
-                                             plan.template_parameters(), seed=plan.seed, timeout_s=timeout_s)
-                side_work.join()
-                if execution.error:
-                    errors.append(execution.error)
-                scraps = read_scraps(staging.path("notebook.ipynb"))
-                if execution.ok:
-                    errors += scrap_problems(scraps, output_contract(template_path), template.path)
-                status = Status.FAILED if errors else Status.COMPLETED
-                if status is Status.COMPLETED and (mismatch := sample_ratio_mismatch(scraps, plan.srm_threshold)):
-                    status, gate = Status.INADMISSIBLE, gate.with_inadmissible(mismatch)
-        except KeyboardInterrupt as exc:
-            gate, status, scraps, execution = GateReport(), Status.FAILED, {}, None
-            errors = [f"interrupted before the run finished ({exc or 'SIGINT'})"]
-        record = _finish(draft, plan, gate, status, errors, scraps, execution, started, clock)
-        return _publish(project, staging, record, plan, progress, scraps or None)
+            try:
+                record, scraps, notebook = _work(project, staging, spec, input_checks, draft, started, clock,
+                                                 timeout_s, progress)
+            except OSError:
+                raise
+            except Exception as exc:  # a bug or data nobody foresaw: the run is still stored, with the error
+                errors = [f"internal error: {type(exc).__name__}: {exc}"]
+                record = _finish(draft, plan, GateReport(), Status.FAILED, errors, {}, None, started, clock)
+                scraps, notebook = {}, staging.path("notebook.ipynb")
+                notebook = notebook if notebook.is_file() else None
+            for name, value in (extra(record, scraps) if extra else {}).items():
+                staging.write(name, _json_bytes(value))
+            folder = publish_run(project, staging, record, plan, scraps, notebook, progress)
+        except BaseException as exc:
+            staging.note_cause(f"the process stopped before publishing it ({type(exc).__name__}: {exc})")
+            raise
+        finally:
+            staging.release()
+    return RunOutcome(record, folder)
+
+
+def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: InputChecks, draft: RunRecord,
+          started: str, clock: float, timeout_s: int | None,
+          progress: Progress) -> tuple[RunRecord, dict[str, Any], Path | None]:
+    """Gates, then (if admissible) the kernel and the scraps: the final record, the scraps, the notebook."""
+    frozen, template, template_path = spec.frozen, spec.template, spec.template_path
+    plan, run_id = frozen.plan, staging.run_id
+    notebook = staging.path("notebook.ipynb")
+    try:
+        progress(f"run {run_id}: checking admissibility")
+        gate = check_admissibility(frozen, template, template_path, input_checks)
+        faults.point("gates.checked")
+        status, errors, scraps, execution = Status.COMPLETED, [], {}, None
+        if not gate.admissible:
+            status = Status.INADMISSIBLE
+            progress(f"run {run_id}: INADMISSIBLE, the kernel will not start")
+        else:
+            progress(f"run {run_id}: executing {template.path} in a fresh kernel")
+            side_work = _WhileTheKernelWorks()
+            side_work.start()
+            execution = execute_template(project, template_path, notebook, plan.template_parameters(),
+                                         seed=plan.seed, timeout_s=timeout_s,
+                                         pins={item.name: item.pin() for item in spec.inputs})
+            side_work.join()
+            faults.point("execution.done")
+            if execution.error:
+                errors.append(execution.error)
+            scraps = read_scraps(notebook)
+            if execution.ok:
+                errors += scrap_problems(scraps, output_contract(template_path), template.path)
+            status = Status.FAILED if errors else Status.COMPLETED
+            if status is Status.COMPLETED and (mismatch := sample_ratio_mismatch(scraps, plan.srm_threshold)):
+                status, gate = Status.INADMISSIBLE, gate.with_inadmissible(mismatch)
+    except KeyboardInterrupt as exc:
+        gate, status, scraps, execution = GateReport(), Status.FAILED, {}, None
+        errors = [f"interrupted before the run finished ({exc or 'SIGINT'})"]
+    record = _finish(draft, plan, gate, status, errors, scraps, execution, started, clock)
+    return record, scraps, notebook if notebook.exists() else None
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def sample_ratio_mismatch(scraps: dict[str, Any], threshold: float) -> str | None:
@@ -136,87 +195,31 @@ def sample_ratio_mismatch(scraps: dict[str, Any], threshold: float) -> str | Non
     return None
 
 
-def _draft(project: Project, frozen: FrozenPlan, template, template_path: Path, inputs, run_id: str,
-           started: str) -> RunRecord:
+def _draft(project: Project, spec: RunSpec, run_id: str, started: str) -> RunRecord:
+    frozen, template, inputs = spec.frozen, spec.template, spec.inputs
     plan = frozen.plan
+    pins = latest_pins(Ledger(project.ledger_path).entries())
     return RunRecord(
         run_id=run_id, status=Status.FAILED,
         plan=PlanRef(id=plan.id, version=frozen.version, sha256=frozen.sha256, path=frozen.path,
                      frozen_at=frozen.frozen_at, title=plan.title, amendment_reason=frozen.entry.get("reason")),
         model_change=plan.model_change.model_dump(),
         template=TemplateRef(name=plan.template, path=template.path, version=template.version,
-                             sha256=sha256_file(template_path) if template_path.is_file() else None),
-        inputs=[i.record() for i in inputs], parameters=plan.template_parameters(), seed=plan.seed,
+                             sha256=spec.template_source),
+        inputs=[i.record((pins.get(i.name) or {}).get("seq")) for i in inputs], parameters=plan.template_parameters(),
+        seed=plan.seed,
         environment=capture_environment(project, KERNEL), timings=Timings(started_at=started),
         gate=GateReport().record(), errors=["the run did not finish (process ended)"],
-        decision=DecisionRecord(action=Action.HOLD, reason="the run did not finish"))
+        decision=DecisionRecord(action=Action.HOLD, reason="the run did not finish"), reproduces=spec.reproduces)
 
 
 def _finish(draft: RunRecord, plan, gate: GateReport, status: Status, errors: list[str], scraps: dict[str, Any],
             execution, started: str, clock: float) -> RunRecord:
-    verdicts = final_verdicts(plan, status, scraps.get("verdicts") or {}, gate.inadmissible, gate.deviations, errors)
+    verdicts = final_verdicts(plan, status, scraps.get("verdicts") or {}, gate.inadmissible, gate.deviations, errors,
+                              gate.labels, gate.notes)
     timings = Timings(started_at=started, finished_at=utc_now(), duration_s=round(time.perf_counter() - clock, 3),
                       execution_s=execution.duration_s if execution else None,
                       cells=execution.cells if execution else [])
-    return draft.model_copy(update={"status": status, "gate": gate.record(), "errors": errors, "verdicts": verdicts,
-                                    "timings": timings, "decision": decide(plan, status, verdicts, scraps.get("rollout"))})
-
-
-def _publish(project: Project, staging: Staging, record: RunRecord, plan, progress: Progress,
-             scraps: dict[str, Any] | None = None) -> RunOutcome:
-    """scraps, run.json, report into staging; atomic publish; then ledger entry and index row."""
-    notebook = staging.path("notebook.ipynb")
-    write_json(staging.path("scraps.json"), scraps if scraps is not None else read_scraps(notebook))
-    write_json(staging.path("run.json"), record.model_dump(mode="json"))
-    render_report(record, plan, notebook if notebook.exists() else None, staging.path("report.html"))
-    folder = staging.publish(project.runs_dir)
-    sums = sha256_file(folder / SUMS)
-    entry = Ledger(project.ledger_path).append("run", _ledger_body(record, sums))
-    RunIndex(project.index_path).add(record, sums, entry["seq"])
-    progress(f"run {record.run_id}: published {project.relative(folder)} ({record.status.value})")
-    return RunOutcome(record, folder)
-
-
-def _ledger_body(record: RunRecord, sums: str) -> dict[str, Any]:
-    """A run's ledger entry carries the hash of its SHA256SUMS, chaining the artifacts into the ledger."""
-    return {"run_id": record.run_id, "plan_id": record.plan.id, "plan_version": record.plan.version,
-            "plan_hash": record.plan.sha256, "status": record.status.value,
-            "decision": record.decision.action.value, "sha256sums": sums}
-
-
-def recover_abandoned(project: Project, progress: Progress = lambda message: None) -> list[str]:
-    """Publish runs whose process was killed as FAILED, and ledger/index runs published but not recorded."""
-    recovered = []
-    for staging in abandoned_stagings(project):
-        try:
-            draft = RunRecord.model_validate_json(staging.path("run.json").read_text(encoding="utf-8"))
-            plan_data = json.loads(staging.path("plan.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # killed before its first record was written: nothing of it to keep
-        plan = plan_from_canonical(plan_data)
-        errors = ["the process running this run ended before it was published (killed); recovered at " + utc_now()]
-        status = Status.FAILED
-        verdicts = final_verdicts(plan, status, {}, [], [], errors)
-        record = draft.model_copy(update={"errors": errors, "verdicts": verdicts,
-                                          "decision": decide(plan, status, verdicts)})
-        _publish(project, staging, record, plan, progress)
-        recovered.append(record.run_id)
-        progress(f"recovered killed run {record.run_id} as FAILED")
-    _record_unledgered(project, progress)
-    return recovered
-
-
-def _record_unledgered(project: Project, progress: Progress) -> None:
-    """A process killed between publish and ledger append leaves a complete folder; finish its records."""
-    ledger = Ledger(project.ledger_path)
-    known = ledger.runs()
-    indexed = {row["run_id"] for row in RunIndex(project.index_path).rows()}
-    for folder in published_runs(project):
-        if folder.name in known and folder.name in indexed:
-            continue
-        record = load_record(folder)
-        sums = sha256_file(folder / SUMS)
-        entry = known.get(folder.name) or ledger.append("run", {**_ledger_body(record, sums), "recovered": True})
-        if folder.name not in indexed:
-            RunIndex(project.index_path).add(record, sums, entry["seq"])
-        progress(f"recorded published run {folder.name} in the ledger and index")
+    return draft.model_copy(update={"status": status, "labels": gate.labels, "gate": gate.record(), "errors": errors,
+                                    "verdicts": verdicts, "timings": timings,
+                                    "decision": decide(plan, status, verdicts, scraps.get("rollout"), gate.labels)})

@@ -1,27 +1,41 @@
 """Stage 6 of a run: stage every artifact, then publish with one atomic rename, read-only, hashed.
 
-A run folder either exists complete under runs/<run-id>/ or not at all; work in progress lives
-in runs/.staging/<run-id>/ with an owner file naming the process, so a killed run is found and
-published as FAILED by the next command instead of being lost.
+A run folder either exists complete under runs/<run-id>/ or not at all. Work in progress lives in
+runs/.staging/<run-id>/, and the process running it holds an exclusive `flock` on that folder for
+the run's whole life (the lock follows the folder through the rename into runs/). A neighbour that
+can take the lock knows the owner is dead, whatever its pid was; one that cannot, leaves it alone.
+
+The folder only appears under its run id once its plan and draft record are written (it is made
+under a hidden name, locked, filled, then renamed), so every visible staging folder can be
+published by whoever recovers it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import json
+import fcntl
 import os
 import secrets
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Iterator
 
+from . import faults
+from .durable import TEMPORARY_SUFFIX, fsync_path, write_bytes, write_text
 from .hashing import sha256_file
 from .project import Project
 
 SUMS = "SHA256SUMS"
-OWNER = ".owner.json"
+HIDDEN_SUFFIX = ".new"
+DRAFT = "draft.json"          # the record as it stands while the run works; replaced by run.json
+CAUSE = "cause.txt"           # why a run stopped, when the process could still say so
+WORKING_FILES = (DRAFT, CAUSE)
+EMPTY_IS_NOTHING = ("kernel.log",)  # the kernel's own output; kept only when it said something
+PARTIAL_NOTEBOOK = "notebook.ipynb.partial"
+READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+READ_ONLY_FOLDER = READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
 
 def new_run_id(plan_id: str) -> str:
@@ -30,57 +44,135 @@ def new_run_id(plan_id: str) -> str:
     return f"{now:%Y%m%dT%H%M%S%fZ}-{plan_id}-{secrets.token_hex(3)}"
 
 
-def write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def try_lock(folder: Path) -> int | None:
+    """An exclusive lock on a folder, or None when a live process holds it (or the folder is gone)."""
     try:
-        os.fsync(fd)
-    finally:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         os.close(fd)
+        return None
+    return fd
 
 
-@dataclass(frozen=True)
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[int | None]:
+    """`try_lock` for the length of a block; yields None when a live process owns the folder."""
+    fd = try_lock(folder)
+    try:
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 class Staging:
-    run_id: str
-    folder: Path
+    """A run's folder while it works: locked by its process, published once, then released."""
+
+    def __init__(self, run_id: str, folder: Path, lock_fd: int | None) -> None:
+        self.run_id, self.folder, self.lock_fd = run_id, folder, lock_fd
+        self.published = False
 
     @classmethod
-    def create(cls, project: Project, run_id: str) -> "Staging":
-        folder = project.staging_dir / run_id
-        folder.mkdir(parents=True)
-        write_json(folder / OWNER, {"pid": os.getpid(), "created": dt.datetime.now(dt.timezone.utc).isoformat()})
-        return cls(run_id, folder)
+    def create(cls, project: Project, run_id: str, first_files: dict[str, bytes]) -> "Staging":
+        """Lock a hidden folder, write the files that make a run recoverable, then give it its run id."""
+        project.staging_dir.mkdir(parents=True, exist_ok=True)
+        hidden = project.staging_dir / f".{run_id}{HIDDEN_SUFFIX}"
+        hidden.mkdir()
+        fd = try_lock(hidden)
+        if fd is None:  # nobody else knows this random name; a failure here is the file system's
+            raise OSError(f"cannot lock the new staging folder {hidden}")
+        staging = cls(run_id, hidden, fd)
+        try:
+            faults.point("staging.created")
+            for name, data in first_files.items():
+                write_bytes(hidden / name, data)
+            visible = project.staging_dir / run_id
+            os.rename(hidden, visible)
+            fsync_path(project.staging_dir)
+            staging.folder = visible
+            faults.point("staging.visible")
+        except BaseException:
+            if staging.folder == hidden:  # nothing had started: leave nothing behind
+                shutil.rmtree(hidden, ignore_errors=True)
+            staging.release()
+            raise
+        return staging
+
+    @classmethod
+    def adopt(cls, folder: Path) -> "Staging | None":
+        """Take over the staging folder of a dead process; None when its owner is alive."""
+        fd = try_lock(folder)
+        return None if fd is None else cls(folder.name, folder, fd)
 
     def path(self, name: str) -> Path:
         return self.folder / name
 
+    def write(self, name: str, data: bytes | str) -> Path:
+        target = self.path(name)
+        write_bytes(target, data.encode("utf-8") if isinstance(data, str) else data)
+        return target
+
+    def note_cause(self, text: str) -> None:
+        """Best effort: why this run stops (it may be the disk that is full). A published folder is never
+        written again (root could)."""
+        if self.published:
+            return
+        with contextlib.suppress(OSError):
+            write_text(self.path(CAUSE), text)
+
     def publish(self, runs_dir: Path) -> Path:
-        """Hash every artifact into SHA256SUMS, make it all read-only, rename into place in one step."""
-        (self.folder / OWNER).unlink(missing_ok=True)
-        for leftover in self.folder.glob("*.tmp"):
-            leftover.unlink()
-        (self.folder / SUMS).write_text(sha256sums(self.folder), encoding="utf-8")
+        """Hash every artifact into SHA256SUMS, make the files read-only, rename the folder into place in
+        one step, then make the folder read-only (renaming a folder needs it writable: its `..` changes)."""
+        for item in list(self.folder.iterdir()):
+            if item.name.endswith(TEMPORARY_SUFFIX) or item.name in WORKING_FILES or (
+                    item.name in EMPTY_IS_NOTHING and item.stat().st_size == 0):
+                item.unlink()
+        write_text(self.path(SUMS), sha256sums(self.folder))
         for item in self.folder.iterdir():
-            with open(item, "rb") as handle:
-                os.fsync(handle.fileno())
-            item.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        self.folder.chmod(0o555)
-        _fsync_dir(self.folder)
+            fsync_path(item)
+            item.chmod(READ_ONLY_FILE)
+        fsync_path(self.folder)
+        faults.point("publish.sums")
         target = runs_dir / self.run_id
         if target.exists():
             raise FileExistsError(f"run folder {target} already exists; runs are never overwritten")
-        os.rename(self.folder, target)
-        _fsync_dir(runs_dir)
+        try:
+            os.rename(self.folder, target)
+        except OSError as exc:  # it is runs/ that refused (permission, read-only), so name it
+            raise OSError(exc.errno, exc.strerror, str(runs_dir)) from exc
+        self.folder, self.published = target, True
+        faults.point("publish.renamed")
+        seal(target)
+        fsync_path(runs_dir)
+        faults.point("publish.sealed")
         return target
+
+    def release(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+
+def seal(folder: Path) -> None:
+    """Published folders and their files are read-only."""
+    for item in folder.iterdir():
+        if item.stat().st_mode & 0o222:
+            item.chmod(READ_ONLY_FILE)
+    folder.chmod(READ_ONLY_FOLDER)
+
+
+def is_sealed(folder: Path) -> bool:
+    return not folder.stat().st_mode & 0o222 and all(not p.stat().st_mode & 0o222 for p in folder.iterdir())
 
 
 def sha256sums(folder: Path) -> str:
     """`sha256sum`-compatible lines over every file but SHA256SUMS itself."""
     return "".join(f"{sha256_file(p)}  {p.name}\n" for p in sorted(folder.iterdir())
-                   if p.is_file() and p.name not in (SUMS, OWNER))
+                   if p.is_file() and p.name != SUMS)
 
 
 def artifact_problems(folder: Path) -> list[str]:
@@ -110,30 +202,15 @@ def published_runs(project: Project) -> list[Path]:
     return sorted(p for p in project.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def abandoned_stagings(project: Project) -> list[Staging]:
-    """Staging folders whose owning process is gone: runs that were killed before publication."""
-    found = []
+def staged_runs(project: Project) -> list[Path]:
+    """Visible staging folders: runs in progress, or left by a process that died."""
     if not project.staging_dir.is_dir():
-        return found
-    for folder in sorted(project.staging_dir.iterdir()):
-        try:
-            owner = json.loads((folder / OWNER).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            owner = {"pid": -1}
-        if owner.get("pid", -1) <= 0 or not _alive(owner["pid"]):
-            found.append(Staging(folder.name, folder))
-    return found
+        return []
+    return sorted(p for p in project.staging_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def discard(staging: Staging) -> None:
-    shutil.rmtree(staging.folder, ignore_errors=True)
+def hidden_stagings(project: Project) -> list[Path]:
+    """Folders of runs that never got as far as their draft record."""
+    if not project.staging_dir.is_dir():
+        return []
+    return sorted(p for p in project.staging_dir.iterdir() if p.is_dir() and p.name.endswith(HIDDEN_SUFFIX))

@@ -7,28 +7,79 @@ from typing import Any, Iterable
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+
+MAX_FILE_BYTES = 1 << 20
+MAX_EXPANDED = 2_000_000  # values plus characters of text, counting every expansion of an alias
+
+
+class _Constructor(RoundTripConstructor):
+    """Round-trip construction, except that an impossible date (2026-02-30) is a YAML error with its
+    line, not a bare ValueError from deep inside the parser."""
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except ValueError as exc:
+            raise ConstructorError(None, None, f"{node.value!r} is not a valid date ({exc})", node.start_mark)
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
 
 
 def round_trip() -> YAML:
     yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
     return yaml
 
 
-def load_yaml(path: Path, error: type[Exception], shown: str) -> Any:
-    """Parse YAML keeping line information; syntax errors name the file and line."""
+def load_yaml(path: Path, error: type[Exception], shown: str, max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """Parse YAML keeping line information; syntax errors name the file and line. Files are bounded in
+    size, and so is what they expand to (a few nested aliases can stand for gigabytes)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"is {size:,} bytes; at most {max_bytes:,} are read", where=shown)
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise error(f"cannot read file: {exc.strerror}", where=shown) from exc
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise error(f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
+                    "UTF-8", where=f"{shown}:{line}") from None
     try:
-        return round_trip().load(text)
+        data = round_trip().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise error(f"invalid YAML: {exc.problem or exc.context}", where=f"{shown}{line}") from exc
+    except YAMLError as exc:
+        raise error(f"invalid YAML: {exc}", where=shown) from exc
+    if _expands_beyond(data, MAX_EXPANDED):
+        raise error(f"expands to more than {MAX_EXPANDED:,} values and characters (nested YAML aliases?); "
+                    "write the values out", where=shown)
+    return data
+
+
+def _expands_beyond(data: Any, limit: int) -> bool:
+    """Weigh every value (and the text of strings), each expansion of a shared (aliased) node again,
+    stopping as soon as `limit` passes: a bomb is refused after `limit` steps, not after expanding."""
+    stack, count = [data], 0
+    while stack:
+        node = stack.pop()
+        count += 1 + (len(node) if isinstance(node, str) else 0)
+        if count > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+            stack.extend(node.keys())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return False
 
 
 def line_of(data: Any, loc: Iterable[Any]) -> int | None:

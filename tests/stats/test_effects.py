@@ -10,7 +10,8 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats import proportion as sm_proportion
 
-from impactbook.stats import (RatioStatistic, RegressionStatistic, SampleMean, achieved_power, adjust_p_values,
+from impactbook.stats import (NotEstimable, RatioStatistic, RegressionStatistic, SampleMean, achieved_power,
+                              adjust_p_values,
                               cochran_q, cuped_difference, non_inferiority, non_inferiority_verdict,
                               proportion_difference, ratio_difference, srm_test, superiority_verdict,
                               welch_difference)
@@ -100,8 +101,38 @@ def test_verdict_rules():
     assert non_inferiority_verdict(effect(-0.02, 0.005, 0, -1), "increase", -0.02, 0.05)[0] == "INCONCLUSIVE"
     # lower is better (e.g. latency): a 5% rise breaches a 2% margin
     assert non_inferiority_verdict(effect(0.05, 0.005, 0, 1), "decrease", -0.02, 0.05)[0] == "REFUTED"
-    verdict, low, high = non_inferiority_verdict(effect(0.01, 0.01, 1, 0), "increase", -0.05, 0.05)
-    assert (low, high) == (pytest.approx(0.01 - z * 0.01), pytest.approx(0.01 + z * 0.01))
+    welch = effect(0.01, 0.01, 1, 0)  # Welch's t: the one-sided interval takes its t quantile
+    t = sps.t(welch.df).ppf(0.95)
+    verdict, low, high = non_inferiority_verdict(welch, "increase", -0.05, 0.05)
+    assert (low, high) == (pytest.approx(0.01 - t * 0.01, abs=1e-12), pytest.approx(0.01 + t * 0.01, abs=1e-12))
+    wald = proportion_difference(SampleMean(1000, 100.0, 100.0), SampleMean(1000, 110.0, 110.0))
+    verdict, low, high = non_inferiority_verdict(wald, "increase", -0.5, 0.05)
+    assert (low, high) == (pytest.approx(wald.relative - z * wald.relative_se, abs=1e-12),
+                           pytest.approx(wald.relative + z * wald.relative_se, abs=1e-12))
+
+
+def test_relative_interval_covers_at_the_nominal_rate_in_small_samples():
+    # Simulation, seed 10: 20,000 A/A experiments with 15 + 15 normal units (mean 10, sd 3). The relative
+    # interval takes Welch's t quantile like the absolute one; coverage within 3 binomial SEs of 95%.
+    rng = np.random.default_rng(10)
+    draws, covered = 20_000, 0
+    for _ in range(draws):
+        a, b = rng.normal(10, 3, 15), rng.normal(10, 3, 15)
+        effect = welch_difference(SampleMean.of(a), SampleMean.of(b), 0.05)
+        covered += effect.relative_low <= 0.0 <= effect.relative_high
+    assert abs(covered / draws - 0.95) < 3 * math.sqrt(0.95 * 0.05 / draws), covered / draws
+
+
+def test_an_undefined_effect_says_why_instead_of_crashing():
+    zero_control = welch_difference(SampleMean(10, 0.0, 0.0), SampleMean(10, 5.0, 5.0))
+    assert zero_control.relative is None and "control mean is 0" in zero_control.note
+    assert zero_control.difference == 0.5
+    with pytest.raises(NotEstimable, match="no variation in either arm"):
+        welch_difference(SampleMean(10, 0.0, 0.0), SampleMean(10, 0.0, 0.0))
+    with pytest.raises(NotEstimable, match="too few units"):
+        welch_difference(SampleMean(1, 3.0, 9.0), SampleMean(10, 5.0, 5.0))
+    ni = non_inferiority(zero_control, "increase", -0.02, 0.05)
+    assert ni.verdict == "INCONCLUSIVE" and "needs a relative effect" in ni.note
 
 
 def _regression(post, pre):
@@ -183,11 +214,14 @@ def test_power_matches_statsmodels():
 
 
 def test_non_inferiority_with_an_absolute_margin():
+    # Reference: H0 "harm of at least 1" is Welch's one-sided t test of treatment + 1 against control (scipy).
     rng = np.random.default_rng(9)
-    effect = welch_difference(SampleMean.of(rng.normal(100, 10, 5000)), SampleMean.of(rng.normal(99.8, 10, 5000)))
+    control, treatment = rng.normal(100, 10, 5000), rng.normal(99.8, 10, 5000)
+    effect = welch_difference(SampleMean.of(control), SampleMean.of(treatment))
     result = non_inferiority(effect, "increase", -1.0, 0.05, "absolute")
     assert result.verdict == "CONFIRMED" and result.low > -1.0
-    assert result.p_value == pytest.approx(sps.norm.sf((effect.difference + 1.0) / effect.standard_error))
+    reference = sps.ttest_ind(treatment + 1.0, control, equal_var=False, alternative="greater").pvalue
+    assert result.p_value == pytest.approx(reference, abs=1e-9)
     assert non_inferiority(effect, "increase", -0.01, 0.05, "absolute").verdict in ("INCONCLUSIVE", "REFUTED")
 
 

@@ -1,6 +1,6 @@
 """Pure statistics for templates: sufficient statistics in, typed results out; no I/O, no pandas."""
 
-from .effects import Effect, compare, cuped_difference, proportion_difference, ratio_difference, welch_difference
+from .effects import Effect, NotEstimable, compare, cuped_difference, proportion_difference, ratio_difference, welch_difference
 from .multiple import adjust_p_values
 from .power import Power, achieved_power
 from .segments import Heterogeneity, cochran_q
@@ -9,7 +9,7 @@ from .srm import SampleRatioMismatch, srm_test
 from .statistics import ArmEstimate, RatioStatistic, RegressionStatistic, SampleMean
 from .verdicts import NonInferiority, non_inferiority, non_inferiority_verdict, superiority_verdict
 
-__all__ = ["AnytimeValid", "group_sequential_bounds", "msprt", "spending", "ArmEstimate", "Effect", "Heterogeneity", "NonInferiority", "Power", "RatioStatistic",
+__all__ = ["AnytimeValid", "group_sequential_bounds", "msprt", "spending", "ArmEstimate", "Effect", "NotEstimable", "Heterogeneity", "NonInferiority", "Power", "RatioStatistic",
            "RegressionStatistic", "SampleMean", "SampleRatioMismatch", "achieved_power", "adjust_p_values",
            "cochran_q", "compare", "cuped_difference", "non_inferiority", "non_inferiority_verdict",
            "proportion_difference", "ratio_difference", "srm_test", "superiority_verdict", "welch_difference"]

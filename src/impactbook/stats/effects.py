@@ -17,6 +17,11 @@ from .statistics import ArmEstimate, RatioStatistic, RegressionStatistic, Sample
 Distribution = Literal["t", "z"]
 
 
+class NotEstimable(ValueError):
+    """The data cannot give this effect (too few units, no variation, a zero denominator): the metric ends
+    INCONCLUSIVE with this reason, and the rest of the analysis goes on."""
+
+
 @dataclass(frozen=True)
 class Effect:
     method: str
@@ -29,10 +34,10 @@ class Effect:
     standard_error: float
     difference_low: float
     difference_high: float
-    relative: float
-    relative_se: float
-    relative_low: float
-    relative_high: float
+    relative: float | None
+    relative_se: float | None
+    relative_low: float | None
+    relative_high: float | None
     statistic: float
     p_value: float
     p_value_greater: float
@@ -40,6 +45,7 @@ class Effect:
     df: float | None = None
     variance_reduction: float | None = None
     theta: float | None = None
+    note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,10 +56,17 @@ def _welch_df(control: ArmEstimate, treatment: ArmEstimate) -> float:
     return (vc + vt) ** 2 / (vc**2 / (control.n - 1) + vt**2 / (treatment.n - 1))
 
 
+def reference_distribution(effect: Effect):
+    """The distribution an effect's test uses: Student's t with its Welch df, else the normal."""
+    return sps.t(effect.df) if effect.df is not None else sps.norm()
+
+
 def relative_lift(control: ArmEstimate, treatment: ArmEstimate) -> tuple[float, float]:
     """t/c - 1 and its delta-method standard error for independent arms (Deng, Knoblich, Lu 2018,
-    "Applying the Delta Method in Metric Analytics", KDD, section 3.3)."""
+    "Applying the Delta Method in Metric Analytics", KDD, section 3.3). Undefined when c is 0."""
     c, t = control.mean, treatment.mean
+    if c == 0:
+        raise NotEstimable("the control mean is 0, so a relative effect is undefined")
     se = math.sqrt(treatment.variance_of_mean / c**2 + t**2 * control.variance_of_mean / c**4)
     return t / c - 1, se
 
@@ -61,20 +74,32 @@ def relative_lift(control: ArmEstimate, treatment: ArmEstimate) -> tuple[float, 
 def compare(control: ArmEstimate, treatment: ArmEstimate, alpha: float = 0.05, distribution: Distribution = "t",
             method: str = "", variance_reduction: float | None = None, theta: float | None = None) -> Effect:
     """Treatment minus control. distribution "t" uses Welch–Satterthwaite degrees of freedom
-    (Welch 1947, Biometrika 34:28-35); "z" the normal approximation."""
+    (Welch 1947, Biometrika 34:28-35); "z" the normal approximation. The relative effect's interval uses
+    the same reference distribution as the absolute one (with t, its coverage holds in small samples).
+    Raises NotEstimable when an arm has fewer than 2 units or neither arm varies."""
+    if min(control.n, treatment.n) < 2:
+        raise NotEstimable(f"too few units to estimate (control {control.n}, treatment {treatment.n}; at least 2 each)")
     difference = treatment.mean - control.mean
     se = math.sqrt(control.variance_of_mean + treatment.variance_of_mean)
+    if not se > 0:
+        raise NotEstimable(f"no variation in either arm (control mean {control.mean:g}, treatment mean "
+                           f"{treatment.mean:g}), so there is no standard error")
     df = _welch_df(control, treatment) if distribution == "t" else None
     reference = sps.t(df) if df is not None else sps.norm()
-    statistic = difference / se if se > 0 else 0.0
+    statistic = difference / se
     critical = reference.ppf(1 - alpha / 2)
-    relative, relative_se = relative_lift(control, treatment)
-    z = sps.norm.ppf(1 - alpha / 2)
+    note = None
+    try:
+        relative, relative_se = relative_lift(control, treatment)
+        relative_low, relative_high = relative - critical * relative_se, relative + critical * relative_se
+    except NotEstimable as undefined:
+        relative = relative_se = relative_low = relative_high = None
+        note = str(undefined)
     return Effect(method=method, level=1 - alpha, control_n=control.n, treatment_n=treatment.n,
                   control_mean=control.mean, treatment_mean=treatment.mean, difference=difference,
                   standard_error=se, difference_low=difference - critical * se, difference_high=difference + critical * se,
-                  relative=relative, relative_se=relative_se, relative_low=relative - z * relative_se,
-                  relative_high=relative + z * relative_se, statistic=statistic,
+                  relative=relative, relative_se=relative_se, relative_low=relative_low,
+                  relative_high=relative_high, statistic=statistic, note=note,
                   p_value=float(2 * reference.sf(abs(statistic))), p_value_greater=float(reference.sf(statistic)),
                   p_value_less=float(reference.cdf(statistic)), df=df, variance_reduction=variance_reduction,
                   theta=theta)
@@ -95,6 +120,9 @@ def proportion_difference(control: SampleMean, treatment: SampleMean, alpha: flo
 
 def ratio_difference(control: RatioStatistic, treatment: RatioStatistic, alpha: float = 0.05) -> Effect:
     """Difference of ratio metrics with delta-method variances (Deng, Knoblich, Lu 2018), z test."""
+    for arm, statistic in (("control", control), ("treatment", treatment)):
+        if statistic.n and statistic.denominator.sum == 0:
+            raise NotEstimable(f"the denominator sums to 0 in the {arm} arm, so the ratio is undefined")
     return compare(control.estimate(), treatment.estimate(), alpha, "z",
                    "ratio metric, delta-method variance, z test; relative lift by the delta method")
 

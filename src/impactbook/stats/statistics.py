@@ -42,11 +42,13 @@ class SampleMean:
 
     @property
     def mean(self) -> float:
-        return self.sum / self.n
+        return self.sum / self.n if self.n else math.nan
 
     @property
     def variance(self) -> float:
-        """Unbiased sample variance (n - 1 in the denominator)."""
+        """Unbiased sample variance (n - 1 in the denominator); nan below 2 units (the tests refuse those)."""
+        if self.n < 2:
+            return math.nan
         return max(self.sum_squares - self.sum * self.sum / self.n, 0.0) / (self.n - 1)
 
     def estimate(self) -> ArmEstimate:
@@ -78,12 +80,12 @@ class RatioStatistic:
     @property
     def covariance(self) -> float:
         n = self.n
-        return (self.sum_products - self.numerator.sum * self.denominator.sum / n) / (n - 1)
+        return (self.sum_products - self.numerator.sum * self.denominator.sum / n) / (n - 1) if n > 1 else math.nan
 
     def estimate(self) -> ArmEstimate:
         """sum(num) / sum(den), with the delta-method variance (Deng, Knoblich, Lu 2018, "Applying the
         Delta Method in Metric Analytics", KDD, eq. 2): var(R) ~ (s_n^2 - 2 R s_nd + R^2 s_d^2) / (n mu_d^2)."""
-        ratio = self.numerator.sum / self.denominator.sum
+        ratio = self.numerator.sum / self.denominator.sum if self.denominator.sum else math.nan
         mu_d = self.denominator.mean
         per_unit = (self.numerator.variance - 2 * ratio * self.covariance
                     + ratio**2 * self.denominator.variance) / mu_d**2
@@ -117,4 +119,4 @@ class RegressionStatistic:
 
     @property
     def covariance(self) -> float:
-        return self.centred_cross_products / (self.n - 1)
+        return self.centred_cross_products / (self.n - 1) if self.n > 1 else math.nan

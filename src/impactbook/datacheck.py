@@ -1,0 +1,339 @@
+"""Stage 3, the data: every check on a pinned input that can be made before a kernel starts, compiled to
+SQL and run by DuckDB over the pinned file (locked to that file). No row is loaded into Python.
+
+- the data contract: types (any integer or float width), nullability, allowed values, ranges, finite
+  numbers, uniqueness, undeclared columns, at least one row;
+- the plan against the data: every column the plan names exists ("did you mean"), fits its metric's
+  kind, the arms' labels occur (listing those found), the unit is present and unique, the time column
+  holds dates;
+- time: the span of the time column and how many rows are dated after the run began.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import ColumnRule, Contract
+from .expressions import ExpressionError, parse_filter
+from .inputs import ResolvedInput, hash_problem
+from .plan import Plan
+from .sqlengine import literal, locked_connection, quote, source_sql
+
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "UHUGEINT"}
+FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+TEXT_TYPES = {"VARCHAR"}
+DATE_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
+LABELS_SHOWN = 20
+
+
+def _family(duckdb_type: str) -> str:
+    base = duckdb_type.split("(")[0].upper()
+    if base in INTEGER_TYPES:
+        return "int"
+    if base in FLOAT_TYPES or base == "DECIMAL":
+        return "float"
+    if base == "BOOLEAN":
+        return "bool"
+    if base in DATE_TYPES:
+        return "date"
+    return "str" if base in TEXT_TYPES else base.lower()
+
+
+FAMILIES_FOR = {"int": {"int"}, "float": {"int", "float"}, "bool": {"bool"}, "date": {"date"}, "datetime": {"date"},
+                "str": {"str"}}
+
+
+@dataclass(frozen=True)
+class InputFacts:
+    """What the data check found in one pinned input."""
+
+    name: str
+    rows: int = 0
+    problems: list[str] = field(default_factory=list)
+    first_time: str | None = None
+    last_time: str | None = None
+    future_rows: int = 0
+    arms: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+    synthetic: bool = False
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.name, "rows": self.rows, "first_time": self.first_time, "last_time": self.last_time,
+                "future_rows": self.future_rows, "arms": self.arms, "excluded": self.excluded,
+                "synthetic": self.synthetic}
+
+
+@dataclass
+class _Rule:
+    """One counted violation: where it is reported, what fails, and the SQL condition that finds it."""
+
+    field: str
+    check: str
+    condition: str
+    example: str
+
+
+@dataclass
+class _Columns:
+    """How a column is read: as text (every check can be written against it) and as its own type."""
+
+    csv: bool
+    types: dict[str, str]
+
+    def text(self, column: str) -> str:
+        return quote(column) if self.csv else f"CAST({quote(column)} AS VARCHAR)"
+
+    def number(self, column: str) -> str:
+        return f"TRY_CAST({self.text(column)} AS DOUBLE)"
+
+    def timestamp(self, column: str) -> str:
+        if not self.csv and _family(self.types.get(column, "")) == "date":
+            return f"CAST({quote(column)} AS TIMESTAMPTZ)"
+        return f"TRY_CAST({self.text(column)} AS TIMESTAMPTZ)"
+
+
+def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None = None) -> InputFacts:
+    """Pin, contract, the plan's columns (`role`: "primary" for the table the design and metrics live in,
+    "feedback" for a rollout's feedback table) and time, as problems named by dataset, column and field.
+    Without a plan, only the pin and the contract are checked (`impactbook dataset verify`)."""
+    role = role if plan is not None else None
+    from . import faults
+
+    faults.point("inputs.checking")
+    synthetic = item.entry.synthetic
+    if problem := hash_problem(item):
+        return InputFacts(item.name, problems=[problem], synthetic=synthetic)
+    import duckdb
+
+    connection = locked_connection([item.path])
+    csv = item.entry.format != "parquet"
+    typed = source_sql(item.path, item.entry.format)
+    text_source = source_sql(item.path, item.entry.format, as_text=True)
+    try:
+        types = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
+        columns = _Columns(csv, types)
+        rules, problems = _contract_rules(item, columns)
+        named, named_problems = _plan_columns(item, plan, role, columns)
+        problems += named_problems
+        rules += _kind_rules(plan, named, columns) if role == "primary" else []
+        time_column = plan.window.time_column if role == "primary" and plan.window.time_column in types else None
+        if time_column and plan.window.time_type == "number":
+            time_column = None  # ordered numerically; no calendar to check it against
+        facts = _scan(connection, text_source, rules, columns, time_column, now)
+        problems += facts.pop("problems")
+        if facts["rows"] == 0:
+            problems.append(f"datasets.{item.name}: {item.uri} has no rows")
+        for column in (item.entry.contract.unique if item.entry.contract else []):
+            if column in types:
+                problems += _duplicates(connection, typed, columns, column, f"datasets.{item.name}.contract.unique")
+        arms, excluded = {}, {}
+        if role == "primary" and facts["rows"]:
+            if plan.design.unit in types and plan.design.unit not in (item.entry.contract.unique
+                                                                      if item.entry.contract else []):
+                problems += _duplicates(connection, typed, columns, plan.design.unit, "design.unit")
+            if plan.design.variant_column in types:
+                arms, excluded, arm_problems = _arms(connection, typed, plan, item)
+                problems += arm_problems
+        if time_column and facts["unparsed_times"]:
+            problems.append(f"window.time_column: column {time_column!r} of {item.uri} holds "
+                            f"{facts['unparsed_times']:,} values that are not dates or times "
+                            f"(e.g. {facts['unparsed_example']!r})")
+    except duckdb.Error as exc:
+        return InputFacts(item.name, problems=[f"datasets.{item.name}: cannot read {item.uri} "
+                                               f"({str(exc).splitlines()[0]})"], synthetic=synthetic)
+    finally:
+        connection.close()
+    return InputFacts(item.name, facts["rows"], problems, facts["first_time"], facts["last_time"],
+                      facts["future_rows"], arms, excluded, synthetic)
+
+
+def _contract_rules(item: ResolvedInput, columns: _Columns) -> tuple[list[_Rule], list[str]]:
+    contract: Contract | None = item.entry.contract
+    where = f"datasets.{item.name}.contract"
+    if contract is None:
+        return [], [f"{where}: input has no data contract"]
+    problems, rules = [], []
+    for column, rule in contract.columns.items():
+        if column not in columns.types:
+            problems.append(f"{where}.columns.{column}: column is missing from {item.uri}"
+                            + _did_you_mean(column, columns.types))
+            continue
+        rules += _column_rules(f"{where}.columns.{column}", column, rule, columns)
+    if contract.strict:
+        extra = sorted(set(columns.types) - set(contract.columns))
+        if extra:
+            problems.append(f"{where}.strict: {item.uri} has columns the contract does not declare: {extra}")
+    return rules, problems
+
+
+def _column_rules(where: str, column: str, rule: ColumnRule, columns: _Columns) -> list[_Rule]:
+    text, number = columns.text(column), columns.number(column)
+    present = f"{text} IS NOT NULL"
+    rules = []
+    if not columns.csv:
+        family = _family(columns.types[column])
+        if family not in FAMILIES_FOR[rule.type]:
+            rules.append(_Rule(where, f"type {rule.type} (the column is {columns.types[column]})", "TRUE", text))
+    elif rule.type == "int":
+        rules.append(_Rule(where, "type int", f"{present} AND NOT regexp_full_match(trim({text}), '[+-]?[0-9]+')", text))
+    elif rule.type == "float":
+        rules.append(_Rule(where, "type float", f"{present} AND {number} IS NULL", text))
+    elif rule.type == "bool":
+        rules.append(_Rule(where, "type bool", f"{present} AND TRY_CAST({text} AS BOOLEAN) IS NULL", text))
+    elif rule.type in ("date", "datetime"):
+        rules.append(_Rule(where, f"type {rule.type}", f"{present} AND {columns.timestamp(column)} IS NULL", text))
+    if rule.type in ("int", "float"):
+        rules.append(_Rule(where, "finite", f"{present} AND NOT isfinite({number})", text))
+    if not rule.nullable:
+        rules.append(_Rule(where, "not null", f"{text} IS NULL", "NULL"))
+    if rule.allowed is not None:
+        if rule.type in ("int", "float"):
+            allowed = ", ".join(repr(float(v)) for v in rule.allowed if isinstance(v, (int, float)))
+            rules.append(_Rule(where, f"allowed {rule.allowed}", f"{present} AND {number} NOT IN ({allowed or 'NULL'})"
+                               if allowed else present, text))
+        else:
+            allowed = ", ".join(literal(v) for v in rule.allowed)
+            rules.append(_Rule(where, f"allowed {rule.allowed}", f"{present} AND {text} NOT IN ({allowed})", text))
+    if rule.min is not None:
+        rules.append(_Rule(where, f"min {rule.min:g}", f"{present} AND {number} < {float(rule.min)!r}", text))
+    if rule.max is not None:
+        rules.append(_Rule(where, f"max {rule.max:g}", f"{present} AND {number} > {float(rule.max)!r}", text))
+    return rules
+
+
+def plan_columns(plan: Plan, role: str | None) -> dict[str, str]:
+    """Every column the plan names in an input of this role, field path -> column."""
+    named: dict[str, str] = {}
+    if plan is None:
+        return named
+    if role == "primary":
+        design = plan.design
+        named["design.unit"] = design.unit
+        named["design.variant_column"] = design.variant_column
+        if plan.window.time_column:
+            named["window.time_column"] = plan.window.time_column
+        for index, metric in enumerate(plan.metrics):
+            for attribute in ("column", "numerator", "denominator", "covariate"):
+                if getattr(metric, attribute):
+                    named[f"metrics[{index}].{attribute}"] = getattr(metric, attribute)
+            if metric.filter:
+                try:
+                    for number, column in enumerate(parse_filter(metric.filter).columns):
+                        named[f"metrics[{index}].filter ({number + 1})"] = column
+                except ExpressionError:
+                    pass  # refused at freeze; a ledger edited by hand is verify's business
+        for index, column in enumerate(plan.segments.columns):
+            named[f"segments.columns[{index}]"] = column
+        if plan.rollout is not None:
+            named["rollout.stage_column"] = plan.rollout.stage_column
+    elif role == "feedback" and plan.rollout is not None and plan.rollout.feedback is not None:
+        named["design.variant_column"] = plan.design.variant_column
+        named["rollout.feedback.rating_column"] = plan.rollout.feedback.rating_column
+        named["rollout.feedback.reason_column"] = plan.rollout.feedback.reason_column
+    return named
+
+
+def _plan_columns(item: ResolvedInput, plan: Plan, role: str | None,
+                  columns: _Columns) -> tuple[dict[str, str], list[str]]:
+    named = plan_columns(plan, role)
+    problems = [f"{path}: no column {column!r} in dataset {item.name} ({item.uri})" + _did_you_mean(column, columns.types)
+                for path, column in named.items() if column not in columns.types]
+    return {p: c for p, c in named.items() if c in columns.types}, problems
+
+
+def _kind_rules(plan: Plan, named: dict[str, str], columns: _Columns) -> list[_Rule]:
+    """A proportion's column holds 0/1; a mean's, a ratio's and a covariate's hold numbers."""
+    rules = []
+    for index, metric in enumerate(plan.metrics):
+        for attribute in ("column", "numerator", "denominator", "covariate"):
+            path = f"metrics[{index}].{attribute}"
+            if path not in named:
+                continue
+            column = named[path]
+            text, number = columns.text(column), columns.number(column)
+            present = f"{text} IS NOT NULL"
+            if metric.kind == "proportion" and attribute == "column":
+                rules.append(_Rule(path, f"holds 0/1 for a proportion (column {column!r})",
+                                   f"{present} AND {number} IS DISTINCT FROM 0 AND {number} IS DISTINCT FROM 1 AND "
+                                   f"lower(trim({text})) NOT IN ('true', 'false')", text))
+            else:
+                rules.append(_Rule(path, f"holds numbers for a {metric.kind} (column {column!r})",
+                                   f"{present} AND ({number} IS NULL OR NOT isfinite({number}))", text))
+    return rules
+
+
+def _scan(connection, source: str, rules: list[_Rule], columns: _Columns, time_column: str | None,
+          now: dt.datetime) -> dict[str, Any]:
+    """One pass: rows, each rule's failing count and two examples, the time span and future rows."""
+    parts = ["COUNT(*) AS rows"]
+    for number, rule in enumerate(rules):
+        parts += [f"COUNT(*) FILTER (WHERE {rule.condition}) AS r{number}_n",
+                  f"MIN({rule.example}) FILTER (WHERE {rule.condition}) AS r{number}_low",
+                  f"MAX({rule.example}) FILTER (WHERE {rule.condition}) AS r{number}_high"]
+    if time_column:
+        stamp, text = columns.timestamp(time_column), columns.text(time_column)
+        cutoff = f"TIMESTAMPTZ {literal(now.astimezone(dt.timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f+00'))}"
+        parts += [f"strftime(MIN({stamp}), '%Y-%m-%dT%H:%M:%SZ') AS first_time",
+                  f"strftime(MAX({stamp}), '%Y-%m-%dT%H:%M:%SZ') AS last_time",
+                  f"COUNT(*) FILTER (WHERE {stamp} > {cutoff}) AS future_rows",
+                  f"COUNT(*) FILTER (WHERE {text} IS NOT NULL AND {stamp} IS NULL) AS unparsed_times",
+                  f"MIN({text}) FILTER (WHERE {text} IS NOT NULL AND {stamp} IS NULL) AS unparsed_example"]
+    cursor = connection.execute(f"SELECT {', '.join(parts)} FROM {source}")
+    row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+    problems = []
+    for number, rule in enumerate(rules):
+        failing = row[f"r{number}_n"]
+        if failing:
+            examples = ", ".join(repr(v) for v in dict.fromkeys((row[f"r{number}_low"], row[f"r{number}_high"])))
+            problems.append(f"{rule.field}: fails {rule.check} ({failing:,} rows; e.g. {examples})")
+    return {"rows": row["rows"], "problems": problems, "first_time": row.get("first_time"),
+            "last_time": row.get("last_time"), "future_rows": row.get("future_rows") or 0,
+            "unparsed_times": row.get("unparsed_times") or 0, "unparsed_example": row.get("unparsed_example")}
+
+
+def _duplicates(connection, source: str, columns: _Columns, column: str, field_path: str) -> list[str]:
+    """Missing or repeated values of a column that must identify a row."""
+    text = columns.text(column)
+    missing, repeated, extra_rows, examples = connection.execute(
+        f"SELECT (SELECT COUNT(*) FROM {source} WHERE {quote(column)} IS NULL), COUNT(*), COALESCE(SUM(c - 1), 0), "
+        f"list(v ORDER BY c DESC, v)[1:3] FROM (SELECT {text} AS v, COUNT(*) AS c FROM {source} "
+        f"WHERE {quote(column)} IS NOT NULL GROUP BY 1 HAVING COUNT(*) > 1)").fetchone()
+    problems = []
+    if repeated:
+        problems.append(f"{field_path}: fails unique (column {column!r}: {repeated:,} values repeat, "
+                        f"{int(extra_rows):,} extra rows; e.g. {', '.join(map(repr, examples))})")
+    if missing and field_path == "design.unit":
+        problems.append(f"design.unit: column {column!r} is empty in {missing:,} rows")
+    return problems
+
+
+def _arms(connection, source: str, plan: Plan, item: ResolvedInput) -> tuple[dict[str, int], dict[str, int], list[str]]:
+    """Rows per label of the variant column; the plan's arms must occur, other rows are counted as excluded."""
+    design = plan.design
+    rows = connection.execute(
+        f"SELECT CAST({quote(design.variant_column)} AS VARCHAR) AS label, COUNT(*) FROM {source} "
+        f"GROUP BY 1 ORDER BY 2 DESC LIMIT 1000").fetchall()
+    found = {label: count for label, count in rows if label is not None}
+    arms = {arm: found.get(arm, 0) for arm in (design.control, design.treatment)}
+    excluded = {}
+    if (missing := sum(count for label, count in rows if label is None)):
+        excluded["no variant"] = missing
+    others = {label: count for label, count in found.items() if label not in arms}
+    if others:
+        excluded["variant not in the plan"] = sum(others.values())
+    problems = []
+    absent = [arm for arm, count in arms.items() if not count]
+    if absent:
+        shown = ", ".join(repr(label) for label in list(found)[:LABELS_SHOWN]) or "none"
+        problems.append(f"design: arm {' and '.join(map(repr, absent))} does not occur in column "
+                        f"{design.variant_column!r} of {item.uri} (labels found: {shown})")
+    return arms, excluded, problems
+
+
+def _did_you_mean(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3)
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else f"; its columns: {', '.join(list(known)[:30])}"

@@ -1,0 +1,101 @@
+"""Durable files: every artifact is written under a temporary name, fsynced and renamed into place,
+so no reader ever sees half a file; an OS error becomes one line naming the path and the cause."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import getpass
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import faults
+from .errors import StorageError
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def temporary_name(path: Path) -> Path:
+    """A hidden sibling unique to this process: two writers never share a temporary file."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+
+
+def write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
+    faults.point(f"write:{path.name}", path)
+    temporary = temporary_name(path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def write_text(path: Path, text: str, *, sync: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), sync=sync)
+
+
+def write_json(path: Path, value: Any, *, sync: bool = True) -> None:
+    write_text(path, json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n", sync=sync)
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder's fsync makes the renames inside it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _free_space(path: Path) -> str:
+    for folder in (path, *path.parents):
+        if folder.exists():
+            free = shutil.disk_usage(folder).free
+            for unit in ("bytes", "KB", "MB", "GB", "TB"):
+                if free < 1024 or unit == "TB":
+                    return f"{free:.0f} {unit}" if unit == "bytes" else f"{free:.1f} {unit}"
+                free /= 1024
+    return "unknown"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def storage_error(exc: OSError, shown_path=lambda path: str(path), doing: str | None = None) -> StorageError:
+    """One clear line for an OS error: `runs/: no space left on device (12.0 KB free)`."""
+    raw = exc.filename or exc.filename2
+    path = Path(raw) if raw else None
+    code = exc.errno
+    if path is not None and code in (errno.ENOSPC, errno.EDQUOT):
+        folder = path.parent if not path.is_dir() else path
+        where = shown_path(folder).rstrip("/") + "/"
+        message = f"no space left on device ({_free_space(folder)} free)"
+    else:
+        where = shown_path(path) if path is not None else None
+        if code in (errno.EACCES, errno.EPERM):
+            message = f"permission denied for user {_user()}"
+        elif code == errno.EROFS:
+            message = "read-only file system"
+        elif code in (errno.ENOSPC, errno.EDQUOT):
+            message = "no space left on device"
+        else:
+            message = (exc.strerror or str(exc)).lower()
+    if doing:
+        message = f"{message} while {doing}"
+    hint = {errno.ENOSPC: "free some space; the next impactbook command finishes or recovers what was interrupted",
+            errno.EACCES: "check the ownership and permissions of that path",
+            errno.EROFS: "run from a writable copy of the project"}.get(code)
+    return StorageError(message, where=where, hint=hint)

@@ -1,0 +1,247 @@
+"""Publishing a run — artifacts, one atomic rename, ledger entry, index row — and finishing whatever a
+dead process left half done, so that the run folders, the ledger and the index always come to agree.
+
+Every step of publishing can be interrupted (faults.POINTS names them). The next command that opens
+the project calls `reconcile`, which finds each case by what is on disk:
+
+  hidden staging folder          the run never got its draft record: discarded (nothing had started)
+  staging folder, no run.json    killed while working: published FAILED with the cause, salvage kept
+  staging folder with run.json   the result was complete: published with its real status and verdicts
+  published, folder writable     killed before sealing: sealed
+  published, not in the ledger   killed before the ledger entry: entry appended (marked recovered)
+  not in the index, or differing the index row is (re)written from the folder and ledger
+
+A folder whose owner still holds its lock is alive and is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import faults
+from .decision import decide, final_verdicts
+from .durable import storage_error, write_json
+from .hashing import sha256_file
+from .index import IndexUnusable, RunIndex, load_record, rebuild, row_problems
+from .ledger import Ledger, utc_now
+from .plan import Plan, plan_from_canonical
+from .project import Project
+from .record import RunRecord, Status
+from .store import (CAUSE, DRAFT, PARTIAL_NOTEBOOK, SUMS, Staging, hidden_stagings, locked, published_runs, seal,
+                    staged_runs)
+
+Progress = Callable[[str], None]
+DAMAGED = ".damaged"
+
+
+def run_ledger_body(record: RunRecord, sums: str) -> dict[str, Any]:
+    """A run's ledger entry: the hash of its SHA256SUMS (chaining every artifact into the ledger) and
+    what automation acts on, so neither can be edited in the folder without the ledger disagreeing."""
+    return {"run_id": record.run_id, "plan_id": record.plan.id, "plan_version": record.plan.version,
+            "plan_hash": record.plan.sha256, "status": record.status.value,
+            "verdicts": {v.metric: v.verdict.value for v in record.verdicts},
+            "decision": record.decision.action.value, "sha256sums": sums}
+
+
+def publish_run(project: Project, staging: Staging, record: RunRecord, plan: Plan, scraps: dict[str, Any],
+                notebook: Path | None, progress: Progress = lambda message: None) -> Path:
+    """scraps, report, then the final run.json (whose presence says the result is complete) into staging;
+    the atomic publish; then the ledger entry and the index row. The caller holds the staging lock."""
+    from .report import render_report
+
+    write_json(staging.path("scraps.json"), scraps)
+    faults.point("publish.scraps")
+    results = scraps.get("results") if isinstance(scraps.get("results"), list) else None
+    render_report(record, plan, notebook, staging.path("report.html"), results=results)
+    faults.point("publish.report")
+    write_json(staging.path("run.json"), record.model_dump(mode="json"))
+    faults.point("publish.record")
+    folder = staging.publish(project.runs_dir)
+    _record_published(project, folder, record, progress=progress)
+    progress(f"run {record.run_id}: published {project.relative(folder)} ({record.status.value})")
+    return folder
+
+
+def _record_published(project: Project, folder: Path, record: RunRecord, recovered: bool = False,
+                      progress: Progress = lambda message: None) -> None:
+    """The ledger entry (once per run, checked under the ledger lock) and the index row. The index is
+    derived: when it cannot be written (disk full, locked) the run stands, and the next command adds it."""
+    sums = sha256_file(folder / SUMS)
+    body = {**run_ledger_body(record, sums), **({"recovered": True} if recovered else {})}
+    ledger = Ledger(project.ledger_path)
+    appended = ledger.append_with(lambda entries: None if any(
+        e.get("kind") == "run" and e.get("run_id") == record.run_id for e in entries) else ("run", body))
+    faults.point("publish.ledgered")
+    entry = appended or ledger.runs()[record.run_id]
+    try:
+        faults.point("index.add", project.index_path)
+        _index(project).add(record, sums, entry["seq"])
+    except (OSError, sqlite3.Error, IndexUnusable) as exc:
+        progress(f"run {record.run_id}: the index could not be updated ({exc}); the next impactbook command adds it")
+    faults.point("publish.indexed")
+
+
+def _index(project: Project) -> RunIndex:
+    return RunIndex(project.index_path)
+
+
+@dataclass
+class Reconciliation:
+    """What the opening command had to finish; empty when the project was already consistent."""
+
+    recovered: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    discarded: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+    index_rows: list[str] = field(default_factory=list)
+    index_rebuilt: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return any((self.recovered, self.finished, self.discarded, self.damaged, self.index_rows,
+                    self.index_rebuilt))
+
+
+def reconcile(project: Project, progress: Progress = lambda message: None) -> Reconciliation:
+    """Finish every interrupted run and bring the index in line with the run folders and the ledger."""
+    done = Reconciliation()
+    if not project.runs_dir.is_dir():
+        return done
+    for hidden in hidden_stagings(project):
+        with locked(hidden) as lock:
+            if lock is not None:
+                shutil.rmtree(hidden)
+                done.discarded.append(hidden.name)
+                progress(f"discarded {project.relative(hidden)}: a run that stopped before its draft record existed "
+                         "(nothing of it had started)")
+    for folder in staged_runs(project):
+        staging = Staging.adopt(folder)
+        if staging is None:
+            continue  # its process is alive
+        try:
+            run_id = recover_staging(project, staging, progress)
+        except OSError as exc:  # one folder that cannot be finished now does not stop the others
+            done.unfinished.append(folder.name)
+            progress(f"could not finish interrupted run {folder.name} yet: {storage_error(exc, project.relative)}")
+            continue
+        finally:
+            staging.release()
+        (done.recovered if run_id else done.damaged).append(folder.name)
+    try:
+        _finish_published(project, done, progress)
+    except OSError as exc:
+        progress(f"could not bring the ledger and index up to date yet: {storage_error(exc, project.relative)}")
+    return done
+
+
+def _finish_published(project: Project, done: Reconciliation, progress: Progress) -> None:
+    ledger = Ledger(project.ledger_path)
+    ledger_runs = ledger.runs()
+    index = _index(project)
+    try:
+        rows = {row["run_id"]: row for row in index.rows()}
+    except IndexUnusable as exc:
+        count = rebuild(project)
+        done.index_rebuilt = str(exc)
+        progress(f"the run index was unusable ({exc}); rebuilt it from {count} run folders and the ledger")
+        rows = {row["run_id"]: row for row in index.rows()}
+    folders = published_runs(project)
+    for folder in folders:
+        run_id = folder.name
+        row, entry = rows.get(run_id), ledger_runs.get(run_id)
+        writable = folder.stat().st_mode & 0o222
+        if entry is not None and row is not None and not writable and not row_problems(row, entry):
+            continue
+        with locked(folder) as lock:
+            if lock is None:
+                continue  # still being published by its own process
+            if writable:
+                seal(folder)
+            record = load_record(folder)
+            if entry is None:
+                _record_published(project, folder, record, recovered=True)
+                done.finished.append(run_id)
+                progress(f"recorded run {run_id} in the ledger and index: its process ended after publishing it")
+            else:
+                index.add(record, sha256_file(folder / SUMS), entry["seq"])
+                done.index_rows.append(run_id)
+                progress(f"index: {'added' if row is None else 'corrected'} the row of run {run_id} "
+                         "from its folder and ledger entry")
+    stale = sorted(set(rows) - {f.name for f in folders})
+    if stale:
+        index.remove(stale)
+        done.index_rows += stale
+        progress(f"index: removed {len(stale)} rows of runs whose folders do not exist ({', '.join(stale[:3])}"
+                 f"{', ...' if len(stale) > 3 else ''})")
+
+
+def recover_staging(project: Project, staging: Staging, progress: Progress) -> str | None:
+    """Publish what a dead process left in `staging` (which we have locked). Returns the run id, or None
+    when the folder holds no plan or draft (never made by impactbook) and is moved aside."""
+    folder = staging.folder
+    for leftover in folder.glob(".*.tmp"):
+        leftover.unlink()
+    notebook = _salvage_notebook(folder / "notebook.ipynb")
+    try:
+        plan = plan_from_canonical(json.loads(staging.path("plan.json").read_text(encoding="utf-8")))
+        complete = staging.path("run.json").is_file() and staging.path("scraps.json").is_file()
+        source = "run.json" if complete else DRAFT
+        record = RunRecord.model_validate_json(staging.path(source).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        target = project.staging_dir / DAMAGED / folder.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(target)
+        progress(f"moved {project.relative(folder)} aside to {project.relative(target)}: it holds no readable "
+                 f"plan and record ({exc})")
+        return None
+    if complete:
+        scraps = json.loads(staging.path("scraps.json").read_text(encoding="utf-8"))
+        how = f"finished publishing run {record.run_id} ({record.status.value}): its result was complete"
+    else:
+        cause = _cause(staging, notebook)
+        errors = [f"interrupted: {cause}; recovered at {utc_now()}"]
+        verdicts = final_verdicts(plan, Status.FAILED, {}, [], [], errors)
+        record = record.model_copy(update={"status": Status.FAILED, "errors": errors, "verdicts": verdicts,
+                                           "decision": decide(plan, Status.FAILED, verdicts)})
+        scraps = {}
+        how = f"recovered interrupted run {record.run_id} as FAILED ({cause})"
+    publish_run(project, staging, record, plan, scraps, notebook)
+    progress(how)
+    return record.run_id
+
+
+def _salvage_notebook(path: Path) -> Path | None:
+    """The executed notebook if it can be read; one that cannot is kept as an opaque file, never parsed
+    as part of the record."""
+    if not path.is_file():
+        return None
+    import nbformat
+
+    try:
+        nbformat.read(path, as_version=4)
+        return path
+    except Exception:
+        path.rename(path.with_name(PARTIAL_NOTEBOOK))
+        return None
+
+
+def _cause(staging: Staging, notebook: Path | None) -> str:
+    noted = staging.path(CAUSE)
+    if noted.is_file():
+        return noted.read_text(encoding="utf-8").strip()
+    where = "before its kernel started"
+    if notebook is not None:
+        import nbformat
+
+        cells = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+        ran = sum(1 for c in cells if c.get("metadata", {}).get("papermill", {}).get("status") == "completed")
+        where = f"while its kernel was executing the template ({ran} of {len(cells)} code cells completed)"
+    elif staging.path(PARTIAL_NOTEBOOK).is_file():
+        where = "while its kernel was executing the template (the notebook it left is unreadable and kept as is)"
+    return f"the process running it was killed {where}"

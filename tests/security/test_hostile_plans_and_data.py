@@ -1,0 +1,142 @@
+"""Attack: plans and data that the schema once accepted but nothing could use — a YAML alias bomb, inf and
+nan, impossible dates, seeds beyond 32 bits, bytes that are not UTF-8, a unit that does not exist, a header
+with no rows, a YAML file pinned as a template, a file outside the project. Defence: every one is refused
+with a line naming the file, the field and the fix, before anything is appended to the ledger."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from impactbook.catalog import Catalog
+from impactbook.errors import CatalogError, PlanError
+from impactbook.freezing import freeze_plan
+from impactbook.ledger import Ledger
+from conftest import PLAN, cli, edit_yaml, run
+
+BOMB = "".join(f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9) if n else ', '.join(['xxxxxxxxxx'] * 9)}]\n"
+               for n in range(9))
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_and_the_ledger_is_untouched(project):
+    path = project.root / PLAN
+    path.write_text(path.read_text().replace("owner: growth-analytics", "owner: growth-analytics\nparameters:\n  "
+                                             + BOMB.replace("\n", "\n  ").rstrip()))
+    assert len(BOMB) < 700, "a few hundred bytes"
+    before = project.ledger_path.read_bytes()
+    started = time.monotonic()
+    done = cli(project, "plan", "freeze", PLAN)
+    assert done.returncode == 1 and "expands to more than" in done.stderr and "plans/example.yaml" in done.stderr
+    assert time.monotonic() - started < 20
+    assert project.ledger_path.read_bytes() == before
+
+
+def test_a_plan_file_over_a_megabyte_is_refused(project):
+    path = project.root / PLAN
+    path.write_text(path.read_text() + "#" + "x" * (1 << 20) + "\n")
+    with pytest.raises(PlanError, match="at most 1,048,576 are read"):
+        freeze_plan(project, PLAN)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    (("metrics", 1, "margin"), float("inf"), "metrics[1].margin: Input should be a finite number"),
+    (("metrics", 0, "minimum_detectable_effect"), float("nan"), "metrics[0].minimum_detectable_effect: Input should be a finite number"),
+    (("history",), {"threshold_sd": float("inf")}, "history.threshold_sd: Input should be a finite number"),
+    (("design", "expected_split", "control"), float("nan"), "design.expected_split.control: Input should be a finite number"),
+    (("seed",), 2**32, "seed: Input should be less than 4294967296"),
+    (("alpha",), 1e-320, "alpha: Input should be greater than or equal to 0.000001"),
+    (("segments", "min_size"), 10**30, "segments.min_size: Input should be less than or equal to 1000000000"),
+    (("parameters",), {"knob": float("nan")}, "knob is nan; parameters must be finite numbers"),
+])
+def test_values_the_analysis_cannot_use_are_refused_naming_the_field(project, field, value, message):
+    edit_yaml(project.root / PLAN, (field, value))
+    with pytest.raises(PlanError) as refused:
+        freeze_plan(project, PLAN)
+    assert message in str(refused.value) and "plans/example.yaml:" in str(refused.value), str(refused.value)
+
+
+def test_an_impossible_date_is_a_clear_error_with_its_line(project):
+    path = project.root / PLAN
+    text = path.read_text()
+    start = next(line for line in text.splitlines() if line.strip().startswith("start:"))
+    path.write_text(text.replace(start, "  start: 2026-02-30"))
+    done = cli(project, "plan", "freeze", PLAN)
+    assert done.returncode == 1 and "'2026-02-30' is not a valid date" in done.stderr
+    assert "plans/example.yaml:" in done.stderr and "internal error" not in done.stderr
+
+
+def test_a_plan_that_is_not_utf8_is_a_clear_error(project):
+    path = project.root / PLAN
+    path.write_bytes(path.read_bytes().replace("Checkout ranker v2 —".encode(), "Checkout \xe9".encode("latin-1")))
+    done = cli(project, "plan", "freeze", PLAN)
+    assert done.returncode == 1 and "is not UTF-8 text" in done.stderr and "internal error" not in done.stderr
+
+
+def test_a_unit_column_that_does_not_exist_makes_the_run_inadmissible(project):
+    edit_yaml(project.root / PLAN, (("design", "unit"), "customer_id"))
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    assert outcome.record.status.value == "INADMISSIBLE"
+    assert any(p.startswith("design.unit: no column 'customer_id'") for p in outcome.record.gate["inadmissible"])
+
+
+def test_an_infinite_value_fails_a_numeric_contract(project):
+    data = project.root / "data/demo_experiment.csv"
+    lines = data.read_text().splitlines()
+    cells = lines[3].split(",")
+    cells[5] = "inf"
+    lines[3] = ",".join(cells)
+    data.write_text("\n".join(lines) + "\n")
+    Catalog.load(project).pin_dataset("demo_experiment", data, replace=True, reason="inf slipped in")
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    assert any(p.startswith("datasets.demo_experiment.contract.columns.revenue: fails finite (1 rows")
+               for p in outcome.record.gate["inadmissible"]), outcome.record.gate["inadmissible"]
+
+
+def test_a_header_only_dataset_is_inadmissible_and_leaves_nothing_behind(project):
+    data = project.root / "data/demo_experiment.csv"
+    data.write_text(data.read_text().splitlines()[0] + "\n")
+    Catalog.load(project).pin_dataset("demo_experiment", data, replace=True, reason="emptied")
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    assert outcome.record.status.value == "INADMISSIBLE"
+    assert "datasets.demo_experiment: data/demo_experiment.csv has no rows" in outcome.record.gate["inadmissible"]
+    assert not list(project.staging_dir.iterdir())
+
+
+def test_a_missing_arm_makes_the_run_inadmissible(project):
+    data = project.root / "data/demo_experiment.csv"
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join([lines[0]] + [line for line in lines[1:] if ",treatment," not in line]) + "\n")
+    Catalog.load(project).pin_dataset("demo_experiment", data, replace=True, reason="one arm only")
+    freeze_plan(project, PLAN)
+    outcome = run(project)
+    assert any("arm 'treatment' does not occur in column 'variant'" in p for p in outcome.record.gate["inadmissible"])
+
+
+def test_only_a_notebook_can_be_pinned_as_a_template(project):
+    with pytest.raises(CatalogError, match="is not a valid Jupyter notebook"):
+        Catalog.load(project).pin_template("oops", project.root / PLAN)
+
+
+def test_a_dataset_outside_the_project_is_refused_unless_allowed(project, tmp_path):
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("a\n1\n")
+    refused = cli(project, "dataset", "add", "elsewhere", str(outside))
+    assert refused.returncode == 1 and "is outside the project" in refused.stderr and "--allow-outside" in refused.stderr
+    assert cli(project, "dataset", "add", "elsewhere", str(outside), "--allow-outside").returncode == 0
+
+
+def test_a_pin_is_not_replaced_silently(project):
+    data = project.root / "data/demo_experiment.csv"
+    data.write_text(data.read_text() + "999999,control,ios,2026-11-24,0.00,0.00,0,1\n")
+    refused = cli(project, "dataset", "add", "demo_experiment", "data/demo_experiment.csv")
+    assert refused.returncode == 1 and "--replace --reason" in refused.stderr
+    replaced = cli(project, "dataset", "add", "demo_experiment", "data/demo_experiment.csv", "--replace", "--reason",
+                   "one late row", "--by", "ana")
+    assert replaced.returncode == 0, replaced.stderr
+    pin = [e for e in Ledger(project.ledger_path).entries() if e["kind"] == "pin"][-1]
+    assert pin["dataset"] == "demo_experiment" and pin["reason"] == "one late row" and pin["by"] == "ana"
+    assert pin["replaces"] and pin["replaces"] != pin["sha256"]

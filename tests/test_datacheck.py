@@ -1,0 +1,163 @@
+"""datacheck.py: the data contract, the plan against the data and time, in SQL over the pinned file —
+each problem names the dataset or plan field, the column, the rule, how many rows and examples."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from impactbook.catalog import Contract, DatasetEntry
+from impactbook.datacheck import check_input
+from impactbook.hashing import sha256_file
+from impactbook.inputs import ResolvedInput
+from impactbook.plan import load_plan, plan_from_canonical
+
+REPO = Path(__file__).resolve().parents[1]
+NOW = dt.datetime(2026, 12, 10, 12, tzinfo=dt.timezone.utc)
+CONTRACT = {"unique": ["user_id"], "columns": {
+    "user_id": {"type": "int"}, "variant": {"type": "str", "allowed": ["control", "treatment"]},
+    "revenue": {"type": "float", "min": 0}, "converted": {"type": "int", "allowed": [0, 1]},
+    "date": {"type": "date"}}}
+ROWS = ["user_id,variant,revenue,converted,date", "1,control,0.0,0,2026-11-24", "2,treatment,2.5,1,2026-11-25",
+        "3,control,1.0,1,2026-11-26", "4,treatment,3.0,0,2026-11-27"]
+
+
+def _plan(**changes):
+    data = load_plan(REPO / "src/impactbook/scaffold/example.yaml").canonical()
+    data["metrics"] = [{"id": "conversion", "column": "converted", "kind": "proportion", "role": "primary",
+                        "direction": "increase"},
+                       {"id": "revenue", "column": "revenue", "kind": "mean", "role": "secondary",
+                        "direction": "increase"}]
+    data["segments"], data["decision_rule"] = {"columns": []}, {}
+    for path, value in changes.items():
+        node = data
+        *parents, last = path.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return plan_from_canonical(data)
+
+
+def _check(tmp_path, lines=ROWS, contract=CONTRACT, plan=None, role="primary", fmt="csv", **entry):
+    path = tmp_path / f"data.{fmt}"
+    if fmt == "csv":
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        csv = tmp_path / "source.csv"
+        csv.write_text("\n".join(lines) + "\n")
+        duckdb.sql(entry.pop("select", "SELECT * FROM read_csv('{}')").format(csv)).write_parquet(str(path))
+    dataset = DatasetEntry(uri=f"data.{fmt}", sha256=sha256_file(path), format=fmt,
+                           contract=Contract.model_validate(contract) if contract else None, **entry)
+    return check_input(ResolvedInput("experiment", "exposures", dataset, path), plan or _plan(), NOW, role)
+
+
+def test_valid_data_passes_and_reports_its_span(tmp_path):
+    facts = _check(tmp_path)
+    assert facts.problems == []
+    assert facts.rows == 4 and facts.arms == {"control": 2, "treatment": 2} and facts.excluded == {}
+    assert (facts.first_time, facts.last_time, facts.future_rows) == ("2026-11-24T00:00:00Z", "2026-11-27T00:00:00Z", 0)
+
+
+@pytest.mark.parametrize("row, expected", [
+    ("1,control,1.0,0,2026-11-28", "datasets.exposures.contract.unique: fails unique (column 'user_id': 1 values repeat"),
+    ("5,oops,1.0,0,2026-11-28", "datasets.exposures.contract.columns.variant: fails allowed ['control', 'treatment'] "
+                               "(1 rows; e.g. 'oops')"),
+    ("5,control,-1.0,0,2026-11-28", "datasets.exposures.contract.columns.revenue: fails min 0 (1 rows; e.g. '-1.0')"),
+    ("5,,1.0,0,2026-11-28", "datasets.exposures.contract.columns.variant: fails not null (1 rows"),
+    ("5,control,inf,0,2026-11-28", "datasets.exposures.contract.columns.revenue: fails finite (1 rows; e.g. 'inf')"),
+    ("5.5,control,1.0,0,2026-11-28", "datasets.exposures.contract.columns.user_id: fails type int (1 rows; e.g. '5.5')"),
+    ("5,control,1.0,0,2026-02-30", "datasets.exposures.contract.columns.date: fails type date (1 rows; e.g. '2026-02-30')"),
+    ("5,control,1.0,2,2026-11-28", "datasets.exposures.contract.columns.converted: fails allowed [0, 1] (1 rows; e.g. '2')"),
+])
+def test_each_contract_violation_is_named_with_its_count_and_an_example(tmp_path, row, expected):
+    problems = _check(tmp_path, ROWS + [row]).problems
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_a_missing_column_suggests_the_close_one(tmp_path):
+    lines = [ROWS[0].replace("revenue", "revenu")] + ROWS[1:]
+    problems = _check(tmp_path, lines).problems
+    assert "datasets.exposures.contract.columns.revenue: column is missing from data.csv; did you mean 'revenu'?" \
+        in problems
+    assert "metrics[1].column: no column 'revenue' in dataset exposures (data.csv); did you mean 'revenu'?" in problems
+
+
+def test_a_header_only_file_has_no_rows(tmp_path):
+    assert "datasets.exposures: data.csv has no rows" in _check(tmp_path, ROWS[:1]).problems
+
+
+def test_any_integer_width_is_an_int_in_parquet(tmp_path):
+    select = "SELECT CAST(user_id AS INTEGER) AS user_id, variant, revenue, CAST(converted AS TINYINT) AS converted, " \
+             "date FROM read_csv('{}')"
+    assert _check(tmp_path, fmt="parquet", select=select).problems == []
+    floats = "SELECT CAST(user_id AS DOUBLE) AS user_id, variant, revenue, converted, date FROM read_csv('{}')"
+    problems = _check(tmp_path, fmt="parquet", select=floats).problems
+    assert any(p.startswith("datasets.exposures.contract.columns.user_id: fails type int (the column is DOUBLE)")
+               for p in problems), problems
+
+
+def test_arm_labels_that_do_not_occur_are_named_with_the_labels_found(tmp_path):
+    lines = [ROWS[0]] + [r.replace("control", "0.0").replace("treatment", "1.0") for r in ROWS[1:]]
+    facts = _check(tmp_path, lines, contract=None, plan=_plan(**{"design.control": "0", "design.treatment": "1",
+                                                                 "design.expected_split": {"0": 0.5, "1": 0.5}}))
+    assert "design: arm '0' and '1' does not occur in column 'variant' of data.csv (labels found: '0.0', '1.0')" \
+        in facts.problems, facts.problems
+
+
+def test_rows_without_a_planned_arm_are_counted_as_excluded(tmp_path):
+    facts = _check(tmp_path, ROWS + ["5,,1.0,0,2026-11-28", "6,holdout,1.0,0,2026-11-28"], contract=None)
+    assert facts.excluded == {"no variant": 1, "variant not in the plan": 1}
+
+
+def test_a_typo_in_a_metric_column_is_caught_before_the_kernel(tmp_path):
+    lines = [ROWS[0].replace("converted", "got")] + ROWS[1:]
+    problems = _check(tmp_path, lines, contract=None).problems
+    assert "metrics[0].column: no column 'converted' in dataset exposures (data.csv); did you mean 'date'?" \
+        not in problems
+    assert any(p.startswith("metrics[0].column: no column 'converted'") for p in problems), problems
+
+
+def test_a_metric_column_that_does_not_fit_its_kind_is_named(tmp_path):
+    lines = ROWS + ["5,control,lots,0.5,2026-11-28"]
+    problems = _check(tmp_path, lines, contract=None).problems
+    assert any(p.startswith("metrics[0].column: fails holds 0/1 for a proportion (column 'converted') (1 rows")
+               for p in problems), problems
+    assert any(p.startswith("metrics[1].column: fails holds numbers for a mean (column 'revenue') (1 rows; "
+                            "e.g. 'lots')") for p in problems), problems
+
+
+def test_the_unit_must_be_unique_even_without_a_contract(tmp_path):
+    problems = _check(tmp_path, ROWS + ["4,control,1.0,0,2026-11-28"], contract=None).problems
+    assert any(p.startswith("design.unit: fails unique (column 'user_id': 1 values repeat, 1 extra rows; e.g. 4)")
+               for p in problems), problems
+
+
+def test_a_unit_column_that_does_not_exist_is_named(tmp_path):
+    problems = _check(tmp_path, contract=None, plan=_plan(**{"design.unit": "customer"})).problems
+    assert any(p.startswith("design.unit: no column 'customer' in dataset exposures") for p in problems), problems
+
+
+def test_rows_dated_after_now_are_counted(tmp_path):
+    facts = _check(tmp_path, ROWS + ["5,control,1.0,0,2026-12-24"])
+    assert facts.future_rows == 1 and facts.last_time == "2026-12-24T00:00:00Z"
+
+
+def test_a_time_column_that_is_not_dates_is_named(tmp_path):
+    lines = [ROWS[0]] + [r.rsplit(",", 1)[0] + f",{n}" for n, r in enumerate(ROWS[1:], start=1)]
+    problems = _check(tmp_path, lines, contract=None).problems
+    assert any(p.startswith("window.time_column: column 'date' of data.csv holds 4 values that are not dates")
+               for p in problems), problems
+    numeric = _plan(**{"window.time_type": "number"})
+    assert _check(tmp_path, lines, contract=None, plan=numeric).problems == [
+        "datasets.exposures.contract: input has no data contract"]
+
+
+def test_a_file_that_does_not_match_its_pin_is_not_read(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join(ROWS) + "\n")
+    entry = DatasetEntry(uri="data.csv", sha256="0" * 64, contract=Contract.model_validate(CONTRACT))
+    facts = check_input(ResolvedInput("experiment", "exposures", entry, path), _plan(), NOW, "primary")
+    assert len(facts.problems) == 1 and "does not match its pin" in facts.problems[0]

@@ -1,0 +1,244 @@
+"""publication.py: a run killed, starved of disk or overlapped at any step of publishing is finished by
+the next command — nothing half-published, nothing lost, no result altered, index = folders = ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from impactbook.audit import verify
+from impactbook.faults import FAULT_ENV, POINTS
+from impactbook.index import RunIndex
+from impactbook.ledger import Ledger
+from impactbook.store import published_runs
+from conftest import PLAN, cli, read_json
+
+EXPECTED = {"conversion": "CONFIRMED", "revenue_per_user": "CONFIRMED", "revenue_per_session": "CONFIRMED"}
+COMPLETE_FROM = POINTS.index("publish.record")  # from here on the result is complete and must survive as is
+
+
+def consistent(project) -> dict[str, dict]:
+    """index = folders = ledger, every folder sealed and verified; returns run id -> run.json."""
+    report = verify(project)
+    assert report.intact, report.problems
+    folders = {f.name for f in published_runs(project)}
+    ledger = Ledger(project.ledger_path).runs()
+    index = {row["run_id"] for row in RunIndex(project.index_path).rows()}
+    assert folders == set(ledger) == index
+    if project.staging_dir.exists():
+        assert not list(project.staging_dir.iterdir()), "no staging folder is left behind"
+    for folder in published_runs(project):
+        assert not folder.stat().st_mode & 0o222 and all(not p.stat().st_mode & 0o222 for p in folder.iterdir())
+    return {name: read_json(project.runs_dir / name / "run.json") for name in folders}
+
+
+@pytest.mark.parametrize("point", [*POINTS, "notebook.saved#3"])
+def test_a_kill_at_any_step_is_finished_by_the_next_command(frozen_project, point):
+    killed = cli(frozen_project, "run", PLAN, env={FAULT_ENV: f"kill@{point}"})
+    assert killed.returncode == -signal.SIGKILL, (point, killed.stderr)
+    for folder in published_runs(frozen_project):  # whatever is published is whole
+        assert (folder / "SHA256SUMS").is_file() and (folder / "run.json").is_file()
+    after = cli(frozen_project, "runs", "list", "--json")
+    assert after.returncode == 0, after.stderr
+    records = consistent(frozen_project)
+    if point == "staging.created":  # killed before the run had a record: nothing to publish
+        assert records == {} and "discarded" in after.stderr
+        return
+    [record] = records.values()
+    if POINTS.index(point.split("#")[0]) >= COMPLETE_FROM:
+        assert record["status"] == "COMPLETED" and record["decision"]["action"] == "ship"
+        assert {v["metric"]: v["verdict"] for v in record["verdicts"]} == EXPECTED
+        assert not any("interrupted" in e for e in record["errors"])
+    else:
+        assert record["status"] == "FAILED" and record["errors"][0].startswith("interrupted: the process running "
+                                                                               "it was killed"), record["errors"]
+        assert {v["verdict"] for v in record["verdicts"]} == {"INADMISSIBLE"}
+        assert record["decision"]["action"] == "hold"
+    if point in ("publish.renamed", "publish.sealed", "publish.ledgered"):
+        assert "recorded run" in after.stderr or "index:" in after.stderr
+
+
+def test_a_completed_result_that_missed_only_its_rename_keeps_its_scraps(frozen_project):
+    reference = json.loads(cli(frozen_project, "run", PLAN, "--json").stdout)
+    cli(frozen_project, "run", PLAN, env={FAULT_ENV: "kill@publish.sums"})
+    assert cli(frozen_project, "verify").returncode == 3, "verify names the interrupted run until it is finished"
+    cli(frozen_project, "runs", "list")
+    records = consistent(frozen_project)
+    recovered = next(name for name in records if name != reference["run_id"])
+    assert (frozen_project.runs_dir / recovered / "scraps.json").read_bytes() == \
+        (frozen_project.runs_dir / reference["run_id"] / "scraps.json").read_bytes()
+
+
+def test_a_truncated_notebook_is_kept_as_an_opaque_file_and_never_parsed(frozen_project):
+    cli(frozen_project, "run", PLAN, env={FAULT_ENV: "kill@notebook.saved#4"})
+    [staging] = [p for p in frozen_project.staging_dir.iterdir() if not p.name.startswith(".")]
+    notebook = staging / "notebook.ipynb"
+    notebook.write_bytes(notebook.read_bytes()[:5000])  # what a kill in the middle of a plain write leaves
+    after = cli(frozen_project, "runs", "list")
+    assert after.returncode == 0, after.stderr
+    [record] = consistent(frozen_project).values()
+    folder = frozen_project.runs_dir / record["run_id"]
+    assert record["status"] == "FAILED" and "unreadable and kept as is" in record["errors"][0]
+    assert (folder / "notebook.ipynb.partial").read_bytes() == notebook.read_bytes() if notebook.exists() else True
+    assert not (folder / "notebook.ipynb").exists()
+    assert cli(frozen_project, "run", PLAN).returncode == 0, "the project is not bricked"
+
+
+@pytest.mark.parametrize("write", ["draft.json", "template.ipynb", "notebook.ipynb", "scraps.json", "report.html",
+                                   "run.json", "SHA256SUMS"])
+def test_a_full_disk_at_any_write_says_so_in_one_line_and_the_next_command_recovers(frozen_project, write):
+    full = cli(frozen_project, "run", PLAN, env={FAULT_ENV: f"enospc@write:{write}"})
+    assert full.returncode == 1, full.stderr
+    lines = full.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: runs/.staging/") and ": no space left on device (" in lines[-1], lines
+    assert "free)" in lines[-1] and "Traceback" not in full.stderr
+    for folder in published_runs(frozen_project):
+        assert (folder / "SHA256SUMS").is_file()
+    assert cli(frozen_project, "runs", "list").returncode == 0
+    records = consistent(frozen_project)
+    if write in ("draft.json", "template.ipynb"):  # written before the run had a record: nothing started
+        assert records == {} and not list(frozen_project.staging_dir.iterdir())
+        return
+    [record] = records.values()
+    if write == "SHA256SUMS":  # after the final run.json: the result was complete and is kept as it was
+        assert record["status"] == "COMPLETED" and {v["metric"]: v["verdict"] for v in record["verdicts"]} == EXPECTED
+        return
+    assert record["status"] == "FAILED" and "No space left on device" in record["errors"][0], record["errors"]
+
+
+def test_a_full_disk_at_the_ledger_leaves_the_ledger_whole_and_the_run_is_recorded_next(frozen_project):
+    before = frozen_project.ledger_path.read_bytes()
+    full = cli(frozen_project, "run", PLAN, env={FAULT_ENV: "enospc@ledger.append"})
+    assert full.returncode == 1 and "error: runs/: no space left on device" in full.stderr, full.stderr
+    assert frozen_project.ledger_path.read_bytes() == before, "a failed append leaves no partial line"
+    assert cli(frozen_project, "verify").returncode == 3
+    assert cli(frozen_project, "runs", "list").returncode == 0
+    [record] = consistent(frozen_project).values()
+    assert record["status"] == "COMPLETED"
+    assert Ledger(frozen_project.ledger_path).runs()[record["run_id"]]["recovered"] is True
+
+
+def test_a_full_disk_at_the_index_does_not_fail_the_run(frozen_project):
+    done = cli(frozen_project, "run", PLAN, env={FAULT_ENV: "enospc@index.add"})
+    assert done.returncode == 0 and "the index could not be updated" in done.stderr, done.stderr
+    assert cli(frozen_project, "verify").returncode == 3, "verify reports the missing row until it is added"
+    listed = cli(frozen_project, "runs", "list", "--json")
+    assert len(json.loads(listed.stdout)) == 1 and "index: added the row" in listed.stderr
+    consistent(frozen_project)
+
+
+def test_a_torn_ledger_line_is_not_an_entry_and_the_next_append_removes_it(frozen_project):
+    ledger = Ledger(frozen_project.ledger_path)
+    entries = ledger.entries()
+    with open(frozen_project.ledger_path, "ab") as handle:
+        handle.write(b'{"seq": 99, "kind": "run", "tor')
+    assert ledger.entries() == entries and ledger.problems() == []
+    assert cli(frozen_project, "run", PLAN).returncode == 0
+    consistent(frozen_project)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("point", ["inputs.checking", "notebook.saved#2"])
+def test_children_die_with_a_killed_run(frozen_project, point):
+    process = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN], cwd=frozen_project.root,
+                               env={**os.environ, FAULT_ENV: f"sleep=60@{point}"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, children = time.time() + 120, []
+    while time.time() < deadline and not children:
+        time.sleep(0.5)
+        children = [c for c in _children(process.pid) if _alive(c)]
+        if point.startswith("notebook") and not list(frozen_project.staging_dir.glob("*/notebook.ipynb")):
+            children = []
+    assert children, "the run never started its child process"
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.2)
+    assert not any(_alive(c) for c in children), "an orphan outlived the killed run"
+
+
+def test_overlapping_runs_are_never_mistaken_for_dead_ones(frozen_project):
+    processes = []
+    for number in range(8):
+        processes.append(subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, "--json"],
+                                          cwd=frozen_project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True))
+        time.sleep(1.5)
+        if number == 2:  # one run lingers between its rename and its ledger entry while the others start
+            processes.append(subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, "--json"],
+                                              cwd=frozen_project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True, env={**os.environ, FAULT_ENV: "sleep=15@publish.renamed"}))
+    results = [p.communicate(timeout=600) for p in processes]
+    assert all(p.returncode == 0 for p in processes), [err for _, err in results if "error" in err]
+    ids = [json.loads(out)["run_id"] for out, _ in results]
+    assert len(set(ids)) == 9
+    assert not any("recover" in err or "recorded run" in err for _, err in results), "a live run was recovered"
+    records = consistent(frozen_project)
+    assert set(records) == set(ids)
+    assert all(r["status"] == "COMPLETED" and not r["errors"] for r in records.values())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions; .ci/run runs the suite as a normal user")
+def test_a_read_only_runs_folder_is_named_and_the_run_is_finished_once_it_is_writable(frozen_project):
+    frozen_project.staging_dir.mkdir(exist_ok=True)
+    frozen_project.runs_dir.chmod(0o555)
+    try:
+        refused = cli(frozen_project, "run", PLAN)
+    finally:
+        frozen_project.runs_dir.chmod(0o755)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: runs: permission denied for user ")
+    assert "internal error" not in refused.stderr
+    assert cli(frozen_project, "runs", "list").returncode == 0
+    [record] = consistent(frozen_project).values()
+    assert record["status"] == "COMPLETED", "its result was complete; only the rename was refused"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions; .ci/run runs the suite as a normal user")
+def test_a_read_only_ledger_is_named_and_the_run_is_recorded_once_it_is_writable(frozen_project):
+    import getpass
+    frozen_project.ledger_path.chmod(0o444)
+    try:
+        refused = cli(frozen_project, "run", PLAN)
+    finally:
+        frozen_project.ledger_path.chmod(0o644)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        f"error: runs/ledger.jsonl: permission denied for user {getpass.getuser()}"), refused.stderr
+    assert cli(frozen_project, "runs", "list").returncode == 0
+    consistent(frozen_project)
+
+
+def test_an_injected_permission_error_is_one_line_naming_the_path(frozen_project):
+    refused = cli(frozen_project, "run", PLAN, env={FAULT_ENV: "eacces@ledger.append"})
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: runs/ledger.jsonl: permission denied for user ")
+    assert cli(frozen_project, "runs", "list").returncode == 0
+    consistent(frozen_project)
