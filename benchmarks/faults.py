@@ -75,7 +75,8 @@ def main() -> None:
     for number in range(args.overlapping):
         processes.append(impactbook(root, "run", PLAN, "--json"))  # the first one recovers every killed run
         time.sleep(rng.uniform(0.2, 1.5))
-    overlapping = [p.communicate() for p in processes]
+    for process in processes:
+        process.communicate()
     overlapping_ok = sum(p.returncode == 0 for p in processes)
 
     listed = impactbook(root, "runs", "list", "--json")

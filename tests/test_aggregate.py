@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,7 +32,8 @@ def small(tmp_path):
 
 def _plan(project, **changes) -> Plan:
     plan = load_plan(project.root / PLAN)
-    return plan.model_copy(update=changes)
+    window = plan.window.model_copy(update={"start": dt.date(2026, 11, 23), "end": dt.date(2026, 11, 27)})
+    return plan.model_copy(update={"window": window, **changes})
 
 
 def _expected(frame: pd.DataFrame, cap: float | None):
@@ -96,3 +99,23 @@ def test_metric_filter_and_pooled_cap(project, small):
 def test_sql_is_plain_grouping_sets(project):
     sql = statistics_sql(_plan(project), "exposures")
     assert "GROUPING SETS" in sql and "FROM exposures" in sql and "read_csv" not in sql
+
+
+def test_rows_outside_the_window_or_without_an_arm_are_excluded_and_counted(project, small):
+    frame, path = small
+    text = path.read_text().splitlines()
+    text[1] = text[1].replace(",control,", ",,").replace(",treatment,", ",,")  # no variant
+    text[2] = text[2].replace(",control,", ",holdout,").replace(",treatment,", ",holdout,")
+    path.write_text("\n".join(text) + "\n")
+    plan = _plan(project)
+    plan = plan.model_copy(update={"window": plan.window.model_copy(update={"end": dt.date(2026, 11, 26)})})
+    result = aggregate(plan, path)
+    outside = int((frame.date > "2026-11-26").sum())
+    assert result.rows == len(frame)
+    assert result.excluded["outside_window"] == outside
+    assert result.excluded["no_variant"] + result.excluded["variant_not_in_the_plan"] == \
+        2 - int((frame.date.iloc[[0, 1]] > "2026-11-26").sum())
+    assert sum(result.units[a] for a in ("control", "treatment")) == len(frame) - sum(result.excluded.values())
+    quality = result.data_quality(plan)
+    row = next(r for r in quality["metrics"] if r["metric"] == "conversion" and r["arm"] == "control")
+    assert row["n"] == row["units"] and row["missing_outcome"] == 0 and row["filtered_out"] == 0

@@ -242,3 +242,44 @@ def test_an_injected_permission_error_is_one_line_naming_the_path(frozen_project
     assert refused.stderr.strip().splitlines()[-1].startswith("error: runs/ledger.jsonl: permission denied for user ")
     assert cli(frozen_project, "runs", "list").returncode == 0
     consistent(frozen_project)
+
+
+def _user_namespaces_work() -> bool:
+    import shutil
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-Urm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /tmp 2>/dev/null"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+SCENARIO = """
+set -u
+cd "$PROJECT"
+scratch=$(mktemp -d)
+cp -a runs/. "$scratch/"
+mount -t tmpfs -o size=$SIZE tmpfs runs
+cp -a "$scratch/." runs/
+"$PYTHON" -m impactbook run plans/example.yaml > "$scratch/out" 2> "$scratch/err"; echo "run=$?"
+tail -n 1 "$scratch/err"
+mount -o remount,size=64m runs
+"$PYTHON" -m impactbook runs list > /dev/null 2>&1; echo "list=$?"
+"$PYTHON" -m impactbook verify > "$scratch/verify" 2>&1; echo "verify=$?"
+cat "$scratch/verify"
+"""
+
+
+@pytest.mark.skipif(not _user_namespaces_work(), reason="this machine allows no user namespace to mount a small tmpfs "
+                                                       "in (the injected ENOSPC tests above still run)")
+@pytest.mark.parametrize("size", ["48k", "150k", "400k", "700k"])
+def test_a_real_full_disk_is_one_clear_line_and_the_next_command_recovers(frozen_project, size):
+    done = subprocess.run(["unshare", "-Urm", "bash", "-c", SCENARIO], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PROJECT": str(frozen_project.root), "SIZE": size,
+                               "PYTHON": sys.executable})
+    lines = done.stdout.splitlines()
+    outcome = dict(line.split("=", 1) for line in lines if line.split("=", 1)[0] in ("run", "list", "verify"))
+    assert outcome["run"] in ("0", "1"), done.stdout + done.stderr
+    if outcome["run"] == "1":
+        last = lines[lines.index("run=1") + 1]
+        assert last.startswith("error: runs") and "no space left on device (" in last, last
+    assert outcome["list"] == "0" and outcome["verify"] == "0", done.stdout

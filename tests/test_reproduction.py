@@ -10,7 +10,7 @@ import pytest
 from impactbook.errors import InputError
 from impactbook.ledger import Ledger
 from impactbook.reproduction import compare_scraps, reproduce
-from conftest import PLAN, cli, run
+from conftest import cli, run
 
 
 def test_a_run_reproduces_identically_and_says_so_everywhere(frozen_project):

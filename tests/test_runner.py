@@ -31,7 +31,7 @@ def test_completed_run_publishes_every_artifact_read_only(frozen_project):
                                                               "revenue_per_session": Verdict.CONFIRMED}
     assert record.decision.action is Action.SHIP
     files = sorted(p.name for p in outcome.folder.iterdir())
-    assert files == ["SHA256SUMS", "notebook.ipynb", "plan.json", "report.html", "run.json", "scraps.json",
+    assert files == ["SHA256SUMS", "kernel.log", "notebook.ipynb", "plan.json", "report.html", "run.json", "scraps.json",
                      "template.ipynb"]
     assert all((p.stat().st_mode & 0o222) == 0 for p in outcome.folder.iterdir())
     stored = read_json(outcome.folder / "run.json")
@@ -92,20 +92,28 @@ def test_contract_violation_makes_the_run_inadmissible_naming_the_column(project
                             "'treatment'] (1 rows; e.g. 'holdout')") for p in problems), problems
 
 
-def test_unknown_parameter_makes_the_run_inadmissible(project):
-    edit_yaml(project.root / PLAN, (("parameters",), {"bootstrap_draws": 100}))
+def test_unknown_parameter_makes_the_run_inadmissible_with_a_suggestion(project):
+    edit_yaml(project.root / PLAN, (("parameters",), {"sede": 100}))
     freeze_plan(project, PLAN)
     outcome = run(project)
     assert outcome.record.status is Status.INADMISSIBLE
-    assert "['bootstrap_draws'], which the template's parameters cell does not declare" in \
-        outcome.record.gate["inadmissible"][0]
+    assert "parameters.sede: the template's parameters cell does not declare it; did you mean 'seed'?" in \
+        outcome.record.gate["inadmissible"]
 
 
-def test_missing_parameter_makes_the_run_inadmissible(project):
+def test_an_optional_template_parameter_keeps_its_default_and_says_so(project):
     def add_parameter(notebook):
-        notebook.cells[1].source += "\nsegment = 'platform'"
+        notebook.cells[1].source += "\nsegment = 'platform'  # an optional knob"
     outcome = run_variant(project, "with_segment", add_parameter)
-    assert "the template declares ['segment'], which the plan does not supply" in outcome.record.gate["inadmissible"][0]
+    assert outcome.record.status is Status.COMPLETED
+    assert "template defaults used: segment = 'platform'" in outcome.record.gate["notes"]
+
+
+def test_a_required_template_parameter_the_plan_leaves_out_makes_the_run_inadmissible(project):
+    def add_parameter(notebook):
+        notebook.cells[1].source += "\nsegment = 'platform'  # required: the segment to report on"
+    outcome = run_variant(project, "with_required", add_parameter)
+    assert "the template marks ['segment'] as required" in outcome.record.gate["inadmissible"][0]
 
 
 def test_a_template_edited_after_the_freeze_is_refused_until_an_amendment_records_it(frozen_project):

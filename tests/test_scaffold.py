@@ -6,7 +6,6 @@ import nbformat
 import papermill
 
 from impactbook.catalog import Catalog
-from impactbook.plan import load_plan
 from conftest import PLAN, REPO, cli
 
 
@@ -36,7 +35,7 @@ def test_template_declares_its_output_contract_and_parameters():
     template = REPO / "templates/ab_test.ipynb"
     assert output_contract(template) == {"srm": "object", "results": "array", "verdicts": "object", "power": "array",
                                          "cuped": "array", "segments": "array", "heterogeneity": "array",
-                                         "daily": "array"}
+                                         "daily": "array", "data_quality": "object"}
     assert template_parameter_names(template) == ["experiment", "plan", "seed"]
     notebook = nbformat.read(template, as_version=4)
     assert not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code"), "templates store no outputs"

@@ -8,7 +8,7 @@ same text runs on a warehouse; only `source_sql` (DuckDB's read_csv / read_parqu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Union
 
@@ -21,13 +21,36 @@ Statistic = Union[SampleMean, RatioStatistic, RegressionStatistic]
 Cell = dict[str, dict[str, Statistic]]  # arm -> metric id -> statistic
 
 
-def _value(metric: Metric, column: str | None, cap: str | None = None) -> str:
+def _value(metric: Metric, column: str | None, cap: str | None = None, paired: str | None = None) -> str:
+    """A metric's per-unit value: NULL for units the filter leaves out, and (with `paired`) for units
+    whose paired column (a ratio's other half, a CUPED covariate) is missing, so every sum covers the
+    same units."""
     expression = f"CAST({quote(column)} AS DOUBLE)"
     if cap:
         expression = f"LEAST({expression}, {cap})"
-    if metric.filter:
-        expression = f"CASE WHEN ({parse_filter(metric.filter).sql}) THEN {expression} END"
-    return expression
+    conditions = [f"({parse_filter(metric.filter).sql})"] if metric.filter else []
+    if paired:
+        conditions.append(f"{quote(paired)} IS NOT NULL")
+    return f"CASE WHEN {' AND '.join(conditions)} THEN {expression} END" if conditions else expression
+
+
+def window_condition(plan: Plan) -> str:
+    """The preregistered outcome window, as SQL: rows outside it are excluded (and counted)."""
+    window = plan.window
+    if window.time_column is None or window.time_type != "date":
+        return "TRUE"
+    return (f"TRY_CAST({quote(window.time_column)} AS DATE) BETWEEN DATE {literal(window.start.isoformat())} "
+            f"AND DATE {literal(window.end.isoformat())}")
+
+
+def exclusions_sql(plan: Plan, source: str) -> str:
+    """Rows the analysis leaves out, by reason: outside the window, no variant, a variant not in the plan."""
+    arm = f"CAST({quote(plan.design.variant_column)} AS VARCHAR)"
+    inside = window_condition(plan)
+    arms = ", ".join(literal(a) for a in plan.design.arms)
+    return (f"SELECT COUNT(*) AS rows, COUNT(*) FILTER (WHERE NOT ({inside}) OR ({inside}) IS NULL) AS outside_window, "
+            f"COUNT(*) FILTER (WHERE ({inside}) AND {arm} IS NULL) AS no_variant, "
+            f"COUNT(*) FILTER (WHERE ({inside}) AND {arm} NOT IN ({arms})) AS variant_not_in_the_plan FROM {source}")
 
 
 def cap_sql(plan: Plan, source: str) -> str | None:
@@ -40,7 +63,7 @@ def cap_sql(plan: Plan, source: str) -> str | None:
         if metric.cap.basis == "control":
             value = f"CASE WHEN {quote(plan.design.variant_column)} = {literal(plan.design.control)} THEN {value} END"
         parts.append(f"PERCENTILE_CONT({metric.cap.quantile}) WITHIN GROUP (ORDER BY {value}) AS {quote('cap__' + metric.id)}")
-    return f"SELECT {', '.join(parts)} FROM {source}" if parts else None
+    return f"SELECT {', '.join(parts)} FROM {source} WHERE {window_condition(plan)}" if parts else None
 
 
 def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None) -> str:
@@ -54,21 +77,24 @@ def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None
         columns.append(f"GROUPING({quote(column)}) AS g{index}_rolled")
     for metric in plan.metrics:
         prefix = metric.id
+        if metric.filter:
+            columns.append(f"COUNT(*) FILTER (WHERE {parse_filter(metric.filter).sql}) AS {prefix}__pass")
         if metric.kind == "ratio":
-            num, den = _value(metric, metric.numerator), _value(metric, metric.denominator)
+            num = _value(metric, metric.numerator, paired=metric.denominator)
+            den = _value(metric, metric.denominator, paired=metric.numerator)
             columns += [f"COUNT({num}) AS {prefix}__n", f"SUM({num}) AS {prefix}__s", f"SUM({num} * {num}) AS {prefix}__ss",
                         f"SUM({den}) AS {prefix}__ds", f"SUM({den} * {den}) AS {prefix}__dss",
                         f"SUM({num} * {den}) AS {prefix}__nd"]
             continue
         cap = repr(caps[metric.id]) if metric.id in caps else None
-        value = _value(metric, metric.column, cap)
+        value = _value(metric, metric.column, cap, paired=metric.covariate)
         columns += [f"COUNT({value}) AS {prefix}__n", f"SUM({value}) AS {prefix}__s", f"SUM({value} * {value}) AS {prefix}__ss"]
         if metric.covariate:
-            covariate = _value(metric, metric.covariate)
+            covariate = _value(metric, metric.covariate, paired=metric.column)
             columns += [f"SUM({covariate}) AS {prefix}__xs", f"SUM({covariate} * {covariate}) AS {prefix}__xss",
                         f"SUM({value} * {covariate}) AS {prefix}__xy"]
     sets = [f"({arm})"] + [f"({arm}, {quote(c)})" for c in grouping_columns]
-    return (f"SELECT {', '.join(columns)}\nFROM {source}\n"
+    return (f"SELECT {', '.join(columns)}\nFROM {source}\nWHERE {window_condition(plan)}\n"
             f"GROUP BY GROUPING SETS ({', '.join(sets)})")
 
 
@@ -97,6 +123,24 @@ class Aggregates:
     daily: dict[str, Cell] = field(default_factory=dict)
     caps: dict[str, float] = field(default_factory=dict)
     sql: str = ""
+    passing: dict[str, dict[str, int]] = field(default_factory=dict)  # arm -> metric -> units its filter keeps
+    rows: int | None = None
+    excluded: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
+
+    def data_quality(self, plan: Plan) -> dict[str, Any]:
+        """Nothing dropped silently: the rows left out by reason, and per metric and arm the units counted,
+        filtered out by the metric's filter, and missing an outcome (or its paired column)."""
+        metrics = []
+        for metric in plan.metrics:
+            for arm in plan.design.arms:
+                if arm not in self.units:
+                    continue
+                units = self.units[arm]
+                n = self.overall[arm][metric.id].n
+                passing = self.passing.get(arm, {}).get(metric.id, units)
+                metrics.append({"metric": metric.id, "arm": arm, "units": units, "n": n,
+                                "filtered_out": units - passing, "missing_outcome": passing - n})
+        return {"rows": self.rows, "excluded": {k: v for k, v in self.excluded.items() if v}, "metrics": metrics}
 
     def cumulative(self, arms: tuple[str, ...]) -> Iterator[tuple[str, Cell]]:
         """(day, statistics of all data up to and including that day) from the first day every arm has
@@ -124,13 +168,17 @@ def aggregate(plan: Plan, path: Path, format: str = "csv", connection=None) -> A
     cursor = connection.execute(sql)
     names = [d[0] for d in cursor.description]
     rows = [dict(zip(names, values)) for values in cursor.fetchall()]
-    return _collect(plan, rows, caps, sql)
+    cursor = connection.execute(exclusions_sql(plan, source))
+    counts = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+    total = counts.pop("rows")
+    return replace(_collect(plan, rows, caps, sql), rows=total, excluded=counts)
 
 
 def _collect(plan: Plan, rows: list[dict[str, Any]], caps: dict[str, float], sql: str) -> Aggregates:
     grouping_columns = _grouping_columns(plan)
     timed = plan.window.time_column is not None
     units: dict[str, int] = {}
+    passing: dict[str, dict[str, int]] = {}
     overall: Cell = {}
     segment_units: dict[tuple[str, str], dict[str, int]] = {}
     segments: dict[tuple[str, str], Cell] = {}
@@ -142,6 +190,7 @@ def _collect(plan: Plan, rows: list[dict[str, Any]], caps: dict[str, float], sql
         grouped = [i for i in range(len(grouping_columns)) if row[f"g{i}_rolled"] == 0]
         if not grouped:
             units[arm], overall[arm] = int(row["units"]), statistics
+            passing[arm] = {m.id: int(row[f"{m.id}__pass"]) for m in plan.metrics if m.filter}
             continue
         index = grouped[0]
         value = str(row[f"g{index}_value"])
@@ -155,7 +204,8 @@ def _collect(plan: Plan, rows: list[dict[str, Any]], caps: dict[str, float], sql
             segments.setdefault(key, {})[arm] = statistics
     order = (lambda item: _number(item[0])) if plan.window.time_type == "number" else (lambda item: item[0])
     return Aggregates(units, overall, segment_units, dict(sorted(segments.items())),
-                      dict(sorted(daily_units.items(), key=order)), dict(sorted(daily.items(), key=order)), caps, sql)
+                      dict(sorted(daily_units.items(), key=order)), dict(sorted(daily.items(), key=order)), caps, sql,
+                      passing)
 
 
 def _grouping_columns(plan: Plan) -> list[str]:

@@ -57,7 +57,7 @@ def record_problems(record: RunRecord, entry: dict[str, Any]) -> list[str]:
         found.append(f"status is {record.status.value}, the ledger says {entry.get('status')}")
     if entry.get("decision") != record.decision.action.value:
         found.append(f"decision is {record.decision.action.value}, the ledger says {entry.get('decision')}")
-    verdicts = {v.metric: v.verdict.value for v in record.verdicts}
+    verdicts = {v.key: v.verdict.value for v in record.verdicts}
     if "verdicts" in entry and entry["verdicts"] != verdicts:
         found.append(f"verdicts are {verdicts}, the ledger says {entry['verdicts']}")
     return found

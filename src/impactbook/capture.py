@@ -14,7 +14,7 @@ from typing import Any
 
 import nbformat
 
-CONTRACT_KEY = "impactbook"
+from .template import output_contract as contract_of
 JSON_TYPES = {"number": (int, float), "integer": (int,), "string": (str,), "boolean": (bool,),
               "object": (dict,), "array": (list,)}
 
@@ -57,8 +57,7 @@ def read_scraps(notebook_path: Path) -> dict[str, Any]:
 
 def output_contract(template_path: Path) -> dict[str, str]:
     """The scraps a template promises: notebook metadata `impactbook.outputs` = {name: JSON type}."""
-    notebook = nbformat.read(template_path, as_version=4)
-    return dict(notebook.metadata.get(CONTRACT_KEY, {}).get("outputs", {}))
+    return contract_of(nbformat.read(template_path, as_version=4))
 
 
 def scrap_problems(scraps: dict[str, Any], contract: dict[str, str], template_name: str) -> list[str]:

@@ -102,7 +102,7 @@ class Catalog:
         try:
             model = CatalogModel.model_validate({k: (v or {}) for k, v in document.items()})
         except ValidationError as exc:
-            raise CatalogError(explain_validation(exc, document, shown)) from None
+            raise CatalogError(explain_validation(exc, document, shown, CatalogModel)) from None
         return cls(project, document, model)
 
     @property
@@ -197,7 +197,7 @@ class Catalog:
         try:
             self.model = CatalogModel.model_validate({k: (v or {}) for k, v in self.document.items()})
         except ValidationError as exc:
-            raise CatalogError(explain_validation(exc, self.document, self.shown)) from None
+            raise CatalogError(explain_validation(exc, self.document, self.shown, CatalogModel)) from None
         buffer = io.StringIO()
         round_trip().dump(self.document, buffer)
         write_text(self.project.catalog_path, buffer.getvalue())

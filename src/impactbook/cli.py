@@ -105,12 +105,42 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
 @app.command()
 def run(plan: Path = typer.Argument(..., help="Plan YAML file, e.g. plans/example.yaml."),
         timeout: Optional[int] = typer.Option(None, help="Per-cell timeout in seconds."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Run every check a run makes before its kernel "
+                                                              "starts and say what it would do; store nothing."),
         project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Run a frozen plan: gates, Papermill execution, capture, immutable store, index, report."""
     from .runner import run_plan
 
+    if dry_run:
+        _dry_run(plan, project_dir, as_json)
     project = _project(project_dir, reconcile=False)  # run_plan reconciles first
     _report_run(run_plan(project, _plan_path(project, plan), timeout_s=timeout, progress=_progress), as_json)
+
+
+def _dry_run(plan: Path, project_dir: Optional[Path], as_json: bool) -> None:
+    from .runner import dry_run
+
+    project = Project.find(project_dir)
+    result = dry_run(project, _plan_path(project, plan))
+    gate, spec = result.gate, result.spec
+    if as_json:
+        _emit(result.record())
+    else:
+        out.print(f"plan {spec.frozen.plan.id} v{spec.frozen.version} (frozen {spec.frozen.frozen_at}); template "
+                  f"{spec.template.path} source {spec.template_source[:12]}", markup=False)
+        for item in spec.inputs:
+            out.print(f"input {item.parameter} = {item.name}: {item.uri} sha256 {item.entry.sha256[:12]}", markup=False)
+        for facts in gate.inputs:
+            out.print(f"  {facts['name']}: {facts['rows']:,} rows" + (f", {facts['first_time']} to {facts['last_time']}"
+                      if facts.get("first_time") else "") + "".join(f"; {n:,} excluded ({why})"
+                      for why, n in (facts.get("excluded") or {}).items()), markup=False)
+        for line in [*(f"inadmissible: {p}" for p in gate.inadmissible), *(f"deviation: {d}" for d in gate.deviations),
+                     *(f"note: {n}" for n in gate.notes)]:
+            out.print(line, markup=False)
+        out.print(("would run: " if gate.admissible else "would store an INADMISSIBLE run; no kernel: ")
+                  + f"{spec.template.path} in a fresh kernel with {', '.join(sorted(spec.frozen.plan.template_parameters()))}"
+                  + (f" [{', '.join(gate.labels)}]" if gate.labels else "") + "; nothing was stored", markup=False)
+    raise typer.Exit(0 if gate.admissible else 4)
 
 
 def _plan_path(project: Project, plan: Path) -> Path:
@@ -133,6 +163,8 @@ def _report_run(outcome, as_json: bool) -> None:
             if verdict.statistical_verdict and verdict.statistical_verdict is not verdict.verdict:
                 shown += f" (statistical result: {verdict.statistical_verdict.value})"
             out.print(f"verdict:  {verdict.metric} ({verdict.role}): {shown}", markup=False)
+        for effect in record.effects:
+            out.print(f"effect:   {effect.sentence}", markup=False)
         for reason in record.gate.get("inadmissible", []) + record.errors:
             out.print(f"reason:   {reason}", markup=False)
         for deviation in record.gate.get("deviations", []):
@@ -213,6 +245,18 @@ def template_add(name: str, path: Path, version: Optional[str] = typer.Option(No
               + ("" if pin.changed else " (unchanged)"))
 
 
+@template_app.command("new")
+def template_new(name: str = typer.Argument(..., help="Template name (templates/NAME.ipynb)."),
+                 input_parameter: str = typer.Option("data", "--input", help="Its input parameter's name."),
+                 project_dir: Optional[Path] = PROJECT) -> None:
+    """Scaffold a minimal custom template that satisfies the result contract, and pin it."""
+    from .scaffold import new_template
+
+    pin = new_template(_project(project_dir), name, input_parameter)
+    out.print(f"created {pin.entry.path} and pinned it (version {pin.entry.version}); point a plan's `template:` "
+              f"at {name} and its `inputs:` at {input_parameter}", markup=False)
+
+
 @plan_app.command("freeze")
 def plan_freeze(plan: Path, project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Validate a plan and record its canonical hash, time and git commit in the ledger."""
@@ -251,7 +295,9 @@ def _print_frozen(frozen, as_json: bool) -> None:
 @plan_app.command("check")
 def plan_check(plan: Optional[Path] = typer.Argument(None, help="Plan file; default: every plans/*.yaml."),
                project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
-    """Say whether each plan on disk still matches its latest frozen version; exit 1 if any does not."""
+    """Say whether each plan on disk still matches its latest frozen version; exit 1 if a frozen one does not.
+
+    A plan never frozen (a scaffold, a draft) has nothing to match yet: it is listed, not counted."""
     from .freezing import plan_status
 
     project = _project(project_dir)
@@ -265,7 +311,7 @@ def plan_check(plan: Optional[Path] = typer.Argument(None, help="Plan file; defa
         for s in statuses:
             version = f" (version {s.frozen.version}, frozen {s.frozen.frozen_at})" if s.frozen else ""
             out.print(f"{s.path}: {s.plan_id}: {s.state}{version}")
-    if not all(s.matches for s in statuses):
+    if any(s.frozen is not None and not s.matches for s in statuses):
         raise typer.Exit(1)
 
 
@@ -279,12 +325,18 @@ def runs_list(plan: Optional[str] = typer.Option(None, "--plan", help="Only runs
     if as_json:
         _emit(rows)
         return
-    table = Table("plan", "v", "status", "decision", "verdicts")
-    table.add_column("run id", no_wrap=True, min_width=38)
-    for row in rows:
-        table.add_row(row["plan_id"], str(row["plan_version"]), row["status"], row["decision"],
-                      ", ".join(f"{k}={v}" for k, v in row["verdicts"].items()), row["run_id"])
-    out.print(table)
+    lines = [(row["run_id"], (row["started_at"] or "")[:19].replace("T", " "), row["plan_id"], str(row["plan_version"]),
+              row["status"] + (f" [{row['labels']}]" if row.get("labels") else ""), row["decision"],
+              row.get("primary_effect") or "") for row in rows]
+    if sys.stdout.isatty():
+        table = Table("run id", "started (UTC)", "plan", "v", "status", "decision", "primary effect")
+        for line in lines:
+            table.add_row(*line)
+        out.print(table)
+    else:  # piped: one tab-separated line per run, nothing cut
+        print("\t".join(("run_id", "started_utc", "plan", "version", "status", "decision", "primary_effect")))
+        for line in lines:
+            print("\t".join(line))
 
 
 def _record(project: Project, run: str):
@@ -312,6 +364,11 @@ def runs_show(run: str = typer.Argument(..., help="Run id, unique prefix, or 'la
         out.print(f"input {item['parameter']} = {item['name']}: {item['uri']} sha256 {item['sha256'][:16]}…")
     for verdict in record.verdicts:
         out.print(f"{verdict.metric} ({verdict.role}): {verdict.verdict.value} — {verdict.reason}", markup=False)
+    for effect in record.effects:
+        out.print(f"effect: {effect.sentence}", markup=False)
+    for facts in record.gate.get("inputs", []):
+        out.print(f"data {facts['name']}: {facts['rows']:,} rows" + "".join(
+            f"; {n:,} excluded ({why})" for why, n in (facts.get("excluded") or {}).items()), markup=False)
     for problem in record.gate.get("inadmissible", []) + record.gate.get("deviations", []) + record.errors:
         out.print(f"note: {problem}", markup=False)
     out.print(f"decision {record.decision.action.value}: {record.decision.reason}", markup=False)
@@ -361,6 +418,9 @@ def gate(run: str = typer.Argument(..., help="Run id, unique prefix, or 'latest'
         for problem in check.problems:
             err.print(f"  {problem}", markup=False)
     else:
+        for effect in record.effects:
+            if effect.role in ("primary", "guardrail"):
+                out.print(f"  {effect.sentence}", markup=False)
         out.print(f"{record.run_id}: {check.action.value} ({record.decision.reason})"
                   if check.human is None else
                   f"{record.run_id}: {check.action.value} — decided by {check.human['by']} at {check.human['time']}: "

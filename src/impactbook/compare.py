@@ -15,6 +15,7 @@ from .index import RunIndex, load_record
 from .plan import Plan, plan_from_canonical
 from .project import Project
 from .record import RunRecord
+from .results import rows_by_metric
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,10 @@ class RunEffects:
         record = load_record(folder)
         scraps_path = folder / "scraps.json"
         scraps = json.loads(scraps_path.read_text(encoding="utf-8")) if scraps_path.exists() else {}
-        rows = scraps.get("results") if isinstance(scraps.get("results"), list) else []
-        return cls(record, {row["metric"]: row for row in rows if isinstance(row, dict) and "metric" in row})
+        return cls(record, rows_by_metric(scraps))
 
     def verdict(self, metric: str) -> str | None:
-        found = [v.verdict.value for v in self.record.verdicts if v.metric == metric]
+        found = [v.verdict.value for v in self.record.verdicts if v.key == metric]
         return found[0] if found else (self.results.get(metric, {}).get("verdict") or None)
 
 

@@ -318,7 +318,7 @@ def _arms(connection, source: str, plan: Plan, item: ResolvedInput) -> tuple[dic
         f"SELECT CAST({quote(design.variant_column)} AS VARCHAR) AS label, COUNT(*) FROM {source} "
         f"GROUP BY 1 ORDER BY 2 DESC LIMIT 1000").fetchall()
     found = {label: count for label, count in rows if label is not None}
-    arms = {arm: found.get(arm, 0) for arm in (design.control, design.treatment)}
+    arms = {arm: found.get(arm, 0) for arm in design.arms}
     excluded = {}
     if (missing := sum(count for label, count in rows if label is None)):
         excluded["no variant"] = missing

@@ -136,7 +136,7 @@ def _kernel_manager_class(log: Path):
 def execute_template(project: Project, template: Path, output: Path, parameters: dict[str, Any], *,
                      seed: int, timeout_s: int | None = None, kernel_name: str = KERNEL,
                      pins: dict[str, dict[str, Any]] | None = None,
-                     on_cell: Callable[[int, int], None] | None = None) -> Execution:
+                     on_cell: Callable[[int, int, float], None] | None = None) -> Execution:
     """Run the notebook in a fresh kernel with the project as cwd and hash randomisation fixed."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -150,9 +150,20 @@ def execute_template(project: Project, template: Path, output: Path, parameters:
     started, clock = utc_now(), time.perf_counter()
     error = None
     _route_saves_through_handler(output.parent)
+    hooks: dict[str, Callable] = {}
+    if on_cell is not None:
+        total = sum(1 for cell in nbformat.read(template, as_version=4).cells if cell.cell_type == "code") + 1
+        started_cells = []
+
+        def cell_started(cell, cell_index, **_):  # nbclient's hook; the +1 is papermill's injected parameters
+            if cell.cell_type == "code":
+                started_cells.append(cell_index)
+                on_cell(len(started_cells), total, time.perf_counter() - clock)
+        hooks["on_cell_start"] = cell_started
     try:
         papermill.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=kernel_name,
                                    kernel_manager_class=_kernel_manager_class(output.parent / KERNEL_LOG),
+                                   **hooks,
                                    cwd=str(project.root), progress_bar=False, log_output=False,
                                    execution_timeout=timeout_s, report_mode=False,
                                    # the kernel's own start-up warnings (e.g. "running over TCP without

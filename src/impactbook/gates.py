@@ -10,7 +10,9 @@ every verdict DEVIATED, unless the plan registered itself as retrospective (then
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,35 +53,45 @@ class GateReport:
                           self.notes, self.inputs)
 
 
-def template_parameter_names(path: Path) -> list[str]:
-    """The names in the template's `parameters` cell, read with papermill's own inspector."""
+def template_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """The template's `parameters` cell, read with papermill's own inspector: name -> default and help."""
     import papermill
 
     logging.getLogger("papermill").setLevel(logging.ERROR)
-    return list(papermill.inspect_notebook(str(path)))
+    return dict(papermill.inspect_notebook(str(path)))
 
 
-def parameter_problems(template_path: Path, injected: list[str]) -> list[str]:
-    """Unknown or missing parameters are errors here (papermill itself only warns: nteract/papermill#818)."""
-    declared = template_parameter_names(template_path)
+def template_parameter_names(path: Path) -> list[str]:
+    return list(template_parameters(path))
+
+
+def parameter_problems(template_path: Path, injected: list[str]) -> tuple[list[str], list[str]]:
+    """(problems, notes). A parameter the plan supplies that the template does not declare is an error
+    (papermill itself only warns: nteract/papermill#818), and so is one marked `# required` that the plan
+    leaves out; any other declared parameter keeps its default, and the note says which."""
+    declared = template_parameters(template_path)
     if not declared:
-        return [f"{template_path.name}: has no cell tagged 'parameters'"]
-    problems = []
-    unknown = sorted(set(injected) - set(declared))
-    missing = sorted(set(declared) - set(injected))
-    if unknown:
-        problems.append(f"parameters: the plan supplies {unknown}, which the template's parameters cell does not "
-                        f"declare (it declares {declared})")
-    if missing:
-        problems.append(f"parameters: the template declares {missing}, which the plan does not supply "
-                        "(add them under the plan's `parameters:` or `inputs:`)")
-    return problems
+        return [f"{template_path.name}: has no cell tagged 'parameters'"], []
+    problems, notes = [], []
+    for name in sorted(set(injected) - set(declared)):
+        close = difflib.get_close_matches(name, list(declared), n=1)
+        problems.append(f"parameters.{name}: the template's parameters cell does not declare it"
+                        + (f"; did you mean {close[0]!r}?" if close else f" (it declares {sorted(declared)})"))
+    defaults = sorted(set(declared) - set(injected))
+    required = [name for name in defaults if re.search(r"\brequired\b", (declared[name].get("help") or "").lower())]
+    if required:
+        problems.append(f"parameters: the template marks {required} as required, and the plan does not supply "
+                        "them (add them under the plan's `parameters:`)")
+    used = [f"{name} = {declared[name].get('default')}" for name in defaults if name not in required]
+    if used:
+        notes.append(f"template defaults used: {', '.join(used)}")
+    return problems, notes
 
 
 def check_admissibility(frozen: FrozenPlan, template: TemplateEntry, template_path: Path,
                         input_checks: "InputChecks") -> GateReport:
     """Template pin and parameters here; the data checks from `input_checks` (already running)."""
-    inadmissible = template_problems(frozen, template, template_path)
+    inadmissible, template_notes = template_problems(frozen, template, template_path)
     if input_checks.ledger_path:
         entries = Ledger(input_checks.ledger_path).entries()
         inadmissible += [p for p in (pin_problem(item, latest_pins(entries), entries if input_checks.any_recorded_pin
@@ -90,6 +102,7 @@ def check_admissibility(frozen: FrozenPlan, template: TemplateEntry, template_pa
     primary = facts[0] if facts else InputFacts("")
     window = {"start": primary.first_time, "end": primary.last_time}
     labels, clock, time_problems, notes = time_labels(frozen.plan, facts, input_checks.now)
+    notes += template_notes
     return GateReport(inadmissible + time_problems, window_deviations(frozen, window), window, labels,
                       clock.isoformat().replace("+00:00", "Z"), notes, [f.record() for f in facts])
 
@@ -123,39 +136,32 @@ def time_labels(plan: Plan, facts: list[InputFacts], now: dt.datetime) -> tuple[
     return labels, clock, problems, notes
 
 
-def template_problems(frozen: FrozenPlan, template: TemplateEntry, template_path: Path) -> list[str]:
+def template_problems(frozen: FrozenPlan, template: TemplateEntry, template_path: Path) -> tuple[list[str], list[str]]:
+    """(problems, notes) of the template: its pin and its parameters cell against what the plan injects."""
     plan = frozen.plan
     if not template_path.is_file():
-        return [f"templates.{plan.template}.path: template {template.path} does not exist"]
+        return [f"templates.{plan.template}.path: template {template.path} does not exist"], []
     problems = []
     actual = source_hash(template_path, template.path)
     if template.sha256 and actual != template.sha256:
         problems.append(f"templates.{plan.template}.sha256: template {template.path} does not match its "
                         f"pin (pinned source {template.sha256[:12]}…, file is {actual[:12]}…; after review: "
                         f"`impactbook template add {plan.template} {template.path}`)")
-    return problems + parameter_problems(template_path, list(plan.template_parameters()))
+    parameters, notes = parameter_problems(template_path, list(plan.template_parameters()))
+    return problems + parameters, notes
 
 
 def window_deviations(frozen: FrozenPlan, window: dict[str, str | None]) -> list[str]:
-    """Outcomes dated before the freeze could have been seen before preregistration."""
+    """Outcomes dated before the freeze could have been seen before preregistration. (Rows outside the
+    plan's window are not a deviation: the analysis leaves them out, and counts them as excluded.)"""
     plan = frozen.plan
-    deviations = []
-    if plan.registration.mode == "retrospective":  # declared: outcomes existed; it is labelled, not deviated
-        return [f"data window: the outcome data spans {window['start']} to {window['end']}, outside the plan's "
-                f"window {plan.window.start} to {plan.window.end}"] if window.get("start") and (
-            _utc(window["start"]).date() < plan.window.start or _utc(window["end"]).date() > plan.window.end) else []
+    if plan.registration.mode == "retrospective":  # declared: outcomes existed; labelled, not deviated
+        return []
     start = dt.datetime.combine(plan.window.start, dt.time(), dt.timezone.utc)
     if start < frozen.frozen_time:
-        deviations.append(f"window.start: the plan's outcome window starts {plan.window.start}, before the plan was "
-                          f"frozen ({frozen.frozen_at}): outcomes may have been seen before preregistration")
-    if window.get("start") and _utc(window["start"]) < frozen.frozen_time:
-        deviations.append(f"data window: the outcome data starts {window['start']}, before the plan was frozen "
-                          f"({frozen.frozen_at})")
-    if window.get("start") and (_utc(window["start"]).date() < plan.window.start
-                                or _utc(window["end"]).date() > plan.window.end):
-        deviations.append(f"data window: the outcome data spans {window['start']} to {window['end']}, outside the "
-                          f"plan's window {plan.window.start} to {plan.window.end}")
-    return deviations
+        return [f"window.start: the plan's outcome window starts {plan.window.start}, before the plan was frozen "
+                f"({frozen.frozen_at}): outcomes may have been seen before preregistration"]
+    return []
 
 
 class InputChecks:

@@ -24,7 +24,7 @@ from .project import Project
 from .record import RunRecord
 from .store import SUMS, published_runs
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -40,12 +40,14 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TEXT NOT NULL,
     finished_at TEXT,
     sums_sha256 TEXT NOT NULL,
-    ledger_seq INTEGER
+    ledger_seq INTEGER,
+    labels TEXT NOT NULL DEFAULT '',
+    primary_effect TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_plan ON runs (plan_id, run_id);
 """
 COLUMNS = ("run_id", "plan_id", "plan_version", "plan_sha256", "status", "decision", "verdicts", "baseline",
-           "candidate", "template", "started_at", "finished_at", "sums_sha256", "ledger_seq")
+           "candidate", "template", "started_at", "finished_at", "sums_sha256", "ledger_seq", "labels", "primary_effect")
 # what a row must agree on with the run's ledger entry (row column -> ledger field)
 LEDGER_FIELDS = {"plan_id": "plan_id", "plan_version": "plan_version", "plan_sha256": "plan_hash", "status": "status",
                  "decision": "decision", "sums_sha256": "sha256sums", "ledger_seq": "seq"}
@@ -57,9 +59,15 @@ class IndexUnusable(Exception):
 
 def _row(record: RunRecord, sums_sha256: str, ledger_seq: int | None) -> tuple[Any, ...]:
     return (record.run_id, record.plan.id, record.plan.version, record.plan.sha256, record.status.value,
-            record.decision.action.value, json.dumps({v.metric: v.verdict.value for v in record.verdicts}),
+            record.decision.action.value, json.dumps({v.key: v.verdict.value for v in record.verdicts}),
             record.model_change.get("baseline"), record.model_change.get("candidate"), record.template.name,
-            record.timings.started_at, record.timings.finished_at, sums_sha256, ledger_seq)
+            record.timings.started_at, record.timings.finished_at, sums_sha256, ledger_seq, ",".join(record.labels),
+            _primary_effect(record))
+
+
+def _primary_effect(record: RunRecord) -> str | None:
+    primary = {v.metric for v in record.verdicts if v.role == "primary"}
+    return next((e.sentence for e in record.effects if e.metric in primary), None)
 
 
 @dataclass(frozen=True)

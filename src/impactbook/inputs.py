@@ -72,7 +72,8 @@ def hash_problem(item: ResolvedInput) -> str | None:
     actual = sha256_file(item.path)
     if actual != item.entry.sha256:
         return (f"{where}.sha256: input {item.uri} does not match its pin "
-                f"(pinned {item.entry.sha256[:12]}…, file is {actual[:12]}…)")
+                f"(pinned {item.entry.sha256[:12]}…, file is {actual[:12]}…; restore the pinned file, or if the new "
+                f"bytes are intended: `impactbook dataset add {item.name} {item.uri} --replace --reason ...`)")
     return None
 
 

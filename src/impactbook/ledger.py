@@ -111,8 +111,10 @@ class Ledger:
                 while view:
                     view = view[os.write(fd, view):]
                 os.fsync(fd)
-            except BaseException:
+            except BaseException as exc:
                 os.ftruncate(fd, size)
+                if isinstance(exc, OSError) and not exc.filename:
+                    raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
                 raise
             return entry
         finally:

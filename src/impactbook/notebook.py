@@ -20,10 +20,25 @@ from .capture import glue
 from .inputs import load_input, pinned_input
 from .plan import Plan, load_plan, plan_from_canonical
 from .project import Project
+from .results import ResultRow
 from .rollout import Monitor, monitor_file
 
+RESULT_FIELDS = set(ResultRow.model_fields)
+
 __all__ = ["Analysis", "Monitor", "analyse_input", "monitor_input", "pinned_file", "escape", "glue", "interval",
-           "load_input", "number", "percent", "plan_parameter", "stats", "table"]
+           "load_input", "number", "percent", "plan_parameter", "result_row", "stats", "table"]
+
+
+def result_row(metric: Any, effect: stats.Effect | None, verdict: str | None = None, note: str | None = None,
+               **extra: Any) -> dict[str, Any]:
+    """A row of the standard `results` scrap (impactbook.results.ResultRow) from a plan metric and an
+    effect; `effect` None (not estimable) keeps the numbers empty and says why in `note`."""
+    numbers = {k: v for k, v in effect.as_dict().items() if k in RESULT_FIELDS} if effect is not None else {}
+    if effect is not None:
+        numbers["method"] = effect.method
+        note = note or effect.note
+    return {"metric": metric.id, "role": metric.role, "kind": metric.kind, "direction": metric.direction,
+            **numbers, "verdict": verdict, "note": note, **extra}
 
 
 def table(frame: Any) -> Any:

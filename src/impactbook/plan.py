@@ -29,17 +29,38 @@ class ModelChange(_Strict):
 
 
 class Design(_Strict):
+    """A randomized experiment: one control arm and one treatment (`treatment`) or several
+    (`treatments`: each is compared with the control)."""
+
     unit: str = Field(description="randomization unit id column, unique per row")
     variant_column: str
     control: str = "control"
     treatment: str = "treatment"
+    treatments: list[str] | None = Field(None, min_length=2, description="several treatment arms (k-arm); one "
+                                                                         "arm is `treatment`")
     expected_split: dict[str, float]
+
+    @property
+    def treatment_arms(self) -> list[str]:
+        return list(self.treatments) if self.treatments is not None else [self.treatment]
+
+    @property
+    def arms(self) -> list[str]:
+        return [self.control, *self.treatment_arms]
+
+    @property
+    def multi_arm(self) -> bool:
+        return self.treatments is not None
 
     @model_validator(mode="after")
     def _split_covers_variants(self) -> "Design":
-        if set(self.expected_split) != {self.control, self.treatment}:
-            raise ValueError(f"expected_split must name exactly the variants "
-                             f"{self.control!r} and {self.treatment!r} (got {sorted(self.expected_split)})")
+        if self.treatments is not None and "treatment" in self.model_fields_set:
+            raise ValueError("name the treatment arms either as `treatment` (one) or `treatments` (a list), not both")
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arm labels must differ (got {self.arms})")
+        if set(self.expected_split) != set(self.arms):
+            raise ValueError(f"expected_split must name exactly the arms "
+                             f"{', '.join(map(repr, self.arms))} (got {sorted(self.expected_split)})")
         if any(share <= 0 for share in self.expected_split.values()):
             raise ValueError("expected_split shares must be positive")
         if abs(sum(self.expected_split.values()) - 1) > 1e-9:
@@ -149,9 +170,11 @@ class DecisionRule(_Strict):
 
 
 class Correction(_Strict):
-    """Multiple-testing correction across the preregistered family (default: primary and secondary)."""
+    """Multiple-testing correction across the preregistered family (default: primary and secondary), over
+    every treatment arm: Holm or Benjamini-Hochberg across metrics x arms, or Dunnett's many-to-one
+    adjustment across the arms of each metric (for more than two arms)."""
 
-    method: Literal["holm", "bh", "none"] = "holm"
+    method: Literal["holm", "bh", "dunnett", "none"] = "holm"
     family: list[str] | None = None
 
 
@@ -314,6 +337,11 @@ class Plan(_Strict):
             names = [stage.name for stage in self.rollout.stages]
             if len(set(names)) != len(names):
                 raise ValueError("rollout stage names must be unique")
+        if self.correction.method == "dunnett" and not self.design.multi_arm:
+            raise ValueError("correction.method dunnett compares several treatment arms with the control; this "
+                             "design has one (use holm, bh or none)")
+        if self.rollout is not None and self.design.multi_arm:
+            raise ValueError("a staged rollout monitors one candidate: design.treatments must name one arm")
         if self.window.time_column is None and self.registration.mode != "retrospective":
             raise ValueError("window.time_column is required: the outcomes' dates are checked against the freeze "
                              "(a retrospective plan, registration: {mode: retrospective, reason: ...}, may omit it)")
@@ -328,6 +356,15 @@ class Plan(_Strict):
     def hypotheses(self) -> list[Metric]:
         """Every metric with a confirmatory role is a preregistered hypothesis; exploratory ones are not."""
         return [m for m in self.metrics if m.role != "exploratory"]
+
+    def hypothesis_key(self, metric_id: str, arm: str | None) -> str:
+        """A hypothesis's id: the metric's, or "metric:arm" when several treatment arms are compared."""
+        return f"{metric_id}:{arm}" if self.design.multi_arm and arm else metric_id
+
+    @property
+    def hypothesis_keys(self) -> list[tuple[Metric, str, str]]:
+        """(metric, treatment arm, id) of every preregistered hypothesis: each metric against each arm."""
+        return [(m, arm, self.hypothesis_key(m.id, arm)) for m in self.hypotheses for arm in self.design.treatment_arms]
 
     @property
     def family(self) -> list[str]:
@@ -383,4 +420,4 @@ def plan_from_canonical(data: dict[str, Any], shown: str = "<frozen plan>") -> P
 
 
 def _plan_error(exc: ValidationError, data: Any, shown: str) -> PlanError:
-    return PlanError(explain_validation(exc, data, shown))
+    return PlanError(explain_validation(exc, data, shown, Plan))

@@ -44,7 +44,7 @@ def run_ledger_body(record: RunRecord, sums: str) -> dict[str, Any]:
     what automation acts on, so neither can be edited in the folder without the ledger disagreeing."""
     return {"run_id": record.run_id, "plan_id": record.plan.id, "plan_version": record.plan.version,
             "plan_hash": record.plan.sha256, "status": record.status.value,
-            "verdicts": {v.metric: v.verdict.value for v in record.verdicts},
+            "verdicts": {v.key: v.verdict.value for v in record.verdicts},
             "decision": record.decision.action.value, "sha256sums": sums}
 
 

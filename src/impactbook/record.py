@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .results import EffectNumbers
+
 
 class Status(str, Enum):
     COMPLETED = "COMPLETED"
@@ -55,15 +57,32 @@ class TemplateRef(_Record):
 
 class HypothesisVerdict(_Record):
     metric: str
+    arm: str | None = None
     role: str
     verdict: Verdict
     statistical_verdict: Verdict | None = None
     reason: str
 
+    @property
+    def key(self) -> str:
+        """The hypothesis's id: the metric, or "metric:arm" with several treatment arms."""
+        return f"{self.metric}:{self.arm}" if self.arm else self.metric
+
+
+class EffectSummary(EffectNumbers):
+    """One metric's effect in plain words, beside its final verdict: what CI and stakeholders read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: str = ""
+    verdict: str | None = None
+    sentence: str
+
 
 class DecisionRecord(_Record):
     action: Action
     reason: str
+    arm: str | None = Field(None, description="with several treatment arms: the one to ship, if any")
 
 
 class Timings(_Record):
@@ -91,6 +110,7 @@ class RunRecord(_Record):
     gate: dict[str, Any]
     errors: list[str] = Field(default_factory=list)
     verdicts: list[HypothesisVerdict] = Field(default_factory=list)
+    effects: list[EffectSummary] = Field(default_factory=list)
     decision: DecisionRecord
 
     @property
@@ -101,5 +121,6 @@ class RunRecord(_Record):
         return {"run_id": self.run_id, "status": self.status.value, "labels": self.labels, "plan_id": self.plan.id,
                 "plan_version": self.plan.version, "decision": self.decision.action.value,
                 "decision_reason": self.decision.reason,
-                "verdicts": {v.metric: v.verdict.value for v in self.verdicts},
+                "verdicts": {v.key: v.verdict.value for v in self.verdicts},
+                "effects": [e.model_dump(mode="json") for e in self.effects],
                 "started_at": self.timings.started_at, "finished_at": self.timings.finished_at}

@@ -100,7 +100,7 @@ def render_header(record: RunRecord, plan: Plan, decisions: list[dict] | None = 
     from .wording import describe_effect
 
     rows = [row for row in results or [] if isinstance(row, dict) and "metric" in row]
-    verdicts = {v.metric: v.verdict.value for v in record.verdicts}
+    verdicts = {v.key: v.verdict.value for v in record.verdicts}
     effects = [f"{describe_effect(row)} — {verdicts.get(row['metric'], 'exploratory, no verdict')}" for row in rows]
     units = [{"metric": row["metric"], "control": _count(row.get("control_n")), "treatment": _count(row.get("treatment_n")),
               "note": row.get("note") or ""} for row in rows]

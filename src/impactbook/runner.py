@@ -28,8 +28,10 @@ from .inputs import ResolvedInput, latest_pins, resolve_inputs
 from .ledger import Ledger, parse_time, utc_now
 from .project import Project
 from .publication import Progress, publish_run, reconcile
-from .record import DecisionRecord, Action, PlanRef, RunRecord, Status, TemplateRef, Timings
+from .record import Action, DecisionRecord, EffectSummary, PlanRef, RunRecord, Status, TemplateRef, Timings
 from .report import warm_up
+from .results import result_problems
+from .wording import effect_summaries
 from .store import DRAFT, Staging, new_run_id
 from .template import source_hash
 
@@ -86,18 +88,44 @@ class RunSpec:
     reproduces: str | None = None
 
 
-def run_plan(project: Project, plan_path: Path | str, *, timeout_s: int | None = None,
-             progress: Progress = lambda message: None) -> RunOutcome:
-    reconcile(project, progress)                          # finish whatever an earlier process left
-    frozen = require_frozen(project, plan_path)          # refuses unfrozen or edited plans; nothing stored
+def resolve_run(project: Project, plan_path: Path | str) -> RunSpec:
+    """What a run of this plan would execute; refuses (nothing stored) an unfrozen or edited plan, or a
+    template whose source is not the one the plan version froze."""
+    frozen = require_frozen(project, plan_path)
     plan = frozen.plan
     catalog = Catalog.load(project)
     template = catalog.template(plan.template)
     template_path = project.resolve(template.path)
     template_source = source_hash(template_path, template.path)
-    require_bound_template(project, frozen, template_source, template.path)  # refused before any kernel
-    spec = RunSpec(frozen, template, template_path, template_source, resolve_inputs(project, catalog, plan.inputs))
-    return execute_run(project, spec, timeout_s=timeout_s, progress=progress)
+    require_bound_template(project, frozen, template_source, template.path)
+    return RunSpec(frozen, template, template_path, template_source, resolve_inputs(project, catalog, plan.inputs))
+
+
+def run_plan(project: Project, plan_path: Path | str, *, timeout_s: int | None = None,
+             progress: Progress = lambda message: None) -> RunOutcome:
+    reconcile(project, progress)                          # finish whatever an earlier process left
+    return execute_run(project, resolve_run(project, plan_path), timeout_s=timeout_s, progress=progress)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    spec: RunSpec
+    gate: GateReport
+
+    def record(self) -> dict[str, Any]:
+        plan = self.spec.frozen.plan
+        return {"plan_id": plan.id, "plan_version": self.spec.frozen.version, "template": self.spec.template.path,
+                "template_source_sha256": self.spec.template_source, "admissible": self.gate.admissible,
+                "inputs": [i.record() for i in self.spec.inputs], "parameters": sorted(plan.template_parameters()),
+                **self.gate.record()}
+
+
+def dry_run(project: Project, plan_path: Path | str) -> DryRun:
+    """Every check a run makes before its kernel starts, storing nothing: no staging, no ledger entry."""
+    spec = resolve_run(project, plan_path)
+    with InputChecks(spec.inputs, spec.frozen.plan, parse_time(utc_now()), project.ledger_path) as checks:
+        gate = check_admissibility(spec.frozen, spec.template, spec.template_path, checks)
+    return DryRun(spec, gate)
 
 
 def execute_run(project: Project, spec: RunSpec, *, timeout_s: int | None = None,
@@ -158,7 +186,8 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
             side_work.start()
             execution = execute_template(project, template_path, notebook, plan.template_parameters(),
                                          seed=plan.seed, timeout_s=timeout_s,
-                                         pins={item.name: item.pin() for item in spec.inputs})
+                                         pins={item.name: item.pin() for item in spec.inputs},
+                                         on_cell=_cell_progress(run_id, progress))
             side_work.join()
             faults.point("execution.done")
             if execution.error:
@@ -166,6 +195,7 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
             scraps = read_scraps(notebook)
             if execution.ok:
                 errors += scrap_problems(scraps, output_contract(template_path), template.path)
+                errors += result_problems(scraps, [key for _, _, key in plan.hypothesis_keys], [m.id for m in plan.metrics])
             status = Status.FAILED if errors else Status.COMPLETED
             if status is Status.COMPLETED and (mismatch := sample_ratio_mismatch(scraps, plan.srm_threshold)):
                 status, gate = Status.INADMISSIBLE, gate.with_inadmissible(mismatch)
@@ -174,6 +204,17 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
         errors = [f"interrupted before the run finished ({exc or 'SIGINT'})"]
     record = _finish(draft, plan, gate, status, errors, scraps, execution, started, clock)
     return record, scraps, notebook if notebook.exists() else None
+
+
+def _cell_progress(run_id: str, progress: Progress, after_s: float = 3.0) -> Callable[[int, int, float], None]:
+    """Per-cell progress on stderr once a run has taken a few seconds (quick runs stay quiet)."""
+    last = [0.0]
+
+    def report(cell: int, total: int, elapsed: float) -> None:
+        if elapsed >= after_s and elapsed - last[0] >= 2.0:
+            last[0] = elapsed
+            progress(f"run {run_id}: cell {cell} of {total} ({elapsed:.0f} s)")
+    return report
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -220,6 +261,8 @@ def _finish(draft: RunRecord, plan, gate: GateReport, status: Status, errors: li
     timings = Timings(started_at=started, finished_at=utc_now(), duration_s=round(time.perf_counter() - clock, 3),
                       execution_s=execution.duration_s if execution else None,
                       cells=execution.cells if execution else [])
+    rows = scraps.get("results") if isinstance(scraps.get("results"), list) and status is Status.COMPLETED else []
+    effects = [EffectSummary(**e) for e in effect_summaries(rows, {v.key: v.verdict.value for v in verdicts})]
     return draft.model_copy(update={"status": status, "labels": gate.labels, "gate": gate.record(), "errors": errors,
-                                    "verdicts": verdicts, "timings": timings,
+                                    "verdicts": verdicts, "timings": timings, "effects": effects,
                                     "decision": decide(plan, status, verdicts, scraps.get("rollout"), gate.labels)})

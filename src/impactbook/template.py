@@ -37,13 +37,18 @@ def read_template(path: Path, shown: str | None = None):
     return notebook
 
 
+def output_contract(notebook) -> dict[str, str]:
+    """The scraps a template promises: notebook metadata `impactbook.outputs` = {name: JSON type}."""
+    return dict(notebook.metadata.get(CONTRACT_KEY, {}).get("outputs", {}))
+
+
 def source_record(notebook) -> dict[str, Any]:
     """What the source hash covers."""
     return {
         "cells": [{"type": cell.cell_type, "source": cell.source,
                    "parameters": "parameters" in (cell.get("metadata", {}).get("tags") or [])}
                   for cell in notebook.cells],
-        "outputs": dict(notebook.metadata.get(CONTRACT_KEY, {}).get("outputs", {})),
+        "outputs": output_contract(notebook),
     }
 
 

@@ -18,7 +18,7 @@ def describe_effect(row: dict[str, Any]) -> str:
     """'conversion rose 0.6 pp (95% CI 0.2 to 1.0), relative +4.1%' from an engine result row."""
     difference = row.get("difference")
     if not isinstance(difference, (int, float)):
-        return "no estimate"
+        return f"{row.get('metric', 'the metric')}: no estimate"
     level = f"{100 * row.get('level', 0.95):.0f}% CI"
     verb = "rose" if difference > 0 else ("fell" if difference < 0 else "did not change")
     low, high = row.get("difference_low"), row.get("difference_high")
@@ -35,3 +35,28 @@ def describe_effect(row: dict[str, Any]) -> str:
 
 def percent(value: Any, digits: int = 1) -> str:
     return f"{value * 100:+.{digits}f}%" if isinstance(value, (int, float)) else "–"
+
+
+def effect_summaries(rows: list[dict[str, Any]], verdicts: dict[str, str]) -> list[dict[str, Any]]:
+    """The standard results rows as plain-words summaries with their final verdicts."""
+    summaries = []
+    for row in rows:
+        if not isinstance(row, dict) or not isinstance(row.get("metric"), str):
+            continue
+        key = f"{row['metric']}:{row['arm']}" if row.get("arm") else row["metric"]
+        verdict = verdicts.get(key, verdicts.get(row["metric"]))
+        sentence = describe_effect(row)
+        if row.get("arm"):
+            sentence = f"[{row['arm']}] {sentence}"
+        if row.get("note") and not isinstance(row.get("relative"), (int, float)):
+            sentence += f" ({row['note']})"
+        summaries.append({
+            "metric": row["metric"], "arm": row.get("arm"), "role": row.get("role"),
+            **{k: row.get(k) if isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) else None
+               for k in ("difference", "difference_low", "difference_high", "relative", "relative_low",
+                         "relative_high", "level")},
+            "unit": "pp" if row.get("kind") == "proportion" else "absolute",
+            "verdict": verdict or ("exploratory, no verdict" if row.get("role") == "exploratory" else None),
+            "sentence": sentence + (f" — {verdict}" if verdict else (
+                " — exploratory, no verdict" if row.get("role") == "exploratory" else ""))})
+    return summaries

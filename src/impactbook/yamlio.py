@@ -111,8 +111,33 @@ def dump_yaml(data: Any, path: Path) -> None:
         round_trip().dump(data, handle)
 
 
-def explain_validation(exc: Any, data: Any, shown: str) -> str:
-    """One line per pydantic error: `file:line: field.path: what was expected (got value)`."""
+def fields_at(model: Any, loc: Iterable[Any]) -> list[str]:
+    """The field names a pydantic model accepts at `loc` (for "did you mean"), [] when unknown."""
+    import typing
+
+    from pydantic import BaseModel
+
+    def models_in(annotation: Any) -> list[Any]:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
+
+    current = [model]
+    for key in loc:
+        if isinstance(key, int):
+            continue  # into a list: the item's model is what the annotation holds
+        nested = [m for c in current if key in c.model_fields for m in models_in(c.model_fields[key].annotation)]
+        if not nested:
+            return []
+        current = nested
+    return sorted({name for c in current for name in c.model_fields})
+
+
+def explain_validation(exc: Any, data: Any, shown: str, model: Any = None) -> str:
+    """One line per pydantic error: `file:line: field.path: what was expected (got value)`; an unknown
+    field suggests the closest known ones."""
+    import difflib
+
     lines = []
     for error in exc.errors():
         loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
@@ -120,7 +145,11 @@ def explain_validation(exc: Any, data: Any, shown: str) -> str:
         where = f"{shown}:{line}" if line else shown
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown field (check its spelling against the schema)"
+            known = fields_at(model, loc[:-1]) if model is not None else []
+            close = difflib.get_close_matches(str(loc[-1]), known, n=3) if known else []
+            message = ("unknown field; did you mean " + " or ".join(map(repr, close)) + "?") if close else (
+                f"unknown field (known: {', '.join(known)})" if known else
+                "unknown field (check its spelling against the schema)")
         got = error.get("input")
         if error["type"] not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list)) \
                 and "(got" not in message:

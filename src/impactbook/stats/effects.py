@@ -46,6 +46,7 @@ class Effect:
     variance_reduction: float | None = None
     theta: float | None = None
     note: str | None = None
+    control_variance_of_mean: float | None = None  # the control's share of the variance (shared across arms)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +101,7 @@ def compare(control: ArmEstimate, treatment: ArmEstimate, alpha: float = 0.05, d
                   standard_error=se, difference_low=difference - critical * se, difference_high=difference + critical * se,
                   relative=relative, relative_se=relative_se, relative_low=relative_low,
                   relative_high=relative_high, statistic=statistic, note=note,
+                  control_variance_of_mean=control.variance_of_mean,
                   p_value=float(2 * reference.sf(abs(statistic))), p_value_greater=float(reference.sf(statistic)),
                   p_value_less=float(reference.cdf(statistic)), df=df, variance_reduction=variance_reduction,
                   theta=theta)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Sequence
 
 from statsmodels.stats.multitest import multipletests
 
-Correction = Literal["holm", "bh", "none"]
+Correction = Literal["holm", "bh", "dunnett", "none"]
 _METHODS = {"holm": "holm", "bh": "fdr_bh"}
 
 
@@ -16,3 +17,33 @@ def adjust_p_values(p_values: Sequence[float], method: Correction) -> list[float
     if method == "none" or len(p_values) == 0:
         return [float(p) for p in p_values]
     return [float(p) for p in multipletests(list(p_values), method=_METHODS[method])[1]]
+
+
+def dunnett_adjust(statistics: Sequence[float], standard_errors: Sequence[float], control_variance: float) -> list[float]:
+    """Dunnett's many-to-one adjustment (Dunnett 1955, JASA 50:1096-1121) in its large-sample form for
+    arbitrary estimators (Hothorn, Bretz & Westfall 2008, "Simultaneous inference in general parametric
+    models", Biometrical Journal 50:346-363): the comparisons of k arms with one control share the
+    control's sampling error, so Z_i and Z_j correlate with rho_ij = var(control mean) / (se_i se_j).
+    The adjusted p-value of comparison i is P(max_j |Z_j| >= |z_i|) under the joint normal null,
+    computed with Genz's algorithm (scipy.stats.multivariate_normal)."""
+    import numpy as np
+    from scipy import stats as sps
+
+    k = len(statistics)
+    if k == 0:
+        return []
+    if k == 1:
+        return [float(2 * sps.norm.sf(abs(statistics[0])))]
+    correlation = np.array([[1.0 if i == j else control_variance / (standard_errors[i] * standard_errors[j])
+                             for j in range(k)] for i in range(k)])
+    joint = sps.multivariate_normal(mean=np.zeros(k), cov=correlation, allow_singular=True, maxpts=200_000 * k,
+                                    abseps=1e-6, releps=1e-6, seed=0)
+    adjusted = []
+    for z in statistics:
+        bound = abs(z)
+        if not math.isfinite(bound):
+            adjusted.append(0.0)
+            continue
+        inside = joint.cdf(np.full(k, bound), lower_limit=np.full(k, -bound))
+        adjusted.append(float(min(1.0, max(0.0, 1.0 - inside))))
+    return adjusted
