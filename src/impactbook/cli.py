@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import ImpactbookError, RunNotFoundError
+from .errors import ImpactbookError, InputError, RunNotFoundError
 from .project import Project
 from .record import Status
 
@@ -68,6 +69,14 @@ def _project(folder: Optional[Path], reconcile: bool = True) -> Project:
     return project
 
 
+def _usage_error(message: str, command: str = "run") -> None:
+    """A usage mistake found inside `command`: its usage line and the problem, exit 2 (click's convention)."""
+    group = typer.main.get_command(app)
+    parent = click.Context(group, info_name="impactbook")
+    raise click.UsageError(message, ctx=click.Context(group.get_command(parent, command), info_name=command,
+                                                      parent=parent))
+
+
 def _emit(value: Any) -> None:
     out.print_json(json.dumps(value, default=str)) if sys.stdout.isatty() else print(json.dumps(value, default=str, indent=2))
 
@@ -103,18 +112,66 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
 
 
 @app.command()
-def run(plan: Path = typer.Argument(..., help="Plan YAML file, e.g. plans/example.yaml."),
+def run(plans: Optional[list[Path]] = typer.Argument(None, help="Plan YAML file(s), e.g. plans/example.yaml "
+                                                                   "(a plan listed twice runs twice)."),
         timeout: Optional[int] = typer.Option(None, help="Per-cell timeout in seconds."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Run every check a run makes before its kernel "
                                                               "starts and say what it would do; store nothing."),
+        all_plans: bool = typer.Option(False, "--all", help="Run every frozen plan whose inputs are pinned."),
+        executor: Optional[str] = typer.Option(None, "--executor", help="Where several runs execute: local (a "
+                                               "process pool, the default) or dask (with --scheduler)."),
+        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. "
+                                                                         "tcp://127.0.0.1:8786."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Concurrent runs for --executor "
+                                                                            "local (default: one per core)."),
         project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
-    """Run a frozen plan: gates, Papermill execution, capture, immutable store, index, report."""
+    """Run frozen plan(s): gates, Papermill execution, capture, immutable store, index, report. Several
+    plans (or --all) run concurrently, each in its own process and kernel; exit code: 1 if any could not
+    run, else the highest run exit code."""
     from .runner import run_plan
 
+    plans = list(plans or [])
+    if all_plans or len(plans) > 1 or executor is not None:
+        _run_many(plans, all_plans, executor or "local", scheduler, workers, timeout, dry_run, project_dir, as_json)
+    if not plans:
+        _usage_error("give a plan file (or several, or --all)")
     if dry_run:
-        _dry_run(plan, project_dir, as_json)
+        _dry_run(plans[0], project_dir, as_json)
     project = _project(project_dir, reconcile=False)  # run_plan reconciles first
-    _report_run(run_plan(project, _plan_path(project, plan), timeout_s=timeout, progress=_progress), as_json)
+    _report_run(run_plan(project, _plan_path(project, plans[0]), timeout_s=timeout, progress=_progress), as_json)
+
+
+def _run_many(plans: list[Path], all_plans: bool, executor: str, scheduler: Optional[str], workers: Optional[int],
+              timeout: Optional[int], dry_run: bool, project_dir: Optional[Path], as_json: bool) -> None:
+    from .backends.executors import ExecutorError, executors
+    from .batch import batch_exit_code, describe, run_many, runnable_plans
+
+    if dry_run:
+        _usage_error("--dry-run checks one plan at a time")
+    if all_plans and plans:
+        _usage_error("give plan files or --all, not both")
+    project = _project(project_dir)
+    if all_plans:
+        selection = runnable_plans(project)
+        for plan, why in selection.skipped:
+            _progress(f"skipped {plan}: {why}")
+        chosen = selection.plans
+    else:
+        chosen = [project.relative(_plan_path(project, plan)) for plan in plans]
+    if not chosen:
+        raise InputError("no frozen plan with pinned inputs to run", where=str(project.root))
+    try:
+        results = run_many(project, chosen, executors().get(executor, workers=workers, scheduler=scheduler), timeout,
+                           _progress)
+    except ExecutorError as exc:
+        raise InputError(str(exc), where=f"--executor {executor}") from None
+    if as_json:
+        _emit([{"plan": r.job.plan, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "error": r.error,
+                **(r.summary or {})} for r in results])
+    else:
+        for result in results:
+            out.print(describe(result), markup=False)
+    raise typer.Exit(batch_exit_code(results))
 
 
 def _dry_run(plan: Path, project_dir: Optional[Path], as_json: bool) -> None:
@@ -621,6 +678,9 @@ def main(argv: list[str] | None = None) -> None:
             print(exc.code, file=sys.stderr)
     except ImpactbookError as exc:
         code = _fail(exc, str(exc), exc.exit_code)
+    except click.ClickException as exc:  # a usage mistake found inside a command (see _usage_error)
+        exc.show()
+        code = exc.exit_code
     except OSError as exc:
         from .durable import storage_error
 

@@ -131,7 +131,7 @@ def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: 
             if column in types:
                 problems += _duplicates(connection, typed, columns, column, f"datasets.{item.name}.contract.unique")
         arms, excluded = {}, {}
-        if role == "primary" and facts["rows"]:
+        if role == "primary" and facts["rows"] and plan.randomized:
             if plan.design.unit in types and plan.design.unit not in (item.entry.contract.unique
                                                                       if item.entry.contract else []):
                 problems += _duplicates(connection, typed, columns, plan.design.unit, "design.unit")
@@ -211,9 +211,7 @@ def plan_columns(plan: Plan, role: str | None) -> dict[str, str]:
     if plan is None:
         return named
     if role == "primary":
-        design = plan.design
-        named["design.unit"] = design.unit
-        named["design.variant_column"] = design.variant_column
+        named.update({f"design.{field}": column for field, column in plan.design.columns().items()})
         if plan.window.time_column:
             named["window.time_column"] = plan.window.time_column
         for index, metric in enumerate(plan.metrics):

@@ -34,7 +34,7 @@ def final_verdicts(plan: Plan, status: Status, statistical: dict[str, Any], inad
             reason = next((n for n in notes or [] if n.startswith("interim")), "an interim look at a fixed-horizon test")
         else:
             verdict, reason = proposed, "from the preregistered test"
-        verdicts.append(HypothesisVerdict(metric=metric.id, arm=arm if plan.design.multi_arm else None,
+        verdicts.append(HypothesisVerdict(metric=metric.id, arm=arm if plan.multi_arm else None,
                                           role=metric.role, verdict=verdict, statistical_verdict=proposed,
                                           reason=reason))
     return verdicts
@@ -66,7 +66,7 @@ def decide(plan: Plan, status: Status, verdicts: list[HypothesisVerdict],
                                   f"{monitor.get('decision')}, but the run deviated from its plan")
     if status is not Status.COMPLETED:
         return DecisionRecord(action=Action.HOLD, reason=f"the run is {status.value}: no evidence to act on")
-    if plan.design.multi_arm:
+    if plan.multi_arm:
         return _decide_among_arms(plan, verdicts, labels)
     by_metric = {v.metric: v.verdict for v in verdicts}
     refuted = [m for m in plan.rollback_on if by_metric.get(m) is Verdict.REFUTED]
@@ -92,7 +92,7 @@ def _decide_among_arms(plan: Plan, verdicts: list[HypothesisVerdict], labels: li
     when several are; the report shows them all); roll back only when every arm refutes a rollback
     hypothesis; otherwise hold. The decision names its arm."""
     by_key = {v.key: v.verdict for v in verdicts}
-    arms = plan.design.treatment_arms
+    arms = plan.treatment_arms
     refuted = {arm: [m for m in plan.rollback_on if by_key.get(plan.hypothesis_key(m, arm)) is Verdict.REFUTED]
                for arm in arms}
     shippable = [arm for arm in arms if not refuted[arm] and all(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from .errors import PlanError
 from .hashing import canonical_json, sha256_json
@@ -30,8 +31,10 @@ class ModelChange(_Strict):
 
 class Design(_Strict):
     """A randomized experiment: one control arm and one treatment (`treatment`) or several
-    (`treatments`: each is compared with the control)."""
+    (`treatments`: each is compared with the control). `kind` may be left out: plans frozen before
+    other kinds existed keep their hash."""
 
+    kind: Literal["randomized"] = "randomized"
     unit: str = Field(description="randomization unit id column, unique per row")
     variant_column: str
     control: str = "control"
@@ -43,6 +46,10 @@ class Design(_Strict):
     @property
     def treatment_arms(self) -> list[str]:
         return list(self.treatments) if self.treatments is not None else [self.treatment]
+
+    def columns(self) -> dict[str, str]:
+        """Field -> column of every data column the design names (every design kind answers this)."""
+        return {"unit": self.unit, "variant_column": self.variant_column}
 
     @property
     def arms(self) -> list[str]:
@@ -66,6 +73,22 @@ class Design(_Strict):
         if abs(sum(self.expected_split.values()) - 1) > 1e-9:
             raise ValueError(f"expected_split must sum to 1 (got {sum(self.expected_split.values())})")
         return self
+
+
+DESIGN_KINDS: dict[str, type[BaseModel]] = {"randomized": Design}
+"""Every design kind a plan may declare (`design.kind`), with its schema. A new kind is one line here, a
+schema in `designspecs/`, and its adapter and template under `designs/`."""
+
+
+def _design_tag(value: Any) -> str:
+    kind = value.get("kind", "randomized") if isinstance(value, dict) else getattr(value, "kind", "randomized")
+    return f"kind-{kind}"
+
+
+AnyDesign = Annotated[
+    Union[tuple(Annotated[schema, Tag(f"kind-{kind}")] for kind, schema in DESIGN_KINDS.items())],  # type: ignore[misc]
+    Discriminator(_design_tag, custom_error_type="design_kind",
+                  custom_error_message=f"design.kind must be one of {', '.join(DESIGN_KINDS)}")]
 
 
 class Window(_Strict):
@@ -260,7 +283,7 @@ class Plan(_Strict):
     model_change: ModelChange
     template: str
     inputs: dict[str, str] = Field(min_length=1, description="template parameter name -> catalog dataset name")
-    design: Design
+    design: AnyDesign
     window: Window
     registration: Registration = Registration()
     alpha: float = Field(ge=1e-6, lt=0.5, description="a smaller alpha has no interval a computer can hold")
@@ -337,10 +360,22 @@ class Plan(_Strict):
             names = [stage.name for stage in self.rollout.stages]
             if len(set(names)) != len(names):
                 raise ValueError("rollout stage names must be unique")
-        if self.correction.method == "dunnett" and not self.design.multi_arm:
+        if not self.randomized:
+            used = [name for name, unset in (("rollout", self.rollout is None),
+                                             ("segments", not self.segments.columns),
+                                             ("srm_threshold", "srm_threshold" not in self.model_fields_set))
+                    if not unset]
+            if used:
+                raise ValueError(f"{', '.join(used)} apply to randomized experiments only "
+                                 f"(this plan's design.kind is {self.design.kind})")
+            ratio = [m.id for m in self.metrics if m.kind == "ratio" or m.covariate or m.cap or m.filter]
+            if ratio:
+                raise ValueError(f"metrics {ratio}: a {self.design.kind} design analyses one outcome column per "
+                                 "metric (kind mean or proportion, no ratio, covariate, cap or filter)")
+        if self.correction.method == "dunnett" and not self.multi_arm:
             raise ValueError("correction.method dunnett compares several treatment arms with the control; this "
                              "design has one (use holm, bh or none)")
-        if self.rollout is not None and self.design.multi_arm:
+        if self.rollout is not None and self.multi_arm:
             raise ValueError("a staged rollout monitors one candidate: design.treatments must name one arm")
         if self.window.time_column is None and self.registration.mode != "retrospective":
             raise ValueError("window.time_column is required: the outcomes' dates are checked against the freeze "
@@ -353,18 +388,32 @@ class Plan(_Strict):
         return self
 
     @property
+    def randomized(self) -> bool:
+        return isinstance(self.design, Design)
+
+    @property
+    def multi_arm(self) -> bool:
+        """Several treatment arms, each compared with the control (randomized designs only)."""
+        return isinstance(self.design, Design) and self.design.multi_arm
+
+    @property
+    def treatment_arms(self) -> list[str | None]:
+        """The arms each hypothesis is tested in; [None] for designs without arms."""
+        return list(self.design.treatment_arms) if isinstance(self.design, Design) else [None]
+
+    @property
     def hypotheses(self) -> list[Metric]:
         """Every metric with a confirmatory role is a preregistered hypothesis; exploratory ones are not."""
         return [m for m in self.metrics if m.role != "exploratory"]
 
     def hypothesis_key(self, metric_id: str, arm: str | None) -> str:
         """A hypothesis's id: the metric's, or "metric:arm" when several treatment arms are compared."""
-        return f"{metric_id}:{arm}" if self.design.multi_arm and arm else metric_id
+        return f"{metric_id}:{arm}" if self.multi_arm and arm else metric_id
 
     @property
     def hypothesis_keys(self) -> list[tuple[Metric, str, str]]:
         """(metric, treatment arm, id) of every preregistered hypothesis: each metric against each arm."""
-        return [(m, arm, self.hypothesis_key(m.id, arm)) for m in self.hypotheses for arm in self.design.treatment_arms]
+        return [(m, arm, self.hypothesis_key(m.id, arm)) for m in self.hypotheses for arm in self.treatment_arms]
 
     @property
     def family(self) -> list[str]:

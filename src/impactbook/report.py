@@ -38,9 +38,13 @@ HEADER = jinja2.Environment(autoescape=True).from_string("""
   {% if r.plan.amendment_reason %}<p class="ib-amendment"><em>Plan version {{ r.plan.version }} is an amendment
      (frozen {{ r.plan.frozen_at }}):</em> {{ r.plan.amendment_reason }}</p>{% endif %}
   <p>Model change: {{ plan.model_change.baseline }} &rarr; {{ plan.model_change.candidate }};
-     alpha {{ plan.alpha }}; expected split
+     alpha {{ plan.alpha }}; {% if plan.randomized %}expected split
      {% for arm, share in plan.design.expected_split.items() %}{{ arm }} {{ share }}{% if not loop.last %}, {% endif %}{% endfor %};
+     {%- else %}design {{ plan.design.kind | replace("_", " ") }};{% endif %}
      outcome window {{ plan.window.start }} to {{ plan.window.end }}.</p>
+  {% if plan.design.assumptions is defined %}<h3>Assumptions and limitations</h3>
+  <p class="ib-assumptions">This {{ plan.design.kind | replace("_", " ") }} design rests on assumptions the data
+     cannot fully test; the plan states them: {{ plan.design.assumptions }}</p>{% endif %}
   {% if effects %}<h3>Effects</h3><ul class="ib-effects">{% for line in effects %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
   <h3>Verdicts</h3>
   <table class="ib-verdicts" style="border-collapse: collapse;">

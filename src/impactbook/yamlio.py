@@ -140,7 +140,7 @@ def explain_validation(exc: Any, data: Any, shown: str, model: Any = None) -> st
 
     lines = []
     for error in exc.errors():
-        loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
+        loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith(("function-", "kind-")))]
         line = line_of(data, loc)
         where = f"{shown}:{line}" if line else shown
         message = error["msg"].removeprefix("Value error, ")
