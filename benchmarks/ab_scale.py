@@ -79,7 +79,7 @@ def plan():
 
 
 def engine(path: str) -> dict:
-    from impactbook.analysis import analyse_file
+    from impactbook.designs.randomized import analyse_file
 
     analysis = analyse_file(plan(), Path(path), "parquet")
     return {r.metric: r.effect.difference for r in analysis.results}

@@ -11,8 +11,8 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats import proportion as sm_proportion
 
-from impactbook.aggregate import aggregate
-from impactbook.analysis import analyse
+from impactbook.designs.aggregate import aggregate
+from impactbook.designs.randomized import analyse
 from impactbook.decision import decide, final_verdicts
 from impactbook.plan import plan_from_canonical
 from impactbook.record import Action, Status

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .analysis import Analysis, analyse_file
+from .designs.randomized import Analysis, analyse_file
 from .capture import glue
 from .inputs import load_input, pinned_input
 from .plan import Plan, load_plan, plan_from_canonical

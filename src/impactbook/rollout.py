@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .aggregate import Aggregates, aggregate
-from .analysis import effect_of
+from .designs.aggregate import Aggregates, aggregate
+from .designs.randomized import effect_of
 from .plan import Plan
 from .sqlengine import locked_connection, quote, source_sql
 

@@ -1,4 +1,4 @@
-"""aggregate.py: the compiled SQL, run by DuckDB, gives the same sufficient statistics as pandas."""
+"""designs/aggregate.py: the compiled SQL, run by DuckDB, gives the same sufficient statistics as pandas."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from impactbook.aggregate import aggregate, statistics_sql
+from impactbook.designs.aggregate import aggregate, statistics_sql
 from impactbook.plan import Plan, load_plan
 from impactbook.stats import RatioStatistic, RegressionStatistic, SampleMean
 from conftest import PLAN

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import stats
+from .. import stats
 from .aggregate import Aggregates, Statistic, aggregate
-from .plan import Metric, Plan
+from ..plan import Metric, Plan
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-from .expressions import parse_filter
-from .plan import Metric, Plan
-from .sqlengine import literal, locked_connection, quote, source_sql
-from .stats import RatioStatistic, RegressionStatistic, SampleMean
+from ..expressions import parse_filter
+from ..plan import Metric, Plan
+from ..sqlengine import literal, locked_connection, quote, source_sql
+from ..stats import RatioStatistic, RegressionStatistic, SampleMean
 
 Statistic = Union[SampleMean, RatioStatistic, RegressionStatistic]
 Cell = dict[str, dict[str, Statistic]]  # arm -> metric id -> statistic

@@ -1,10 +1,10 @@
-"""analysis.py: the engine on synthetic data with a known effect, end to end through DuckDB."""
+"""designs/randomized.py (the randomized design's analysis): the engine on synthetic data with a known effect, end to end through DuckDB."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from impactbook.analysis import analyse_file
+from impactbook.designs.randomized import analyse_file
 from impactbook.demo import generate_demo_data
 from impactbook.plan import load_plan
 from conftest import PLAN
