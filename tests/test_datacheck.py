@@ -77,6 +77,49 @@ def test_each_contract_violation_is_named_with_its_count_and_an_example(tmp_path
     assert any(p.startswith(expected) for p in problems), problems
 
 
+TYPED = ("SELECT CAST(user_id AS BIGINT) AS user_id, variant, CAST(revenue AS DOUBLE) AS revenue, "
+         "CAST(converted AS INTEGER) AS converted, CAST(date AS DATE) AS date FROM read_csv('{}', all_varchar = true)")
+
+
+@pytest.mark.parametrize("row, expected", [
+    ("1,control,1.0,0,2026-11-28", "datasets.exposures.contract.unique: fails unique (column 'user_id': 1 values "
+                                   "repeat, 1 extra rows; e.g. 1)"),
+    ("5,oops,1.0,0,2026-11-28", "datasets.exposures.contract.columns.variant: fails allowed ['control', 'treatment'] "
+                               "(1 rows; e.g. 'oops')"),
+    ("5,control,-1.0,0,2026-11-28", "datasets.exposures.contract.columns.revenue: fails min 0 (1 rows; e.g. -1.0)"),
+    ("5,,1.0,0,2026-11-28", "datasets.exposures.contract.columns.variant: fails not null (1 rows"),
+    ("5,control,inf,0,2026-11-28", "datasets.exposures.contract.columns.revenue: fails finite (1 rows; e.g. inf)"),
+    ("5,control,nan,0,2026-11-28", "datasets.exposures.contract.columns.revenue: fails finite (1 rows; e.g. nan)"),
+    ("5,control,-inf,0,2026-11-28", "datasets.exposures.contract.columns.revenue: fails finite (1 rows; e.g. -inf)"),
+    ("5,control,1.0,2,2026-11-28", "datasets.exposures.contract.columns.converted: fails allowed [0, 1] (1 rows; e.g. 2)"),
+    ("5,control,1.0,-1,2026-11-28", "metrics[0].column: fails holds 0/1 for a proportion (column 'converted') "
+                                    "(1 rows; e.g. -1)"),
+    ("5000000000,control,1.0,0,2026-11-28", None),  # ids spanning more than the bitset: checked by hashing
+])
+def test_typed_parquet_columns_are_checked_on_their_own_types(tmp_path, row, expected):
+    """Parquet is checked without casting each value to text: ranges, finiteness and nulls from the column's
+    MIN/MAX/COUNT, integer ids unique by a bitset (by hashing when their range is too wide)."""
+    problems = _check(tmp_path, ROWS + [row], fmt="parquet", select=TYPED).problems
+    if expected is None:
+        assert problems == []
+    else:
+        assert any(p.startswith(expected) for p in problems), problems
+    assert len(problems) == len(set(problems))  # a rule found by two paths is reported once
+
+
+def test_wide_integer_ids_that_repeat_are_found_by_hashing(tmp_path):
+    rows = ROWS + ["5000000000,control,1.0,0,2026-11-28", "5000000000,treatment,1.0,0,2026-11-28"]
+    problems = _check(tmp_path, rows, fmt="parquet", select=TYPED).problems
+    assert any(p.startswith("datasets.exposures.contract.unique: fails unique (column 'user_id': 1 values repeat, "
+                            "1 extra rows; e.g. 5000000000)") for p in problems), problems
+
+
+def test_typed_dates_after_now_are_counted_in_their_own_type(tmp_path):
+    facts = _check(tmp_path, ROWS + ["5,control,1.0,0,2026-12-24", "6,control,1.0,0,2026-12-10"], fmt="parquet",
+                   select=TYPED)
+    assert facts.future_rows == 1 and facts.last_time == "2026-12-24T00:00:00Z"  # NOW is 2026-12-10 12:00Z
+
+
 def test_a_missing_column_suggests_the_close_one(tmp_path):
     lines = [ROWS[0].replace("revenue", "revenu")] + ROWS[1:]
     problems = _check(tmp_path, lines).problems

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,26 +70,42 @@ class InputFacts:
 
 @dataclass
 class _Rule:
-    """One counted violation: where it is reported, what fails, and the SQL condition that finds it."""
+    """One counted violation: where it is reported, what fails, and the SQL condition that finds it.
+    `bound` lets a column's COUNT/MIN/MAX decide the rule without evaluating `condition` on every row:
+    ("null", column), ("below", column, value), ("above", column, value) or ("finite", column)."""
 
     field: str
     check: str
     condition: str
     example: str
+    bound: tuple | None = None
 
 
 @dataclass
 class _Columns:
-    """How a column is read: as text (every check can be written against it) and as its own type."""
+    """How a column is read. A CSV is read as text (so a check can say which values fail to parse); a
+    typed file (Parquet) is checked on its own types — casting 100M values to text would cost minutes."""
 
     csv: bool
     types: dict[str, str]
 
+    def family(self, column: str) -> str | None:
+        return None if self.csv else _family(self.types.get(column, ""))
+
     def text(self, column: str) -> str:
-        return quote(column) if self.csv else f"CAST({quote(column)} AS VARCHAR)"
+        return quote(column) if self.csv or self.family(column) == "str" else f"CAST({quote(column)} AS VARCHAR)"
 
     def number(self, column: str) -> str:
+        if self.family(column) in ("int", "float", "bool"):
+            return f"CAST({quote(column)} AS DOUBLE)"
         return f"TRY_CAST({self.text(column)} AS DOUBLE)"
+
+    def present(self, column: str) -> str:
+        return f"{quote(column)} IS NOT NULL"
+
+    def example(self, column: str) -> str:
+        """What a failing row shows: the value as stored (text in a CSV)."""
+        return quote(column)
 
     def timestamp(self, column: str) -> str:
         if not self.csv and _family(self.types.get(column, "")) == "date":
@@ -171,13 +188,15 @@ def _contract_rules(item: ResolvedInput, columns: _Columns) -> tuple[list[_Rule]
 
 
 def _column_rules(where: str, column: str, rule: ColumnRule, columns: _Columns) -> list[_Rule]:
-    text, number = columns.text(column), columns.number(column)
-    present = f"{text} IS NOT NULL"
+    text, number, example = columns.text(column), columns.number(column), columns.example(column)
+    present = columns.present(column)
+    family = columns.family(column)
+    numeric = family in ("int", "float")  # typed numbers: MIN/MAX decide ranges and finiteness
     rules = []
     if not columns.csv:
-        family = _family(columns.types[column])
         if family not in FAMILIES_FOR[rule.type]:
             rules.append(_Rule(where, f"type {rule.type} (the column is {columns.types[column]})", "TRUE", text))
+            return rules  # the other rules assume the declared type
     elif rule.type == "int":
         rules.append(_Rule(where, "type int", f"{present} AND NOT regexp_full_match(trim({text}), '[+-]?[0-9]+')", text))
     elif rule.type == "float":
@@ -186,22 +205,25 @@ def _column_rules(where: str, column: str, rule: ColumnRule, columns: _Columns) 
         rules.append(_Rule(where, "type bool", f"{present} AND TRY_CAST({text} AS BOOLEAN) IS NULL", text))
     elif rule.type in ("date", "datetime"):
         rules.append(_Rule(where, f"type {rule.type}", f"{present} AND {columns.timestamp(column)} IS NULL", text))
-    if rule.type in ("int", "float"):
-        rules.append(_Rule(where, "finite", f"{present} AND NOT isfinite({number})", text))
+    if rule.type in ("int", "float") and family != "int":  # stored integers are always finite
+        rules.append(_Rule(where, "finite", f"{present} AND NOT isfinite({number})", example,
+                           ("finite", column) if numeric else None))
     if not rule.nullable:
-        rules.append(_Rule(where, "not null", f"{text} IS NULL", "NULL"))
+        rules.append(_Rule(where, "not null", f"{quote(column)} IS NULL", "NULL", ("null", column)))
     if rule.allowed is not None:
         if rule.type in ("int", "float"):
             allowed = ", ".join(repr(float(v)) for v in rule.allowed if isinstance(v, (int, float)))
             rules.append(_Rule(where, f"allowed {rule.allowed}", f"{present} AND {number} NOT IN ({allowed or 'NULL'})"
-                               if allowed else present, text))
+                               if allowed else present, example))
         else:
             allowed = ", ".join(literal(v) for v in rule.allowed)
-            rules.append(_Rule(where, f"allowed {rule.allowed}", f"{present} AND {text} NOT IN ({allowed})", text))
+            rules.append(_Rule(where, f"allowed {rule.allowed}", f"{present} AND {text} NOT IN ({allowed})", example))
     if rule.min is not None:
-        rules.append(_Rule(where, f"min {rule.min:g}", f"{present} AND {number} < {float(rule.min)!r}", text))
+        rules.append(_Rule(where, f"min {rule.min:g}", f"{present} AND {number} < {float(rule.min)!r}", example,
+                           ("below", column, float(rule.min)) if numeric else None))
     if rule.max is not None:
-        rules.append(_Rule(where, f"max {rule.max:g}", f"{present} AND {number} > {float(rule.max)!r}", text))
+        rules.append(_Rule(where, f"max {rule.max:g}", f"{present} AND {number} > {float(rule.max)!r}", example,
+                           ("above", column, float(rule.max)) if numeric else None))
     return rules
 
 
@@ -252,53 +274,135 @@ def _kind_rules(plan: Plan, named: dict[str, str], columns: _Columns) -> list[_R
             if path not in named:
                 continue
             column = named[path]
-            text, number = columns.text(column), columns.number(column)
-            present = f"{text} IS NOT NULL"
+            number, present, example = columns.number(column), columns.present(column), columns.example(column)
+            family = columns.family(column)
+            typed = family in ("int", "float", "bool")
             if metric.kind == "proportion" and attribute == "column":
-                rules.append(_Rule(path, f"holds 0/1 for a proportion (column {column!r})",
-                                   f"{present} AND {number} IS DISTINCT FROM 0 AND {number} IS DISTINCT FROM 1 AND "
-                                   f"lower(trim({text})) NOT IN ('true', 'false')", text))
-            else:
+                words = "" if typed else f" AND lower(trim({columns.text(column)})) NOT IN ('true', 'false')"
+                condition = f"{present} AND {number} IS DISTINCT FROM 0 AND {number} IS DISTINCT FROM 1{words}"
+                check = f"holds 0/1 for a proportion (column {column!r})"
+                if family == "int":  # integers are 0/1 exactly when they lie within [0, 1]
+                    rules += [_Rule(path, check, condition, example, ("below", column, 0.0)),
+                              _Rule(path, check, condition, example, ("above", column, 1.0))]
+                else:
+                    rules.append(_Rule(path, check, condition, example))
+            elif family != "int":  # a stored integer is always a finite number
                 rules.append(_Rule(path, f"holds numbers for a {metric.kind} (column {column!r})",
-                                   f"{present} AND ({number} IS NULL OR NOT isfinite({number}))", text))
+                                   f"{present} AND ({number} IS NULL OR NOT isfinite({number}))", example,
+                                   ("finite", column) if family == "float" else None))
     return rules
 
 
 def _scan(connection, source: str, rules: list[_Rule], columns: _Columns, time_column: str | None,
           now: dt.datetime) -> dict[str, Any]:
-    """One pass: rows, each rule's failing count and two examples, the time span and future rows."""
+    """Two passes. The first is cheap: the row count, each bounded column's COUNT, MIN and MAX (which
+    decide its null, range and finiteness rules), a count of failing rows for each other rule, and the
+    time span. Only rules that fail are read again, for their count and two examples."""
+    bounded = sorted({rule.bound[1] for rule in rules if rule.bound})
+    conditions = list(dict.fromkeys(rule.condition for rule in rules if not rule.bound))
     parts = ["COUNT(*) AS rows"]
+    for number, column in enumerate(bounded):
+        parts += [f"COUNT({quote(column)}) AS b{number}_n"]
+        if columns.family(column) in ("int", "float"):
+            parts += [f"MIN({quote(column)}) AS b{number}_lo", f"MAX({quote(column)}) AS b{number}_hi"]
+    parts += [f"COUNT(*) FILTER (WHERE {condition}) AS q{number}" for number, condition in enumerate(conditions)]
+    typed_time = time_column is not None and columns.family(time_column) == "date"
+    if time_column:
+        stamp, text = columns.timestamp(time_column), columns.text(time_column)
+        cutoff = f"TIMESTAMPTZ {literal(now.astimezone(dt.timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f+00'))}"
+        parts += [f"strftime(CAST(MIN({quote(time_column) if typed_time else stamp}) AS TIMESTAMPTZ), "
+                  "'%Y-%m-%dT%H:%M:%SZ') AS first_time",
+                  f"strftime(CAST(MAX({quote(time_column) if typed_time else stamp}) AS TIMESTAMPTZ), "
+                  "'%Y-%m-%dT%H:%M:%SZ') AS last_time"]
+        if typed_time:  # rows after the cutoff are counted only when the latest is (casting each costs seconds)
+            parts += [f"CAST(MAX({quote(time_column)}) AS TIMESTAMPTZ) > {cutoff} AS any_future"]
+        else:
+            parts += [f"COUNT(*) FILTER (WHERE {stamp} > {cutoff}) AS future_rows"]
+        if not typed_time:  # a typed date column always parses
+            parts += [f"COUNT(*) FILTER (WHERE {text} IS NOT NULL AND {stamp} IS NULL) AS unparsed_times",
+                      f"MIN({text}) FILTER (WHERE {text} IS NOT NULL AND {stamp} IS NULL) AS unparsed_example"]
+    cursor = connection.execute(f"SELECT {', '.join(parts)} FROM {source}")
+    row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+    if row.get("any_future"):
+        row["future_rows"], = connection.execute(
+            f"SELECT COUNT(*) FROM {source} WHERE {_after(columns, time_column, now)}").fetchone()
+    summary = {column: (row[f"b{n}_n"], row.get(f"b{n}_lo"), row.get(f"b{n}_hi")) for n, column in enumerate(bounded)}
+    counted = {condition: row[f"q{n}"] for n, condition in enumerate(conditions)}
+    failing = [rule for rule in rules if _may_fail(rule, row["rows"], summary, counted)]
+    failing = list({(rule.field, rule.condition): rule for rule in failing}.values())
+    return {"rows": row["rows"], "problems": _examples(connection, source, failing), "first_time": row.get("first_time"),
+            "last_time": row.get("last_time"), "future_rows": row.get("future_rows") or 0,
+            "unparsed_times": row.get("unparsed_times") or 0, "unparsed_example": row.get("unparsed_example")}
+
+
+def _after(columns: _Columns, column: str, now: dt.datetime) -> str:
+    """The rows of a typed time column dated after `now`, compared in the column's own type (a date D
+    means D 00:00 UTC, which is after now exactly when D is after today): no per-row cast."""
+    utc = now.astimezone(dt.timezone.utc)
+    kind = columns.types[column].upper()
+    if kind == "DATE":
+        return f"{quote(column)} > DATE {literal(utc.date().isoformat())}"
+    if "TIME ZONE" in kind:
+        return f"{quote(column)} > TIMESTAMPTZ {literal(utc.strftime('%Y-%m-%d %H:%M:%S.%f+00'))}"
+    return f"{quote(column)} > TIMESTAMP {literal(utc.strftime('%Y-%m-%d %H:%M:%S.%f'))}"
+
+
+def _may_fail(rule: _Rule, rows: int, summary: dict[str, tuple], counted: dict[str, int]) -> bool:
+    if rule.bound is None:
+        return bool(counted[rule.condition])
+    present, low, high = summary[rule.bound[1]]
+    kind = rule.bound[0]
+    if kind == "null":
+        return present < rows
+    if present == 0:
+        return False
+    if kind == "finite":
+        return not (math.isfinite(low) and math.isfinite(high))
+    if kind == "below":
+        return math.isnan(low) or low < rule.bound[2]
+    return math.isnan(high) or high > rule.bound[2]
+
+
+def _examples(connection, source: str, rules: list[_Rule]) -> list[str]:
+    """Each failing rule's count of rows and two example values, in one more pass (only when some fail)."""
+    if not rules:
+        return []
+    parts = []
     for number, rule in enumerate(rules):
         parts += [f"COUNT(*) FILTER (WHERE {rule.condition}) AS r{number}_n",
                   f"MIN({rule.example}) FILTER (WHERE {rule.condition}) AS r{number}_low",
                   f"MAX({rule.example}) FILTER (WHERE {rule.condition}) AS r{number}_high"]
-    if time_column:
-        stamp, text = columns.timestamp(time_column), columns.text(time_column)
-        cutoff = f"TIMESTAMPTZ {literal(now.astimezone(dt.timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f+00'))}"
-        parts += [f"strftime(MIN({stamp}), '%Y-%m-%dT%H:%M:%SZ') AS first_time",
-                  f"strftime(MAX({stamp}), '%Y-%m-%dT%H:%M:%SZ') AS last_time",
-                  f"COUNT(*) FILTER (WHERE {stamp} > {cutoff}) AS future_rows",
-                  f"COUNT(*) FILTER (WHERE {text} IS NOT NULL AND {stamp} IS NULL) AS unparsed_times",
-                  f"MIN({text}) FILTER (WHERE {text} IS NOT NULL AND {stamp} IS NULL) AS unparsed_example"]
     cursor = connection.execute(f"SELECT {', '.join(parts)} FROM {source}")
     row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
     problems = []
     for number, rule in enumerate(rules):
         failing = row[f"r{number}_n"]
         if failing:
-            examples = ", ".join(repr(v) for v in dict.fromkeys((row[f"r{number}_low"], row[f"r{number}_high"])))
+            examples = ", ".join(dict.fromkeys(repr(v) for v in (row[f"r{number}_low"], row[f"r{number}_high"])))
             problems.append(f"{rule.field}: fails {rule.check} ({failing:,} rows; e.g. {examples})")
-    return {"rows": row["rows"], "problems": problems, "first_time": row.get("first_time"),
-            "last_time": row.get("last_time"), "future_rows": row.get("future_rows") or 0,
-            "unparsed_times": row.get("unparsed_times") or 0, "unparsed_example": row.get("unparsed_example")}
+    return problems
+
+
+BITSET_LIMIT = 2**30  # bits (128 MiB): integer ids spanning a wider range are checked by hashing
 
 
 def _duplicates(connection, source: str, columns: _Columns, column: str, field_path: str) -> list[str]:
-    """Missing or repeated values of a column that must identify a row."""
-    text = columns.text(column)
+    """Missing or repeated values of a column that must identify a row. Integer ids are counted exactly
+    with a bitset over their range (DuckDB's bitstring_agg: 100M ids in ~2 s and ~200 MiB); other
+    columns, and the examples when some value repeats, by a grouping that spills to disk."""
+    if columns.family(column) == "int":
+        low, high, present, missing = connection.execute(
+            f"SELECT MIN({quote(column)}), MAX({quote(column)}), COUNT({quote(column)}), "
+            f"COUNT(*) - COUNT({quote(column)}) FROM {source}").fetchone()
+        if present and high - low < BITSET_LIMIT:
+            distinct, = connection.execute(
+                f"SELECT bit_count(bitstring_agg({quote(column)}, {int(low)}, {int(high)})) FROM {source}").fetchone()
+            if distinct == present:
+                return [f"design.unit: column {column!r} is empty in {missing:,} rows"] \
+                    if missing and field_path == "design.unit" else []
     missing, repeated, extra_rows, examples = connection.execute(
         f"SELECT (SELECT COUNT(*) FROM {source} WHERE {quote(column)} IS NULL), COUNT(*), COALESCE(SUM(c - 1), 0), "
-        f"list(v ORDER BY c DESC, v)[1:3] FROM (SELECT {text} AS v, COUNT(*) AS c FROM {source} "
+        f"list(v ORDER BY c DESC, v)[1:3] FROM (SELECT {quote(column)} AS v, COUNT(*) AS c FROM {source} "
         f"WHERE {quote(column)} IS NOT NULL GROUP BY 1 HAVING COUNT(*) > 1)").fetchone()
     problems = []
     if repeated:

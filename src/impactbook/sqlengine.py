@@ -24,14 +24,34 @@ def source_sql(path: Path, format: str, as_text: bool = False) -> str:
     return f"{reader}({literal(Path(path).resolve())}{options})"
 
 
+MEMORY_LIMIT = "1GB"
+
+
+def spill_directory() -> Path:
+    """Where DuckDB may spill a large grouping instead of growing past MEMORY_LIMIT (one per user)."""
+    import os
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / f"impactbook-spill-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
 def locked_connection(readable: Iterable[Path]):
     """An in-memory DuckDB that may read exactly `readable` and nothing else, with its configuration
-    locked so no query can loosen it again."""
+    locked so no query can loosen it again. Its memory is capped (MEMORY_LIMIT; larger work spills to a
+    private temporary folder), so a 100M-row check cannot take the machine's memory."""
     import duckdb
 
     connection = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     paths = [str(Path(p).resolve()) for p in readable]
     connection.execute("SET TimeZone = 'UTC'")  # times without a zone are UTC, on every machine
+    try:  # a long query must not draw a progress bar into the command's (JSON) output
+        connection.execute("SET enable_progress_bar = false")
+    except duckdb.Error:  # inside Jupyter DuckDB refuses to touch the setting without ipywidgets
+        pass
+    connection.execute(f"SET memory_limit = {literal(MEMORY_LIMIT)}")
+    connection.execute(f"SET temp_directory = {literal(spill_directory())}")
     connection.execute(f"SET allowed_paths = [{', '.join(literal(p) for p in paths)}]")
     connection.execute("SET enable_external_access = false")
     connection.execute("SET lock_configuration = true")
