@@ -67,14 +67,17 @@ def cap_sql(plan: Plan, source: str) -> str | None:
 
 
 def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None) -> str:
-    """The single scan: GROUPING SETS over (arm), (arm, segment) for each segment, (arm, day)."""
+    """The single scan: GROUPING SETS over (arm), (arm, segment) for each segment, (arm, day). Group keys
+    are turned into text after grouping (on a few hundred groups, not on every row)."""
     design, caps = plan.design, caps or {}
     arm = quote(design.variant_column)
-    columns = [f"CAST({arm} AS VARCHAR) AS arm", "COUNT(*) AS units"]
+    columns = [f"{arm} AS arm", "COUNT(*) AS units"]
     grouping_columns = _grouping_columns(plan)
+    as_text = ["CAST(arm AS VARCHAR) AS arm"]
     for index, column in enumerate(grouping_columns):
-        columns.append(f"CAST({quote(column)} AS VARCHAR) AS g{index}_value")
+        columns.append(f"{quote(column)} AS g{index}_value")
         columns.append(f"GROUPING({quote(column)}) AS g{index}_rolled")
+        as_text.append(f"CAST(g{index}_value AS VARCHAR) AS g{index}_value")
     for metric in plan.metrics:
         prefix = metric.id
         if metric.filter:
@@ -94,8 +97,8 @@ def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None
             columns += [f"SUM({covariate}) AS {prefix}__xs", f"SUM({covariate} * {covariate}) AS {prefix}__xss",
                         f"SUM({value} * {covariate}) AS {prefix}__xy"]
     sets = [f"({arm})"] + [f"({arm}, {quote(c)})" for c in grouping_columns]
-    return (f"SELECT {', '.join(columns)}\nFROM {source}\nWHERE {window_condition(plan)}\n"
-            f"GROUP BY GROUPING SETS ({', '.join(sets)})")
+    return (f"SELECT * REPLACE ({', '.join(as_text)}) FROM (\nSELECT {', '.join(columns)}\nFROM {source}\n"
+            f"WHERE {window_condition(plan)}\nGROUP BY GROUPING SETS ({', '.join(sets)}))")
 
 
 def _statistic(metric: Metric, row: dict[str, Any]) -> Statistic:
