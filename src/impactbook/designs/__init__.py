@@ -1,0 +1,1 @@
+"""Assessment designs: the engine of each `design.kind`."""
