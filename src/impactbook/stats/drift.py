@@ -71,10 +71,14 @@ def kolmogorov_smirnov(reference_cumulative: Sequence[float], current_cumulative
     r, c = np.asarray(reference_cumulative, dtype=float), np.asarray(current_cumulative, dtype=float)
     if r.shape != c.shape or r.size == 0 or r[-1] <= 0 or c[-1] <= 0:
         raise ValueError("cumulative counts must have the same positive length and positive totals")
-    d = float(np.max(np.abs(r / r[-1] - c / c[-1])))
-    m, n = sorted([r[-1], c[-1]], reverse=True)
+    return ks_from_statistic(float(np.max(np.abs(r / r[-1] - c / c[-1]))), int(r[-1]), int(c[-1]))
+
+
+def ks_from_statistic(d: float, n_reference: int, n_current: int) -> Drift:
+    """The KS result for a D computed elsewhere (e.g. by a SQL window over both samples' ECDFs)."""
+    m, n = sorted([float(n_reference), float(n_current)], reverse=True)
     p = float(np.clip(sps.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
-    return Drift("two-sample Kolmogorov-Smirnov (asymptotic)", d, p)
+    return Drift("two-sample Kolmogorov-Smirnov (asymptotic)", float(d), p)
 
 
 def binned_counts(values: Sequence[float], edges: Sequence[float]) -> np.ndarray:
