@@ -194,8 +194,13 @@ def validate(design: PipelineValidationDesign, evaluation: pd.DataFrame, referen
                 checks.append(limit_check(f"memory.{cost.stage}", "memory", cost.peak_mb, cost.memory_budget_mb,
                                           "peak traced allocation, MiB"))
 
-    attribution = sequential_swap([c.stage for c in design.changes],
-                                  lambda swapped: {m: float(s.mean()) for m, s in pipeline.score(pipeline.run(evaluation, swapped=swapped)).items()})
+    known = {frozenset(): base_scores, frozenset(pipeline.versions): cand_scores}  # runs already made
+
+    def means(swapped: set[str]) -> dict[str, float]:
+        scores = known.get(frozenset(swapped)) or pipeline.score(pipeline.run(evaluation, swapped=swapped))
+        return {m: float(s.mean()) for m, s in scores.items()}
+
+    attribution = sequential_swap([c.stage for c in design.changes], means)
 
     drift = []
     if design.drift:
