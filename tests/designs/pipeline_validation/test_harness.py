@@ -121,3 +121,11 @@ def test_results_rows_follow_the_standard_contract():
     ids = preregistered_checks(d)
     assert set(scraps["verdicts"]) == set(ids)
     assert result_problems(scraps, ids, ids) == []
+
+
+def test_shipped_example_breaches_exactly_its_version_swap_and_popularity_drift():
+    from impactbook.designs.pipeline_validation.example import breach_lines, run_example
+
+    validation = run_example(measure_costs=False)
+    assert validation.breached() == ["perturbation.price_ranking_swap", "drift.popularity.jensen_shannon"]
+    assert breach_lines(validation)[0].startswith("perturbation.price_ranking_swap: -")
