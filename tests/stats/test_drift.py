@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 
-from impactbook.stats.drift import binned_counts, chi_square, jensen_shannon, kolmogorov_smirnov, psi
+from impactbook.stats.drift import binned_counts, chi_square, jensen_shannon, kolmogorov_smirnov, ks_samples, psi
 
 
 def cumulative(reference, current):
@@ -39,6 +39,13 @@ def test_ks_matches_scipy_asymptotic(shift):
     theirs = sps.ks_2samp(reference, current, method="asymp")
     assert ours.statistic == pytest.approx(theirs.statistic, abs=1e-12)
     assert ours.p_value == pytest.approx(theirs.pvalue, rel=1e-9, abs=1e-300)
+    raw = ks_samples(reference, current)
+    assert (raw.statistic, raw.p_value) == (pytest.approx(theirs.statistic, abs=1e-12), pytest.approx(theirs.pvalue, rel=1e-9, abs=1e-300))
+
+
+def test_ks_counts_ties_together_like_scipy():
+    reference, current = np.array([1, 1, 2, 2, 2, 3, 5.0]), np.array([1, 2, 2, 4, 4, 4, 5, 5.0])
+    assert ks_samples(reference, current).statistic == pytest.approx(sps.ks_2samp(reference, current).statistic, abs=1e-15)
 
 
 def test_chi_square_matches_scipy_contingency():

@@ -74,6 +74,17 @@ def kolmogorov_smirnov(reference_cumulative: Sequence[float], current_cumulative
     return ks_from_statistic(float(np.max(np.abs(r / r[-1] - c / c[-1]))), int(r[-1]), int(c[-1]))
 
 
+def ks_samples(reference: np.ndarray, current: np.ndarray) -> Drift:
+    """Two-sample KS from the raw samples: both sorted once, each ECDF evaluated at every pooled value with a
+    binary search (right-continuous, so ties count together); same statistic and p-value as above."""
+    r, c = np.sort(np.asarray(reference, dtype=float)), np.sort(np.asarray(current, dtype=float))
+    if r.size == 0 or c.size == 0:
+        raise ValueError("both samples must be non-empty")
+    pooled = np.concatenate([r, c])
+    gap = np.searchsorted(r, pooled, side="right") / r.size - np.searchsorted(c, pooled, side="right") / c.size
+    return ks_from_statistic(float(np.max(np.abs(gap))), r.size, c.size)
+
+
 def ks_from_statistic(d: float, n_reference: int, n_current: int) -> Drift:
     """The KS result for a D computed elsewhere (e.g. by a SQL window over both samples' ECDFs)."""
     m, n = sorted([float(n_reference), float(n_current)], reverse=True)
