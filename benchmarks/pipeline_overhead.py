@@ -11,15 +11,19 @@ work by design, timed separately). Alternated, median of `--repeats`. Target: ra
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import statistics
-import time
-from pathlib import Path
+import os
 
-import pandas as pd
-import yaml
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread for the model's predict: less noise on a shared machine
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
 from impactbook.designs.pipeline_validation import perturb, validate
 from impactbook.designs.pipeline_validation.harness import Pipeline, _replacement
