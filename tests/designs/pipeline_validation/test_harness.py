@@ -129,3 +129,21 @@ def test_shipped_example_breaches_exactly_its_version_swap_and_popularity_drift(
     validation = run_example(measure_costs=False)
     assert validation.breached() == ["perturbation.price_ranking_swap", "drift.popularity.jensen_shannon"]
     assert breach_lines(validation)[0].startswith("perturbation.price_ranking_swap: -")
+
+
+def test_boundary_checks_null_rates_ranges_and_text_where_numbers_belong():
+    import numpy as np
+
+    from impactbook.designs.pipeline_validation.stages import check_boundary
+    from impactbook.designspecs.pipeline_validation import Contract
+
+    before = frame(units=4)  # 20 rows
+    after = before.assign(x=np.where(np.arange(20) < 3, np.nan, before.x), y=np.arange(20.0), label="a")
+    contract = Contract.model_validate({"columns": {"x": {"max_null_rate": 0.1}, "y": {"min": 0, "max": 15},
+                                                    "label": {"min": 0}}, "row_ratio": [0.5, 0.9]})
+    found = {(v.column, v.rule.split(" ")[0]): v for v in check_boundary("s", contract, before, after)}
+    assert found[("x", "null")].rows == 3 and found[("x", "null")].examples == [0, 1, 2]  # 3/20 > 0.1
+    assert found[("y", "outside")].rows == 4 and found[("y", "outside")].examples == [16.0, 17.0, 18.0]
+    assert "a range needs numbers" in found[("label", "type")].rule
+    assert found[(None, "row")].rule == "row ratio 1.0000 outside [0.5, 0.9]"
+    assert check_boundary("s", Contract.model_validate({"columns": {"x": {"max_null_rate": 0.15}}}), before, after) == []

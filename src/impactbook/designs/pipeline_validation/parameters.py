@@ -1,6 +1,6 @@
 """The template's parameters turned into a design and frames: the frozen plan's `design:` when injected, a
-plan or design YAML file when run by hand; inputs from the catalog (pins checked) or, for the shipped
-example, from its deterministic generator."""
+plan or design YAML file when run by hand; and the shipped example's frames from its deterministic generator
+(catalog inputs come through impactbook.notebook.load_input, pins checked)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,3 @@ def example_frames(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     from ...examples import ranking_pipeline as example
 
     return example.generate(seed=seed), example.generate(seed=seed + 2, drift=0.3)
-
-
-def input_frames(evaluation: str, reference: str | None, source: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    if source == "example":
-        return example_frames(seed)
-    from ...inputs import load_input
-
-    return load_input(evaluation), load_input(reference) if reference else None

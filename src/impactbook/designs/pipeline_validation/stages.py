@@ -76,17 +76,25 @@ def check_boundary(stage: str, contract: Contract, before: pd.DataFrame, after: 
             found.append(Violation(stage, f"type is {series.dtype}, expected {rule.type}", column, len(odd),
                                    odd.head(EXAMPLES).tolist()))
             continue
-        nulls = series.isna()
-        if nulls.mean() > rule.max_null_rate:
-            found.append(Violation(stage, f"null rate {nulls.mean():.4f} > {rule.max_null_rate}", column,
-                                   int(nulls.sum()), after.index[nulls][:EXAMPLES].tolist()))
-        if rule.min is not None or rule.max is not None:
-            low = series < rule.min if rule.min is not None else False
-            high = series > rule.max if rule.max is not None else False
-            outside = series[low | high]
-            if len(outside):
-                found.append(Violation(stage, f"outside [{rule.min}, {rule.max}]", column, len(outside),
-                                       outside.head(EXAMPLES).tolist()))
+        values = series.to_numpy()
+        nulls = np.isnan(values) if values.dtype.kind == "f" else pd.isna(values)
+        null_count = int(nulls.sum())
+        if null_count > rule.max_null_rate * len(values):
+            found.append(Violation(stage, f"null rate {null_count / len(values):.4f} > {rule.max_null_rate}", column,
+                                   null_count, after.index[nulls][:EXAMPLES].tolist()))
+        if (rule.min is not None or rule.max is not None) and values.dtype.kind not in "fiub":
+            found.append(Violation(stage, f"type is {series.dtype}: a range needs numbers", column, len(values),
+                                   values[:EXAMPLES].tolist()))
+        elif rule.min is not None or rule.max is not None:
+            with np.errstate(invalid="ignore"):  # NaN compares False: nulls are the null rate's business
+                outside = np.zeros(len(values), bool)
+                if rule.min is not None:
+                    outside |= values < rule.min
+                if rule.max is not None:
+                    outside |= values > rule.max
+            if outside.any():
+                found.append(Violation(stage, f"outside [{rule.min}, {rule.max}]", column, int(outside.sum()),
+                                       values[outside][:EXAMPLES].tolist()))
     if contract.row_ratio is not None and len(before):
         ratio = len(after) / len(before)
         if not contract.row_ratio[0] <= ratio <= contract.row_ratio[1]:
