@@ -3,13 +3,13 @@ robust one stays within it, contract failures land on the boundary where they fi
 stage breaks its latency budget, and candidate-vs-baseline deltas and attribution have the known sizes."""
 
 import pytest
-from toy_stages import frame
+from pipeline_toy_stages import frame
 
 from impactbook.designs.pipeline_validation import validate
 from impactbook.designs.pipeline_validation.harness import preregistered_checks
 from impactbook.designspecs.pipeline_validation import PipelineValidationDesign
 
-TOY = "toy_stages"
+TOY = "pipeline_toy_stages"
 
 
 def design(stages, **extra):

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from toy_stages import frame
+from pipeline_toy_stages import frame
 
 from impactbook.designs.pipeline_validation import perturb
 from impactbook.designspecs.pipeline_validation import Corruption, MissingValues, Shift
