@@ -1,0 +1,1 @@
+"""Plan schemas of the assessment designs, one module per `design.kind`."""

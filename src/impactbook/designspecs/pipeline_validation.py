@@ -1,0 +1,218 @@
+"""The plan schema of a `pipeline_validation` design: the stages of a multi-stage pipeline, the contract at
+each stage's output boundary, latency and memory budgets, the changed stages' versions, downstream metrics,
+perturbations with preregistered tolerances, and drift checks with thresholds.
+
+Only pydantic and the standard library are imported, so the plan layer can validate a plan without the
+harness. Every model forbids unknown fields and is frozen; errors name the field path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ENTRY_POINT = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+NAME = r"^[A-Za-z_][\w-]*$"
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _entry_point(value: str) -> str:
+    if not ENTRY_POINT.match(value):
+        raise ValueError(f"must be an entry point 'package.module:function' (got {value!r})")
+    return value
+
+
+EntryPoint = Annotated[str, Field(min_length=3)]
+
+
+class ColumnContract(Spec):
+    """What one output column must satisfy: a dtype family, an inclusive range, and a null-rate ceiling."""
+
+    type: Literal["number", "integer", "string", "boolean"] | None = None
+    min: float | None = None
+    max: float | None = None
+    max_null_rate: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> "ColumnContract":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class Contract(Spec):
+    """The data contract at a stage's output boundary; `row_ratio` bounds output rows / input rows."""
+
+    columns: dict[str, ColumnContract] = Field(default_factory=dict)
+    row_ratio: tuple[float, float] | None = None
+
+    @field_validator("row_ratio")
+    @classmethod
+    def _ratio(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 <= value[0] <= value[1]:
+            raise ValueError(f"must be [low, high] with 0 <= low <= high (got {list(value)})")
+        return value
+
+
+class LatencyBudget(Spec):
+    """A p95 budget per batch (the whole stage call) or per row, in milliseconds, after `warmup` calls."""
+
+    p95_ms: float = Field(gt=0)
+    per: Literal["batch", "row"] = "batch"
+    repeats: int = Field(7, ge=2, le=1000)
+    warmup: int = Field(1, ge=0, le=100)
+
+
+class Stage(Spec):
+    name: str = Field(pattern=NAME)
+    entry_point: EntryPoint
+    inputs: list[str] = Field(default_factory=list, description="datasets or earlier stages' outputs")
+    outputs: list[str] = Field(default_factory=list)
+    contract: Contract = Field(default_factory=Contract)
+    latency: LatencyBudget | None = None
+    memory_mb: float | None = Field(None, gt=0, description="peak Python allocation budget (tracemalloc)")
+
+    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: _entry_point(v)))
+
+
+class StageChange(Spec):
+    """A changed stage: the entry point of its baseline and of its candidate version."""
+
+    stage: str = Field(pattern=NAME)
+    baseline: EntryPoint
+    candidate: EntryPoint
+
+    _check_entries = field_validator("baseline", "candidate")(classmethod(lambda cls, v: _entry_point(v)))
+
+
+class DownstreamMetric(Spec):
+    """A metric computed from the last stage's output and the evaluation frame, per evaluation unit."""
+
+    id: str = Field(pattern=NAME)
+    entry_point: EntryPoint
+    direction: Literal["increase", "decrease"]
+    tolerance: float | None = Field(None, ge=0, description="largest harmful candidate-vs-baseline change")
+
+    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: _entry_point(v)))
+
+
+class PerturbationBase(Spec):
+    id: str = Field(pattern=NAME)
+    metric: str = Field(pattern=NAME, description="the downstream metric the tolerance bounds")
+    tolerance: float = Field(ge=0, description="largest harmful change of the metric (metric units)")
+    magnitudes: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    replicates: int = Field(1, ge=1, le=1000)
+
+
+class MissingValues(PerturbationBase):
+    """Values set to missing at rate r (the magnitude) in named columns."""
+
+    kind: Literal["missing"]
+    columns: list[str] = Field(min_length=1)
+    magnitudes: list[float] = Field(min_length=1)
+
+    @field_validator("magnitudes")
+    @classmethod
+    def _rates(cls, value: list[float]) -> list[float]:
+        if any(not 0 <= r <= 1 for r in value):
+            raise ValueError(f"each rate must be in [0, 1] (got {value})")
+        return value
+
+
+class Corruption(PerturbationBase):
+    """Gaussian noise of scale s x column sd, out-of-range values (column max + s x range) at rate `rate`,
+    or type flips (numbers become strings) at rate r (the magnitude)."""
+
+    kind: Literal["corrupt"]
+    mode: Literal["noise", "out_of_range", "type_flip"]
+    columns: list[str] = Field(min_length=1)
+    rate: float = Field(1.0, gt=0, le=1)
+
+
+class Shift(PerturbationBase):
+    """Distribution shift: every value moved by `magnitude` x the column's interquartile range (a quantile
+    shift), or rows resampled with weights tilting toward the column's upper tail (`reweight`)."""
+
+    kind: Literal["shift"]
+    mode: Literal["quantile", "reweight"] = "quantile"
+    column: str
+
+
+class Ablation(PerturbationBase):
+    """A stage replaced by its baseline version, an identity, or a constant (the column mean) output."""
+
+    kind: Literal["ablation"]
+    stage: str = Field(pattern=NAME)
+    replacement: Literal["baseline", "identity", "mean"]
+    columns: list[str] = Field(default_factory=list, description="the columns 'mean' replaces")
+
+
+class VersionSwap(PerturbationBase):
+    """An upstream stage swapped to another entry point (e.g. last release's feature builder)."""
+
+    kind: Literal["version_swap"]
+    stage: str = Field(pattern=NAME)
+    entry_point: EntryPoint
+
+    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: _entry_point(v)))
+
+
+Perturbation = Annotated[Union[MissingValues, Corruption, Shift, Ablation, VersionSwap], Field(discriminator="kind")]
+
+
+class DriftCheck(Spec):
+    """Drift of one column (a feature, or `prediction` at a stage's output) between the reference and the
+    current dataset; breached when the statistic exceeds `threshold`."""
+
+    column: str
+    stage: str | None = Field(None, pattern=NAME, description="check at this stage's output; None: on the input")
+    statistic: Literal["psi", "ks", "jensen_shannon", "chi_square"]
+    threshold: float = Field(gt=0)
+    bins: int = Field(10, ge=2, le=1000)
+
+
+class PipelineValidationDesign(Spec):
+    kind: Literal["pipeline_validation"]
+    stages: list[Stage] = Field(min_length=1)
+    changes: list[StageChange] = Field(default_factory=list)
+    evaluation: str = Field(min_length=1, description="the pinned evaluation dataset (catalog name)")
+    reference: str | None = Field(None, description="the pinned drift reference dataset (catalog name)")
+    unit: str | None = Field(None, description="the evaluation unit column bootstrapped over (e.g. query id)")
+    metrics: list[DownstreamMetric] = Field(min_length=1)
+    perturbations: list[Perturbation] = Field(default_factory=list)
+    drift: list[DriftCheck] = Field(default_factory=list)
+    level: float = Field(0.95, gt=0, lt=1)
+    bootstrap: int = Field(1000, ge=100, le=100000)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _references(self) -> "PipelineValidationDesign":
+        stages = [s.name for s in self.stages]
+        metrics = [m.id for m in self.metrics]
+        for label, names in (("stages", stages), ("metrics", metrics), ("perturbations", [p.id for p in self.perturbations])):
+            duplicated = sorted({n for n in names if names.count(n) > 1})
+            if duplicated:
+                raise ValueError(f"{label}: duplicated names {duplicated}")
+        for i, change in enumerate(self.changes):
+            _known(f"changes[{i}].stage", change.stage, stages)
+        for i, p in enumerate(self.perturbations):
+            _known(f"perturbations[{i}].metric", p.metric, metrics)
+            if isinstance(p, (Ablation, VersionSwap)):
+                _known(f"perturbations[{i}].stage", p.stage, stages)
+            if isinstance(p, Ablation) and p.replacement == "baseline" and p.stage not in {c.stage for c in self.changes}:
+                raise ValueError(f"perturbations[{i}].replacement: 'baseline' needs stage {p.stage!r} in changes")
+        for i, d in enumerate(self.drift):
+            if d.stage is not None:
+                _known(f"drift[{i}].stage", d.stage, stages)
+        return self
+
+
+def _known(field: str, value: str, names: list[str]) -> None:
+    if value not in names:
+        raise ValueError(f"{field}: {value!r} is not declared (declared: {', '.join(names)})")

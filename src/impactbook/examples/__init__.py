@@ -1,0 +1,1 @@
+"""Shipped examples the demo runs and the docs point to."""
