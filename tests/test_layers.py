@@ -9,7 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 FLOORS = [
-    ["stats"],                                                           # pure statistics
+    ["stats", "examples"],                                               # pure statistics; example user code
     ["errors", "hashing", "faults", "processes", "gitinfo", "project", "yamlio", "expressions", "durable",
      "sqlengine"],                                                       # plumbing
     ["ledger"],                                                          # the hash chain

@@ -108,6 +108,15 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
             _progress(message)
         else:
             out.print(message, markup=False)
+    if result.pipeline is not None:
+        record = result.pipeline.record
+        breached = [v.metric for v in record.verdicts if v.statistical_verdict is not None
+                    and v.statistical_verdict.value == "REFUTED"]
+        lines = [f"pipeline validation: run {record.run_id}: {record.status.value}, {record.decision.action.value} "
+                 f"({record.decision.reason}); report {result.pipeline.report}",
+                 *(f"  breached: {check}" for check in breached)]
+        for line in lines:
+            _progress(line) if as_json else out.print(line, markup=False)
     _report_run(result.outcome, as_json)
 
 

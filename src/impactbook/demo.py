@@ -151,12 +151,36 @@ def generate_feedback_data(path: Path, start: dt.date, responses_per_day: int = 
     return path
 
 
+PIPELINE_PLAN_PATH = Path("plans/ranking-pipeline.yaml")
+PIPELINE_DATASETS = (("ranking_sessions", Path("data/ranking_sessions.csv"), 0.0, 0),
+                     ("ranking_sessions_reference", Path("data/ranking_sessions_reference.csv"), 0.3, 2))
+PIPELINE_CONTRACT = Contract.model_validate({
+    "columns": {
+        "query_id": {"type": "int", "min": 0}, "item_id": {"type": "int", "min": 0},
+        "price": {"type": "float", "min": 0}, "rating": {"type": "float", "min": 1, "max": 5},
+        "distance_km": {"type": "float", "min": 0}, "popularity": {"type": "float", "min": 0},
+        "category": {"type": "str"}, "clicked": {"type": "int", "allowed": [0, 1]},
+    },
+})
+
+
+def generate_ranking_sessions(path: Path, drift: float = 0.0, seed_offset: int = 0) -> Path:
+    """The shipped ranking pipeline's evaluation queries (drift > 0: the month before, prices and
+    popularity shifted), from its deterministic generator."""
+    from .examples.ranking_pipeline import generate
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    generate(seed=SEED + 1 + seed_offset, drift=drift).to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
 @dataclass(frozen=True)
 class DemoOutcome:
     frozen: FrozenPlan
     repinned: bool
     outcome: RunOutcome
     rollout: RunOutcome | None = None
+    pipeline: RunOutcome | None = None
 
 
 def _frozen(project: Project, relative: Path, progress: Progress) -> FrozenPlan:
@@ -202,4 +226,11 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
         repinned |= _pinned_data(project, FEEDBACK_DATASET, FEEDBACK_DATA_PATH, FEEDBACK_CONTRACT,
                                  lambda path: generate_feedback_data(path, start), progress)
         rollout = run_plan(project, project.resolve(ROLLOUT_PLAN_PATH), progress=progress)
-    return DemoOutcome(frozen, repinned, outcome, rollout)
+    pipeline = None
+    if project.resolve(PIPELINE_PLAN_PATH).is_file():
+        _frozen(project, PIPELINE_PLAN_PATH, progress)
+        for name, path, drift, offset in PIPELINE_DATASETS:
+            repinned |= _pinned_data(project, name, path, PIPELINE_CONTRACT,
+                                     lambda target, d=drift, o=offset: generate_ranking_sessions(target, d, o), progress)
+        pipeline = run_plan(project, project.resolve(PIPELINE_PLAN_PATH), progress=progress)
+    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline)

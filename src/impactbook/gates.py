@@ -129,7 +129,7 @@ def time_labels(plan: Plan, facts: list[InputFacts], now: dt.datetime) -> tuple[
     if plan.registration.mode == "retrospective":
         labels.append(RETROSPECTIVE)
     window_closes = dt.datetime.combine(plan.window.end + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-    if plan.rollout is None and clock < window_closes:
+    if plan.rollout is None and plan.accrues_outcomes and clock < window_closes:
         labels.append(INTERIM)
         notes.append(f"interim look: the fixed-horizon window closes at the end of {plan.window.end} and the clock "
                      f"says {clock:%Y-%m-%d %H:%M}Z; its verdicts cannot ship")

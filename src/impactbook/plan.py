@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from .designspecs.pipeline_validation import PipelineValidationDesign
 from .errors import PlanError
 from .hashing import canonical_json, sha256_json
 from .yamlio import explain_validation, load_yaml
@@ -75,7 +76,10 @@ class Design(_Strict):
         return self
 
 
-DESIGN_KINDS: dict[str, type[BaseModel]] = {"randomized": Design}
+DESIGN_KINDS: dict[str, type[BaseModel]] = {
+    "randomized": Design,
+    "pipeline_validation": PipelineValidationDesign,
+}
 """Every design kind a plan may declare (`design.kind`), with its schema. A new kind is one line here, a
 schema in `designspecs/`, and its adapter and template under `designs/`."""
 
@@ -290,7 +294,8 @@ class Plan(_Strict):
     seed: int = Field(ge=0, lt=2**32, description="a 32-bit seed (numpy and PYTHONHASHSEED take no more)")
     srm_threshold: float = Field(0.001, ge=1e-12, lt=1)
     target_power: float = Field(0.8, gt=0, lt=1)
-    metrics: list[Metric] = Field(min_length=1)
+    metrics: list[Metric] = Field(default_factory=list, description="not for pipeline_validation: its checks "
+                                                                       "(design.metrics, perturbations, ...) are its hypotheses")
     correction: Correction = Correction()
     segments: Segments = Segments()
     history: History = History()
@@ -327,12 +332,19 @@ class Plan(_Strict):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"metric ids must be unique (repeated: {', '.join(duplicates)})")
-        if not any(m.role == "primary" for m in metrics):
-            raise ValueError("at least one metric must have role: primary")
         return metrics
 
     @model_validator(mode="after")
     def _rule_names_hypotheses(self) -> "Plan":
+        if isinstance(self.design, PipelineValidationDesign):
+            if self.metrics:
+                raise ValueError("metrics: a pipeline_validation plan declares its downstream metrics and checks "
+                                 "in design (metrics, perturbations, drift); leave the top-level metrics out")
+            if not self.design.check_ids():
+                raise ValueError("design: a pipeline_validation plan needs at least one check (a metric tolerance, "
+                                 "a perturbation, a stage contract or budget, or a drift check)")
+        elif not any(m.role == "primary" for m in self.metrics):
+            raise ValueError("metrics: at least one metric must have role: primary")
         known = {h.id for h in self.hypotheses}
         for name, listed in (("decision_rule.ship_when_confirmed", self.decision_rule.ship_when_confirmed),
                              ("decision_rule.rollback_when_refuted", self.decision_rule.rollback_when_refuted),
@@ -360,7 +372,7 @@ class Plan(_Strict):
             names = [stage.name for stage in self.rollout.stages]
             if len(set(names)) != len(names):
                 raise ValueError("rollout stage names must be unique")
-        if not self.randomized:
+        if not self.randomized and self.metrics:
             used = [name for name, unset in (("rollout", self.rollout is None),
                                              ("segments", not self.segments.columns),
                                              ("srm_threshold", "srm_threshold" not in self.model_fields_set))
@@ -377,7 +389,7 @@ class Plan(_Strict):
                              "design has one (use holm, bh or none)")
         if self.rollout is not None and self.multi_arm:
             raise ValueError("a staged rollout monitors one candidate: design.treatments must name one arm")
-        if self.window.time_column is None and self.registration.mode != "retrospective":
+        if self.window.time_column is None and self.registration.mode != "retrospective" and self.accrues_outcomes:
             raise ValueError("window.time_column is required: the outcomes' dates are checked against the freeze "
                              "(a retrospective plan, registration: {mode: retrospective, reason: ...}, may omit it)")
         if self.rollout is not None and self.window.time_column is None:
@@ -402,9 +414,27 @@ class Plan(_Strict):
         return list(self.design.treatment_arms) if isinstance(self.design, Design) else [None]
 
     @property
+    def accrues_outcomes(self) -> bool:
+        """Outcomes that accrue over the window (an experiment, a panel): a look before it closes is interim.
+        A pipeline validation scores a pinned evaluation set instead."""
+        return not isinstance(self.design, PipelineValidationDesign)
+
+    @property
+    def assessed(self) -> list[Metric]:
+        """What the run assesses: the plan's metrics, or a pipeline validation's preregistered checks (each a
+        guardrail: any breach rolls back, every check confirmed ships)."""
+        if isinstance(self.design, PipelineValidationDesign):
+            return [Metric.model_construct(id=check, kind="check", column=None, numerator=None, denominator=None,
+                                           filter=None, covariate=None, cap=None, role="guardrail",
+                                           direction="increase", margin_type="relative", margin=None,
+                                           minimum_detectable_effect=None)
+                    for check in self.design.check_ids()]
+        return list(self.metrics)
+
+    @property
     def hypotheses(self) -> list[Metric]:
         """Every metric with a confirmatory role is a preregistered hypothesis; exploratory ones are not."""
-        return [m for m in self.metrics if m.role != "exploratory"]
+        return [m for m in self.assessed if m.role != "exploratory"]
 
     def hypothesis_key(self, metric_id: str, arm: str | None) -> str:
         """A hypothesis's id: the metric's, or "metric:arm" when several treatment arms are compared."""
@@ -419,17 +449,17 @@ class Plan(_Strict):
     def family(self) -> list[str]:
         """The hypotheses whose p-values are corrected together (guardrails are tested one-sided, apart)."""
         listed = self.correction.family
-        return listed if listed is not None else [m.id for m in self.metrics if m.role in ("primary", "secondary")]
+        return listed if listed is not None else [m.id for m in self.assessed if m.role in ("primary", "secondary")]
 
     @property
     def ship_requires(self) -> list[str]:
         rule = self.decision_rule.ship_when_confirmed
-        return rule if rule is not None else [m.id for m in self.metrics if m.role in ("primary", "guardrail")]
+        return rule if rule is not None else [m.id for m in self.assessed if m.role in ("primary", "guardrail")]
 
     @property
     def rollback_on(self) -> list[str]:
         rule = self.decision_rule.rollback_when_refuted
-        return rule if rule is not None else [m.id for m in self.metrics if m.role == "guardrail"]
+        return rule if rule is not None else [m.id for m in self.assessed if m.role == "guardrail"]
 
     def canonical(self) -> dict[str, Any]:
         """What the author wrote, as JSON: fields left at their defaults are omitted, so a later

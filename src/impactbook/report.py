@@ -109,8 +109,8 @@ def render_header(record: RunRecord, plan: Plan, decisions: list[dict] | None = 
     units = [{"metric": row["metric"], "control": _count(row.get("control_n")), "treatment": _count(row.get("treatment_n")),
               "note": row.get("note") or ""} for row in rows]
     data = {facts.get("name"): facts for facts in record.gate.get("inputs", []) if isinstance(facts, dict)}
-    return HEADER.render(r=record, plan=plan, metrics={m.id: m for m in plan.metrics}, decisions=decisions or [],
-                         exploratory=[m.id for m in plan.metrics if m.role == "exploratory"], margin=_margin,
+    return HEADER.render(r=record, plan=plan, metrics={m.id: m for m in plan.assessed}, decisions=decisions or [],
+                         exploratory=[m.id for m in plan.assessed if m.role == "exploratory"], margin=_margin,
                          colour=COLOURS[record.decision.action.value], effects=effects, units=units, data=data)
 
 

@@ -195,7 +195,7 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
             scraps = read_scraps(notebook)
             if execution.ok:
                 errors += scrap_problems(scraps, output_contract(template_path), template.path)
-                errors += result_problems(scraps, [key for _, _, key in plan.hypothesis_keys], [m.id for m in plan.metrics])
+                errors += result_problems(scraps, [key for _, _, key in plan.hypothesis_keys], [m.id for m in plan.assessed])
             status = Status.FAILED if errors else Status.COMPLETED
             if status is Status.COMPLETED and (mismatch := sample_ratio_mismatch(scraps, plan.srm_threshold)):
                 status, gate = Status.INADMISSIBLE, gate.with_inadmissible(mismatch)

@@ -86,7 +86,7 @@ PLAN_PAGE = PAGE.from_string(LAYOUT + """
 alpha {{ plan.alpha }}; multiple-testing correction {{ plan.correction.method }}; segments {{ plan.segments.columns | join(", ") or "none" }}.</p>
 <h2>Preregistered metrics</h2>
 <table><thead><tr><th>Metric</th><th>Role</th><th>Kind</th><th>Good direction</th><th>Margin</th><th>Minimum detectable effect</th></tr></thead><tbody>
-{% for m in plan.metrics %}<tr><td>{{ m.id }}</td><td>{{ m.role }}</td><td>{{ m.kind }}</td><td>{{ m.direction }}</td>
+{% for m in plan.assessed %}<tr><td>{{ m.id }}</td><td>{{ m.role }}</td><td>{{ m.kind }}</td><td>{{ m.direction }}</td>
 <td>{{ "" if m.margin is none else (percent(m.margin) if m.margin_type == "relative" else m.margin) }}</td>
 <td>{{ "" if m.minimum_detectable_effect is none else percent(m.minimum_detectable_effect) }}</td></tr>{% endfor %}
 </tbody></table>

@@ -19,18 +19,19 @@ def describe_effect(row: dict[str, Any]) -> str:
     difference = row.get("difference")
     if not isinstance(difference, (int, float)):
         return f"{row.get('metric', 'the metric')}: no estimate"
-    level = f"{100 * row.get('level', 0.95):.0f}% CI"
     verb = "rose" if difference > 0 else ("fell" if difference < 0 else "did not change")
     low, high = row.get("difference_low"), row.get("difference_high")
+    bounded = isinstance(low, (int, float)) and isinstance(high, (int, float))
+    level = f"{100 * (row.get('level') or 0.95):.0f}% CI"
     if row.get("kind") == "proportion":
         amount = f"{abs(difference) * 100:.1f} pp"
-        interval = f"{low * 100:.1f} to {high * 100:.1f} pp"
+        interval = f" ({level} {low * 100:.1f} to {high * 100:.1f} pp)" if bounded else ""
     else:
         amount = _number(abs(difference))
-        interval = f"{_number(low)} to {_number(high)}"
+        interval = f" ({level} {_number(low)} to {_number(high)})" if bounded else ""
     relative = row.get("relative")
     tail = f", relative {relative * 100:+.1f}%" if isinstance(relative, (int, float)) else ""
-    return f"{row.get('metric', 'the metric')} {verb} {amount} ({level} {interval}){tail}"
+    return f"{row.get('metric', 'the metric')} {verb} {amount}{interval}{tail}"
 
 
 def percent(value: Any, digits: int = 1) -> str:

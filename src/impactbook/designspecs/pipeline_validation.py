@@ -191,6 +191,20 @@ class PipelineValidationDesign(Spec):
     bootstrap: int = Field(1000, ge=100, le=100000)
     seed: int = 0
 
+    def check_ids(self) -> list[str]:
+        """The check ids a run ends with, known before any data is read: the plan's hypotheses."""
+        ids = [f"tolerance.{m.id}" for m in self.metrics if m.tolerance is not None]
+        ids += [f"perturbation.{p.id}" for p in self.perturbations]
+        ids += [f"contract.{s.name}" for s in self.stages if s.contract.columns or s.contract.row_ratio]
+        ids += [f"latency.{s.name}" for s in self.stages if s.latency]
+        ids += [f"memory.{s.name}" for s in self.stages if s.memory_mb]
+        ids += [drift_id(d.column, d.statistic, d.stage) for d in self.drift]
+        return ids
+
+    def columns(self) -> dict[str, str]:
+        """Field -> column of the evaluation data the design names (the stages read the rest)."""
+        return {"unit": self.unit} if self.unit else {}
+
     @model_validator(mode="after")
     def _references(self) -> "PipelineValidationDesign":
         stages = [s.name for s in self.stages]
@@ -216,3 +230,7 @@ class PipelineValidationDesign(Spec):
 def _known(field: str, value: str, names: list[str]) -> None:
     if value not in names:
         raise ValueError(f"{field}: {value!r} is not declared (declared: {', '.join(names)})")
+
+
+def drift_id(column: str, statistic: str, stage: str | None) -> str:
+    return f"drift.{column}.{statistic}" + (f"@{stage}" if stage else "")

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ...designspecs.pipeline_validation import Ablation, PipelineValidationDesign, VersionSwap
+from ...designspecs.pipeline_validation import Ablation, PipelineValidationDesign, VersionSwap, drift_id
 from . import perturb
 from .attribution import Attribution, sequential_swap
 from .budgets import StageCost, measure
@@ -23,17 +23,7 @@ MetricFunction = Callable[[pd.DataFrame], pd.Series]
 
 def preregistered_checks(design: PipelineValidationDesign) -> list[str]:
     """The check ids a run of `design` ends with, known before any data is read (the plan's hypotheses)."""
-    ids = [f"tolerance.{m.id}" for m in design.metrics if m.tolerance is not None]
-    ids += [f"perturbation.{p.id}" for p in design.perturbations]
-    ids += [f"contract.{s.name}" for s in design.stages if s.contract.columns or s.contract.row_ratio]
-    ids += [f"latency.{s.name}" for s in design.stages if s.latency]
-    ids += [f"memory.{s.name}" for s in design.stages if s.memory_mb]
-    ids += [drift_id(d.column, d.statistic, d.stage) for d in design.drift]
-    return ids
-
-
-def drift_id(column: str, statistic: str, stage: str | None) -> str:
-    return f"drift.{column}.{statistic}" + (f"@{stage}" if stage else "")
+    return design.check_ids()
 
 
 @dataclass(frozen=True)
