@@ -108,6 +108,16 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
             _progress(message)
         else:
             out.print(message, markup=False)
+    if result.markets is not None:
+        from .demo import MARKETS_TRUE_EFFECT
+
+        record = result.markets.record
+        lines = [f"event study (market-by-market adoption): run {record.run_id}: {record.status.value}, "
+                 f"{record.decision.action.value} ({record.decision.reason}); report {result.markets.report}"]
+        truth = f"; the true effect is {MARKETS_TRUE_EFFECT:+.4g} (+{MARKETS_TRUE_EFFECT * 100:.1f} pp)"
+        lines += [f"  {effect.sentence}" + (truth if effect.metric == "conversion" else "") for effect in record.effects]
+        for line in lines:
+            _progress(line) if as_json else out.print(line, markup=False)
     if result.pipeline is not None:
         record = result.pipeline.record
         breached = [v.metric for v in record.verdicts if v.statistical_verdict is not None

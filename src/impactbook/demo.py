@@ -174,6 +174,56 @@ def generate_ranking_sessions(path: Path, drift: float = 0.0, seed_offset: int =
     return path
 
 
+MARKETS_DATASET = "demo_markets"
+MARKETS_DATA_PATH = Path("data/demo_markets.csv")
+MARKETS_PLAN_PATH = Path("plans/markets.yaml")
+MARKETS_TRUE_EFFECT = 0.008  # the candidate adds 0.8 pp of conversion in every market from its adoption day
+MARKETS_CONTRACT = Contract.model_validate({
+    "unique": [],
+    "columns": {
+        "market": {"type": "str"}, "date": {"type": "date"}, "adopted_on": {"type": "date", "nullable": True},
+        "sessions": {"type": "int", "min": 1}, "conversion": {"type": "float", "min": 0, "max": 1},
+        "revenue_per_session": {"type": "float", "min": 0},
+    },
+})
+
+
+def generate_markets_data(path: Path, start: dt.date, days: int, pre_days: int = 84, markets: int = 40,
+                          never: int = 8, cohort_gap: int = 3, seed: int = SEED + 3,
+                          effect: float = MARKETS_TRUE_EFFECT, adopter_trend: float = 0.0) -> Path:
+    """A model change adopted market by market: `markets` markets observed daily from `pre_days` before
+    `start` to `start + days - 1`; all but `never` adopt on start, start + gap, start + 2 gap, ... (four
+    cohorts). Conversion has a market level, a weekly cycle (weekends higher), a holiday ramp shared by
+    all markets, binomial noise from each day's sessions, and `effect` (absolute) once a market adopts;
+    revenue per session follows conversion. The true effect is known, so the demo can show it recovered.
+    `adopter_trend` (per day) breaks parallel trends: adopting markets drift away from the others."""
+    rng = np.random.default_rng(seed)
+    names = [f"m{number:02d}" for number in range(1, markets + 1)]
+    adopters = markets - never
+    adoption = {name: (start + dt.timedelta(days=cohort_gap * (i % 4)) if i < adopters else None)
+                for i, name in enumerate(rng.permutation(names))}
+    level = dict(zip(names, rng.normal(0.05, 0.008, markets)))
+    size = dict(zip(names, rng.integers(800, 4000, markets)))
+    rows = []
+    for offset in range(-pre_days, days):
+        day = start + dt.timedelta(days=offset)
+        weekly = 0.004 if day.weekday() >= 5 else (-0.002 if day.weekday() == 0 else 0.0)
+        holiday = 0.006 * np.exp(-((offset - days) / 20.0) ** 2)  # rises into mid-December
+        for name in names:
+            treated = adoption[name] is not None and day >= adoption[name]
+            drift = adopter_trend * (offset + pre_days) if adoption[name] is not None else 0.0
+            rate = float(np.clip(level[name] + weekly + holiday + drift + (effect if treated else 0.0), 0.001, 0.999))
+            sessions = int(rng.poisson(size[name]))
+            converted = rng.binomial(sessions, rate)
+            rows.append((name, day.isoformat(), adoption[name].isoformat() if adoption[name] else "", sessions,
+                         round(converted / sessions, 6), round(converted * rng.gamma(9.0, 6.0) / sessions, 4)))
+    frame = pd.DataFrame(rows, columns=["market", "date", "adopted_on", "sessions", "conversion",
+                                        "revenue_per_session"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
 @dataclass(frozen=True)
 class DemoOutcome:
     frozen: FrozenPlan
@@ -181,6 +231,7 @@ class DemoOutcome:
     outcome: RunOutcome
     rollout: RunOutcome | None = None
     pipeline: RunOutcome | None = None
+    markets: RunOutcome | None = None
 
 
 def _frozen(project: Project, relative: Path, progress: Progress) -> FrozenPlan:
@@ -226,6 +277,13 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
         repinned |= _pinned_data(project, FEEDBACK_DATASET, FEEDBACK_DATA_PATH, FEEDBACK_CONTRACT,
                                  lambda path: generate_feedback_data(path, start), progress)
         rollout = run_plan(project, project.resolve(ROLLOUT_PLAN_PATH), progress=progress)
+    markets = None
+    if project.resolve(MARKETS_PLAN_PATH).is_file():
+        window = _frozen(project, MARKETS_PLAN_PATH, progress).plan.window
+        repinned |= _pinned_data(project, MARKETS_DATASET, MARKETS_DATA_PATH, MARKETS_CONTRACT,
+                                 lambda path: generate_markets_data(path, window.start,
+                                                                    (window.end - window.start).days + 1), progress)
+        markets = run_plan(project, project.resolve(MARKETS_PLAN_PATH), progress=progress)
     pipeline = None
     if project.resolve(PIPELINE_PLAN_PATH).is_file():
         _frozen(project, PIPELINE_PLAN_PATH, progress)
@@ -233,4 +291,4 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
             repinned |= _pinned_data(project, name, path, PIPELINE_CONTRACT,
                                      lambda target, d=drift, o=offset: generate_ranking_sessions(target, d, o), progress)
         pipeline = run_plan(project, project.resolve(PIPELINE_PLAN_PATH), progress=progress)
-    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline)
+    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets)

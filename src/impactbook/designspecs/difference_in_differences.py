@@ -1,0 +1,55 @@
+"""The plan schema of a `difference_in_differences` design: a panel of units over periods, each unit
+adopting the change at its own period (staggered) or never, analysed as an event study.
+
+Only pydantic and the standard library are imported: the plan model validates it without the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class EventStudyDiagnostics(_Spec):
+    """Preregistered thresholds: a failed diagnostic makes every verdict INCONCLUSIVE, never CONFIRMED."""
+
+    pretrend_p_min: float = Field(0.10, gt=0, lt=1, description="the joint test that every lead is zero must "
+                                                                "have at least this p-value")
+    min_clusters: int = Field(10, ge=2, le=10_000, description="fewer clusters make cluster-robust errors unreliable")
+
+
+class DifferenceInDifferences(_Spec):
+    """Units (`unit`) observed over periods (`time`, dates or integers); `adoption` holds the period from which
+    a unit runs the candidate (empty for units that never adopt). Outcomes are the plan's metrics (one
+    column each, averaged per unit and period). The event study estimates one effect per period relative
+    to adoption, from `-leads` to `lags` (periods beyond are binned into the end points), with period -1
+    as the reference; the hypotheses are tested on the average effect over periods 0..lags."""
+
+    kind: Literal["difference_in_differences"]
+    unit: str = Field(min_length=1)
+    time: str = Field(min_length=1, description="the period column (dates or integers)")
+    adoption: str = Field(min_length=1, description="the column with each unit's first treated period; empty: never")
+    cluster: str | None = Field(None, description="cluster for robust standard errors (default: the unit)")
+    leads: int = Field(4, ge=2, le=104, description="pre-adoption periods estimated (tested for pre-trends)")
+    lags: int = Field(4, ge=0, le=104, description="post-adoption periods estimated after period 0")
+    assumptions: str = Field(min_length=20, description="the identifying assumptions, in words, shown in the report")
+    diagnostics: EventStudyDiagnostics = EventStudyDiagnostics()
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> "DifferenceInDifferences":
+        named = [self.unit, self.time, self.adoption]
+        if len(set(named)) != len(named):
+            raise ValueError(f"unit, time and adoption must be different columns (got {named})")
+        return self
+
+    def columns(self) -> dict[str, str]:
+        """Field -> column of every data column the design names."""
+        named = {"unit": self.unit, "time": self.time, "adoption": self.adoption}
+        if self.cluster:
+            named["cluster"] = self.cluster
+        return named

@@ -1,0 +1,90 @@
+"""The difference_in_differences design end to end: a frozen plan, the panel pinned, aggregated in DuckDB,
+the event study in a real kernel, verdicts, report and gate; a broken parallel-trends assumption ends
+INCONCLUSIVE with the reason, never CONFIRMED."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pytest
+
+from impactbook.catalog import Catalog
+from impactbook.demo import MARKETS_CONTRACT, MARKETS_DATA_PATH, MARKETS_DATASET, MARKETS_TRUE_EFFECT, \
+    generate_markets_data
+from impactbook.designs.difference_in_differences import analyse_file
+from impactbook.errors import PlanError
+from impactbook.freezing import freeze_plan
+from impactbook.plan import load_plan
+from impactbook.record import Status
+from impactbook.runner import run_plan
+from impactbook.scaffold import init_project
+from impactbook.yamlio import dump_yaml, load_yaml
+from conftest import REPO, cli
+
+PLAN = "plans/markets.yaml"
+START = dt.date.today() + dt.timedelta(days=1)
+
+
+def _plan_file(folder, **design):
+    plan = load_yaml(REPO / PLAN, RuntimeError, PLAN)
+    plan["window"] = {"start": START, "end": START + dt.timedelta(days=13), "time_column": "date"}
+    plan["design"].update(design)
+    dump_yaml(plan, folder / "markets.yaml")
+    return folder / "markets.yaml"
+
+
+@pytest.fixture(scope="module")
+def markets_project(tmp_path_factory):
+    project = init_project(tmp_path_factory.mktemp("markets") / "project")
+    shutil.copyfile(REPO / "src/impactbook/scaffold/difference_in_differences.ipynb",
+                    project.root / "templates/difference_in_differences.ipynb")
+    Catalog.load(project).pin_template("difference_in_differences",
+                                       project.root / "templates/difference_in_differences.ipynb")
+    data = generate_markets_data(project.resolve(MARKETS_DATA_PATH), START, 14)
+    Catalog.load(project).pin_dataset(MARKETS_DATASET, data, contract=MARKETS_CONTRACT, synthetic=True)
+    shutil.copyfile(_plan_file(project.root), project.root / PLAN)
+    freeze_plan(project, PLAN)
+    return project, run_plan(project, PLAN)
+
+
+def test_the_event_study_runs_from_a_frozen_plan_to_a_gate(markets_project):
+    project, outcome = markets_project
+    record = outcome.record
+    assert record.status is Status.COMPLETED, record.errors
+    assert [v.metric for v in record.verdicts] == ["conversion", "revenue_per_session"]
+    conversion = next(e for e in record.effects if e.metric == "conversion")
+    assert conversion.difference_low < MARKETS_TRUE_EFFECT < conversion.difference_high  # the known effect
+    html = outcome.report.read_text(encoding="utf-8")
+    assert "Assumptions and limitations" in html and "Parallel trends" in html
+    gate = cli(project, "gate", record.run_id)
+    assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
+    assert cli(project, "verify").returncode == 0
+
+
+def test_a_broken_parallel_trend_makes_the_verdict_inconclusive_with_its_reason(tmp_path):
+    path = generate_markets_data(tmp_path / "trend.csv", START, 14, adopter_trend=0.0004)
+    analysis = analyse_file(load_plan(_plan_file(tmp_path)), path, "csv")
+    conversion = analysis.metrics[0]
+    assert conversion.study.pretrend_p_value < 0.01 and conversion.study.average_p_value < 0.05
+    assert conversion.verdict == "INCONCLUSIVE"
+    assert conversion.note.startswith("diagnostic failed: pre-trend test p = ")
+
+
+def test_too_few_clusters_is_a_failed_diagnostic(tmp_path):
+    path = generate_markets_data(tmp_path / "few.csv", START, 14, markets=8, never=2)
+    analysis = analyse_file(load_plan(_plan_file(tmp_path)), path, "csv")
+    assert all(m.verdict == "INCONCLUSIVE" and "8 clusters < 10" in m.note for m in analysis.metrics)
+
+
+def test_design_mistakes_name_the_field(tmp_path):
+    with pytest.raises(PlanError, match=r"design.assumptions: String should have at least 20 characters"):
+        load_plan(_plan_file(tmp_path, assumptions="trust me"))
+    with pytest.raises(PlanError, match=r"unit, time and adoption must be different columns"):
+        load_plan(_plan_file(tmp_path, adoption="date"))
+    plan = load_yaml(_plan_file(tmp_path), RuntimeError, "plan")
+    plan["metrics"][0].update(kind="ratio", numerator="a", denominator="b")
+    del plan["metrics"][0]["column"]
+    dump_yaml(plan, tmp_path / "ratio.yaml")
+    with pytest.raises(PlanError, match="analyses one outcome column per metric"):
+        load_plan(tmp_path / "ratio.yaml")
