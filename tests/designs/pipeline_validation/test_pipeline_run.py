@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 
 import pytest
@@ -75,3 +76,13 @@ def test_a_pipeline_plan_keeps_its_metrics_in_the_design(tmp_path):
     dump_yaml(plan, tmp_path / "plan.yaml")
     with pytest.raises(PlanError, match=r"decision_rule.rollback_when_refuted names \['perturbation.nope'\]"):
         load_plan(tmp_path / "plan.yaml")
+
+
+def test_compare_tracks_the_checks_across_runs(pipeline_project):
+    project, first = pipeline_project
+    second = run_plan(project, PLAN)
+    done = cli(project, "compare", first.record.run_id, second.record.run_id, "--json")
+    assert done.returncode == 0, done.stderr
+    compared = {m["metric"]: m for m in json.loads(done.stdout)["metrics"]}
+    assert set(compared) >= {"tolerance.ndcg_at_10", "perturbation.price_ranking_swap", "drift.price.psi"}
+    assert not compared["perturbation.price_ranking_swap"]["conclusions_differ"]  # same seeds, same verdicts
