@@ -319,9 +319,9 @@ def plan_check(plan: Optional[Path] = typer.Argument(None, help="Plan file; defa
 def runs_list(plan: Optional[str] = typer.Option(None, "--plan", help="Only runs of this plan id."),
               project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Runs in the index, oldest first."""
-    from .index import RunIndex
+    from .index import open_index
 
-    rows = RunIndex(_project(project_dir).index_path).rows(plan)
+    rows = open_index(_project(project_dir)).rows(plan)
     if as_json:
         _emit(rows)
         return
@@ -340,9 +340,9 @@ def runs_list(plan: Optional[str] = typer.Option(None, "--plan", help="Only runs
 
 
 def _record(project: Project, run: str):
-    from .index import RunIndex, load_record
+    from .index import load_record, open_index
 
-    row = RunIndex(project.index_path).find(run)
+    row = open_index(project).find(run)
     folder = project.runs_dir / row["run_id"]
     if not folder.is_dir():
         raise RunNotFoundError(f"run folder {project.relative(folder)} is missing", hint="run `impactbook verify`")
@@ -604,10 +604,11 @@ def ledger_anchor(file: Optional[Path] = typer.Option(None, "--file",
 @index_app.command("rebuild")
 def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
     """Rebuild the run index from the run folders and the ledger alone."""
-    from .index import rebuild
+    from .index import open_index, rebuild
 
     project = _project(project_dir)
-    out.print(f"indexed {rebuild(project)} runs into {project.relative(project.index_path)}")
+    where = open_index(project).where
+    out.print(f"indexed {rebuild(project)} runs into {project.relative(where) if '://' not in where else where}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ import jinja2
 from .audit import verify
 from .compare import Comparison, RunEffects, baseline_check, compare_effects, frozen_plan_of
 from .errors import ImpactbookError
-from .index import RunIndex
+from .index import open_index
 from .ledger import Ledger
 from .project import Project
 from .record import Action, Status
@@ -197,7 +197,7 @@ def _trend_images(plan, runs: list[dict[str, Any]], effects: dict[str, RunEffect
 def build_site(project: Project, out: Path, comparisons: list[list[str]] | None = None) -> SiteSummary:
     start = time.perf_counter()
     generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    index = RunIndex(project.index_path)
+    index = open_index(project)
     rows = index.rows()
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("plans", "runs", "compare"):

@@ -1,0 +1,1 @@
+"""Backends: storage, index store, executor; one narrow interface each, chosen by configuration."""
