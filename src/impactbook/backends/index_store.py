@@ -72,7 +72,8 @@ class IndexStore(ABC):
         """Where the index lives, for messages (never with a password)."""
 
     @abstractmethod
-    def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]: ...
+    def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        """Rows as tuples in COLUMNS order."""
 
     @abstractmethod
     def _write(self, sql: str, rows: list[Row]) -> None:
@@ -96,8 +97,9 @@ class IndexStore(ABC):
 
     def _select(self, condition: str = "", args: tuple[Any, ...] = (), tail: str = "") -> list[dict[str, Any]]:
         rows = self._fetch(f"SELECT {','.join(COLUMNS)} FROM runs {condition} ORDER BY {self.order}{tail}", args)
-        try:
-            return [{**r, "verdicts": json.loads(r["verdicts"])} for r in rows]
+        at, decode = COLUMNS.index("verdicts"), json.JSONDecoder().decode
+        try:  # plain tuples zipped into dicts: the driver's row objects cost more than the query at 100k rows
+            return [dict(zip(COLUMNS, (*r[:at], decode(r[at]), *r[at + 1:]))) for r in rows]
         except ValueError as exc:
             raise IndexUnusable(f"a row's verdicts are not JSON ({exc})") from exc
 

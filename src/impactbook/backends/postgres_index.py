@@ -30,9 +30,8 @@ class PostgresIndexStore(IndexStore):
 
     def _connect(self):
         import psycopg
-        from psycopg.rows import dict_row
 
-        connection = psycopg.connect(self.url, row_factory=dict_row)
+        connection = psycopg.connect(self.url)
         if not self._ready:
             self._migrate(connection)
             self._ready = True
@@ -44,15 +43,15 @@ class PostgresIndexStore(IndexStore):
             connection.execute("CREATE TABLE IF NOT EXISTS index_schema (version INTEGER NOT NULL)")
             row = connection.execute("SELECT version FROM index_schema").fetchone()
             if row is None:
-                if connection.execute("SELECT to_regclass('runs') IS NOT NULL AS found").fetchone()["found"]:
+                if connection.execute("SELECT to_regclass('runs') IS NOT NULL").fetchone()[0]:
                     raise IndexUnusable("a runs table without a schema version")
                 for statement in MIGRATIONS[SCHEMA_VERSION]:
                     connection.execute(statement)
                 connection.execute("INSERT INTO index_schema VALUES (%s)", (SCHEMA_VERSION,))
-            elif row["version"] != SCHEMA_VERSION:
-                raise IndexUnusable(f"schema version {row['version']}, this release reads {SCHEMA_VERSION}")
+            elif row[0] != SCHEMA_VERSION:
+                raise IndexUnusable(f"schema version {row[0]}, this release reads {SCHEMA_VERSION}")
 
-    def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
         with self._connect() as connection:
             return connection.execute(sql, args).fetchall()
 

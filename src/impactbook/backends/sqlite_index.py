@@ -56,10 +56,9 @@ class SqliteIndexStore(IndexStore):
             except sqlite3.DatabaseError as exc:
                 raise IndexUnusable(str(exc)) from exc
 
-    def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
         with self._session() as connection:
-            connection.row_factory = sqlite3.Row
-            return [dict(r) for r in connection.execute(sql, args).fetchall()]
+            return connection.execute(sql, args).fetchall()
 
     def _write(self, sql: str, rows: list[Row]) -> None:
         with self._session() as connection, connection:
