@@ -484,18 +484,21 @@ def verify(runs: Optional[list[str]] = typer.Argument(None, help="Run ids (defau
 def site(out_dir: Path = typer.Option(Path("site"), "--out", help="Folder to write the site into."),
          compare_runs: Optional[list[str]] = typer.Option(None, "--compare",
                                                           help="Runs to compare on a page, comma-separated; repeatable."),
+         full: bool = typer.Option(False, "--full", help="Re-render every page, not only new or changed runs."),
          project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
-    """Build the static report site: index, plan pages with trends, run pages, comparisons."""
+    """Build the static report site: index, plan pages with trends, run pages, comparisons (incrementally)."""
     from .website import build_site
 
     project = _project(project_dir)
     summary = build_site(project, out_dir if out_dir.is_absolute() else Path.cwd() / out_dir,
-                         [group.split(",") for group in compare_runs or []])
+                         [group.split(",") for group in compare_runs or []], full=full)
     if as_json:
         _emit({"out": str(summary.out), "index": str(summary.out / "index.html"), "plans": summary.plans,
-               "runs": summary.runs, "comparisons": summary.comparisons, "seconds": summary.seconds})
+               "runs": summary.runs, "rendered": summary.rendered, "comparisons": summary.comparisons,
+               "seconds": summary.seconds})
     else:
         out.print(f"wrote {summary.out / 'index.html'} ({summary.plans} plans, {summary.runs} runs, "
+                  f"{summary.rendered} re-rendered, "
                   f"{len(summary.comparisons)} comparisons) in {summary.seconds:.1f} s")
 
 
