@@ -12,6 +12,10 @@ from urllib.parse import urlsplit
 
 from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, IndexUnusable, Row
 
+# run ids are compared byte by byte (COLLATE "C", as in SQLite); these let "latest" and the plan filter use
+# an index whatever the database's locale. Physical only: the tables and columns are MIGRATIONS'.
+BYTE_ORDER_INDEXES = ('CREATE INDEX IF NOT EXISTS runs_by_id_bytes ON runs (run_id COLLATE "C")',
+                      'CREATE INDEX IF NOT EXISTS runs_by_plan_bytes ON runs (plan_id, run_id COLLATE "C")')
 LOCK_KEY = 0x1B1D_E7  # pg_advisory_xact_lock key of impactbook's index (migrations and rebuilds)
 
 
@@ -45,7 +49,7 @@ class PostgresIndexStore(IndexStore):
             if row is None:
                 if connection.execute("SELECT to_regclass('runs') IS NOT NULL").fetchone()[0]:
                     raise IndexUnusable("a runs table without a schema version")
-                for statement in MIGRATIONS[SCHEMA_VERSION]:
+                for statement in MIGRATIONS[SCHEMA_VERSION] + BYTE_ORDER_INDEXES:
                     connection.execute(statement)
                 connection.execute("INSERT INTO index_schema VALUES (%s)", (SCHEMA_VERSION,))
             elif row[0] != SCHEMA_VERSION:
