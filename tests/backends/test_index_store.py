@@ -10,7 +10,7 @@ import pytest
 
 from impactbook.backends.index_store import IndexStores, IndexUnusable, default_index_stores
 from impactbook.backends.sqlite_index import SqliteIndexStore
-from impactbook.errors import RunNotFoundError
+from impactbook.errors import ProjectError, RunNotFoundError
 from impactbook.index import INDEX_ENV, index_url, load_record, open_index, rebuild
 from conftest import run
 from postgres_server import fresh_database, postgres_server
@@ -94,7 +94,7 @@ def test_registry_is_passed_in_and_unknown_schemes_name_the_known_ones(project, 
     monkeypatch.setenv(INDEX_ENV, "mine://anything")
     assert open_index(project, stores).path == tmp_path / "mine.sqlite"
     monkeypatch.setenv(INDEX_ENV, "mongodb://user:secret@host/db")
-    with pytest.raises(ValueError, match=r"no index backend for 'mongodb'.*known: postgres, postgresql, sqlite") as error:
+    with pytest.raises(ProjectError, match=r"no index backend for 'mongodb'.*known: postgres, postgresql, sqlite") as error:
         open_index(project)
     assert "secret" not in str(error.value)
 

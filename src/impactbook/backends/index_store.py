@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
-from ..errors import RunNotFoundError
+from ..errors import ProjectError, RunNotFoundError
 from ..record import RunRecord
 
 SCHEMA_VERSION = 3
@@ -138,7 +138,8 @@ class IndexStores:
         scheme = urlsplit(url).scheme
         if scheme not in self._factories:
             known = ", ".join(sorted(self._factories))
-            raise ValueError(f"index URL {url.split('@')[-1]!r}: no index backend for {scheme!r}:// (known: {known})")
+            raise ProjectError(f"index URL {url.split('@')[-1]!r}: no index backend for {scheme!r}:// (known: {known})",
+                               hint="set IMPACTBOOK_INDEX to postgresql://… or leave it unset for SQLite")
         return self._factories[scheme](url)
 
 
