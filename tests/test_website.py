@@ -79,3 +79,38 @@ def test_site_command(site):
     done = cli(project, "site", "--out", "public", "--json")
     assert done.returncode == 0, done.stderr
     assert (project.root / "public/index.html").exists()
+
+
+def _pages(out):
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_incremental_build_renders_only_new_runs_and_equals_a_build_from_scratch(frozen_project, tmp_path):
+    when = "2026-11-23 07:00 UTC"
+    first = run(frozen_project).record.run_id
+    out = tmp_path / "site"
+    assert build_site(frozen_project, out, generated=when).rendered == 1
+    before = _pages(out)
+    assert build_site(frozen_project, out, generated=when).rendered == 0
+    assert _pages(out) == before
+    second = run(frozen_project).record.run_id
+    again = build_site(frozen_project, out, generated=when)
+    assert again.rendered == 1 and again.runs == 2
+    assert (out / "runs" / f"{second}.html").read_bytes() != b""
+    assert (out / "runs" / f"{first}.html").read_bytes() == before[f"runs/{first}.html"]
+    scratch = tmp_path / "scratch"
+    assert build_site(frozen_project, scratch, full=True, generated=when).rendered == 2
+    assert _pages(out) == _pages(scratch)
+
+
+def test_a_changed_run_is_rerendered_and_shows_the_failed_check(frozen_project, tmp_path):
+    first = run(frozen_project)
+    out = tmp_path / "site"
+    build_site(frozen_project, out)
+    report = first.folder / "report.html"
+    report.chmod(0o644)
+    report.write_text(report.read_text().replace("</body>", "<p>edited after publishing</p></body>"))
+    again = build_site(frozen_project, out)
+    assert again.rendered == 1
+    page = (out / "runs" / f"{first.record.run_id}.html").read_text()
+    assert "edited after publishing" in page and "ib-verify-failed" in page

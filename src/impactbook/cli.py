@@ -395,9 +395,9 @@ def plan_check(plan: Optional[Path] = typer.Argument(None, help="Plan file; defa
 def runs_list(plan: Optional[str] = typer.Option(None, "--plan", help="Only runs of this plan id."),
               project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Runs in the index, oldest first."""
-    from .index import RunIndex
+    from .index import open_index
 
-    rows = RunIndex(_project(project_dir).index_path).rows(plan)
+    rows = open_index(_project(project_dir)).rows(plan)
     if as_json:
         _emit(rows)
         return
@@ -416,9 +416,9 @@ def runs_list(plan: Optional[str] = typer.Option(None, "--plan", help="Only runs
 
 
 def _record(project: Project, run: str):
-    from .index import RunIndex, load_record
+    from .index import load_record, open_index
 
-    row = RunIndex(project.index_path).find(run)
+    row = open_index(project).find(run)
     folder = project.runs_dir / row["run_id"]
     if not folder.is_dir():
         raise RunNotFoundError(f"run folder {project.relative(folder)} is missing", hint="run `impactbook verify`")
@@ -560,18 +560,21 @@ def verify(runs: Optional[list[str]] = typer.Argument(None, help="Run ids (defau
 def site(out_dir: Path = typer.Option(Path("site"), "--out", help="Folder to write the site into."),
          compare_runs: Optional[list[str]] = typer.Option(None, "--compare",
                                                           help="Runs to compare on a page, comma-separated; repeatable."),
+         full: bool = typer.Option(False, "--full", help="Re-render every page, not only new or changed runs."),
          project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
-    """Build the static report site: index, plan pages with trends, run pages, comparisons."""
+    """Build the static report site: index, plan pages with trends, run pages, comparisons (incrementally)."""
     from .website import build_site
 
     project = _project(project_dir)
     summary = build_site(project, out_dir if out_dir.is_absolute() else Path.cwd() / out_dir,
-                         [group.split(",") for group in compare_runs or []])
+                         [group.split(",") for group in compare_runs or []], full=full)
     if as_json:
         _emit({"out": str(summary.out), "index": str(summary.out / "index.html"), "plans": summary.plans,
-               "runs": summary.runs, "comparisons": summary.comparisons, "seconds": summary.seconds})
+               "runs": summary.runs, "rendered": summary.rendered, "comparisons": summary.comparisons,
+               "seconds": summary.seconds})
     else:
         out.print(f"wrote {summary.out / 'index.html'} ({summary.plans} plans, {summary.runs} runs, "
+                  f"{summary.rendered} re-rendered, "
                   f"{len(summary.comparisons)} comparisons) in {summary.seconds:.1f} s")
 
 
@@ -680,10 +683,11 @@ def ledger_anchor(file: Optional[Path] = typer.Option(None, "--file",
 @index_app.command("rebuild")
 def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
     """Rebuild the run index from the run folders and the ledger alone."""
-    from .index import rebuild
+    from .index import open_index, rebuild
 
     project = _project(project_dir)
-    out.print(f"indexed {rebuild(project)} runs into {project.relative(project.index_path)}")
+    where = open_index(project).where
+    out.print(f"indexed {rebuild(project)} runs into {project.relative(where) if '://' not in where else where}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
+import os
 import re
 import time
 from collections import defaultdict
@@ -20,7 +22,7 @@ import jinja2
 from .audit import verify
 from .compare import Comparison, RunEffects, baseline_check, compare_effects, frozen_plan_of
 from .errors import ImpactbookError
-from .index import RunIndex
+from .index import open_index
 from .ledger import Ledger
 from .project import Project
 from .record import Action, Status
@@ -146,6 +148,7 @@ class SiteSummary:
     runs: int
     comparisons: list[str]
     seconds: float
+    rendered: int = 0  # run pages (re)written by this build
 
 
 def _page(template: jinja2.Template, root: str, title: str, **values: Any) -> str:
@@ -194,63 +197,90 @@ def _trend_images(plan, runs: list[dict[str, Any]], effects: dict[str, RunEffect
     return images
 
 
-def build_site(project: Project, out: Path, comparisons: list[list[str]] | None = None) -> SiteSummary:
+MANIFEST = ".site-manifest.json"
+# any change to this module (templates, wording) makes every page stale
+SITE_FORMAT = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _folder_state(folder: Path) -> list[tuple[str, int, int]]:
+    """Name, size and mtime of every file: a changed artifact shows here even if SHA256SUMS did not change."""
+    return sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_file())
+
+
+def _load_manifest(out: Path) -> dict[str, dict[str, str]]:
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        return {"runs": dict(manifest["runs"]), "plans": dict(manifest["plans"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"runs": {}, "plans": {}}
+
+
+def build_site(project: Project, out: Path, comparisons: list[list[str]] | None = None, full: bool = False,
+               generated: str | None = None) -> SiteSummary:
+    """Build the site, re-rendering only runs and plans whose fingerprint (index row, run folder files,
+    human decisions, this module) differs from the manifest of the last build in `out`; `full` ignores it.
+    Verification runs over the re-rendered runs only; `impactbook verify` remains the full check."""
     start = time.perf_counter()
-    generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    index = RunIndex(project.index_path)
+    generated = generated or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    index = open_index(project)
     rows = index.rows()
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("plans", "runs", "compare"):
         (out / sub).mkdir(exist_ok=True)
-    report = verify(project)
-    problems_by_run: dict[str, list[str]] = defaultdict(list)
-    for problem in report.problems:
-        match = re.search(r"runs/([^/: ]+)", problem)
-        if match:
-            problems_by_run[match.group(1)].append(problem)
-    effects = {r["run_id"]: RunEffects.load(project.runs_dir / r["run_id"]) for r in rows
-               if (project.runs_dir / r["run_id"]).is_dir()}
+    previous = {"runs": {}, "plans": {}} if full else _load_manifest(out)
+    (out / MANIFEST).unlink(missing_ok=True)  # a build that stops half-way leaves no manifest to trust
+
+    versions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    human: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in Ledger(project.ledger_path).entries():
+        if entry["kind"] in ("freeze", "amend"):
+            versions[entry["plan_id"]].append(entry)
+        elif entry["kind"] == "decision":
+            human[entry["run_id"]].append(entry)
+    present = [r for r in rows if (project.runs_dir / r["run_id"]).is_dir()]
+    run_prints = {r["run_id"]: _fingerprint(SITE_FORMAT, r, _folder_state(project.runs_dir / r["run_id"]),
+                                            human.get(r["run_id"], [])) for r in present}
+    stale = [run_id for run_id, fp in run_prints.items()
+             if previous["runs"].get(run_id) != fp or not (out / "runs" / f"{run_id}.html").exists()]
     by_plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_plan[row["plan_id"]].append(row)
-    ledger = Ledger(project.ledger_path)
-    versions = defaultdict(list)
-    for entry in ledger.entries():
-        if entry["kind"] in ("freeze", "amend"):
-            versions[entry["plan_id"]].append(entry)
+    plan_prints = {plan_id: _fingerprint(SITE_FORMAT, [run_prints.get(r["run_id"], r) for r in plan_runs],
+                                         versions.get(plan_id, []))
+                   for plan_id, plan_runs in by_plan.items()}
+    stale_plans = [plan_id for plan_id, fp in sorted(plan_prints.items())
+                   if previous["plans"].get(plan_id) != fp or not (out / "plans" / f"{plan_id}.html").exists()]
 
-    human: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in ledger.entries():
-        if entry["kind"] == "decision":
-            human[entry["run_id"]].append(entry)
-    for run_id, run in effects.items():
-        folder = project.runs_dir / run_id
-        extra = RUN_EXTRA.render(r=run.record, results=list(run.results.values()), env=run.record.environment,
-                                 packages=PACKAGES, problems=problems_by_run.get(run_id, []), generated=generated,
-                                 decisions=human.get(run_id, []))
-        html = strip_scripts((folder / "report.html").read_text(encoding="utf-8"))
-        nav = RUN_NAV.render(r=run.record)
-        html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, html, count=1)
-        html = html.replace("</section>\n<hr/>", "</section>\n" + extra + "\n<hr/>", 1)
-        (out / "runs" / f"{run_id}.html").write_text(html, encoding="utf-8")
+    if not stale:
+        problem_list: list[str] = []
+    else:
+        problem_list = verify(project, stale if len(stale) < len(present) else None).problems
+    problems_by_run: dict[str, list[str]] = defaultdict(list)
+    for problem in problem_list:
+        match = re.search(r"runs/([^/: ]+)", problem)
+        if match:
+            problems_by_run[match.group(1)].append(problem)
+    wanted = set(stale) | {r["run_id"] for p in stale_plans for r in by_plan[p]} | {run for g in comparisons or [] for run in g}
+    effects = {run_id: RunEffects.load(project.runs_dir / run_id) for run_id in run_prints if run_id in wanted}
+    for run_id in stale:
+        _write_run_page(project, out, effects[run_id], problems_by_run.get(run_id, []), human.get(run_id, []), generated)
+    for gone in set(previous["runs"]) - set(run_prints):
+        (out / "runs" / f"{gone}.html").unlink(missing_ok=True)
 
     plans = []
     for plan_id, plan_runs in sorted(by_plan.items()):
-        latest_folder = project.runs_dir / plan_runs[-1]["run_id"]
-        plan = frozen_plan_of(latest_folder)
-        try:
-            baseline = baseline_check(project, plan_id)
-        except ImpactbookError:
-            baseline = None
-        (out / "plans" / f"{plan_id}.html").write_text(_page(
-            PLAN_PAGE, "../", plan.title, plan=plan, runs=plan_runs, versions=versions.get(plan_id, []),
-            baseline=baseline or {"flags": [], "note": "No completed run yet."},
-            trends=_trend_images(plan, plan_runs, effects)), encoding="utf-8")
+        plan = frozen_plan_of(project.runs_dir / plan_runs[-1]["run_id"])
+        if plan_id in stale_plans:
+            _write_plan_page(project, out, plan, plan_runs, versions.get(plan_id, []), effects)
         plans.append({"id": plan_id, "title": plan.title, "latest": plan_runs[-1], "count": len(plan_runs)})
 
     written = []
     for group in comparisons or []:
-        comparison = compare_effects([effects[index.find(run)["run_id"]] for run in group])
+        comparison = compare_effects([_effects_of(project, effects, index.find(run)["run_id"]) for run in group])
         name = "--".join(r["run_id"] for r in comparison.runs) + ".html"
         (out / "compare" / name).write_text(render_comparison(comparison, root="../"), encoding="utf-8")
         written.append({"file": name, "label": " vs ".join(r["run_id"] for r in comparison.runs)})
@@ -262,7 +292,39 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
         INDEX, "", "Impact assessments", plans=plans, runs=list(reversed(rows)), options=options,
         filters=[("plan", "Plan"), ("model", "Model version"), ("decision", "Decision"), ("status", "Status")],
         comparisons=written, generated=generated, script=FILTER_SCRIPT), encoding="utf-8")
-    return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written], round(time.perf_counter() - start, 3))
+    (out / MANIFEST).write_text(json.dumps({"runs": run_prints, "plans": plan_prints}), encoding="utf-8")
+    return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written], round(time.perf_counter() - start, 3),
+                       rendered=len(stale))
+
+
+def _effects_of(project: Project, effects: dict[str, RunEffects], run_id: str) -> RunEffects:
+    if run_id not in effects:
+        effects[run_id] = RunEffects.load(project.runs_dir / run_id)
+    return effects[run_id]
+
+
+def _write_run_page(project: Project, out: Path, run: RunEffects, problems: list[str],
+                    decisions: list[dict[str, Any]], generated: str) -> None:
+    run_id = run.record.run_id
+    extra = RUN_EXTRA.render(r=run.record, results=list(run.results.values()), env=run.record.environment,
+                             packages=PACKAGES, problems=problems, generated=generated, decisions=decisions)
+    html = strip_scripts((project.runs_dir / run_id / "report.html").read_text(encoding="utf-8"))
+    nav = RUN_NAV.render(r=run.record)
+    html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, html, count=1)
+    html = html.replace("</section>\n<hr/>", "</section>\n" + extra + "\n<hr/>", 1)
+    (out / "runs" / f"{run_id}.html").write_text(html, encoding="utf-8")
+
+
+def _write_plan_page(project: Project, out: Path, plan, plan_runs: list[dict[str, Any]],
+                     versions: list[dict[str, Any]], effects: dict[str, RunEffects]) -> None:
+    try:
+        baseline = baseline_check(project, plan.id)
+    except ImpactbookError:
+        baseline = None
+    (out / "plans" / f"{plan.id}.html").write_text(_page(
+        PLAN_PAGE, "../", plan.title, plan=plan, runs=plan_runs, versions=versions,
+        baseline=baseline or {"flags": [], "note": "No completed run yet."},
+        trends=_trend_images(plan, plan_runs, effects)), encoding="utf-8")
 
 
 def render_comparison(comparison: Comparison, root: str = "") -> str:

@@ -1,1 +1,2 @@
-"""Narrow, swappable backends: where runs execute (executors), and later storage and the index store."""
+"""Narrow, swappable backends, each behind a small registry passed in: executors (where runs execute) and
+index stores (where the run index lives)."""

@@ -1,0 +1,155 @@
+"""The run index's narrow door: one interface, a registry keyed by URL scheme, the schema both backends share.
+
+Following papermill's engines/iorw registries (STYLE §2), but the registry is a value passed in, not an
+import-time singleton. The index is derived from run folders and the ledger, so every backend is rebuildable.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
+
+from ..errors import ProjectError, RunNotFoundError
+from ..record import RunRecord
+
+SCHEMA_VERSION = 3
+# migration to each version from the one before (0 = empty); both backends apply the same statements
+MIGRATIONS: dict[int, tuple[str, ...]] = {3: (
+    """CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    plan_id TEXT NOT NULL,
+    plan_version INTEGER NOT NULL,
+    plan_sha256 TEXT NOT NULL,
+    status TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    verdicts TEXT NOT NULL,
+    baseline TEXT,
+    candidate TEXT,
+    template TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    sums_sha256 TEXT NOT NULL,
+    ledger_seq INTEGER,
+    labels TEXT NOT NULL DEFAULT '',
+    primary_effect TEXT
+)""",
+    "CREATE INDEX IF NOT EXISTS runs_by_plan ON runs (plan_id, run_id)",
+)}
+COLUMNS = ("run_id", "plan_id", "plan_version", "plan_sha256", "status", "decision", "verdicts", "baseline",
+           "candidate", "template", "started_at", "finished_at", "sums_sha256", "ledger_seq", "labels", "primary_effect")
+Row = tuple[Any, ...]
+
+
+class IndexUnusable(Exception):
+    """The index is corrupt or from another schema: rebuild it."""
+
+
+def index_row(record: RunRecord, sums_sha256: str, ledger_seq: int | None) -> Row:
+    """A run's row in COLUMNS order."""
+    return (record.run_id, record.plan.id, record.plan.version, record.plan.sha256, record.status.value,
+            record.decision.action.value, json.dumps({v.key: v.verdict.value for v in record.verdicts}),
+            record.model_change.get("baseline"), record.model_change.get("candidate"), record.template.name,
+            record.timings.started_at, record.timings.finished_at, sums_sha256, ledger_seq, ",".join(record.labels),
+            _primary_effect(record))
+
+
+def _primary_effect(record: RunRecord) -> str | None:
+    primary = {v.metric for v in record.verdicts if v.role == "primary"}
+    return next((e.sentence for e in record.effects if e.metric in primary), None)
+
+
+class IndexStore(ABC):
+    """What the rest of impactbook may ask of a run index. Queries are shared; backends supply a driver."""
+
+    mark = "?"  # the driver's parameter placeholder
+    order = "run_id"  # byte order of run ids, whatever the database's collation
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """Where the index lives, for messages (never with a password)."""
+
+    @abstractmethod
+    def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        """Rows as tuples in COLUMNS order."""
+
+    @abstractmethod
+    def _write(self, sql: str, rows: list[Row]) -> None:
+        """Run one statement per row in a single transaction."""
+
+    @abstractmethod
+    def replace_all(self, rows: Iterable[Row]) -> None:
+        """Swap the whole content for `rows` atomically (a rebuild); concurrent rebuilds take turns."""
+
+    def _upsert(self) -> str:
+        marks = ",".join([self.mark] * len(COLUMNS))
+        updates = ",".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+        return f"INSERT INTO runs VALUES ({marks}) ON CONFLICT (run_id) DO UPDATE SET {updates}"
+
+    def add(self, record: RunRecord, sums_sha256: str, ledger_seq: int | None) -> None:
+        """Insert or refresh a run's row (the folder and ledger are the truth, so the latest wins)."""
+        self._write(self._upsert(), [index_row(record, sums_sha256, ledger_seq)])
+
+    def remove(self, run_ids: list[str]) -> None:
+        self._write(f"DELETE FROM runs WHERE run_id = {self.mark}", [(r,) for r in run_ids])
+
+    def _select(self, condition: str = "", args: tuple[Any, ...] = (), tail: str = "") -> list[dict[str, Any]]:
+        rows = self._fetch(f"SELECT {','.join(COLUMNS)} FROM runs {condition} ORDER BY {self.order}{tail}", args)
+        at, decode = COLUMNS.index("verdicts"), json.JSONDecoder().decode
+        try:  # plain tuples zipped into dicts: the driver's row objects cost more than the query at 100k rows
+            return [dict(zip(COLUMNS, (*r[:at], decode(r[at]), *r[at + 1:]))) for r in rows]
+        except ValueError as exc:
+            raise IndexUnusable(f"a row's verdicts are not JSON ({exc})") from exc
+
+    def rows(self, plan_id: str | None = None) -> list[dict[str, Any]]:
+        """Runs oldest first (run ids sort by time), optionally of one plan."""
+        if plan_id:
+            return self._select(f"WHERE plan_id = {self.mark}", (plan_id,))
+        return self._select()
+
+    def find(self, run: str) -> dict[str, Any]:
+        """A run by id or unique prefix ("latest" for the newest); the database does the looking."""
+        if run == "latest":
+            matches = self._select(tail=" DESC LIMIT 1")
+        else:
+            matches = (self._select(f"WHERE run_id = {self.mark}", (run,))
+                       or self._select(f"WHERE substr(run_id, 1, {self.mark}) = {self.mark}", (len(run), run),
+                                       tail=" LIMIT 2"))
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RunNotFoundError(f"no run {run!r} in the index", where=self.where,
+                                   hint="`impactbook runs list` shows them")
+        raise RunNotFoundError(f"{run!r} matches several runs", hint="give more of the run id")
+
+
+class IndexStores:
+    """Index backends by URL scheme: `register(scheme, factory)`, `open(url)`."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, Callable[[str], IndexStore]] = {}
+
+    def register(self, scheme: str, factory: Callable[[str], IndexStore]) -> None:
+        self._factories[scheme] = factory
+
+    def open(self, url: str) -> IndexStore:
+        scheme = urlsplit(url).scheme
+        if scheme not in self._factories:
+            known = ", ".join(sorted(self._factories))
+            raise ProjectError(f"index URL {url.split('@')[-1]!r}: no index backend for {scheme!r}:// (known: {known})",
+                               hint="set IMPACTBOOK_INDEX to postgresql://… or leave it unset for SQLite")
+        return self._factories[scheme](url)
+
+
+def default_index_stores() -> IndexStores:
+    """SQLite (default, no server) and PostgreSQL (psycopg 3, imported only when used)."""
+    from .postgres_index import PostgresIndexStore
+    from .sqlite_index import SqliteIndexStore
+
+    stores = IndexStores()
+    stores.register("sqlite", SqliteIndexStore.from_url)
+    stores.register("postgresql", PostgresIndexStore)
+    stores.register("postgres", PostgresIndexStore)
+    return stores

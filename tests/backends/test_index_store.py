@@ -1,0 +1,107 @@
+"""backends/: SQLite and PostgreSQL index stores answer alike, rebuild alike, and take concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import secrets
+
+import psycopg
+import pytest
+
+from impactbook.backends.index_store import IndexStores, IndexUnusable, default_index_stores
+from impactbook.backends.sqlite_index import SqliteIndexStore
+from impactbook.errors import ProjectError, RunNotFoundError
+from impactbook.index import INDEX_ENV, index_url, load_record, open_index, rebuild
+from conftest import run
+from postgres_server import fresh_database, postgres_server
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_database(postgres_url) -> str:
+    return fresh_database(postgres_url, f"t_{secrets.token_hex(6)}")
+
+
+def _queries(store) -> dict:
+    rows = store.rows()
+    return {"list": rows, "filter": store.rows(rows[0]["plan_id"]), "no plan": store.rows("nope"),
+            "latest": store.find("latest"), "prefix": store.find(rows[0]["run_id"][:18]),
+            "exact": store.find(rows[0]["run_id"])}
+
+
+def test_postgres_and_sqlite_answer_list_filter_latest_and_rebuild_alike(frozen_project, postgres_database,
+                                                                         monkeypatch):
+    data = frozen_project.root / "data/demo_experiment.csv"
+    run(frozen_project)
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[:-1]))
+    run(frozen_project)  # an INADMISSIBLE run too
+    sqlite = open_index(frozen_project)
+    assert isinstance(sqlite, SqliteIndexStore) and sqlite.path == frozen_project.index_path
+    expected = _queries(sqlite)
+    assert [r["status"] for r in expected["list"]] == ["COMPLETED", "INADMISSIBLE"]
+
+    monkeypatch.setenv(INDEX_ENV, postgres_database)
+    assert rebuild(frozen_project) == 2
+    postgres = open_index(frozen_project)
+    assert not isinstance(postgres, SqliteIndexStore)
+    assert _queries(postgres) == expected
+    assert rebuild(frozen_project) == 2  # a second rebuild replaces, never duplicates
+    assert _queries(postgres) == expected
+    with pytest.raises(RunNotFoundError, match="no run 'nope'"):
+        postgres.find("nope")
+
+
+def _write_many(url: str, folder: str, worker: int, count: int) -> None:
+    from pathlib import Path
+
+    store = default_index_stores().open(url)
+    record = load_record(Path(folder))
+    for i in range(count):
+        store.add(record.model_copy(update={"run_id": f"{record.run_id}-w{worker}-{i:03d}"}), "0" * 64, i)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_concurrent_writers_from_several_processes_lose_nothing(backend, frozen_project, request):
+    folder = run(frozen_project).folder
+    url = (request.getfixturevalue("postgres_database") if backend == "postgresql"
+           else "sqlite://" + str(frozen_project.root / "concurrent.sqlite"))
+    workers, count = 4, 25
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: nothing shared but the database
+    processes = [context.Process(target=_write_many, args=(url, str(folder), w, count)) for w in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0] * workers
+    rows = default_index_stores().open(url).rows()
+    assert len(rows) == workers * count
+    assert len({r["run_id"] for r in rows}) == workers * count
+
+
+def test_default_url_is_the_sqlite_file_at_todays_path(project, monkeypatch):
+    monkeypatch.delenv(INDEX_ENV, raising=False)
+    assert index_url(project) == "sqlite://" + str(project.index_path.resolve())
+
+
+def test_registry_is_passed_in_and_unknown_schemes_name_the_known_ones(project, monkeypatch, tmp_path):
+    stores = IndexStores()
+    stores.register("mine", lambda url: SqliteIndexStore(tmp_path / "mine.sqlite"))
+    monkeypatch.setenv(INDEX_ENV, "mine://anything")
+    assert open_index(project, stores).path == tmp_path / "mine.sqlite"
+    monkeypatch.setenv(INDEX_ENV, "mongodb://user:secret@host/db")
+    with pytest.raises(ProjectError, match=r"no index backend for 'mongodb'.*known: postgres, postgresql, sqlite") as error:
+        open_index(project)
+    assert "secret" not in str(error.value)
+
+
+def test_postgres_index_from_another_schema_version_is_unusable(postgres_database):
+    with psycopg.connect(postgres_database, autocommit=True) as connection:
+        connection.execute("CREATE TABLE index_schema (version INTEGER NOT NULL)")
+        connection.execute("INSERT INTO index_schema VALUES (99)")
+    with pytest.raises(IndexUnusable, match="schema version 99"):
+        default_index_stores().open(postgres_database).rows()
