@@ -15,12 +15,13 @@ FLOORS = [
     ["ledger"],                                                          # the hash chain
     ["designspecs", "template", "results", "plan"],                      # the data model
     ["record", "catalog"],
+    ["backends"],                                                        # executors, index stores: narrow doors
     ["freezing", "anchors", "inputs", "datacheck", "wording"],           # before a kernel starts
     ["designs", "rollout"],                                              # analyses, inside the kernel
     ["capture", "execute", "gates", "store", "decision", "report"],      # the stages of a run
     ["index", "publication"],
     ["audit", "decisionlog", "runner", "compare"],
-    ["reproduction", "website", "batch", "backends"],
+    ["reproduction", "website", "batch"],
     ["notebook", "demo", "scaffold", "cli", "__main__", "__init__"],     # the faces
 ]
 FLOOR = {name: number for number, names in enumerate(FLOORS) for name in names}

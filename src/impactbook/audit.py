@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import RunNotFoundError
 from .hashing import sha256_file
-from .index import IndexUnusable, RunIndex, load_record, row_problems
+from .index import IndexUnusable, load_record, open_index, row_problems
 from .ledger import Ledger
 from .project import Project
 from .publication import DAMAGED
@@ -132,7 +132,7 @@ def _staging_problems(project: Project, in_progress: list[str]) -> list[str]:
 def _index_problems(project: Project, folders: dict[str, Path], ledger_runs: dict[str, dict[str, Any]]) -> list[str]:
     shown = project.relative(project.index_path)
     try:
-        rows = {row["run_id"]: row for row in RunIndex(project.index_path).rows()}
+        rows = {row["run_id"]: row for row in open_index(project).rows()}
     except IndexUnusable as exc:
         return [f"{shown}: unusable ({exc}); the next impactbook command rebuilds it"]
     problems = [f"{shown}: run {run_id} has a row but no folder" for run_id in sorted(set(rows) - set(folders))]
@@ -172,7 +172,7 @@ class GateCheck:
 def gate_check(project: Project, run: str) -> GateCheck:
     """Verify the run's folder against SHA256SUMS, the ledger chain, and its one ledger entry before its
     decision may reach automation."""
-    row = RunIndex(project.index_path).find(run)
+    row = open_index(project).find(run)
     folder = project.runs_dir / row["run_id"]
     if not folder.is_dir():
         raise RunNotFoundError(f"run folder {project.relative(folder)} is missing", hint="run `impactbook verify`")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImpactbookError
-from .index import RunIndex, load_record
+from .index import load_record, open_index
 from .plan import Plan, plan_from_canonical
 from .project import Project
 from .record import RunRecord
@@ -59,7 +59,7 @@ def frozen_plan_of(folder: Path) -> Plan:
 
 
 def resolve_run(project: Project, run: str) -> Path:
-    return project.runs_dir / RunIndex(project.index_path).find(run)["run_id"]
+    return project.runs_dir / open_index(project).find(run)["run_id"]
 
 
 def compare_runs(project: Project, runs: list[str]) -> Comparison:
@@ -138,7 +138,7 @@ def baseline_check(project: Project, plan_id: str, against: list[str] | None = N
     """Is the latest completed run's relative effect, per metric, within `threshold_sd` standard
     deviations of the effects of earlier completed runs of the plan (or of the runs named)? The
     threshold and the minimum history come from the plan's `history` section unless given."""
-    rows = [r for r in RunIndex(project.index_path).rows(plan_id) if r["status"] == "COMPLETED"]
+    rows = [r for r in open_index(project).rows(plan_id) if r["status"] == "COMPLETED"]
     if not rows:
         raise ImpactbookError(f"plan {plan_id!r} has no completed run to check")
     latest = RunEffects.load(project.runs_dir / rows[-1]["run_id"])

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ImpactbookError
-from .index import RunIndex, load_record
+from .index import load_record, open_index
 from .ledger import Ledger
 from .project import Project
 
@@ -25,7 +25,7 @@ def record_decision(project: Project, run: str, action: HumanAction, by: str, re
         raise ImpactbookError("say who decides", field="--by")
     if not reason.strip():
         raise ImpactbookError("a decision needs a reason", field="--reason")
-    row = RunIndex(project.index_path).find(run)
+    row = open_index(project).find(run)
     automatic = AUTOMATIC[row["decision"]]
     override = automatic == "rollback" and action != "rollback"
     return Ledger(project.ledger_path).append("decision", {
@@ -50,7 +50,7 @@ class StageHistory:
 def rollout_status(project: Project, plan_id: str) -> StageHistory:
     """Each monitoring run of a rollout plan: its stage, automatic decision, key intervals, and the
     human decisions that rest on it."""
-    rows = RunIndex(project.index_path).rows(plan_id)
+    rows = open_index(project).rows(plan_id)
     if not rows:
         raise ImpactbookError(f"no runs of plan {plan_id!r} in the index",
                               hint="`impactbook runs list` shows the plans that have runs")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +26,8 @@ from . import faults
 from .decision import decide, final_verdicts
 from .durable import storage_error, write_json
 from .hashing import sha256_file
-from .index import IndexUnusable, RunIndex, load_record, rebuild, row_problems
+from .backends.index_store import IndexStore
+from .index import IndexUnusable, load_record, open_index, rebuild, row_problems
 from .ledger import Ledger, utc_now
 from .plan import Plan, plan_from_canonical
 from .project import Project
@@ -81,13 +81,13 @@ def _record_published(project: Project, folder: Path, record: RunRecord, recover
     try:
         faults.point("index.add", project.index_path)
         _index(project).add(record, sums, entry["seq"])
-    except (OSError, sqlite3.Error, IndexUnusable) as exc:
+    except Exception as exc:  # the index is derived: whatever its backend raised, the next command reconciles it
         progress(f"run {record.run_id}: the index could not be updated ({exc}); the next impactbook command adds it")
     faults.point("publish.indexed")
 
 
-def _index(project: Project) -> RunIndex:
-    return RunIndex(project.index_path)
+def _index(project: Project) -> IndexStore:
+    return open_index(project)
 
 
 @dataclass
