@@ -283,3 +283,28 @@ def test_a_real_full_disk_is_one_clear_line_and_the_next_command_recovers(frozen
         last = lines[lines.index("run=1") + 1]
         assert last.startswith("error: runs") and "no space left on device (" in last, last
     assert outcome["list"] == "0" and outcome["verify"] == "0", done.stdout
+
+
+def test_a_tampered_run_is_never_recorded_or_indexed_from_its_own_edited_record(frozen_project):
+    """Edit a published run's decision and cut its ledger entry: the next command must not write the edited
+    values into the ledger or the index (which would hide the cut); verify and gate keep saying no."""
+    done = cli(frozen_project, "run", PLAN, "--json")
+    run_id = json.loads(done.stdout)["run_id"]
+    folder = frozen_project.runs_dir / run_id
+    folder.chmod(0o755)
+    (folder / "run.json").chmod(0o644)
+    record = read_json(folder / "run.json")
+    record["decision"]["action"] = "rollback"
+    (folder / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    lines = frozen_project.ledger_path.read_bytes().splitlines(keepends=True)
+    assert json.loads(lines[-1])["run_id"] == run_id
+    frozen_project.ledger_path.write_bytes(b"".join(lines[:-1]))
+    listed = cli(frozen_project, "runs", "list", "--json")
+    assert f"run {run_id} does not match its SHA256SUMS" in listed.stderr, listed.stderr
+    assert run_id not in Ledger(frozen_project.ledger_path).runs()
+    rows = {row["run_id"]: row for row in RunIndex(frozen_project.index_path).rows()}
+    assert rows[run_id]["decision"] == "ship"  # the row written at publication, never "corrected" from the edit
+    problems = verify(frozen_project).problems
+    assert any("content does not match SHA256SUMS" in p for p in problems)
+    assert any(run_id in p and "ledger" in p for p in problems), problems
+    assert cli(frozen_project, "gate", run_id).returncode == 3

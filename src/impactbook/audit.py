@@ -115,10 +115,14 @@ def verify(project: Project, runs: list[str] | None = None, anchor_files: list[P
 
 def _staging_problems(project: Project, in_progress: list[str]) -> list[str]:
     problems = []
-    for folder in [*staged_runs(project), *hidden_stagings(project)]:
+    hidden = set(hidden_stagings(project))
+    for folder in [*staged_runs(project), *hidden]:
         with locked(folder) as lock:
             if lock is None:
                 in_progress.append(folder.name)
+            elif folder in hidden:
+                problems.append(f"{project.relative(folder)}: a run stopped before its draft record existed; the "
+                                "next impactbook command discards it (nothing of it had started)")
             else:
                 problems.append(f"{project.relative(folder)}: a run was interrupted before publication; the next "
                                 "impactbook command publishes it as FAILED")

@@ -44,9 +44,15 @@ _state: dict[str, Any] = {"debug": False, "project": None}
 
 def _print_version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
-        print(f"impactbook {version('impactbook')}")
+        from . import __version__
+
+        try:
+            installed = version("impactbook")
+        except PackageNotFoundError:  # run from a source checkout that pip never installed
+            installed = __version__
+        print(f"impactbook {installed}")
         raise typer.Exit(0)
 
 
@@ -549,7 +555,7 @@ def verify(runs: Optional[list[str]] = typer.Argument(None, help="Run ids (defau
         _emit(report_.record())
     else:
         out.print(f"checked {len(report_.checked_runs)} runs and {report_.ledger_entries} ledger entries: "
-                  + ("intact" if report_.intact else f"{len(report_.problems)} problems"))
+                  + ("intact" if report_.intact else f"{len(report_.problems)} problem{'' if len(report_.problems) == 1 else 's'}"))
         for problem in report_.problems:
             out.print(f"  {problem}", markup=False)
     if not report_.intact:

@@ -55,6 +55,8 @@ def parse_filter(text: str) -> Expression:
 
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"is {len(text):,} characters long; a filter may have at most {MAX_LENGTH:,}")
+    if any(kind == duckdb.token_type.comment for _, kind in duckdb.tokenize(text)):
+        raise ExpressionError("contains an SQL comment (-- or /* */); a filter is one plain expression")
     connection = duckdb.connect(config={"enable_external_access": False})
     try:
         tree = _serialize(connection, f"SELECT {text}")

@@ -32,8 +32,8 @@ from .ledger import Ledger, utc_now
 from .plan import Plan, plan_from_canonical
 from .project import Project
 from .record import RunRecord, Status
-from .store import (CAUSE, DRAFT, PARTIAL_NOTEBOOK, SUMS, Staging, hidden_stagings, locked, published_runs, seal,
-                    staged_runs)
+from .store import (CAUSE, DRAFT, PARTIAL_NOTEBOOK, SUMS, Staging, artifact_problems, hidden_stagings, locked,
+                    published_runs, seal, staged_runs)
 
 Progress = Callable[[str], None]
 DAMAGED = ".damaged"
@@ -161,6 +161,12 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
         with locked(folder) as lock:
             if lock is None:
                 continue  # still being published by its own process
+            tampered = artifact_problems(folder)
+            if tampered:  # never ledger, index or seal what does not match its own SHA256SUMS: verify reports it
+                progress(f"run {run_id} does not match its SHA256SUMS ({'; '.join(tampered[:2])}): left as it is, "
+                         "not recorded in the ledger or the index; `impactbook verify` reports it")
+                done.damaged.append(run_id)
+                continue
             if writable:
                 seal(folder)
             record = load_record(folder)

@@ -16,7 +16,10 @@ from conftest import PLAN, edit_yaml
 STACKED = ("true) THEN 1 END) AS x FROM read_csv('data/demo_experiment.csv') GROUP BY GROUPING SETS ((variant), "
            "(variant, platform), (variant, date)); COPY (SELECT 42 AS answer) TO 'pwned.txt'; SELECT 1 AS arm --")
 PAYLOADS = {
-    STACKED: "is not a valid SQL expression",
+    STACKED: "contains an SQL comment",
+    "platform = 'web' -- ) OR true": "contains an SQL comment",
+    "platform = 'web' /* ) OR true */": "contains an SQL comment",
+    "true) THEN 1 END) AS x FROM t; SELECT 1 AS arm": "is not a valid SQL expression",
     "user_id IN (SELECT user_id FROM read_csv('data/other.csv'))": "uses a subquery",
     "platform IN (SELECT content FROM read_text('/etc/passwd'))": "uses a subquery",
     "sum(revenue) > 0": "calls sum()",
@@ -40,10 +43,11 @@ def test_a_filter_that_is_not_a_plain_expression_is_refused_at_freeze(project, p
     assert not (project.root / "pwned.txt").exists()
 
 
-def test_an_allowed_filter_is_rendered_by_duckdb_without_the_comment_it_came_with():
-    expression = parse_filter("platform = 'ios' AND sessions > 2 -- ) THEN 1 END) AS x")
+def test_an_allowed_filter_is_rendered_by_duckdb_and_a_comment_inside_a_string_is_just_text():
+    expression = parse_filter("platform = 'ios' AND sessions > 2")
     assert expression.sql == "((platform = 'ios') AND (sessions > 2))"
     assert expression.columns == ("platform", "sessions")
+    assert parse_filter("platform <> 'a -- b'").sql == "(platform != 'a -- b')"
 
 
 def test_the_query_engine_reads_only_the_pinned_file_and_writes_nothing(tmp_path):
