@@ -17,7 +17,7 @@ FLOORS = [
     ["record", "catalog"],
     ["backends"],                                                        # executors, index stores: narrow doors
     ["freezing", "anchors", "inputs", "datacheck", "wording"],           # before a kernel starts
-    ["designs", "rollout"],                                              # analyses, inside the kernel
+    ["designs"],                                                         # analyses, inside the kernel
     ["capture", "execute", "gates", "store", "decision", "report"],      # the stages of a run
     ["index", "publication"],
     ["audit", "decisionlog", "runner", "compare"],

@@ -21,7 +21,7 @@ from .inputs import load_input, pinned_input
 from .plan import Plan, load_plan, plan_from_canonical
 from .project import Project
 from .results import ResultRow
-from .rollout import Monitor, monitor_file
+from .designs.rollout import Monitor, monitor_file
 
 RESULT_FIELDS = set(ResultRow.model_fields)
 
@@ -96,6 +96,6 @@ def analyse_input(name: str, plan: Plan, project: Project | None = None) -> Anal
 
 
 def monitor_input(name: str, plan: Plan, feedback: str | None = None, project: Project | None = None) -> Monitor:
-    """The rollout monitor over a pinned daily exposure table (see impactbook.rollout), with the
+    """The rollout monitor over a pinned daily exposure table (see impactbook.designs.rollout), with the
     pinned feedback dataset when the plan declares one."""
     return monitor_file(plan, *pinned_file(name, project), feedback=pinned_file(feedback, project) if feedback else None)

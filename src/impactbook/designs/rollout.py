@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import stats
-from .designs.aggregate import Aggregates, aggregate
-from .designs.randomized import effect_of
-from .plan import Plan
-from .sqlengine import locked_connection, quote, source_sql
+from .. import stats
+from .aggregate import Aggregates, aggregate
+from .randomized import effect_of
+from ..plan import Plan
+from ..sqlengine import locked_connection, quote, source_sql
 
 ADVANCE, CONTINUE, ROLLBACK = "advance", "continue", "rollback"
 

@@ -16,7 +16,7 @@ from impactbook.errors import ImpactbookError
 from impactbook.freezing import freeze_plan
 from impactbook.ledger import Ledger
 from impactbook.plan import load_plan
-from impactbook.rollout import monitor_file
+from impactbook.designs.rollout import monitor_file
 from impactbook.runner import run_plan
 from conftest import cli, edit_yaml
 
