@@ -100,6 +100,12 @@ def test_injected_parameters_are_inputs_plan_and_seed(project):
     ((("rollout", "score", "weights"), {"nps": 1.0}), "rollout.score.weights names ['nps']"),
     ((("rollout", "stages", 1, "name"), "5%"), "stage names must be unique"),
     ((("rollout", "stages", 0, "exposure"), 1.5), "rollout.stages[0].exposure"),
+    ((("rollout", "recent"), {"window": 0}), "rollout.recent: window must be 'stage' or a number of days"),
+    ((("rollout", "recent"), {"window": "week"}), "rollout.recent.window"),
+    ((("rollout", "recent"), {"alpha_share": 1.0}), "rollout.recent.alpha_share: Input should be less than 1"),
+    ((("rollout", "sequential"), {"method": "group_sequential"}), "needs planned_units or planned_information"),
+    ((("rollout", "sequential"), {"method": "group_sequential", "planned_information": -3}),
+     "rollout.sequential.planned_information: Input should be greater than 0"),
 ])
 def test_rollout_schema_errors_are_specific(project, change, expected):
     path = project.root / "plans/rollout.yaml"

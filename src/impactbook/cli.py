@@ -665,6 +665,12 @@ def rollout_status_command(plan_id: str = typer.Argument(..., help="Plan id."),
         for metric, interval in run_["intervals"].items():
             out.print(f"    {metric}: {percent(interval['relative'])} [{percent(interval['low'])}, "
                       f"{percent(interval['high'])}]{'  BREACH' if interval['breach'] else ''}", markup=False)
+        for metric, interval in run_.get("recent_intervals", {}).items():
+            out.print(f"    {metric} since {interval['window_start']}: {percent(interval['relative'])} "
+                      f"[{percent(interval['low'])}, {percent(interval['high'])}]"
+                      f"{'  BREACH' if interval['breach'] else ''}", markup=False)
+        if run_.get("stage_mismatches"):
+            out.print(f"    sample ratio mismatch in stage {', '.join(run_['stage_mismatches'])}", markup=False)
         for human in run_["human_decisions"]:
             out.print(f"    decided {human['action']} by {human['by']} at {human['time']}: {human['reason']}"
                       + ("  (OVERRIDE of the automatic roll back)" if human["override"] else ""), markup=False)

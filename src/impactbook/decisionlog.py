@@ -68,6 +68,10 @@ def rollout_status(project: Project, plan_id: str) -> StageHistory:
             "reason": record.decision.reason,
             "intervals": {m: {"relative": v.get("relative"), "low": v.get("low"), "high": v.get("high"),
                               "breach": v.get("breach")} for m, v in (monitor.get("latest") or {}).items()},
+            "recent_intervals": {m: {"window_start": v.get("window_start"), "relative": v.get("relative"),
+                                     "low": v.get("low"), "high": v.get("high"), "breach": v.get("breach")}
+                                 for m, v in (monitor.get("recent") or {}).items()},
+            "stage_mismatches": [c["stage"] for c in monitor.get("stage_srm") or [] if c.get("mismatch")],
             "human_decisions": [{k: h[k] for k in ("time", "action", "by", "reason", "override", "seq")}
                                 for h in humans if h["run_id"] == row["run_id"]]})
     return StageHistory(plan_id, history)

@@ -223,7 +223,8 @@ class History(_Strict):
 
 class Stage(_Strict):
     name: str
-    exposure: float = Field(gt=0, le=1, description="share of traffic on the candidate")
+    exposure: float = Field(gt=0, le=1, description="share of the stage's units on the candidate (the rest are "
+                                                     "control); each stage's arm sizes are checked against it")
     min_days: int = Field(1, ge=1)
     min_units: int = Field(0, ge=0, description="units (both arms) needed in this stage before advancing")
 
@@ -251,25 +252,55 @@ class Score(_Strict):
 
 class Sequential(_Strict):
     """How the monitor looks: `msprt` (anytime-valid, look as often as you like) or `group_sequential`
-    (a fixed number of equally spaced looks by information, Lan-DeMets spending; repeated confidence
-    intervals at each look, Jennison & Turnbull 2000, ch. 9)."""
+    (`looks` looks equally spaced in information time: a look happens on the first day the information
+    fraction reaches k/looks, and its boundary is computed by Lan-DeMets spending at the fraction actually
+    observed; the outcome window's last day is the final analysis and spends all the alpha left;
+    repeated confidence intervals at each look, Jennison & Turnbull 2000, ch. 7 and 9).
+
+    The information fraction is the observed information over the planned maximum: with
+    `planned_information`, 1/se^2 of the monitored relative effect over that number; otherwise effective
+    units, sum over days of 4 n_c n_t / (n_c + n_t) (proportional to 1/se^2 while the outcome's variance
+    is stable), over those that `planned_units` gives when split across the stages in proportion to
+    their `min_units` (equally when none is set) at each stage's exposure."""
 
     method: Literal["msprt", "group_sequential"] = "msprt"
     looks: int = Field(5, ge=1, le=20)
     spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
     planned_units: int | None = Field(None, ge=1, description="units (both arms) at the final look")
+    planned_information: float | None = Field(None, gt=0, description="1/se^2 of the relative effect at the final "
+                                                                       "look, if declared instead of planned_units")
 
     @model_validator(mode="after")
     def _planned(self) -> "Sequential":
-        if self.method == "group_sequential" and self.planned_units is None:
-            raise ValueError("group_sequential monitoring needs planned_units (the information at the last look)")
+        if self.method == "group_sequential" and self.planned_units is None and self.planned_information is None:
+            raise ValueError("group_sequential monitoring needs planned_units or planned_information "
+                             "(the information at the last look)")
+        return self
+
+
+class RecentWindow(_Strict):
+    """A second stop-loss on recent data only, so that a drop starting mid-rollout is not diluted by the
+    days before it: the effect since the current `stage` began (or within consecutive blocks of `days`
+    days from the window's start), with its own anytime-valid confidence sequence. It takes
+    `alpha_share` of the stop-loss alpha, split equally over the windows the rollout can have; the
+    cumulative sequence of a stop-loss metric keeps the rest, so a false rollback stays within alpha/2."""
+
+    window: Literal["stage"] | int = Field("stage", description="'stage', or a number of days (>= 1)")
+    alpha_share: float = Field(0.5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _days(self) -> "RecentWindow":
+        if not isinstance(self.window, str) and self.window < 1:
+            raise ValueError("window must be 'stage' or a number of days of at least 1")
         return self
 
 
 class Rollout(_Strict):
-    """A staged rollout watched continuously: anytime-valid intervals (mSPRT confidence sequences),
-    advance when every acceptance metric is confidently good and the stage is long and large enough,
-    roll back as soon as a stop-loss guardrail is confidently beyond its threshold."""
+    """A staged rollout watched continuously: each day's arms compared within the day (stratified, so a
+    common time trend cancels while exposure ramps), anytime-valid intervals (mSPRT confidence sequences)
+    or group-sequential looks in information time; advance when every acceptance metric is confidently
+    good and the stage is long and large enough and its arms match its exposure; roll back as soon as a
+    stop-loss guardrail is confidently beyond its threshold, on all data or on the recent window."""
 
     stage_column: str = "stage"
     stages: list[Stage] = Field(min_length=1)
@@ -277,6 +308,7 @@ class Rollout(_Strict):
     stop_loss: list[StopLoss] = Field(default_factory=list)
     mixing_sd: float = Field(0.05, gt=0, description="prior scale of the relative effect (mSPRT mixing)")
     sequential: Sequential = Sequential()
+    recent: RecentWindow | None = Field(RecentWindow(), description="the recent-window stop-loss (null: none)")
     feedback: Feedback | None = None
     score: Score | None = None
 
@@ -396,6 +428,9 @@ class Plan(_Strict):
                              "(a retrospective plan, registration: {mode: retrospective, reason: ...}, may omit it)")
         if self.rollout is not None and self.window.time_column is None:
             raise ValueError("a rollout is monitored day by day: window.time_column is required")
+        if (self.rollout is not None and self.rollout.recent is not None and not isinstance(self.rollout.recent.window, str)
+                and self.window.time_type != "date"):
+            raise ValueError("rollout.recent.window in days needs dates: window.time_type must be date")
         reserved = {"plan", "seed", *self.inputs} & set(self.parameters)
         if reserved:
             raise ValueError(f"parameters may not redefine {sorted(reserved)}: the framework injects them")

@@ -6,16 +6,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from pathlib import Path
+
+import numpy as np
 import pytest
+from scipy.stats import binom
+
+from impactbook import stats
 
 from impactbook.catalog import Catalog
 from impactbook.decisionlog import decisions_for, record_decision, rollout_status
-from impactbook.demo import (FEEDBACK_CONTRACT, ROLLOUT_BREACH_DAY, ROLLOUT_CONTRACT, generate_feedback_data,
-                             generate_rollout_data)
+from impactbook.demo import (FEEDBACK_CONTRACT, ROLLOUT_BREACH_DAY, ROLLOUT_CONTRACT, ROLLOUT_SCHEDULE,
+                             generate_feedback_data, generate_rollout_data)
+from impactbook.designs.rollout_simulation import Scenario, outcome_of, simulate_rollout
 from impactbook.errors import ImpactbookError
 from impactbook.freezing import freeze_plan
 from impactbook.ledger import Ledger
-from impactbook.plan import load_plan
+from impactbook.plan import Sequential, load_plan
 from impactbook.designs.rollout import monitor_file
 from impactbook.runner import run_plan
 from conftest import cli, edit_yaml
@@ -116,6 +123,7 @@ def test_human_decisions_are_chained_in_the_ledger_and_overrides_are_marked(proj
     assert [h["override"] for h in history["human_decisions"]] == [False, True]
     status = cli(project, "rollout", "status", "rollout")
     assert "OVERRIDE of the automatic roll back" in status.stdout
+    assert "revenue_per_user since " in status.stdout and history["recent_intervals"]["revenue_per_user"]["breach"]
     report = cli(project, "report", run_id)
     assert "overrides the automatic rollback" in open(report.stdout.strip()).read()
     assert cli(project, "verify").returncode == 0
@@ -147,18 +155,94 @@ def test_continue_while_the_composite_score_is_too_low(project, start):
     assert monitor.decision == "continue" and "composite acceptance score" in monitor.reason
 
 
-def test_group_sequential_monitoring_tests_only_at_planned_looks(project, start):
-    """With 5 planned looks (O'Brien-Fleming spending), rows exist only at the looks; the breach is
+def test_group_sequential_looks_sit_at_information_fractions(project, start):
+    """5 looks (O'Brien-Fleming spending, recent window off): a look only on the day the information
+    fraction first reaches k/5, its boundary the Lan-DeMets bound at the fractions actually observed
+    (exactly what group_sequential_bounds gives for them), and the window's last day the final analysis,
+    which spends all the alpha left (exact overall error 5%) although the information fell short; the breach is
     caught at the first look after it and never before it; an A/A rollout raises no breach."""
     edit_yaml(project.root / ROLLOUT, (("rollout", "sequential"),
-                                       {"method": "group_sequential", "looks": 5, "planned_units": 280000}))
+                                       {"method": "group_sequential", "looks": 5, "planned_units": 280000}),
+              (("rollout", "recent"), None))
     path = _data(project, start, breach_day=ROLLOUT_BREACH_DAY)
     monitor = _monitor(project, path)
-    looks = [r["look"] for r in monitor.series if r["metric"] == "revenue_per_user"]
-    assert looks == sorted(set(looks)) and len(looks) <= 5
+    rows = [r for r in monitor.series if r["metric"] == "revenue_per_user"]
+    fractions = [r["information_fraction"] for r in rows]
+    assert [r["look"] for r in rows] == list(range(1, len(rows) + 1)) and len(rows) <= 5
+    assert all(f >= k / 5 - 1e-9 for f, k in zip(fractions[:-1], range(1, 5)))
+    bounds = [r["boundary_z"] for r in rows]
+    assert bounds[:-1] == pytest.approx(stats.group_sequential_bounds(fractions[:-1], 0.05), abs=1e-6)
+    final = rows[-1]["date"] == load_plan(project.root / ROLLOUT).window.end.isoformat()
+    assert final, "the window's last day is the final analysis"
+    assert stats.crossing_probability(bounds, fractions) == pytest.approx(0.05, abs=1e-5), "it spends all alpha"
+    assert fractions[0] < 0.25, "the first look comes when a fifth of the information, not of the units, is in"
     breach_date = start + dt.timedelta(days=ROLLOUT_BREACH_DAY)
     first = dt.date.fromisoformat(monitor.breaches[0]["date"])
     assert breach_date <= first <= breach_date + dt.timedelta(days=4)
     assert monitor.decision == "rollback" and "group-sequential (obrien-fleming)" in monitor.reason
     quiet = _monitor(project, _data(project, start, breach_day=None, conversion_lift=0.0, harm=0.0))
     assert quiet.breaches == [] and quiet.decision == "continue"
+
+
+SCHEDULE_PLAN = Path(__file__).resolve().parents[2] / "plans/rollout.yaml"
+
+
+def _simulate(plan, scenario, rollouts, seed):
+    rng = np.random.default_rng(seed)
+    return [outcome_of(plan, simulate_rollout(plan, scenario, ROLLOUT_SCHEDULE, 20_000, rng)) for _ in range(rollouts)]
+
+
+def _ceiling(rate, rollouts):
+    """The most alarms a true rate of `rate` gives in `rollouts` with probability 0.999."""
+    return int(binom.ppf(0.999, rollouts, rate))
+
+
+@pytest.mark.parametrize("scenario", [
+    Scenario("conversion +0.1 pp a day in both arms", conversion_trend=0.001),
+    Scenario("revenue -15% in both arms from day 8", dip=0.15, dip_day=8),
+    Scenario("revenue exactly at the -5% stop-loss threshold", revenue_effect=-0.05),
+], ids=["trend", "dip", "threshold"])
+@pytest.mark.parametrize("method", ["msprt", "group_sequential"])
+def test_no_effect_and_a_shared_trend_give_false_alarms_within_alpha(scenario, method):
+    """300 simulated rollouts of the demo schedule with a look every day: no false advance (acceptance
+    metric confidently better with no true lift) and no false rollback (stop-loss breached with the true
+    effect at or above the threshold) beyond what alpha/2 allows (the 99.9% binomial quantile). Pooled
+    across days, the trend gave 26-71% false advances (issue 15)."""
+    plan = load_plan(SCHEDULE_PLAN)
+    if method == "group_sequential":
+        plan = plan.model_copy(update={"rollout": plan.rollout.model_copy(update={
+            "sequential": Sequential(method="group_sequential", looks=5, planned_units=280_000)})})
+    outcomes = _simulate(plan, scenario, 300, seed=31)
+    advances = sum(o.confident_gain_day is not None for o in outcomes)
+    rollbacks = sum(o.breach_day is not None for o in outcomes)
+    assert advances <= _ceiling(0.025, 300) and rollbacks <= _ceiling(0.025, 300), (advances, rollbacks)
+
+
+def test_the_recent_window_catches_a_drop_that_starts_mid_rollout():
+    """A 15% revenue drop from day 9 (the 50% stage), 200 simulated rollouts: with the recent-window
+    stop-loss nearly every rollout is rolled back within the window, most within 2 days; on all data
+    alone the drop is diluted by the 9 days before it and far more are missed or late."""
+    plan = load_plan(SCHEDULE_PLAN)
+    drop = Scenario("revenue -15% from day 9", revenue_effect=-0.15, effect_day=9)
+    with_window = _simulate(plan, drop, 200, seed=41)
+    cumulative_only = _simulate(plan.model_copy(update={"rollout": plan.rollout.model_copy(update={"recent": None})}),
+                                drop, 200, seed=41)
+    caught = [o.breach_day for o in with_window if o.breach_day is not None]
+    assert len(caught) >= 190 and min(caught) >= 9 and np.median(caught) <= 11
+    assert sum(o.breach_day is not None for o in cumulative_only) < 170
+
+
+def test_a_stage_whose_arms_do_not_match_its_exposure_holds_the_rollout(project, start):
+    """A quarter of the 25% stage's control units relabelled as treatment: the per-stage sample-ratio
+    check fails for that stage only, the monitor holds with the reason, and no verdict is CONFIRMED."""
+    import pandas as pd
+    path = _data(project, start, breach_day=None, conversion_lift=0.02)
+    frame = pd.read_csv(path)
+    shifted = (frame.stage == "25%") & (frame.variant == "control") & (frame.user_id % 4 == 0)
+    frame.loc[shifted, "variant"] = "treatment"
+    frame.to_csv(path, index=False)
+    monitor = _monitor(project, path)
+    mismatched = [c["stage"] for c in monitor.stage_srm if c["mismatch"]]
+    assert mismatched == ["25%"] and [c["stage"] for c in monitor.stage_srm] == ["5%", "25%", "50%"]
+    assert monitor.decision == "continue" and "sample ratio mismatch in stage 25%" in monitor.reason
+    assert "CONFIRMED" not in monitor.verdicts(load_plan(project.root / ROLLOUT)).values()

@@ -116,6 +116,19 @@ def effect_of(metric: Metric, control: Statistic, treatment: Statistic, alpha: f
     return stats.welch_difference(control, treatment, alpha)
 
 
+def arm_estimates(metric: Metric, control: Statistic, treatment: Statistic) -> tuple[stats.ArmEstimate,
+                                                                                  stats.ArmEstimate]:
+    """Each arm's mean and per-unit variance exactly as effect_of's test would use them, without the test."""
+    if isinstance(control, stats.RatioStatistic):
+        return control.estimate(), treatment.estimate()
+    if isinstance(control, stats.RegressionStatistic):
+        (adjusted_control, _), (adjusted_treatment, _), _ = stats.cuped_arms(control, treatment)
+        return adjusted_control, adjusted_treatment
+    if metric.kind == "proportion":
+        return control.proportion_estimate(), treatment.proportion_estimate()
+    return control.estimate(), treatment.estimate()
+
+
 def estimate(metric: Metric, control: Statistic, treatment: Statistic, alpha: float) -> tuple[stats.Effect | None,
                                                                                            str | None]:
     """The effect, or None and the reason the data cannot give it."""

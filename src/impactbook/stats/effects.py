@@ -129,14 +129,9 @@ def ratio_difference(control: RatioStatistic, treatment: RatioStatistic, alpha: 
                    "ratio metric, delta-method variance, z test; relative lift by the delta method")
 
 
-def cuped_difference(control: RegressionStatistic, treatment: RegressionStatistic, alpha: float = 0.05) -> Effect:
-    """CUPED (Deng, Xu, Kohavi, Walker 2013, "Improving the Sensitivity of Online Controlled Experiments
-    by Utilizing Pre-Experiment Data", WSDM) with theta the pooled within-arm regression slope, so the
-    adjusted difference equals the OLS coefficient on the treatment indicator in y ~ 1 + T + x.
-
-    Each arm's mean is adjusted by theta (x_bar_arm - x_bar_pooled); its variance is
-    var(y) - 2 theta cov(x, y) + theta^2 var(x). Reports the variance reduction achieved.
-    """
+def cuped_arms(control: RegressionStatistic, treatment: RegressionStatistic
+               ) -> tuple[tuple[ArmEstimate, ArmEstimate], tuple[ArmEstimate, ArmEstimate], float]:
+    """Each arm's CUPED-adjusted and raw estimate, and theta (see cuped_difference)."""
     sxx = control.centred_pre_squares + treatment.centred_pre_squares
     theta = (control.centred_cross_products + treatment.centred_cross_products) / sxx if sxx > 0 else 0.0
     pooled_pre = (control.pre.sum + treatment.pre.sum) / (control.n + treatment.n)
@@ -146,7 +141,18 @@ def cuped_difference(control: RegressionStatistic, treatment: RegressionStatisti
         variance = raw.variance - 2 * theta * arm.covariance + theta**2 * arm.pre.variance
         return ArmEstimate(arm.n, raw.mean - theta * (arm.pre.mean - pooled_pre), max(variance, 0.0)), raw
 
-    (adj_c, raw_c), (adj_t, raw_t) = adjusted(control), adjusted(treatment)
+    return adjusted(control), adjusted(treatment), theta
+
+
+def cuped_difference(control: RegressionStatistic, treatment: RegressionStatistic, alpha: float = 0.05) -> Effect:
+    """CUPED (Deng, Xu, Kohavi, Walker 2013, "Improving the Sensitivity of Online Controlled Experiments
+    by Utilizing Pre-Experiment Data", WSDM) with theta the pooled within-arm regression slope, so the
+    adjusted difference equals the OLS coefficient on the treatment indicator in y ~ 1 + T + x.
+
+    Each arm's mean is adjusted by theta (x_bar_arm - x_bar_pooled); its variance is
+    var(y) - 2 theta cov(x, y) + theta^2 var(x). Reports the variance reduction achieved.
+    """
+    (adj_c, raw_c), (adj_t, raw_t), theta = cuped_arms(control, treatment)
     before = raw_c.variance_of_mean + raw_t.variance_of_mean
     after = adj_c.variance_of_mean + adj_t.variance_of_mean
     return compare(adj_c, adj_t, alpha, "z",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, Sequence
 
 import numpy as np
@@ -85,6 +86,38 @@ def _continue_probability(bounds: Sequence[float], fractions: Sequence[float]) -
     return float(mvn.cdf(upper, lower_limit=-upper))
 
 
+def crossing_probability(bounds: Sequence[float], fractions: Sequence[float]) -> float:
+    """The exact type I error of two-sided boundaries used at these information fractions: the
+    probability under no effect that some |Z_k| reaches its c_k (Jennison & Turnbull 2000, section 3.4:
+    Z_k ~ N(0, 1) with corr(Z_j, Z_k) = sqrt(t_j / t_k); multivariate normal integral by Genz's method)."""
+    return 1 - _continue_probability(bounds, fractions)
+
+
+@lru_cache(maxsize=4096)
+def _next_bound(bounds: tuple[float, ...], fractions: tuple[float, ...], alpha: float, kind: str, final: bool) -> float:
+    spent = alpha if final else spending(fractions[-1], alpha, kind)
+    target = 1 - spent  # P(no rejection through this look)
+
+    def gap(c: float) -> float:
+        return _continue_probability([*bounds, c], fractions) - target
+
+    return float(optimize.brentq(gap, 0.5, 12.0, xtol=1e-7))
+
+
+def next_bound(bounds: Sequence[float], fractions: Sequence[float], alpha: float = 0.05,
+               kind: Literal["obrien_fleming", "pocock"] = "obrien_fleming", final: bool = False) -> float:
+    """The boundary of the newest look, given the boundaries already used at the earlier looks and the
+    information fractions observed at all of them: the Lan-DeMets error-spending recursion, which needs
+    neither the number nor the timing of looks in advance (Lan & DeMets 1983). `fractions` has one more
+    entry than `bounds`. `final`: the planned last analysis, which spends all the alpha that is left even
+    when the information falls short of the plan (the correlations still use the observed fractions;
+    Jennison & Turnbull 2000, section 7.2.2)."""
+    if len(fractions) != len(bounds) + 1:
+        raise ValueError(f"{len(fractions)} fractions for {len(bounds)} earlier bounds; need exactly one more")
+    return _next_bound(tuple(float(b) for b in bounds), tuple(float(f) for f in fractions), float(alpha), kind,
+                       bool(final or fractions[-1] >= 1))
+
+
 def group_sequential_bounds(fractions: Sequence[float], alpha: float = 0.05,
                             kind: Literal["obrien_fleming", "pocock"] = "obrien_fleming") -> list[float]:
     """Two-sided z boundaries at the given information fractions so that the cumulative type I error
@@ -93,11 +126,5 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float = 0.05,
     Group Sequential Methods, ch. 7)."""
     bounds: list[float] = []
     for k in range(1, len(fractions) + 1):
-        target = 1 - spending(fractions[k - 1], alpha, kind)  # P(no rejection through look k)
-        lookup = fractions[:k]
-
-        def gap(c: float) -> float:
-            return _continue_probability([*bounds, c], lookup) - target
-
-        bounds.append(float(optimize.brentq(gap, 0.5, 12.0, xtol=1e-7)))
+        bounds.append(next_bound(bounds, fractions[:k], alpha, kind))
     return bounds
