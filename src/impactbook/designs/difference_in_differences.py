@@ -16,7 +16,8 @@ import numpy as np
 
 from ..plan import Metric, Plan
 from ..sqlengine import locked_connection, quote, source_sql
-from ..stats.event_study import EventStudy, event_study
+from ..stats.callaway_santanna import callaway_santanna
+from ..stats.event_study import EventStudy, EventTimeEffect, event_study
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,38 @@ def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDiffe
     for metric in plan.metrics:
         values = frame[f"m_{metric.id}"].to_numpy(dtype=float)
         present = ~np.isnan(values)
-        study = event_study(values[present], units[present], frame["period"].to_numpy()[present], adoption[present],
-                            clusters[present], spec.leads, spec.lags, plan.alpha)
+        if spec.estimator == "callaway_santanna":
+            study = group_time_study(frame.assign(value=values, cluster_code=clusters), spec.leads, spec.lags,
+                                     plan.alpha)
+        else:
+            study = event_study(values[present], units[present], frame["period"].to_numpy()[present],
+                                adoption[present], clusters[present], spec.leads, spec.lags, plan.alpha)
         studies.append(_judge(plan, metric, study))
     cohorts = frame.dropna(subset=["adoption"]).groupby("adoption")["unit"].nunique()
     return DifferenceInDifferencesAnalysis(plan, studies, len(frame), dropped_rows,
                                            {str(int(k)): int(v) for k, v in cohorts.items()})
+
+
+def group_time_study(frame, leads: int, lags: int, alpha: float) -> EventStudy:
+    """Callaway & Sant'Anna on the balanced part of the panel (units observed in every period with a value),
+    in the event-study shape the rest of the design reads: event-time effects, the average of effects
+    0..lags, the joint pre-trend test, and the treated units' counterfactual level after adoption."""
+    wide = frame.pivot_table(index="unit", columns="period", values="value", aggfunc="first").dropna()
+    periods = wide.columns.to_numpy()
+    per_unit = frame.groupby("unit").agg(adoption=("adoption", "min"), cluster=("cluster_code", "first")).loc[wide.index]
+    adoption = per_unit["adoption"].to_numpy(dtype=float)
+    cohorts = np.where(np.isnan(adoption), np.nan, np.searchsorted(periods, np.nan_to_num(adoption)))
+    outcomes = wide.to_numpy()
+    result = callaway_santanna(outcomes, cohorts, per_unit["cluster"].to_numpy(), leads, lags, alpha)
+    effects = tuple(EventTimeEffect(e, a.estimate, a.standard_error, a.low, a.high)
+                    for e, a in sorted(result.event_time.items()))
+    since = np.arange(len(periods))[None, :] - cohorts[:, None]
+    after = (since >= 0) & (since <= lags)
+    post = result.post_average
+    level = float(outcomes[after].mean() - post.estimate) if after.any() else None
+    return EventStudy(result.method, result.level, effects, post.estimate, post.standard_error, post.low, post.high,
+                      post.p_value, level, result.pretrend_statistic, result.pretrend_p_value, result.clusters,
+                      result.units, result.treated_units, len(periods), int(outcomes.size), t_df=None)
 
 
 def _judge(plan: Plan, metric: Metric, study: EventStudy) -> MetricEventStudy:
@@ -159,7 +186,8 @@ def _non_inferiority(plan: Plan, metric: Metric, study: EventStudy) -> tuple[str
     relative margin divides by the counterfactual level, taken as known (its own error is ignored)."""
     from scipy import stats
 
-    critical = stats.t.ppf(1 - plan.alpha, study.clusters - 1)
+    reference = stats.t(study.t_df) if study.t_df is not None else stats.norm()
+    critical = reference.ppf(1 - plan.alpha)
     low = study.average_effect - critical * study.average_standard_error
     high = study.average_effect + critical * study.average_standard_error
     if metric.margin_type == "relative":

@@ -37,6 +37,10 @@ class DifferenceInDifferences(_Spec):
     cluster: str | None = Field(None, description="cluster for robust standard errors (default: the unit)")
     leads: int = Field(4, ge=2, le=104, description="pre-adoption periods estimated (tested for pre-trends)")
     lags: int = Field(4, ge=0, le=104, description="post-adoption periods estimated after period 0")
+    estimator: Literal["twfe", "callaway_santanna"] = Field(
+        "twfe", description="twfe: the two-way fixed-effects event study (assumes the effect is the same for every "
+                            "cohort and period); callaway_santanna: group-time effects against never-treated "
+                            "units, robust to effects that differ by cohort or grow over time (staggered adoption)")
     assumptions: str = Field(min_length=20, description="the identifying assumptions, in words, shown in the report")
     diagnostics: EventStudyDiagnostics = EventStudyDiagnostics()
 

@@ -47,6 +47,7 @@ class EventStudy:
     treated_units: int
     periods: int
     observations: int
+    t_df: int | None = None  # the t reference's degrees of freedom; None: the normal distribution
 
     @property
     def relative_effect(self) -> float | None:
@@ -104,4 +105,4 @@ def event_study(outcome: np.ndarray, unit: np.ndarray, period: np.ndarray, adopt
         average_p_value=float(2 * stats.t.sf(abs(t_value), groups - 1)), counterfactual_level=counterfactual,
         pretrend_statistic=float(wald.statistic), pretrend_p_value=float(wald.pvalue), clusters=groups,
         units=len(units), treated_units=len(np.unique(np.asarray(unit)[~np.isnan(np.asarray(adoption, dtype=float))])),
-        periods=len(periods), observations=len(outcome))
+        periods=len(periods), observations=len(outcome), t_df=groups - 1)
