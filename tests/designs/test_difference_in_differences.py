@@ -118,3 +118,40 @@ def test_callaway_santanna_is_the_estimator_on_the_pivoted_panel_and_covers_the_
 def test_an_unknown_estimator_names_the_field(tmp_path):
     with pytest.raises(PlanError, match=r"design.estimator: Input should be 'twfe' or 'callaway_santanna'"):
         load_plan(_plan_file(tmp_path, estimator="bacon"))
+
+
+def _placebo_plan(folder, shift=14):
+    return load_plan(_plan_file(folder, estimator="callaway_santanna",
+                                diagnostics={"pretrend_p_min": 0.10, "min_clusters": 10, "placebo_shift": shift}))
+
+
+def test_a_placebo_adoption_catches_a_pre_period_shift_the_pretrend_test_misses(tmp_path):
+    """Adopting markets get +0.01 conversion from 14 days before the first adoption (a campaign of their
+    own): flat over the last pre-periods, so the pre-trend test passes, but a placebo adoption 14 days
+    early finds an 'effect' where the model had not changed, and the verdict is INCONCLUSIVE."""
+    import pandas as pd
+
+    first = dt.date(2026, 11, 30)  # a fixed calendar: the draw does not depend on the day the test runs
+    path = generate_markets_data(tmp_path / "bump.csv", first, 14)
+    frame = pd.read_csv(path)
+    campaign = (frame.adopted_on.notna() & (frame.date >= (first - dt.timedelta(days=14)).isoformat())
+                & (frame.date < first.isoformat()))
+    frame.loc[campaign, "conversion"] += 0.01
+    frame.to_csv(path, index=False)
+    conversion = analyse_file(_placebo_plan(tmp_path), path, "csv").metrics[0]
+    checks = {d.name.split(" ")[0]: d for d in conversion.diagnostics}
+    assert checks["pre-trends"].passed and not checks["placebo"].passed
+    assert conversion.verdict == "INCONCLUSIVE" and "placebo effect 0.01" in conversion.note
+
+
+def test_the_placebo_passes_when_nothing_happened_before_adoption(tmp_path):
+    path = generate_markets_data(tmp_path / "panel.csv", dt.date(2026, 11, 30), 14)  # a fixed draw
+    analysis = analyse_file(_placebo_plan(tmp_path), path, "csv")
+    placebos = [d for m in analysis.metrics for d in m.diagnostics if d.name.startswith("placebo")]
+    assert len(placebos) == 2 and all(d.passed and d.value >= 0.05 for d in placebos)
+
+
+def test_a_placebo_without_enough_earlier_periods_fails_with_the_reason(tmp_path):
+    path = generate_markets_data(tmp_path / "panel.csv", START, 14, pre_days=20)
+    conversion = analyse_file(_placebo_plan(tmp_path, shift=19), path, "csv").metrics[0]
+    assert conversion.verdict == "INCONCLUSIVE" and "it needs at least 3" in conversion.note

@@ -119,23 +119,58 @@ def analyse_file(plan: Plan, path: Path, format: str = "csv") -> DifferenceInDif
 def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDifferencesAnalysis:
     """The event study of each metric on the unit x period panel (a DataFrame as `panel_sql` returns it)."""
     spec = plan.design
-    units = frame["unit"].astype(str).to_numpy()
     clusters = np.unique(frame["cluster"].astype(str).to_numpy(), return_inverse=True)[1]
     adoption = frame.groupby("unit")["adoption"].transform("min").to_numpy(dtype=float)
     studies = []
+    panel = frame.assign(adoption=adoption, cluster_code=clusters)
     for metric in plan.metrics:
-        values = frame[f"m_{metric.id}"].to_numpy(dtype=float)
-        present = ~np.isnan(values)
-        if spec.estimator == "callaway_santanna":
-            study = group_time_study(frame.assign(value=values, cluster_code=clusters), spec.leads, spec.lags,
-                                     plan.alpha)
-        else:
-            study = event_study(values[present], units[present], frame["period"].to_numpy()[present],
-                                adoption[present], clusters[present], spec.leads, spec.lags, plan.alpha)
-        studies.append(_judge(plan, metric, study))
+        study = _estimate(plan, panel.assign(value=frame[f"m_{metric.id}"].to_numpy(dtype=float)), spec.leads,
+                          spec.lags)
+        placebo = None
+        if spec.diagnostics.placebo_shift is not None:
+            placebo = _placebo(plan, panel.assign(value=frame[f"m_{metric.id}"].to_numpy(dtype=float)))
+        studies.append(_judge(plan, metric, study, placebo))
     cohorts = frame.dropna(subset=["adoption"]).groupby("adoption")["unit"].nunique()
     return DifferenceInDifferencesAnalysis(plan, studies, len(frame), dropped_rows,
                                            {str(int(k)): int(v) for k, v in cohorts.items()})
+
+
+def _estimate(plan: Plan, panel, leads: int, lags: int) -> EventStudy:
+    """The plan's estimator on a panel with columns unit, period, adoption, cluster_code, value."""
+    if plan.design.estimator == "callaway_santanna":
+        return group_time_study(panel, leads, lags, plan.alpha)
+    present = panel[~np.isnan(panel["value"].to_numpy(dtype=float))]
+    return event_study(present["value"].to_numpy(dtype=float), present["unit"].astype(str).to_numpy(),
+                       present["period"].to_numpy(), present["adoption"].to_numpy(dtype=float),
+                       present["cluster_code"].to_numpy(), leads, lags, plan.alpha)
+
+
+@dataclass(frozen=True)
+class Placebo:
+    """The same estimator with every adopter moved to one fake adoption `shift` periods before the first
+    real one, on the periods before any real adoption: its average effect should be nothing."""
+
+    shift: int
+    adoption_period: float | None
+    study: EventStudy | None
+    reason: str | None = None
+
+
+def _placebo(plan: Plan, panel) -> Placebo:
+    shift = plan.design.diagnostics.placebo_shift
+    periods = np.sort(panel["period"].unique())
+    first = np.nanmin(panel["adoption"].to_numpy(dtype=float))
+    before = periods[periods < first]
+    index = len(before) - shift
+    lags = min(plan.design.lags, shift - 1)
+    leads = min(plan.design.leads, index - 1)
+    if leads < 2:
+        return Placebo(shift, None, None, f"a placebo {shift} periods before the first adoption leaves "
+                                          f"{max(index, 0)} earlier periods; it needs at least 3")
+    fake = float(before[index])
+    pre = panel[panel["period"] < first]
+    pre = pre.assign(adoption=np.where(np.isnan(pre["adoption"].to_numpy(dtype=float)), np.nan, fake))
+    return Placebo(shift, fake, _estimate(plan, pre, leads, lags))
 
 
 def group_time_study(frame, leads: int, lags: int, alpha: float) -> EventStudy:
@@ -160,7 +195,7 @@ def group_time_study(frame, leads: int, lags: int, alpha: float) -> EventStudy:
                       result.units, result.treated_units, len(periods), int(outcomes.size), t_df=None)
 
 
-def _judge(plan: Plan, metric: Metric, study: EventStudy) -> MetricEventStudy:
+def _judge(plan: Plan, metric: Metric, study: EventStudy, placebo: Placebo | None = None) -> MetricEventStudy:
     thresholds = plan.design.diagnostics
     diagnostics = [
         Diagnostic("pre-trends (joint test that every lead is zero)", study.pretrend_p_value,
@@ -170,6 +205,16 @@ def _judge(plan: Plan, metric: Metric, study: EventStudy) -> MetricEventStudy:
         Diagnostic("clusters", study.clusters, thresholds.min_clusters, study.clusters >= thresholds.min_clusters,
                    f"{study.clusters} clusters < {thresholds.min_clusters}: cluster-robust errors are unreliable"),
     ]
+    if placebo is not None:
+        name = f"placebo adoption {placebo.shift} periods before the first real one (pre-adoption data only)"
+        if placebo.study is None:
+            diagnostics.append(Diagnostic(name, 0.0, thresholds.placebo_p_min, False, placebo.reason))
+        else:
+            p_value = placebo.study.average_p_value
+            diagnostics.append(Diagnostic(
+                name, p_value, thresholds.placebo_p_min, p_value >= thresholds.placebo_p_min,
+                f"placebo effect {placebo.study.average_effect:.4g} with p = {p_value:.3g} < {thresholds.placebo_p_min}: "
+                "an 'effect' appears where there was no change"))
     failed = [d.reason for d in diagnostics if not d.passed]
     if failed:
         return MetricEventStudy(metric, study, diagnostics, "INCONCLUSIVE", "diagnostic failed: " + "; ".join(failed))

@@ -21,6 +21,11 @@ class EventStudyDiagnostics(_Spec):
     pretrend_p_min: float = Field(0.10, gt=0, lt=1, description="the joint test that every lead is zero must "
                                                                 "have at least this p-value")
     min_clusters: int = Field(10, ge=2, le=10_000, description="fewer clusters make cluster-robust errors unreliable")
+    placebo_shift: int | None = Field(None, ge=1, le=520, description="a placebo adoption this many periods before "
+                                                                      "the first real one, on pre-adoption data only "
+                                                                      "(none: no placebo test)")
+    placebo_p_min: float = Field(0.05, gt=0, lt=1, description="the placebo's average effect must have at least this "
+                                                               "p-value (an effect where there was none fails)")
 
 
 class DifferenceInDifferences(_Spec):
