@@ -155,3 +155,19 @@ def test_a_placebo_without_enough_earlier_periods_fails_with_the_reason(tmp_path
     path = generate_markets_data(tmp_path / "panel.csv", START, 14, pre_days=20)
     conversion = analyse_file(_placebo_plan(tmp_path, shift=19), path, "csv").metrics[0]
     assert conversion.verdict == "INCONCLUSIVE" and "it needs at least 3" in conversion.note
+
+
+def test_few_clusters_can_be_tested_with_the_wild_cluster_bootstrap(tmp_path):
+    """8 markets: with inference wild_cluster_bootstrap the average effect's p-value is the bootstrap's over
+    all 2^8 sign patterns (a multiple of 1/256), not the cluster-robust one, and the method says so."""
+    path = generate_markets_data(tmp_path / "few.csv", dt.date(2026, 11, 30), 14, markets=8, never=2)
+    robust = analyse_file(load_plan(_plan_file(tmp_path, estimator="twfe", diagnostics={"min_clusters": 6})), path,
+                          "csv")
+    boot = analyse_file(load_plan(_plan_file(tmp_path, estimator="twfe", inference="wild_cluster_bootstrap",
+                                             diagnostics={"min_clusters": 6})), path, "csv")
+    for plain, wild in zip(robust.metrics, boot.metrics):
+        assert wild.study.average_effect == plain.study.average_effect
+        assert wild.study.average_p_value != plain.study.average_p_value
+        assert "all 2^G sign patterns" in wild.study.method and wild.study.average_p_value * 256 % 1 == 0
+    with pytest.raises(PlanError, match="wild_cluster_bootstrap applies to estimator twfe"):
+        load_plan(_plan_file(tmp_path, estimator="callaway_santanna", inference="wild_cluster_bootstrap"))

@@ -142,7 +142,9 @@ def _estimate(plan: Plan, panel, leads: int, lags: int) -> EventStudy:
     present = panel[~np.isnan(panel["value"].to_numpy(dtype=float))]
     return event_study(present["value"].to_numpy(dtype=float), present["unit"].astype(str).to_numpy(),
                        present["period"].to_numpy(), present["adoption"].to_numpy(dtype=float),
-                       present["cluster_code"].to_numpy(), leads, lags, plan.alpha)
+                       present["cluster_code"].to_numpy(), leads, lags, plan.alpha,
+                       plan.design.bootstrap_draws if plan.design.inference == "wild_cluster_bootstrap" else None,
+                       plan.seed)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,12 @@ class DifferenceInDifferences(_Spec):
         "twfe", description="twfe: the two-way fixed-effects event study (assumes the effect is the same for every "
                             "cohort and period); callaway_santanna: group-time effects against never-treated "
                             "units, robust to effects that differ by cohort or grow over time (staggered adoption)")
+    inference: Literal["cluster_robust", "wild_cluster_bootstrap"] = Field(
+        "cluster_robust", description="twfe only: the average effect's p-value from cluster-robust t, or from the "
+                                      "wild cluster restricted bootstrap (Cameron, Gelbach & Miller 2008) when "
+                                      "clusters are few")
+    bootstrap_draws: int = Field(9999, ge=99, le=99_999, description="wild bootstrap draws (all 2^G sign patterns "
+                                                                     "when fewer)")
     assumptions: str = Field(min_length=20, description="the identifying assumptions, in words, shown in the report")
     diagnostics: EventStudyDiagnostics = EventStudyDiagnostics()
 
@@ -54,6 +60,9 @@ class DifferenceInDifferences(_Spec):
         named = [self.unit, self.time, self.adoption]
         if len(set(named)) != len(named):
             raise ValueError(f"unit, time and adoption must be different columns (got {named})")
+        if self.inference == "wild_cluster_bootstrap" and self.estimator != "twfe":
+            raise ValueError("inference wild_cluster_bootstrap applies to estimator twfe; callaway_santanna uses "
+                             "its influence functions")
         return self
 
     def columns(self) -> dict[str, str]:

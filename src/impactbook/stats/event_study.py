@@ -63,9 +63,12 @@ def relative_periods(period: np.ndarray, adoption: np.ndarray, leads: int, lags:
 
 
 def event_study(outcome: np.ndarray, unit: np.ndarray, period: np.ndarray, adoption: np.ndarray,
-                cluster: np.ndarray, leads: int, lags: int, alpha: float = 0.05) -> EventStudy:
+                cluster: np.ndarray, leads: int, lags: int, alpha: float = 0.05,
+                bootstrap_draws: int | None = None, seed: int = 0) -> EventStudy:
     """Fit the event study. `unit`, `period` and `cluster` are integer codes per observation; `period` and
-    `adoption` share one integer period scale (adoption NaN: never treated)."""
+    `adoption` share one integer period scale (adoption NaN: never treated). With `bootstrap_draws`, the
+    average effect's p-value comes from the wild cluster restricted bootstrap (for few clusters; see
+    impactbook.stats.wild_bootstrap) and the interval stays cluster-robust."""
     import statsmodels.api as sm
     from scipy import stats
 
@@ -96,13 +99,21 @@ def event_study(outcome: np.ndarray, unit: np.ndarray, period: np.ndarray, adopt
     restriction = np.zeros((len(pre), len(beta)))
     restriction[np.arange(len(pre)), pre] = 1
     wald = fit.wald_test(restriction, use_f=True, scalar=True)
+    method = "event study: two-way fixed effects, cluster-robust (CR1) errors, t on G-1 df"
+    average_p_value = float(2 * stats.t.sf(abs(t_value), groups - 1))
+    if bootstrap_draws is not None:
+        from .wild_bootstrap import wild_cluster_bootstrap
+
+        bootstrap = wild_cluster_bootstrap(design, outcome, clusters, post, bootstrap_draws, seed)
+        average_p_value = bootstrap.p_value
+        method += f"; average effect's p-value by {bootstrap.method}"
     treated_post = (~np.isnan(relative)) & (relative >= 0)
     counterfactual = float(outcome[treated_post].mean() - average) if treated_post.any() else None
     return EventStudy(
-        method="event study: two-way fixed effects, cluster-robust (CR1) errors, t on G-1 df",
+        method=method,
         level=1 - alpha, effects=effects, average_effect=average, average_standard_error=average_se,
         average_low=average - critical * average_se, average_high=average + critical * average_se,
-        average_p_value=float(2 * stats.t.sf(abs(t_value), groups - 1)), counterfactual_level=counterfactual,
+        average_p_value=average_p_value, counterfactual_level=counterfactual,
         pretrend_statistic=float(wald.statistic), pretrend_p_value=float(wald.pvalue), clusters=groups,
         units=len(units), treated_units=len(np.unique(np.asarray(unit)[~np.isnan(np.asarray(adoption, dtype=float))])),
         periods=len(periods), observations=len(outcome), t_df=groups - 1)
