@@ -250,6 +250,11 @@ def plan_columns(plan: Plan, role: str | None) -> dict[str, str]:
             named[f"segments.columns[{index}]"] = column
         if plan.rollout is not None:
             named["rollout.stage_column"] = plan.rollout.stage_column
+            for index, check in enumerate(plan.rollout.drift.checks if plan.rollout.drift else []):
+                named[f"rollout.drift.checks[{index}].column"] = check.column
+    elif role == "drift_reference" and plan.rollout is not None and plan.rollout.drift is not None:
+        for index, check in enumerate(plan.rollout.drift.checks):
+            named[f"rollout.drift.checks[{index}].column"] = check.column
     elif role == "feedback" and plan.rollout is not None and plan.rollout.feedback is not None:
         named["design.variant_column"] = plan.design.variant_column
         named["rollout.feedback.rating_column"] = plan.rollout.feedback.rating_column

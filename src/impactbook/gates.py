@@ -180,6 +180,9 @@ class InputChecks:
         feedback = self.plan.rollout.feedback if self.plan.rollout is not None else None
         if feedback is not None and item.parameter == feedback.input:
             return "feedback"
+        drift = self.plan.rollout.drift if self.plan.rollout is not None else None
+        if drift is not None and item.parameter == drift.reference:
+            return "drift_reference"
         return "primary" if item is self.inputs[0] else None
 
     def __enter__(self) -> "InputChecks":

@@ -95,7 +95,10 @@ def analyse_input(name: str, plan: Plan, project: Project | None = None) -> Anal
     return analyse_file(plan, *pinned_file(name, project))
 
 
-def monitor_input(name: str, plan: Plan, feedback: str | None = None, project: Project | None = None) -> Monitor:
+def monitor_input(name: str, plan: Plan, feedback: str | None = None, project: Project | None = None,
+                  reference: str | None = None) -> Monitor:
     """The rollout monitor over a pinned daily exposure table (see impactbook.designs.rollout), with the
-    pinned feedback dataset when the plan declares one."""
-    return monitor_file(plan, *pinned_file(name, project), feedback=pinned_file(feedback, project) if feedback else None)
+    pinned feedback dataset when the plan declares one, and the pinned drift reference dataset when it
+    declares drift checks."""
+    return monitor_file(plan, *pinned_file(name, project), feedback=pinned_file(feedback, project) if feedback else None,
+                        reference=pinned_file(reference, project) if reference else None)

@@ -11,7 +11,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
                       field_validator, model_validator)
 
 from .designspecs.difference_in_differences import DifferenceInDifferences
-from .designspecs.pipeline_validation import PipelineValidationDesign
+from .designspecs.pipeline_validation import ColumnDrift, PipelineValidationDesign
 from .errors import PlanError
 from .hashing import canonical_json, sha256_json
 from .yamlio import explain_validation, load_yaml
@@ -295,6 +295,15 @@ class RecentWindow(_Strict):
         return self
 
 
+class RolloutDrift(_Strict):
+    """The candidate's traffic in the current stage against a pinned reference dataset (a plan input, e.g.
+    the traffic before the rollout), column by column (PSI, KS, Jensen-Shannon, chi-square); a breached
+    check holds the rollout at its stage with the reason."""
+
+    reference: str = Field(description="the plan input (template parameter) holding the reference dataset")
+    checks: list[ColumnDrift] = Field(min_length=1)
+
+
 class Rollout(_Strict):
     """A staged rollout watched continuously: each day's arms compared within the day (stratified, so a
     common time trend cancels while exposure ramps), anytime-valid intervals (mSPRT confidence sequences)
@@ -309,6 +318,7 @@ class Rollout(_Strict):
     mixing_sd: float = Field(0.05, gt=0, description="prior scale of the relative effect (mSPRT mixing)")
     sequential: Sequential = Sequential()
     recent: RecentWindow | None = Field(RecentWindow(), description="the recent-window stop-loss (null: none)")
+    drift: RolloutDrift | None = None
     feedback: Feedback | None = None
     score: Score | None = None
 
@@ -393,6 +403,10 @@ class Plan(_Strict):
             unknown = [i for i in listed if i not in metrics]
             if unknown:
                 raise ValueError(f"rollout names metrics {unknown} the plan does not define (choose from {sorted(metrics)})")
+            if self.rollout.drift and (self.rollout.drift.reference not in self.inputs
+                                       or self.rollout.drift.reference == next(iter(self.inputs))):
+                raise ValueError(f"rollout.drift.reference {self.rollout.drift.reference!r} must name one of the "
+                                 f"plan's inputs other than the first (the exposures): {sorted(self.inputs)}")
             if self.rollout.feedback and self.rollout.feedback.input not in self.inputs:
                 raise ValueError(f"rollout.feedback.input {self.rollout.feedback.input!r} is not one of the plan's inputs "
                                  f"{sorted(self.inputs)}")

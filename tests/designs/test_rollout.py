@@ -246,3 +246,67 @@ def test_a_stage_whose_arms_do_not_match_its_exposure_holds_the_rollout(project,
     assert mismatched == ["25%"] and [c["stage"] for c in monitor.stage_srm] == ["5%", "25%", "50%"]
     assert monitor.decision == "continue" and "sample ratio mismatch in stage 25%" in monitor.reason
     assert "CONFIRMED" not in monitor.verdicts(load_plan(project.root / ROLLOUT)).values()
+
+
+def _with_drift_reference(project, start, scale: float):
+    """A pinned reference dataset (rollout-shaped traffic with revenue multiplied by `scale`), declared as
+    the plan's drift reference with a PSI and a KS check on revenue."""
+    import pandas as pd
+    path = generate_rollout_data(project.root / "data/reference.csv", start, breach_day=None, conversion_lift=0.0,
+                                 harm=0.0, seed=7)
+    frame = pd.read_csv(path)
+    frame["revenue"] = (frame.revenue * scale).round(2)
+    frame.to_csv(path, index=False)
+    Catalog.load(project).pin_dataset("demo_reference", path, contract=ROLLOUT_CONTRACT, replace=True, reason="test data",
+                                      synthetic=True)
+    edit_yaml(project.root / ROLLOUT, (("inputs", "reference"), "demo_reference"),
+              (("rollout", "drift"), {"reference": "reference", "checks": [
+                  {"column": "revenue", "statistic": "psi", "threshold": 0.2},
+                  {"column": "revenue", "statistic": "ks", "threshold": 0.2}]}))
+    return path
+
+
+@pytest.mark.parametrize("scale, held", [(1.0, False), (1.6, True)])
+def test_drift_of_the_candidates_traffic_against_a_reference_holds_the_rollout(project, start, scale, held):
+    """Candidate traffic of the current stage against a pinned reference: alike, nothing breaches and the
+    rollout advances; with the reference's revenue 1.6x, PSI and KS breach and the monitor holds, naming the
+    column, the statistic and the stage."""
+    path = _data(project, start, breach_day=None, conversion_lift=0.02)
+    reference = _with_drift_reference(project, start, scale)
+    monitor = monitor_file(load_plan(project.root / ROLLOUT), path, feedback=(project.root / "data/demo_feedback.csv",
+                                                                              "csv"), reference=(reference, "csv"))
+    assert [(d["stage"], d["column"]) for d in monitor.drift] == [("50%", "revenue")] * 2
+    assert all(d["breached"] is held for d in monitor.drift)
+    if held:
+        assert monitor.decision == "continue" and "drift in stage 50%: revenue psi" in monitor.reason
+    else:
+        assert monitor.decision == "advance" and all(d["value"] < 0.05 for d in monitor.drift)
+
+
+def test_a_drift_reference_must_be_a_plan_input(project):
+    edit_yaml(project.root / ROLLOUT, (("rollout", "drift"), {"reference": "baseline", "checks": [
+        {"column": "revenue", "statistic": "psi", "threshold": 0.2}]}))
+    with pytest.raises(Exception, match="rollout.drift.reference 'baseline' must name one of the plan's inputs"):
+        load_plan(project.root / ROLLOUT)
+
+
+def test_a_monitoring_run_with_drift_checks_holds_and_reports_them(project, start):
+    """Through the gates (the reference's columns checked as its own role) and the template in a real
+    kernel: the breached drift check holds the rollout (gate exit 10) and the report shows the drift table."""
+    _data(project, start, breach_day=None, conversion_lift=0.02)
+    _with_drift_reference(project, start, 1.6)
+    outcome = _run(project)
+    assert outcome.record.status.value == "COMPLETED", outcome.record.gate
+    assert outcome.record.decision.action.value == "hold" and "drift in stage 50%" in outcome.record.decision.reason
+    assert cli(project, "gate", outcome.record.run_id).returncode == 10
+    html = (outcome.folder / "report.html").read_text()
+    assert "Drift" in html and "BREACHED" in html
+
+
+def test_a_drift_column_missing_from_the_reference_is_named_before_the_kernel(project, start):
+    _data(project, start, breach_day=None, conversion_lift=0.02)
+    _with_drift_reference(project, start, 1.0)
+    edit_yaml(project.root / ROLLOUT, (("rollout", "drift", "checks", 0, "column"), "basket_size"))
+    outcome = _run(project)
+    assert outcome.record.status.value == "INADMISSIBLE"
+    assert "rollout.drift.checks[0].column: no column 'basket_size'" in json.dumps(outcome.record.gate)

@@ -21,7 +21,8 @@ from .. import stats
 from .aggregate import Aggregates, aggregate, window_condition
 from .randomized import arm_estimates
 from ..plan import Metric, Plan
-from ..sqlengine import locked_connection, quote, source_sql
+from ..sqlengine import literal, locked_connection, quote, source_sql
+from .pipeline_validation.drift_tables import drift_rows
 
 ADVANCE, CONTINUE, ROLLBACK = "advance", "continue", "rollback"
 
@@ -52,6 +53,7 @@ class Monitor:
     recent: dict[str, dict[str, Any]] = field(default_factory=dict)
     stage_srm: list[dict[str, Any]] = field(default_factory=list)
     alphas: dict[str, Any] = field(default_factory=dict)
+    drift: list[dict[str, Any]] = field(default_factory=list)
 
     def verdicts(self, plan: Plan) -> dict[str, str]:
         """Acceptance metrics: CONFIRMED when confidently good; stop-loss guardrails: REFUTED on a breach
@@ -78,7 +80,7 @@ class Monitor:
         return {"rollout": {"stage": self.stage.__dict__, "next_stage": self.next_stage, "decision": self.decision,
                             "reason": self.reason, "breaches": self.breaches, "latest": self.latest,
                             "feedback": self.feedback, "score": self.score, "recent": self.recent,
-                            "stage_srm": self.stage_srm, "alphas": self.alphas},
+                            "stage_srm": self.stage_srm, "alphas": self.alphas, "drift": self.drift},
                 "series": self.series, "recent_series": self.recent_series, "verdicts": self.verdicts(plan)}
 
 
@@ -214,6 +216,23 @@ def stage_sample_ratios(plan: Plan, stages: list[StageProgress]) -> list[dict[st
     return checks
 
 
+def stage_drift(plan: Plan, path: Path, format: str, reference: tuple[Path, str], stage: str,
+                connection=None) -> list[dict[str, Any]]:
+    """Each declared drift check: the candidate's units in `stage` (in the outcome window) against the
+    pinned reference dataset, ranked by statistic over threshold."""
+    drift, design = plan.rollout.drift, plan.design
+    connection = connection or locked_connection([path, reference[0]])
+    columns = ", ".join(sorted({quote(c.column) for c in drift.checks}))
+    current = connection.execute(
+        f"SELECT {columns} FROM {source_sql(path, format)} WHERE {window_condition(plan)} AND "
+        f"CAST({quote(plan.rollout.stage_column)} AS VARCHAR) = {literal(stage)} AND "
+        f"CAST({quote(design.variant_column)} AS VARCHAR) = {literal(design.treatment)}").df()
+    baseline = connection.execute(f"SELECT {columns} FROM {source_sql(*reference)}").df()
+    rows = drift_rows(baseline, current, drift.checks, connection)
+    return [{"stage": stage, "column": r.column, "statistic": r.statistic, "method": r.method, "value": r.value,
+             "p_value": r.p_value, "threshold": r.threshold, "breached": r.breached} for r in rows]
+
+
 def _interval_row(day: str, metric: Metric, effect: stats.StratifiedEffect, low: float, high: float) -> dict[str, Any]:
     sign = 1 if metric.direction == "increase" else -1
     good_low, good_high = sorted((sign * low, sign * high))
@@ -223,7 +242,7 @@ def _interval_row(day: str, metric: Metric, effect: stats.StratifiedEffect, low:
 
 
 def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
-            feedback: dict[str, Any] | None = None) -> Monitor:
+            feedback: dict[str, Any] | None = None, drift: list[dict[str, Any]] | None = None) -> Monitor:
     rollout = plan.rollout
     if rollout is None:
         raise ValueError(f"plan {plan.id!r} has no rollout section")
@@ -335,6 +354,10 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
                 waiting.append(f"sample ratio mismatch in stage {check['stage']}: arms {check['units']} do not match "
                                f"its exposure {check['exposure']:.0%} (p = {check['p_value']:.2g}); investigate the "
                                f"assignment before trusting any effect")
+        for check in drift or []:
+            if check["breached"]:
+                waiting.append(f"drift in stage {check['stage']}: {check['column']} {check['statistic']} "
+                               f"{check['value']:.3g} > {check['threshold']:g} against the reference")
         unproven = [m for m in rollout.acceptance if not (m in latest and latest[m]["good_low"] > 0)]
         if unproven:
             waiting.append(f"not yet confidently better: {', '.join(unproven)}")
@@ -348,15 +371,17 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
         else:
             decision, reason = ADVANCE, f"every exit criterion of stage {spec.name} is met: advance to {next_stage}"
     return Monitor(current, next_stage, decision, reason, breaches, series, latest, feedback, score, recent_series,
-                   recent, stage_srm, alphas)
+                   recent, stage_srm, alphas, drift or [])
 
 
 def monitor_file(plan: Plan, path: Path, format: str = "csv",
-                 feedback: tuple[Path, str] | None = None) -> Monitor:
-    """`feedback`: the (file, format) of the feedback dataset when the plan declares one."""
-    connection = locked_connection([path, *([feedback[0]] if feedback else [])])
+                 feedback: tuple[Path, str] | None = None, reference: tuple[Path, str] | None = None) -> Monitor:
+    """`feedback`: the (file, format) of the feedback dataset when the plan declares one; `reference`: that
+    of the drift reference dataset when the plan declares drift checks."""
+    extra = [f[0] for f in (feedback, reference) if f]
+    connection = locked_connection([path, *extra])
     summary = feedback_summary(plan, *feedback, connection) if feedback and plan.rollout.feedback else None
-    return monitor(plan, aggregate(plan, path, format, connection), stage_progress(plan, path, format, connection),
-                   summary)
-
-
+    stages = stage_progress(plan, path, format, connection)
+    drift = (stage_drift(plan, path, format, reference, stages[-1].name, connection)
+             if reference and plan.rollout.drift and stages else None)
+    return monitor(plan, aggregate(plan, path, format, connection), stages, summary, drift)

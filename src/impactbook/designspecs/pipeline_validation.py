@@ -166,15 +166,21 @@ class VersionSwap(PerturbationBase):
 Perturbation = Annotated[Union[MissingValues, Corruption, Shift, Ablation, VersionSwap], Field(discriminator="kind")]
 
 
-class DriftCheck(Spec):
-    """Drift of one column (a feature, or `prediction` at a stage's output) between the reference and the
-    current dataset; breached when the statistic exceeds `threshold`."""
+class ColumnDrift(Spec):
+    """Drift of one column between a reference and a current dataset; breached when the statistic exceeds
+    `threshold`."""
 
     column: str
-    stage: str | None = Field(None, pattern=NAME, description="check at this stage's output; None: on the input")
     statistic: Literal["psi", "ks", "jensen_shannon", "chi_square"]
     threshold: float = Field(gt=0)
     bins: int = Field(10, ge=2, le=1000)
+
+
+class DriftCheck(ColumnDrift):
+    """Drift of one column (a feature, or `prediction` at a stage's output) between the reference and the
+    current dataset; breached when the statistic exceeds `threshold`."""
+
+    stage: str | None = Field(None, pattern=NAME, description="check at this stage's output; None: on the input")
 
 
 class PipelineValidationDesign(Spec):

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ...designspecs.pipeline_validation import DriftCheck
+from ...designspecs.pipeline_validation import ColumnDrift
 from ...sqlengine import quote
 from ...stats import drift as stats
 
@@ -68,7 +68,7 @@ def _categories(connection, reference: str, current: str, column: str) -> tuple[
     return np.array([r[1] for r in rows], dtype=float), np.array([r[2] for r in rows], dtype=float)
 
 
-def drift_rows(reference: Any, current: Any, checks: Iterable[DriftCheck], connection=None) -> list[DriftRow]:
+def drift_rows(reference: Any, current: Any, checks: Iterable[ColumnDrift], connection=None) -> list[DriftRow]:
     """Each drift check over two tables DuckDB can scan (DataFrames, Arrow tables or relations)."""
     import duckdb
 
@@ -90,7 +90,7 @@ def drift_rows(reference: Any, current: Any, checks: Iterable[DriftCheck], conne
             result = _ks(connection, "drift_reference", "drift_current", check.column)
         else:
             result = stats.chi_square(*_categories(connection, "drift_reference", "drift_current", check.column))
-        rows.append(DriftRow(check.column, check.stage, check.statistic, result.method, result.statistic,
+        rows.append(DriftRow(check.column, getattr(check, "stage", None), check.statistic, result.method, result.statistic,
                              result.p_value, check.threshold, result.statistic > check.threshold))
     connection.unregister("drift_reference")
     connection.unregister("drift_current")
