@@ -15,17 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..plan import Metric, Plan
-from ..sqlengine import locked_connection, quote, source_sql
+from ..sqlengine import quote
 from ..stats.event_study import EventStudy, event_study
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    name: str
-    value: float
-    threshold: float
-    passed: bool
-    reason: str
+from .quasi_experimental import Diagnostic, aggregate_file, judge, period_sql
 
 
 @dataclass(frozen=True)
@@ -81,18 +73,11 @@ class DifferenceInDifferencesAnalysis:
         }
 
 
-def _period(expression: str, kind: str) -> str:
-    """Dates become day numbers (days since 1970-01-01), integers stay integers: one period scale."""
-    if kind.upper().startswith(("DATE", "TIMESTAMP")):
-        return f"date_diff('day', DATE '1970-01-01', CAST({expression} AS DATE))"
-    return f"CAST({expression} AS BIGINT)"
-
-
 def panel_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
     """One row per unit and period: each metric's mean, the unit's adoption period and cluster."""
     spec = plan.design
-    period = _period(quote(spec.time), kinds[spec.time])
-    adoption = _period(quote(spec.adoption), kinds[spec.adoption])
+    period = period_sql(quote(spec.time), kinds[spec.time])
+    adoption = period_sql(quote(spec.adoption), kinds[spec.adoption])
     cluster = quote(spec.cluster or spec.unit)
     means = ", ".join(f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics)
     return (f"SELECT CAST({quote(spec.unit)} AS VARCHAR) AS unit, {period} AS period, MIN({adoption}) AS adoption, "
@@ -102,17 +87,10 @@ def panel_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> DifferenceInDifferencesAnalysis:
     """Aggregate the pinned panel in DuckDB (locked to that file) and analyse it."""
-    connection = locked_connection([path])
-    source = source_sql(path, format)
-    try:
-        kinds = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-        frame = connection.execute(panel_sql(plan, source, kinds)).df()
-        total, = connection.execute(f"SELECT COUNT(*) FROM {source}").fetchone()
-        kept, = connection.execute(f"SELECT COUNT(*) FROM {source} WHERE {quote(plan.design.unit)} IS NOT NULL AND "
-                                   f"{quote(plan.design.time)} IS NOT NULL").fetchone()
-    finally:
-        connection.close()
-    return analyse_panel(plan, frame, int(total - kept))
+    spec = plan.design
+    frame, dropped = aggregate_file(path, format, lambda source, kinds: panel_sql(plan, source, kinds),
+                                    lambda kinds: f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL")
+    return analyse_panel(plan, frame, dropped)
 
 
 def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDifferencesAnalysis:
@@ -143,31 +121,6 @@ def _judge(plan: Plan, metric: Metric, study: EventStudy) -> MetricEventStudy:
         Diagnostic("clusters", study.clusters, thresholds.min_clusters, study.clusters >= thresholds.min_clusters,
                    f"{study.clusters} clusters < {thresholds.min_clusters}: cluster-robust errors are unreliable"),
     ]
-    failed = [d.reason for d in diagnostics if not d.passed]
-    if failed:
-        return MetricEventStudy(metric, study, diagnostics, "INCONCLUSIVE", "diagnostic failed: " + "; ".join(failed))
-    if metric.role == "guardrail":
-        return MetricEventStudy(metric, study, diagnostics, *_non_inferiority(plan, metric, study))
-    significant = study.average_p_value < plan.alpha
-    good = study.average_effect > 0 if metric.direction == "increase" else study.average_effect < 0
-    verdict = "INCONCLUSIVE" if not significant else ("CONFIRMED" if good else "REFUTED")
-    return MetricEventStudy(metric, study, diagnostics, verdict, None)
-
-
-def _non_inferiority(plan: Plan, metric: Metric, study: EventStudy) -> tuple[str, str | None]:
-    """Non-inferiority at alpha by the (1 - 2 alpha) interval of the average effect (Schuirmann 1987); a
-    relative margin divides by the counterfactual level, taken as known (its own error is ignored)."""
-    from scipy import stats
-
-    critical = stats.t.ppf(1 - plan.alpha, study.clusters - 1)
-    low = study.average_effect - critical * study.average_standard_error
-    high = study.average_effect + critical * study.average_standard_error
-    if metric.margin_type == "relative":
-        if not study.counterfactual_level:
-            return "INCONCLUSIVE", "a relative margin needs a counterfactual level other than zero"
-        low, high = low / study.counterfactual_level, high / study.counterfactual_level
-    sign = 1 if metric.direction == "increase" else -1
-    safe_low, safe_high = sorted((sign * low, sign * high))
-    if safe_low > metric.margin:
-        return "CONFIRMED", None
-    return ("REFUTED", None) if safe_high < metric.margin else ("INCONCLUSIVE", None)
+    verdict, note = judge(plan, metric, study.average_effect, study.average_standard_error, study.average_p_value,
+                          study.clusters - 1, study.counterfactual_level, diagnostics)
+    return MetricEventStudy(metric, study, diagnostics, verdict, note)

@@ -1,0 +1,306 @@
+"""The interrupted time series design: the plan's pinned file aggregated in DuckDB to one row per series
+and period (sums and counts only leave the database), the pooled series of each metric analysed by both
+estimators of impactbook.stats.interrupted_time_series, placebo interventions, the preregistered
+diagnostics on the primary estimator, and the verdicts in the standard result contract.
+
+A failed diagnostic (autocorrelated residuals, placebos found significant too often, a poor pre-period
+fit, an optimizer that did not converge) makes the verdict INCONCLUSIVE with the reason: the
+counterfactual is the design's only comparison, and a diagnostic that fails says it cannot be trusted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..plan import Metric, Plan
+from ..sqlengine import quote
+from ..stats import interrupted_time_series as its
+from .quasi_experimental import Diagnostic, aggregate_file, judge, period_sql
+
+EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The regular grid of periods: period number (day number for dates) = first + step * position."""
+
+    first: int
+    step: int
+    size: int
+    dates: bool
+
+    def label(self, position: int) -> str | int:
+        period = self.first + self.step * position
+        return (EPOCH + dt.timedelta(days=period)).isoformat() if self.dates else period
+
+    def position(self, period: int) -> int:
+        return (period - self.first) // self.step
+
+
+@dataclass(frozen=True)
+class SeriesTable:
+    """Per period on the grid: each metric's sum and count and each regressor's sum and count, by series."""
+
+    grid: Grid
+    series: tuple[str, ...]
+    sums: dict[str, np.ndarray]      # "m_<metric>" / "r_<i>" -> (series, positions)
+    counts: dict[str, np.ndarray]
+
+    def values(self, name: str, aggregation: str, series: int | None = None) -> np.ndarray:
+        """The series (or the pooled series: all series' rows together) on the grid; NaN where empty."""
+        pick = slice(None) if series is None else slice(series, series + 1)
+        total, count = self.sums[name][pick].sum(axis=0), self.counts[name][pick].sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = total / count if aggregation == "mean" else np.where(count > 0, total, np.nan)
+        return np.where(count > 0, value, np.nan)
+
+
+@dataclass(frozen=True)
+class MetricTimeSeries:
+    metric: Metric
+    estimates: dict[str, its.InterruptedTimeSeries]     # estimator name -> fit (primary first)
+    placebos: dict[str, its.PlaceboSummary]
+    diagnostics: list[Diagnostic]
+    verdict: str
+    note: str | None
+    by_series: dict[str, its.InterruptedTimeSeries] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> its.InterruptedTimeSeries | None:
+        return next(iter(self.estimates.values()), None)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def _relative(value: float | None, level: float | None) -> float | None:
+    return _number(value / level) if value is not None and level else None
+
+
+@dataclass(frozen=True)
+class InterruptedTimeSeriesAnalysis:
+    plan: Plan
+    metrics: list[MetricTimeSeries]
+    table: SeriesTable
+    data_quality: dict[str, Any]
+
+    def results(self) -> list[dict[str, Any]]:
+        """The standard `results` rows: the primary estimator's average effect per post period, in the
+        metric's units and relative to the counterfactual level (= cumulative effect over the cumulative
+        counterfactual); the other estimator's figures ride along."""
+        rows = []
+        for item in self.metrics:
+            metric, fit = item.metric, item.primary
+            row = {"metric": metric.id, "role": metric.role, "kind": metric.kind, "direction": metric.direction,
+                   "verdict": item.verdict if metric.role != "exploratory" else None, "note": item.note,
+                   "estimator": self.plan.design.estimator}
+            if fit is not None:
+                level = fit.counterfactual_level
+                row.update({
+                    "method": fit.method, "level": fit.level, "difference": _number(fit.average_effect),
+                    "difference_low": _number(fit.average_low), "difference_high": _number(fit.average_high),
+                    "relative": _relative(fit.average_effect, level), "relative_low": _relative(fit.average_low, level),
+                    "relative_high": _relative(fit.average_high, level), "p_value": _number(fit.average_p_value),
+                    "cumulative_effect": _number(fit.cumulative[-1]), "cumulative_low": _number(fit.cumulative_low[-1]),
+                    "cumulative_high": _number(fit.cumulative_high[-1]), "counterfactual_level": _number(level),
+                    "pre_periods": fit.pre_periods, "post_periods": fit.post_periods})
+            for name, other in list(item.estimates.items())[1:]:
+                row.update({f"{name}_difference": _number(other.average_effect),
+                            f"{name}_difference_low": _number(other.average_low),
+                            f"{name}_difference_high": _number(other.average_high),
+                            f"{name}_p_value": _number(other.average_p_value)})
+            rows.append(row)
+        return rows
+
+    def verdicts(self) -> dict[str, str]:
+        return {item.metric.id: item.verdict for item in self.metrics if item.metric.role != "exploratory"}
+
+    def series_rows(self) -> list[dict[str, Any]]:
+        """Columns per metric and estimator for the three panels: observed and counterfactual over every
+        period, pointwise and cumulative effects over the post-period."""
+        grid = self.table.grid
+        rows = []
+        for item in self.metrics:
+            for name, fit in item.estimates.items():
+                post = slice(fit.intervention, None)
+                rows.append({"metric": item.metric.id, "estimator": name,
+                             "periods": [grid.label(p) for p in range(grid.size)],
+                             "intervention": grid.label(fit.intervention), "level": fit.level,
+                             **{key: [_number(v) for v in getattr(fit, key)] for key in
+                                ("observed", "counterfactual", "counterfactual_low", "counterfactual_high")},
+                             **{key: [_number(v) for v in getattr(fit, key)[post]] for key in
+                                ("effect", "effect_low", "effect_high")},
+                             **{key: [_number(v) for v in getattr(fit, key)] for key in
+                                ("cumulative", "cumulative_low", "cumulative_high")}})
+        return rows
+
+    def scraps(self) -> dict[str, Any]:
+        grid = self.table.grid
+        return {
+            "results": self.results(), "verdicts": self.verdicts(), "its_series": self.series_rows(),
+            "placebos": [{"metric": item.metric.id, "estimator": name, "period": grid.label(p.intervention),
+                          "post_periods": summary.post_periods, "average_effect": _number(p.average_effect),
+                          "p_value": _number(p.p_value), "rejected": p.rejected}
+                         for item in self.metrics for name, summary in item.placebos.items() for p in summary.placebos],
+            "diagnostics": [{"metric": item.metric.id, "name": d.name, "value": _number(d.value),
+                             "threshold": d.threshold, "passed": d.passed, "reason": d.reason}
+                            for item in self.metrics for d in item.diagnostics],
+            "series_effects": [{"metric": item.metric.id, "series": name, "estimator": self.plan.design.estimator,
+                                "difference": _number(fit.average_effect), "difference_low": _number(fit.average_low),
+                                "difference_high": _number(fit.average_high),
+                                "relative": _relative(fit.average_effect, fit.counterfactual_level),
+                                "p_value": _number(fit.average_p_value)}
+                               for item in self.metrics for name, fit in item.by_series.items()],
+            "data_quality": self.data_quality,
+        }
+
+
+def series_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
+    """One row per series and period: each metric's and regressor's sum and count (sufficient statistics
+    for the mean or the sum, per series and pooled), periods up to the end of the outcome window."""
+    spec = plan.design
+    period = period_sql(quote(spec.time), kinds[spec.time])
+    series = f"CAST({quote(spec.series)} AS VARCHAR)" if spec.series else "''"
+    columns = [(f"m_{m.id}", m.column) for m in plan.metrics] + [(f"r_{i}", c) for i, c in enumerate(spec.regressors)]
+    stats = ", ".join(f"SUM(CAST({quote(column)} AS DOUBLE)) AS {quote('s_' + name)}, "
+                      f"COUNT({quote(column)}) AS {quote('n_' + name)}" for name, column in columns)
+    return (f"SELECT {series} AS series, {period} AS period, {stats} FROM {source} "
+            f"WHERE {_kept(plan, period)} GROUP BY 1, 2 ORDER BY 1, 2")
+
+
+def _kept(plan: Plan, period: str) -> str:
+    spec = plan.design
+    condition = f"{quote(spec.time)} IS NOT NULL" + (f" AND {quote(spec.series)} IS NOT NULL" if spec.series else "")
+    if isinstance(spec.intervention, dt.date):
+        condition += f" AND {period} <= {(plan.window.end - EPOCH).days}"
+    return condition
+
+
+def analyse_file(plan: Plan, path: Path, format: str = "csv") -> InterruptedTimeSeriesAnalysis:
+    """Aggregate the pinned file in DuckDB (locked to that file) and analyse it."""
+    frame, dropped = aggregate_file(path, format, lambda source, kinds: series_sql(plan, source, kinds),
+                                    lambda kinds: _kept(plan, period_sql(quote(plan.design.time), kinds[plan.design.time])))
+    return analyse_table(plan, frame, dropped)
+
+
+def series_table(plan: Plan, frame) -> SeriesTable:
+    """The aggregated rows placed on the grid of periods (the step is the periods' greatest common gap)."""
+    periods = np.unique(frame["period"].to_numpy(dtype=np.int64))
+    intervention = plan.design.intervention
+    anchor = (intervention - EPOCH).days if isinstance(intervention, dt.date) else int(intervention)
+    gaps = np.diff(np.union1d(periods, [anchor]))
+    step = int(reduce(math.gcd, gaps.tolist(), 0)) or 1
+    first = int(min(periods.min(), anchor)) if len(periods) else anchor
+    grid = Grid(first, step, int((max(periods.max(), anchor) - first) // step) + 1 if len(periods) else 1,
+                isinstance(intervention, dt.date))
+    names = tuple(sorted(frame["series"].astype(str).unique()))
+    row = np.searchsorted(names, frame["series"].astype(str).to_numpy())
+    column = (frame["period"].to_numpy(dtype=np.int64) - first) // step
+    sums, counts = {}, {}
+    for name in [f"m_{m.id}" for m in plan.metrics] + [f"r_{i}" for i in range(len(plan.design.regressors))]:
+        sums[name], counts[name] = np.zeros((len(names), grid.size)), np.zeros((len(names), grid.size))
+        np.add.at(sums[name], (row, column), frame[f"s_{name}"].fillna(0).to_numpy(dtype=float))
+        np.add.at(counts[name], (row, column), frame[f"n_{name}"].to_numpy(dtype=float))
+    return SeriesTable(grid, names, sums, counts)
+
+
+def analyse_table(plan: Plan, frame, dropped_rows: int = 0) -> InterruptedTimeSeriesAnalysis:
+    """Both estimators, placebos and diagnostics for each metric's pooled series (a DataFrame as
+    `series_sql` returns it); the primary estimator also per series when there are several."""
+    spec = plan.design
+    table = series_table(plan, frame)
+    anchor = spec.intervention
+    intervention = table.grid.position((anchor - EPOCH).days if isinstance(anchor, dt.date) else int(anchor))
+    regressors = (np.column_stack([table.values(f"r_{i}", "mean") for i in range(len(spec.regressors))])
+                  if spec.regressors else None)
+    metrics = [_analyse_metric(plan, metric, table, intervention, regressors) for metric in plan.metrics]
+    observed = table.counts[f"m_{plan.metrics[0].id}"].sum(axis=0) > 0 if plan.metrics else np.zeros(0, bool)
+    quality = {"series_rows": len(frame), "rows_excluded": dropped_rows, "series": list(table.series),
+               "periods": table.grid.size, "period_step": table.grid.step, "pre_periods": intervention,
+               "post_periods": table.grid.size - intervention, "first_period": table.grid.label(0),
+               "intervention": table.grid.label(intervention),
+               "last_period": table.grid.label(table.grid.size - 1),
+               "periods_without_data": int((~observed).sum())}
+    return InterruptedTimeSeriesAnalysis(plan, metrics, table, quality)
+
+
+def _fits(plan: Plan, outcome: np.ndarray, intervention: int, regressors: np.ndarray | None, estimator: str,
+          **extra) -> its.InterruptedTimeSeries:
+    spec = plan.design
+    common = {"seasonal_periods": spec.seasonality, "harmonics": spec.harmonics, "regressors": regressors,
+              "alpha": plan.alpha, "ljung_box_lags": spec.diagnostics.ljung_box_lags}
+    if estimator == "structural":
+        return its.structural_counterfactual(outcome, intervention, trend=spec.structural.trend,
+                                             autoregressive=spec.structural.autoregressive, **common, **extra)
+    return its.segmented_regression(outcome, intervention, hac_lags=spec.segmented.hac_lags, **common)
+
+
+ESTIMATORS = {"structural": its.structural_counterfactual, "segmented": its.segmented_regression}
+
+
+def _analyse_metric(plan: Plan, metric: Metric, table: SeriesTable, intervention: int,
+                    regressors: np.ndarray | None) -> MetricTimeSeries:
+    spec = plan.design
+    outcome = table.values(f"m_{metric.id}", spec.aggregation)
+    order = [spec.estimator] + [name for name in ESTIMATORS if name != spec.estimator]
+    estimates, placebos = {}, {}
+    try:
+        for name in order:
+            fit = estimates[name] = _fits(plan, outcome, intervention, regressors, name)
+            options = {"seasonal_periods": spec.seasonality, "harmonics": spec.harmonics,
+                       "ljung_box_lags": min(spec.diagnostics.ljung_box_lags, max(intervention // 8, 1))}
+            if name == "structural":
+                options.update(trend=spec.structural.trend, autoregressive=spec.structural.autoregressive,
+                               start_params=fit.parameters)
+            else:
+                options.update(hac_lags=spec.segmented.hac_lags)
+            placebos[name] = its.placebo_interventions(ESTIMATORS[name], outcome, intervention, spec.placebos,
+                                                       regressors, plan.alpha, **options)
+    except (its.NotEstimable, np.linalg.LinAlgError) as reason:
+        return MetricTimeSeries(metric, estimates, placebos, [], "INCONCLUSIVE", f"not estimable: {reason}")
+    by_series = {}
+    start = {"start_params": estimates["structural"].parameters} if spec.estimator == "structural" else {}
+    if len(table.series) > 1:
+        for number, name in enumerate(table.series):
+            try:
+                by_series[name] = _fits(plan, table.values(f"m_{metric.id}", spec.aggregation, number),
+                                        intervention, regressors, spec.estimator, **start)
+            except (its.NotEstimable, np.linalg.LinAlgError):
+                continue
+    primary = estimates[spec.estimator]
+    diagnostics = _diagnostics(plan, primary, placebos[spec.estimator])
+    verdict, note = judge(plan, metric, primary.average_effect, primary.average_standard_error,
+                          primary.average_p_value, primary.degrees_of_freedom, primary.counterfactual_level,
+                          diagnostics)
+    return MetricTimeSeries(metric, estimates, placebos, diagnostics, verdict, note, by_series)
+
+
+def _diagnostics(plan: Plan, fit: its.InterruptedTimeSeries, placebos: its.PlaceboSummary) -> list[Diagnostic]:
+    limits = plan.design.diagnostics
+    found = [Diagnostic(f"residual autocorrelation (Ljung-Box, {fit.ljung_box_lags} lags, pre-period)",
+                        fit.ljung_box_p_value, limits.ljung_box_p_min, fit.ljung_box_p_value >= limits.ljung_box_p_min,
+                        f"Ljung-Box p = {fit.ljung_box_p_value:.3g} < {limits.ljung_box_p_min}: the model leaves "
+                        "autocorrelation in its pre-period residuals, so its intervals are too narrow")]
+    rate = placebos.false_positive_rate
+    if rate is not None:
+        found.append(Diagnostic(f"placebo interventions found significant ({len(placebos.placebos)} in the pre-period)",
+                                rate, limits.placebo_fpr_max, rate <= limits.placebo_fpr_max,
+                                f"{rate:.0%} of placebo interventions were significant > {limits.placebo_fpr_max:.0%}: "
+                                "the model finds effects where there are none"))
+    if fit.pre_mape is not None:
+        found.append(Diagnostic("pre-period fit (mean absolute percentage error)", fit.pre_mape, limits.pre_mape_max,
+                                fit.pre_mape <= limits.pre_mape_max,
+                                f"pre-period MAPE {fit.pre_mape:.3g} > {limits.pre_mape_max}: the model does not "
+                                "track the series before the change"))
+    if plan.design.estimator == "structural":
+        found.append(Diagnostic("maximum-likelihood fit converged", float(fit.converged), 1.0, fit.converged,
+                                "the optimizer did not converge: the counterfactual's parameters are unreliable"))
+    return found
