@@ -98,7 +98,7 @@ def test_structural_counterfactual_matches_a_direct_unobserved_components_fit(tr
     model = sm.tsa.UnobservedComponents(z[:pre], exog=x[:pre], level="lltrend" if trend else "llevel",
                                         autoregressive=1, freq_seasonal=[{"period": 7.0, "harmonics": 3}],
                                         stochastic_freq_seasonal=[False])
-    reference = model.fit(disp=False)
+    reference = model.fit(maxiter=500, disp=False)  # the same optimizer settings
     forecast = reference.get_forecast(21, exog=x[pre:])
     predicted = center + scale * forecast.predicted_mean
     assert np.max(np.abs(fit.counterfactual[pre:] - predicted)) < 1e-6
@@ -115,7 +115,7 @@ def test_the_cumulative_interval_matches_simulated_forecast_paths():
     y, spend = _series(pre=180, post=14, seed=3)
     z, *_ = _standardized(y, 180)
     x, *_ = _standardized(spend, 180)
-    fitted = structural_model(z[:180], [7], 3, x[:180], False, True).fit(disp=False)
+    fitted = structural_model(z[:180], [7], 3, x[:180], False, True).fit(maxiter=500, disp=False)
     covariance = forecast_covariance(fitted, 14)
     # statsmodels draws the state at the end of the sample from its predicted distribution, then the shocks
     paths = fitted.simulate(14, anchor="end", repetitions=40_000, exog=x[180:],

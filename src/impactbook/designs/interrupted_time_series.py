@@ -125,21 +125,17 @@ class InterruptedTimeSeriesAnalysis:
 
     def series_rows(self) -> list[dict[str, Any]]:
         """Columns per metric and estimator for the three panels: observed and counterfactual over every
-        period, pointwise and cumulative effects over the post-period."""
+        period, pointwise and cumulative effects (with their intervals) over the post-period."""
         grid = self.table.grid
         rows = []
         for item in self.metrics:
             for name, fit in item.estimates.items():
-                post = slice(fit.intervention, None)
                 rows.append({"metric": item.metric.id, "estimator": name,
                              "periods": [grid.label(p) for p in range(grid.size)],
                              "intervention": grid.label(fit.intervention), "level": fit.level,
                              **{key: [_number(v) for v in getattr(fit, key)] for key in
-                                ("observed", "counterfactual", "counterfactual_low", "counterfactual_high")},
-                             **{key: [_number(v) for v in getattr(fit, key)[post]] for key in
-                                ("effect", "effect_low", "effect_high")},
-                             **{key: [_number(v) for v in getattr(fit, key)] for key in
-                                ("cumulative", "cumulative_low", "cumulative_high")}})
+                                ("observed", "counterfactual", "counterfactual_low", "counterfactual_high", "effect",
+                                 "effect_low", "effect_high", "cumulative", "cumulative_low", "cumulative_high")}})
         return rows
 
     def scraps(self) -> dict[str, Any]:

@@ -300,7 +300,7 @@ def structural_counterfactual(outcome: np.ndarray, intervention: int, seasonal_p
                              None if regressors is None else regressors[:intervention], trend, autoregressive)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        fitted = model.fit(start_params=start_params, disp=False)
+        fitted = model.fit(start_params=start_params, maxiter=500, disp=False)
     converged = bool(fitted.mle_retvals.get("converged", True)) and not any(
         issubclass(w.category, ConvergenceWarning) for w in caught)
     steps = len(outcome) - intervention
