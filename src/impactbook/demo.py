@@ -287,6 +287,7 @@ class DemoOutcome:
     rollout: RunOutcome | None = None
     pipeline: RunOutcome | None = None
     markets: RunOutcome | None = None
+    its: RunOutcome | None = None
 
 
 def _frozen(project: Project, relative: Path, progress: Progress) -> FrozenPlan:
@@ -316,6 +317,18 @@ def _pinned_data(project: Project, name: str, relative: Path, contract: Contract
     return True
 
 
+def _quasi_experiment(project: Project, plan: Path, dataset: str, data: Path, contract: Contract, generate,
+                      progress: Progress) -> tuple[RunOutcome | None, bool]:
+    """A quasi-experimental demo plan, when the project has it: frozen, its synthetic data generated over
+    its outcome window (with the generator's pre-period before it) and pinned, run. (run, re-pinned)."""
+    if not project.resolve(plan).is_file():
+        return None, False
+    window = _frozen(project, plan, progress).plan.window
+    repinned = _pinned_data(project, dataset, data, contract,
+                            lambda path: generate(path, window.start, (window.end - window.start).days + 1), progress)
+    return run_plan(project, project.resolve(plan), progress=progress), repinned
+
+
 def run_demo(project: Project, progress: Progress = lambda message: None) -> DemoOutcome:
     frozen = _frozen(project, PLAN_PATH, progress)
     window = frozen.plan.window
@@ -332,13 +345,12 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
         repinned |= _pinned_data(project, FEEDBACK_DATASET, FEEDBACK_DATA_PATH, FEEDBACK_CONTRACT,
                                  lambda path: generate_feedback_data(path, start), progress)
         rollout = run_plan(project, project.resolve(ROLLOUT_PLAN_PATH), progress=progress)
-    markets = None
-    if project.resolve(MARKETS_PLAN_PATH).is_file():
-        window = _frozen(project, MARKETS_PLAN_PATH, progress).plan.window
-        repinned |= _pinned_data(project, MARKETS_DATASET, MARKETS_DATA_PATH, MARKETS_CONTRACT,
-                                 lambda path: generate_markets_data(path, window.start,
-                                                                    (window.end - window.start).days + 1), progress)
-        markets = run_plan(project, project.resolve(MARKETS_PLAN_PATH), progress=progress)
+    markets, pinned = _quasi_experiment(project, MARKETS_PLAN_PATH, MARKETS_DATASET, MARKETS_DATA_PATH,
+                                        MARKETS_CONTRACT, generate_markets_data, progress)
+    repinned |= pinned
+    its, pinned = _quasi_experiment(project, ITS_PLAN_PATH, ITS_DATASET, ITS_DATA_PATH, ITS_CONTRACT,
+                                    generate_its_data, progress)
+    repinned |= pinned
     pipeline = None
     if project.resolve(PIPELINE_PLAN_PATH).is_file():
         _frozen(project, PIPELINE_PLAN_PATH, progress)
@@ -346,4 +358,4 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
             repinned |= _pinned_data(project, name, path, PIPELINE_CONTRACT,
                                      lambda target, d=drift, o=offset: generate_ranking_sessions(target, d, o), progress)
         pipeline = run_plan(project, project.resolve(PIPELINE_PLAN_PATH), progress=progress)
-    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets)
+    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets, its)

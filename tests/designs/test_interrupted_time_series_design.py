@@ -14,13 +14,12 @@ import pandas as pd
 import pytest
 
 from impactbook.catalog import Catalog
-from impactbook.demo import ITS_CONTRACT, ITS_DATA_PATH, ITS_DATASET, ITS_TRUE_EFFECT, generate_its_data
+from impactbook.demo import (ITS_CONTRACT, ITS_DATA_PATH, ITS_DATASET, ITS_PLAN_PATH, ITS_TRUE_EFFECT,
+                             _quasi_experiment, generate_its_data)
 from impactbook.designs.interrupted_time_series import analyse_file
 from impactbook.errors import PlanError
-from impactbook.freezing import freeze_plan
 from impactbook.plan import load_plan
 from impactbook.record import Status
-from impactbook.runner import run_plan
 from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
 from conftest import REPO, cli
@@ -47,11 +46,12 @@ def its_project(tmp_path_factory):
                     project.root / "templates/interrupted_time_series.ipynb")
     Catalog.load(project).pin_template("interrupted_time_series",
                                        project.root / "templates/interrupted_time_series.ipynb")
-    data = generate_its_data(project.resolve(ITS_DATA_PATH), START, DAYS)
-    Catalog.load(project).pin_dataset(ITS_DATASET, data, contract=ITS_CONTRACT, synthetic=True)
     _plan_file(project.root / "plans")
-    freeze_plan(project, PLAN)
-    return project, run_plan(project, PLAN)
+    # as `impactbook demo` does once plans/its.yaml exists: freeze, generate over the window, pin, run
+    outcome, pinned = _quasi_experiment(project, ITS_PLAN_PATH, ITS_DATASET, ITS_DATA_PATH, ITS_CONTRACT,
+                                        generate_its_data, progress=lambda message: None)
+    assert pinned and Catalog.load(project).model.datasets[ITS_DATASET].synthetic
+    return project, outcome
 
 
 def test_the_time_series_runs_from_a_frozen_plan_to_a_gate(its_project):
@@ -74,6 +74,14 @@ def test_the_time_series_runs_from_a_frozen_plan_to_a_gate(its_project):
     gate = cli(project, "gate", record.run_id)
     assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
     assert cli(project, "verify").returncode == 0
+
+
+def test_the_demo_data_is_deterministic_and_says_what_it_holds(tmp_path):
+    paths = [generate_its_data(tmp_path / f"{n}.csv", dt.date(2026, 11, 30), 28) for n in "ab"]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    frame = pd.read_csv(paths[0])
+    assert list(frame.columns) == ["date", "region", "sessions", "conversion", "revenue_per_session", "marketing_spend"]
+    assert len(frame) == (728 + 28) * 3 and frame.date.min() == "2024-12-02" and frame.date.max() == "2026-12-27"
 
 
 def _quick(folder, **design):
