@@ -125,15 +125,18 @@ def test_the_cumulative_interval_matches_simulated_forecast_paths():
     assert np.allclose(np.diag(np.cov(paths)), np.diag(covariance), rtol=0.035)
 
 
-def test_ljung_box_equals_its_formula():
+def test_ljung_box_matches_statsmodels():
+    from statsmodels.stats.diagnostic import acorr_ljungbox
+
     residuals = np.random.default_rng(5).normal(size=150)
     residuals[1:] += 0.3 * residuals[:-1]
-    lags = 10
-    centred = residuals - residuals.mean()
-    r = np.array([centred[k:] @ centred[:-k] for k in range(1, lags + 1)]) / (centred @ centred)
-    q = 150 * 152 * np.sum(r ** 2 / (150 - np.arange(1, lags + 1)))
-    statistic, p_value = ljung_box(residuals, lags)
-    assert abs(statistic - q) < 1e-9 and abs(p_value - stats.chi2.sf(q, lags)) < 1e-12
+    for lags in (1, 10, 30):
+        statistic, p_value = ljung_box(residuals, lags)
+        reference = acorr_ljungbox(residuals, lags=[lags])
+        assert abs(statistic - reference.lb_stat.iloc[0]) < 1e-9
+        assert abs(p_value - reference.lb_pvalue.iloc[0]) < 1e-12
+    with pytest.raises(NotEstimable, match="150 residuals cannot carry a Ljung-Box test over 150 lags"):
+        ljung_box(residuals, 150)
 
 
 def test_relative_effect_is_the_cumulative_effect_over_the_cumulative_counterfactual():

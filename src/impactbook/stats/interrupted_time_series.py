@@ -110,7 +110,7 @@ def fourier_terms(positions: np.ndarray, periods: Sequence[float], harmonics: in
         for j in range(1, min(harmonics, int(period // 2)) + 1):
             angle = 2 * np.pi * j * np.asarray(positions, float) / period
             columns.append(np.cos(angle))
-            if not np.isclose(2 * j, period):
+            if abs(2 * j - period) > 1e-9:
                 columns.append(np.sin(angle))
     return np.column_stack(columns) if columns else np.empty((len(positions), 0))
 
@@ -133,11 +133,34 @@ def hac_covariance(design: np.ndarray, residuals: np.ndarray, lags: int) -> np.n
 
 
 def ljung_box(residuals: np.ndarray, lags: int) -> tuple[float, float]:
-    """Ljung & Box (1978, Biometrika 65:297-303): Q = n(n+2) sum_k r_k^2/(n-k), chi-square on `lags` df."""
-    from statsmodels.stats.diagnostic import acorr_ljungbox
+    """Ljung & Box (1978, Biometrika 65:297-303): Q = n(n+2) sum_k r_k^2/(n-k) over the residuals present,
+    chi-square on `lags` df."""
+    from scipy import special
 
-    table = acorr_ljungbox(residuals[~np.isnan(residuals)], lags=[lags])
-    return float(table["lb_stat"].iloc[0]), float(table["lb_pvalue"].iloc[0])
+    values = residuals[~np.isnan(residuals)]
+    n = len(values)
+    if lags >= n:
+        raise NotEstimable(f"{n} residuals cannot carry a Ljung-Box test over {lags} lags")
+    centred = values - values.mean()
+    autocorrelation = np.array([centred[k:] @ centred[:-k] for k in range(1, lags + 1)]) / (centred @ centred)
+    statistic = float(n * (n + 2) * np.sum(autocorrelation ** 2 / (n - np.arange(1, lags + 1))))
+    return statistic, float(special.chdtrc(lags, statistic))
+
+
+def _tail(value: float, degrees_of_freedom: float | None) -> float:
+    """Upper tail of t on `degrees_of_freedom`, or of the normal when None (scipy.special: the functions
+    behind scipy.stats.t and norm, without their per-call argument handling)."""
+    from scipy import special
+
+    return float(special.ndtr(-value) if degrees_of_freedom is None else special.stdtr(degrees_of_freedom, -value))
+
+
+def _critical(alpha: float, degrees_of_freedom: float | None) -> float:
+    """The two-sided critical value at alpha."""
+    from scipy import special
+
+    quantile = 1 - alpha / 2
+    return float(special.ndtri(quantile) if degrees_of_freedom is None else special.stdtrit(degrees_of_freedom, quantile))
 
 
 def mape(observed: np.ndarray, predicted: np.ndarray) -> float | None:
@@ -169,13 +192,13 @@ def _running(effect: np.ndarray, covariance: np.ndarray, critical: float):
     return cumulative, cumulative - critical * spread, cumulative + critical * spread
 
 
-def _summary(effect: np.ndarray, covariance: np.ndarray, counterfactual: np.ndarray, reference):
+def _summary(effect: np.ndarray, covariance: np.ndarray, counterfactual: np.ndarray, degrees_of_freedom: float | None):
     """The average post-period effect (over the periods with an observation), its error and p-value."""
     present = ~np.isnan(effect)
     weights = present / present.sum()
     average = float(np.nansum(effect) / present.sum())
     error = float(np.sqrt(max(weights @ covariance @ weights, 0.0)))
-    p_value = float(2 * reference.sf(abs(average) / error)) if error > 0 else float(average == 0)
+    p_value = 2 * _tail(abs(average) / error, degrees_of_freedom) if error > 0 else float(average == 0)
     return average, error, p_value, float(np.mean(counterfactual[present]))
 
 
@@ -186,8 +209,6 @@ def segmented_regression(outcome: np.ndarray, intervention: int, seasonal_period
     every period with a value (Bernal et al. 2017, eq. 1 with seasonality and covariates). The pointwise
     effect b2 + b3 (t - T0) has a HAC interval (lag `hac_lags`, default the Newey-West rule); the
     counterfactual is the fit with b2 = b3 = 0."""
-    from scipy import stats
-
     outcome, regressors = _checked(outcome, intervention, regressors, minimum_pre=8)
     positions = np.arange(len(outcome), dtype=float)
     after = (positions >= intervention).astype(float)
@@ -202,8 +223,7 @@ def segmented_regression(outcome: np.ndarray, intervention: int, seasonal_period
     df = int(kept.sum()) - design.shape[1]
     if df < 1:
         raise NotEstimable(f"{int(kept.sum())} periods for {design.shape[1]} coefficients")
-    reference = stats.t(df)
-    critical = reference.ppf(1 - alpha / 2)
+    critical = _critical(alpha, df)
     contrast = np.zeros((len(outcome) - intervention, design.shape[1]))  # effect at each post period
     contrast[:, 2] = 1
     contrast[:, 3] = positions[intervention:] - intervention
@@ -217,7 +237,7 @@ def segmented_regression(outcome: np.ndarray, intervention: int, seasonal_period
     observed_effect = np.where(np.isnan(outcome[intervention:]), np.nan, effect)
     cumulative = _running(observed_effect, effect_covariance, critical)
     average, error, p_value, level = _summary(observed_effect, effect_covariance, counterfactual[intervention:],
-                                              reference)
+                                              float(df))
     pre = kept[:intervention]
     pre_residuals = (outcome - design @ beta)[:intervention][pre]
     statistic, lb_p = ljung_box(pre_residuals, ljung_box_lags)
@@ -287,9 +307,8 @@ def structural_counterfactual(outcome: np.ndarray, intervention: int, seasonal_p
     errors after the diffuse burn-in (Durbin & Koopman 2012, sec. 2.12). The model is fitted to the
     outcome and regressors standardized by their pre-period mean and standard deviation (as CausalImpact
     does): the likelihood is the same up to scale, and the optimizer no longer stalls on variances of
-    1e-6 (a conversion rate's). `start_params` starts the
-    optimizer (placebos start from the full fit's estimates)."""
-    from scipy import stats
+    1e-6 (a conversion rate's). L-BFGS runs up to 500 iterations; `start_params` starts it (placebos
+    start from the full fit's estimates)."""
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     outcome, regressors = _checked(outcome, intervention, regressors, minimum_pre=16)
@@ -307,8 +326,7 @@ def structural_counterfactual(outcome: np.ndarray, intervention: int, seasonal_p
     forecast = fitted.get_forecast(steps, exog=None if regressors is None else regressors[intervention:])
     predicted = center + scale * np.asarray(forecast.predicted_mean, float)
     covariance = scale ** 2 * forecast_covariance(fitted, steps)
-    reference = stats.norm()
-    critical = reference.ppf(1 - alpha / 2)
+    critical = _critical(alpha, None)
     error = np.sqrt(np.diag(covariance))
     burn = fitted.loglikelihood_burn
     one_step = center + scale * np.asarray(fitted.fittedvalues, float)
@@ -318,7 +336,7 @@ def structural_counterfactual(outcome: np.ndarray, intervention: int, seasonal_p
     spread = np.concatenate([one_step_error, error])
     effect = outcome[intervention:] - predicted
     cumulative = _running(effect, covariance, critical)
-    average, average_error, p_value, level = _summary(effect, covariance, predicted, reference)
+    average, average_error, p_value, level = _summary(effect, covariance, predicted, None)
     pre_residuals = np.asarray(fitted.filter_results.standardized_forecasts_error[0], float)[burn:]
     statistic, lb_p = ljung_box(pre_residuals, ljung_box_lags)
     return InterruptedTimeSeries(
