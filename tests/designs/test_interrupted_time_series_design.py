@@ -123,6 +123,23 @@ def test_period_numbers_give_the_same_analysis_as_dates(tmp_path):
         assert abs(a["difference"] - b["difference"]) < 1e-12 and abs(a["p_value"] - b["p_value"]) < 1e-12
 
 
+def test_an_intervention_off_the_data_grid_is_refused_by_name(tmp_path):
+    frame = pd.read_csv(generate_its_data(tmp_path / "its.csv", START, DAYS, pre_days=210))
+    weekly = frame[(pd.to_datetime(frame.date) - pd.Timestamp(START)).dt.days % 7 == 3]  # weekly, off by 3 days
+    weekly.to_csv(tmp_path / "weekly.csv", index=False)
+    with pytest.raises(ValueError, match=r"design.intervention .* is not on the data's grid of periods "
+                                         r"\(every 7 days from "):
+        analyse_file(_quick(tmp_path, estimator="segmented", seasonality=[]), tmp_path / "weekly.csv", "csv")
+
+
+def test_no_data_after_the_intervention_is_inconclusive_not_refuted(tmp_path):
+    frame = pd.read_csv(generate_its_data(tmp_path / "its.csv", START, DAYS, pre_days=120))
+    frame[pd.to_datetime(frame.date) < pd.Timestamp(START)].to_csv(tmp_path / "pre.csv", index=False)
+    analysis = analyse_file(_quick(tmp_path, estimator="segmented", seasonality=[7]), tmp_path / "pre.csv", "csv")
+    assert analysis.verdicts() == {"conversion": "INCONCLUSIVE", "revenue_per_session": "INCONCLUSIVE"}
+    assert analysis.results()[0]["note"] == "not estimable: no observation after the intervention"
+
+
 def test_no_change_is_not_confirmed(tmp_path):
     path = generate_its_data(tmp_path / "its.csv", START, DAYS, pre_days=364, effect=0.0)
     analysis = analyse_file(_quick(tmp_path, seasonality=[7]), path, "csv")

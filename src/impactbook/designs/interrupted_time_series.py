@@ -70,7 +70,7 @@ class MetricTimeSeries:
     diagnostics: list[Diagnostic]
     verdict: str
     note: str | None
-    by_series: dict[str, its.InterruptedTimeSeries] = field(default_factory=dict)
+    by_series: dict[str, its.InterruptedTimeSeries | str] = field(default_factory=dict)  # or why not estimable
 
     @property
     def primary(self) -> its.InterruptedTimeSeries | None:
@@ -149,14 +149,20 @@ class InterruptedTimeSeriesAnalysis:
             "diagnostics": [{"metric": item.metric.id, "name": d.name, "value": _number(d.value),
                              "threshold": d.threshold, "passed": d.passed, "reason": d.reason}
                             for item in self.metrics for d in item.diagnostics],
-            "series_effects": [{"metric": item.metric.id, "series": name, "estimator": self.plan.design.estimator,
-                                "difference": _number(fit.average_effect), "difference_low": _number(fit.average_low),
-                                "difference_high": _number(fit.average_high),
-                                "relative": _relative(fit.average_effect, fit.counterfactual_level),
-                                "p_value": _number(fit.average_p_value)}
+            "series_effects": [_series_effect(item.metric.id, name, self.plan.design.estimator, fit)
                                for item in self.metrics for name, fit in item.by_series.items()],
             "data_quality": self.data_quality,
         }
+
+
+def _series_effect(metric: str, series: str, estimator: str, fit: its.InterruptedTimeSeries | str) -> dict[str, Any]:
+    """One series' own estimate (no verdict), or why it has none."""
+    if isinstance(fit, str):
+        return {"metric": metric, "series": series, "estimator": estimator, "note": fit}
+    return {"metric": metric, "series": series, "estimator": estimator, "difference": _number(fit.average_effect),
+            "difference_low": _number(fit.average_low), "difference_high": _number(fit.average_high),
+            "relative": _relative(fit.average_effect, fit.counterfactual_level),
+            "p_value": _number(fit.average_p_value), "note": None}
 
 
 def series_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
@@ -188,12 +194,17 @@ def analyse_file(plan: Plan, path: Path, format: str = "csv") -> InterruptedTime
 
 
 def series_table(plan: Plan, frame) -> SeriesTable:
-    """The aggregated rows placed on the grid of periods (the step is the periods' greatest common gap)."""
+    """The aggregated rows placed on the grid of periods (the step is the periods' greatest common gap, and
+    the intervention must be on it)."""
     periods = np.unique(frame["period"].to_numpy(dtype=np.int64))
     intervention = plan.design.intervention
     anchor = (intervention - EPOCH).days if isinstance(intervention, dt.date) else int(intervention)
-    gaps = np.diff(np.union1d(periods, [anchor]))
-    step = int(reduce(math.gcd, gaps.tolist(), 0)) or 1
+    step = int(reduce(math.gcd, np.diff(periods).tolist(), 0)) or 1
+    if len(periods) and (anchor - int(periods.min())) % step:
+        shown = (EPOCH + dt.timedelta(days=int(periods.min()))).isoformat() if isinstance(intervention, dt.date) \
+            else int(periods.min())
+        raise ValueError(f"design.intervention {intervention} is not on the data's grid of periods (every {step} "
+                         f"{'days' if isinstance(intervention, dt.date) else 'periods'} from {shown})")
     first = int(min(periods.min(), anchor)) if len(periods) else anchor
     grid = Grid(first, step, int((max(periods.max(), anchor) - first) // step) + 1 if len(periods) else 1,
                 isinstance(intervention, dt.date))
@@ -269,8 +280,8 @@ def _analyse_metric(plan: Plan, metric: Metric, table: SeriesTable, intervention
             try:
                 by_series[name] = _fits(plan, table.values(f"m_{metric.id}", spec.aggregation, number),
                                         intervention, regressors, spec.estimator, **start)
-            except (its.NotEstimable, np.linalg.LinAlgError):
-                continue
+            except (its.NotEstimable, np.linalg.LinAlgError) as reason:
+                by_series[name] = f"not estimable: {reason}"
     primary = estimates[spec.estimator]
     diagnostics = _diagnostics(plan, primary, placebos[spec.estimator])
     verdict, note = judge(plan, metric, primary.average_effect, primary.average_standard_error,

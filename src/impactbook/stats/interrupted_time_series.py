@@ -176,6 +176,8 @@ def _checked(outcome: np.ndarray, intervention: int, regressors: np.ndarray | No
     if np.sum(~np.isnan(outcome[:intervention])) < minimum_pre:
         raise NotEstimable(f"{np.sum(~np.isnan(outcome[:intervention]))} pre-period values; the model needs at "
                            f"least {minimum_pre}")
+    if np.isnan(outcome[intervention:]).all():
+        raise NotEstimable("no observation after the intervention")
     if regressors is not None:
         regressors = np.asarray(regressors, float).reshape(len(outcome), -1)
         if np.isnan(regressors).any():
