@@ -168,6 +168,18 @@ def test_placebos_that_find_effects_make_the_verdict_inconclusive(tmp_path):
     assert rate > 0 and conversion.verdict == "INCONCLUSIVE" and "placebo interventions were significant" in conversion.note
 
 
+def test_placebos_that_cannot_be_estimated_are_a_failed_diagnostic(tmp_path):
+    path = generate_its_data(tmp_path / "its.csv", START, DAYS, pre_days=12)  # placebos would have 6 periods
+    analysis = analyse_file(_quick(tmp_path, seasonality=[7], estimator="segmented", placebos=3,
+                                   diagnostics={"ljung_box_p_min": 0, "ljung_box_lags": 4}), path, "csv")
+    conversion = analysis.metrics[0]
+    assert conversion.primary is not None and conversion.verdict == "INCONCLUSIVE"
+    assert conversion.note == ("diagnostic failed: placebo interventions could not be estimated (6 pre-period "
+                               "values; the model needs at least 8)")
+    assert analysis.results()[0]["structural_note"] == ("not estimable: 12 pre-period values; the model needs at "
+                                                        "least 16")  # the other estimator says why it is missing
+
+
 def test_design_mistakes_name_the_field(tmp_path):
     with pytest.raises(PlanError, match=r"design.assumptions: String should have at least 20 characters"):
         load_plan(_plan_file(tmp_path, assumptions="trust me"))

@@ -66,11 +66,12 @@ class SeriesTable:
 class MetricTimeSeries:
     metric: Metric
     estimates: dict[str, its.InterruptedTimeSeries]     # estimator name -> fit (primary first)
-    placebos: dict[str, its.PlaceboSummary]
+    placebos: dict[str, its.PlaceboSummary | str]  # or why they could not be estimated
     diagnostics: list[Diagnostic]
     verdict: str
     note: str | None
     by_series: dict[str, its.InterruptedTimeSeries | str] = field(default_factory=dict)  # or why not estimable
+    unavailable: dict[str, str] = field(default_factory=dict)  # the other estimator, when it could not run
 
     @property
     def primary(self) -> its.InterruptedTimeSeries | None:
@@ -117,6 +118,7 @@ class InterruptedTimeSeriesAnalysis:
                             f"{name}_difference_low": _number(other.average_low),
                             f"{name}_difference_high": _number(other.average_high),
                             f"{name}_p_value": _number(other.average_p_value)})
+            row.update({f"{name}_note": reason for name, reason in item.unavailable.items()})
             rows.append(row)
         return rows
 
@@ -145,7 +147,8 @@ class InterruptedTimeSeriesAnalysis:
             "placebos": [{"metric": item.metric.id, "estimator": name, "period": grid.label(p.intervention),
                           "post_periods": summary.post_periods, "average_effect": _number(p.average_effect),
                           "p_value": _number(p.p_value), "rejected": p.rejected}
-                         for item in self.metrics for name, summary in item.placebos.items() for p in summary.placebos],
+                         for item in self.metrics for name, summary in item.placebos.items() if not isinstance(summary, str)
+                         for p in summary.placebos],
             "diagnostics": [{"metric": item.metric.id, "name": d.name, "value": _number(d.value),
                              "threshold": d.threshold, "passed": d.passed, "reason": d.reason}
                             for item in self.metrics for d in item.diagnostics],
@@ -258,21 +261,16 @@ def _analyse_metric(plan: Plan, metric: Metric, table: SeriesTable, intervention
     spec = plan.design
     outcome = table.values(f"m_{metric.id}", spec.aggregation)
     order = [spec.estimator] + [name for name in ESTIMATORS if name != spec.estimator]
-    estimates, placebos = {}, {}
-    try:
-        for name in order:
-            fit = estimates[name] = _fits(plan, outcome, intervention, regressors, name)
-            options = {"seasonal_periods": spec.seasonality, "harmonics": spec.harmonics,
-                       "ljung_box_lags": min(spec.diagnostics.ljung_box_lags, max(intervention // 8, 1))}
-            if name == "structural":
-                options.update(trend=spec.structural.trend, autoregressive=spec.structural.autoregressive,
-                               start_params=fit.parameters)
-            else:
-                options.update(hac_lags=spec.segmented.hac_lags)
-            placebos[name] = its.placebo_interventions(ESTIMATORS[name], outcome, intervention, spec.placebos,
-                                                       regressors, plan.alpha, **options)
-    except (its.NotEstimable, np.linalg.LinAlgError) as reason:
-        return MetricTimeSeries(metric, estimates, placebos, [], "INCONCLUSIVE", f"not estimable: {reason}")
+    estimates, placebos, unavailable = {}, {}, {}
+    for name in order:
+        try:
+            estimates[name] = _fits(plan, outcome, intervention, regressors, name)
+        except (its.NotEstimable, np.linalg.LinAlgError) as reason:
+            if name == spec.estimator:
+                return MetricTimeSeries(metric, {}, {}, [], "INCONCLUSIVE", f"not estimable: {reason}")
+            unavailable[name] = f"not estimable: {reason}"  # the other estimator: shown, no verdict rests on it
+    for name, fit in estimates.items():
+        placebos[name] = _placebos(plan, name, fit, outcome, intervention, regressors)
     by_series = {}
     start = {"start_params": estimates["structural"].parameters} if spec.estimator == "structural" else {}
     if len(table.series) > 1:
@@ -287,17 +285,39 @@ def _analyse_metric(plan: Plan, metric: Metric, table: SeriesTable, intervention
     verdict, note = judge(plan, metric, primary.average_effect, primary.average_standard_error,
                           primary.average_p_value, primary.degrees_of_freedom, primary.counterfactual_level,
                           diagnostics)
-    return MetricTimeSeries(metric, estimates, placebos, diagnostics, verdict, note, by_series)
+    return MetricTimeSeries(metric, estimates, placebos, diagnostics, verdict, note, by_series, unavailable)
 
 
-def _diagnostics(plan: Plan, fit: its.InterruptedTimeSeries, placebos: its.PlaceboSummary) -> list[Diagnostic]:
+def _placebos(plan: Plan, name: str, fit: its.InterruptedTimeSeries, outcome: np.ndarray, intervention: int,
+              regressors: np.ndarray | None) -> its.PlaceboSummary | str:
+    """The estimator's placebo interventions (structural ones start from the real fit's parameters), or
+    why they could not be estimated."""
+    spec = plan.design
+    options = {"seasonal_periods": spec.seasonality, "harmonics": spec.harmonics,
+               "ljung_box_lags": min(spec.diagnostics.ljung_box_lags, max(intervention // 8, 1))}
+    if name == "structural":
+        options.update(trend=spec.structural.trend, autoregressive=spec.structural.autoregressive,
+                       start_params=fit.parameters)
+    else:
+        options.update(hac_lags=spec.segmented.hac_lags)
+    try:
+        return its.placebo_interventions(ESTIMATORS[name], outcome, intervention, spec.placebos, regressors,
+                                         plan.alpha, **options)
+    except (its.NotEstimable, np.linalg.LinAlgError) as reason:
+        return f"placebo interventions could not be estimated ({reason})"
+
+
+def _diagnostics(plan: Plan, fit: its.InterruptedTimeSeries, placebos: its.PlaceboSummary | str) -> list[Diagnostic]:
     limits = plan.design.diagnostics
     found = [Diagnostic(f"residual autocorrelation (Ljung-Box, {fit.ljung_box_lags} lags, pre-period)",
                         fit.ljung_box_p_value, limits.ljung_box_p_min, fit.ljung_box_p_value >= limits.ljung_box_p_min,
                         f"Ljung-Box p = {fit.ljung_box_p_value:.3g} < {limits.ljung_box_p_min}: the model leaves "
                         "autocorrelation in its pre-period residuals, so its intervals are too narrow")]
-    rate = placebos.false_positive_rate
-    if rate is not None:
+    rate = None if isinstance(placebos, str) else placebos.false_positive_rate
+    if plan.design.placebos and rate is None:
+        found.append(Diagnostic("placebo interventions", float("nan"), limits.placebo_fpr_max, False,
+                                placebos if isinstance(placebos, str) else "no placebo intervention fits the pre-period"))
+    elif rate is not None:
         found.append(Diagnostic(f"placebo interventions found significant ({len(placebos.placebos)} in the pre-period)",
                                 rate, limits.placebo_fpr_max, rate <= limits.placebo_fpr_max,
                                 f"{rate:.0%} of placebo interventions were significant > {limits.placebo_fpr_max:.0%}: "
