@@ -126,12 +126,13 @@ class InterruptedTimeSeriesAnalysis:
         return {item.metric.id: item.verdict for item in self.metrics if item.metric.role != "exploratory"}
 
     def series_rows(self) -> list[dict[str, Any]]:
-        """Columns per metric and estimator for the three panels: observed and counterfactual over every
-        period, pointwise and cumulative effects (with their intervals) over the post-period."""
+        """Columns per metric for the three panels, from the primary estimator (the other's figures are in
+        the results rows): observed and counterfactual over every period, pointwise and cumulative effects
+        (with their intervals) over the post-period."""
         grid = self.table.grid
         rows = []
         for item in self.metrics:
-            for name, fit in item.estimates.items():
+            for name, fit in list(item.estimates.items())[:1]:
                 rows.append({"metric": item.metric.id, "estimator": name,
                              "periods": [grid.label(p) for p in range(grid.size)],
                              "intervention": grid.label(fit.intervention), "level": fit.level,
