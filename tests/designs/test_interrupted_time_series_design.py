@@ -86,6 +86,21 @@ def test_the_demo_data_is_deterministic_and_says_what_it_holds(tmp_path):
     assert len(frame) == (728 + 28) * 3 and frame.date.min() == "2024-12-02" and frame.date.max() == "2026-12-27"
 
 
+def test_the_template_declares_its_contract_and_parameters_and_stores_no_outputs():
+    import nbformat
+
+    from impactbook.capture import output_contract
+    from impactbook.gates import template_parameter_names
+
+    template = REPO / "src/impactbook/scaffold/interrupted_time_series.ipynb"
+    assert output_contract(template) == {"results": "array", "verdicts": "object", "its_series": "array",
+                                         "placebos": "array", "diagnostics": "array", "series_effects": "array",
+                                         "data_quality": "object"}
+    assert template_parameter_names(template) == ["daily", "plan", "seed"]
+    notebook = nbformat.read(template, as_version=4)
+    assert not any(c.get("outputs") or c.get("execution_count") for c in notebook.cells if c.cell_type == "code")
+
+
 def _quick(folder, **design):
     """The example plan without placebos and per-series fits' cost: what the design-level tests vary."""
     design = {"placebos": 0, "series": None, **design}
