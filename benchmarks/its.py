@@ -8,21 +8,25 @@ per session) in DuckDB against pandas reading and grouping it.
 - segmented: segmented_regression (numpy least squares + Newey-West) vs statsmodels OLS
   .fit(cov_type="HAC") + t_test of the average effect.
 
-    python benchmarks/its.py [--pre 728] [--post 28] [--repeat 3] [--rows 2000000]
+    python benchmarks/its.py [--pre 728] [--post 28] [--repeat 5] [--rows 2000000]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import statsmodels.api as sm
+for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")  # one BLAS thread for both sides: on a shared machine threads are noise
+
+import numpy as np  # noqa: E402 (after the thread settings)
+import pandas as pd  # noqa: E402
+import statsmodels.api as sm  # noqa: E402
 
 from impactbook.demo import generate_its_data
 from impactbook.designs.interrupted_time_series import analyse_file, series_sql, series_table
@@ -81,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pre", type=int, default=728)
     parser.add_argument("--post", type=int, default=28)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rows", type=int, default=2_000_000, help="row-level file for the aggregation (0: skip)")
     args = parser.parse_args()
     start = dt.date(2026, 11, 30)

@@ -185,12 +185,17 @@ def _checked(outcome: np.ndarray, intervention: int, regressors: np.ndarray | No
     return outcome, regressors
 
 
+def _quadratic_forms(rows: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    """a_i' C a_i for every row a_i (the variance of each linear combination), through one matrix product."""
+    return np.sum((rows @ covariance) * rows, axis=1)
+
+
 def _running(effect: np.ndarray, covariance: np.ndarray, critical: float):
     """Running sums of the pointwise effects (NaN ones skipped) and their intervals from the covariance."""
     present = (~np.isnan(effect)).astype(float)
     cumulative = np.cumsum(np.nan_to_num(effect))
     weights = np.tril(np.ones((len(effect), len(effect)))) * present
-    spread = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", weights, covariance, weights), 0))
+    spread = np.sqrt(np.maximum(_quadratic_forms(weights, covariance), 0))
     return cumulative, cumulative - critical * spread, cumulative + critical * spread
 
 
@@ -235,7 +240,7 @@ def segmented_regression(outcome: np.ndarray, intervention: int, seasonal_period
     without = design.copy()
     without[:, 2:4] = 0
     counterfactual = without @ beta
-    counterfactual_error = np.sqrt(np.einsum("ij,jk,ik->i", without, covariance, without))
+    counterfactual_error = np.sqrt(np.maximum(_quadratic_forms(without, covariance), 0))
     observed_effect = np.where(np.isnan(outcome[intervention:]), np.nan, effect)
     cumulative = _running(observed_effect, effect_covariance, critical)
     average, error, p_value, level = _summary(observed_effect, effect_covariance, counterfactual[intervention:],
