@@ -29,7 +29,7 @@ import pandas as pd  # noqa: E402
 import statsmodels.api as sm  # noqa: E402
 
 from impactbook.demo import generate_its_data
-from impactbook.designs.interrupted_time_series import analyse_file, series_sql, series_table
+from impactbook.designs.interrupted_time_series import analyse_file, series_grouping, series_table
 from impactbook.designs.quasi_experimental import aggregate_file
 from impactbook.plan import load_plan
 from impactbook.stats.interrupted_time_series import (fourier_terms, newey_west_lags, segmented_regression,
@@ -113,8 +113,7 @@ def main() -> None:
     if args.rows:
         sessions = session_rows(daily, args.rows, folder / "sessions.csv")
         engine = timed(lambda: series_table(plan, aggregate_file(
-            sessions, "csv", lambda source, kinds: series_sql(plan, source, kinds), lambda kinds: "TRUE")[0]),
-            args.repeat)
+            sessions, "csv", lambda kinds: series_grouping(plan, kinds))[0]), args.repeat)
         naive = timed(lambda: pd.read_csv(sessions).groupby(["region", "date"])[
             ["conversion", "revenue_per_session", "marketing_spend"]].agg(["sum", "count"]), args.repeat)
         print(f"aggregation of {args.rows:,} session rows to sums and counts per region and day: DuckDB "

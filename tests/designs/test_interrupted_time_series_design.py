@@ -118,10 +118,13 @@ def test_the_pooled_series_is_the_mean_of_every_row_of_the_period(tmp_path):
     assert analysis.data_quality["pre_periods"] == 120 and analysis.data_quality["post_periods"] == DAYS
 
 
-def test_rows_after_the_window_are_left_out_and_counted(tmp_path):
+def test_rows_after_the_window_or_without_a_date_are_left_out_and_counted(tmp_path):
     path = generate_its_data(tmp_path / "its.csv", START, DAYS + 7, pre_days=120)
+    with path.open("a") as handle:
+        handle.write(",r1,100,0.05,3.0,1000.0\n" * 5)  # five rows without a date
     analysis = analyse_file(_quick(tmp_path, estimator="segmented", seasonality=[7]), path, "csv")
-    assert analysis.data_quality["rows_excluded"] == 7 * 3 and analysis.data_quality["post_periods"] == DAYS
+    assert analysis.data_quality["rows_excluded"] == 7 * 3 + 5 and analysis.data_quality["post_periods"] == DAYS
+    assert analysis.data_quality["series_rows"] == 120 + DAYS  # one pooled series per period (series: null)
 
 
 def test_period_numbers_give_the_same_analysis_as_dates(tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats.event_study import EventStudy, event_study
-from .quasi_experimental import Diagnostic, aggregate_file, judge, period_sql
+from .quasi_experimental import Diagnostic, Grouping, aggregate_file, judge, period_sql
 
 
 @dataclass(frozen=True)
@@ -73,28 +73,24 @@ class DifferenceInDifferencesAnalysis:
         }
 
 
-def panel_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
+def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     """One row per unit and period: each metric's mean, the unit's adoption period and cluster."""
     spec = plan.design
-    period = period_sql(quote(spec.time), kinds[spec.time])
     adoption = period_sql(quote(spec.adoption), kinds[spec.adoption])
     cluster = quote(spec.cluster or spec.unit)
     means = ", ".join(f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics)
-    return (f"SELECT CAST({quote(spec.unit)} AS VARCHAR) AS unit, {period} AS period, MIN({adoption}) AS adoption, "
-            f"MIN(CAST({cluster} AS VARCHAR)) AS cluster, {means} FROM {source} "
-            f"WHERE {quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
+    return ({"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period_sql(quote(spec.time), kinds[spec.time])},
+            f"MIN({adoption}) AS adoption, MIN(CAST({cluster} AS VARCHAR)) AS cluster, {means}",
+            f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL")
 
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> DifferenceInDifferencesAnalysis:
     """Aggregate the pinned panel in DuckDB (locked to that file) and analyse it."""
-    spec = plan.design
-    frame, dropped = aggregate_file(path, format, lambda source, kinds: panel_sql(plan, source, kinds),
-                                    lambda kinds: f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL")
-    return analyse_panel(plan, frame, dropped)
+    return analyse_panel(plan, *aggregate_file(path, format, lambda kinds: panel_grouping(plan, kinds)))
 
 
 def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDifferencesAnalysis:
-    """The event study of each metric on the unit x period panel (a DataFrame as `panel_sql` returns it)."""
+    """The event study of each metric on the unit x period panel (a DataFrame as `panel_grouping` groups it)."""
     spec = plan.design
     units = frame["unit"].astype(str).to_numpy()
     clusters = np.unique(frame["cluster"].astype(str).to_numpy(), return_inverse=True)[1]

@@ -22,7 +22,7 @@ import numpy as np
 from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats import interrupted_time_series as its
-from .quasi_experimental import Diagnostic, aggregate_file, judge, period_sql
+from .quasi_experimental import Diagnostic, Grouping, aggregate_file, judge, period_sql
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -169,32 +169,23 @@ def _series_effect(metric: str, series: str, estimator: str, fit: its.Interrupte
             "p_value": _number(fit.average_p_value), "note": None}
 
 
-def series_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
+def series_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     """One row per series and period: each metric's and regressor's sum and count (sufficient statistics
     for the mean or the sum, per series and pooled), periods up to the end of the outcome window."""
     spec = plan.design
     period = period_sql(quote(spec.time), kinds[spec.time])
-    series = f"CAST({quote(spec.series)} AS VARCHAR)" if spec.series else "''"
     columns = [(f"m_{m.id}", m.column) for m in plan.metrics] + [(f"r_{i}", c) for i, c in enumerate(spec.regressors)]
     stats = ", ".join(f"SUM(CAST({quote(column)} AS DOUBLE)) AS {quote('s_' + name)}, "
                       f"COUNT({quote(column)}) AS {quote('n_' + name)}" for name, column in columns)
-    return (f"SELECT {series} AS series, {period} AS period, {stats} FROM {source} "
-            f"WHERE {_kept(plan, period)} GROUP BY 1, 2 ORDER BY 1, 2")
-
-
-def _kept(plan: Plan, period: str) -> str:
-    spec = plan.design
-    condition = f"{quote(spec.time)} IS NOT NULL" + (f" AND {quote(spec.series)} IS NOT NULL" if spec.series else "")
+    kept = f"{quote(spec.time)} IS NOT NULL" + (f" AND {quote(spec.series)} IS NOT NULL" if spec.series else "")
     if isinstance(spec.intervention, dt.date):
-        condition += f" AND {period} <= {(plan.window.end - EPOCH).days}"
-    return condition
+        kept += f" AND {period} <= {(plan.window.end - EPOCH).days}"
+    return {"series": f"CAST({quote(spec.series)} AS VARCHAR)" if spec.series else "''", "period": period}, stats, kept
 
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> InterruptedTimeSeriesAnalysis:
     """Aggregate the pinned file in DuckDB (locked to that file) and analyse it."""
-    frame, dropped = aggregate_file(path, format, lambda source, kinds: series_sql(plan, source, kinds),
-                                    lambda kinds: _kept(plan, period_sql(quote(plan.design.time), kinds[plan.design.time])))
-    return analyse_table(plan, frame, dropped)
+    return analyse_table(plan, *aggregate_file(path, format, lambda kinds: series_grouping(plan, kinds)))
 
 
 def series_table(plan: Plan, frame) -> SeriesTable:
@@ -225,7 +216,7 @@ def series_table(plan: Plan, frame) -> SeriesTable:
 
 def analyse_table(plan: Plan, frame, dropped_rows: int = 0) -> InterruptedTimeSeriesAnalysis:
     """Both estimators, placebos and diagnostics for each metric's pooled series (a DataFrame as
-    `series_sql` returns it); the primary estimator also per series when there are several."""
+    `series_grouping` groups it); the primary estimator also per series when there are several."""
     spec = plan.design
     table = series_table(plan, frame)
     anchor = spec.intervention

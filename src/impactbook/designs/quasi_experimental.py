@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..plan import Metric, Plan
-from ..sqlengine import locked_connection, source_sql
+from ..sqlengine import locked_connection, quote, source_sql
 
 
 @dataclass(frozen=True)
@@ -28,20 +28,38 @@ def period_sql(expression: str, kind: str) -> str:
     return f"CAST({expression} AS BIGINT)"
 
 
-def aggregate_file(path: Path, format: str, grouped: Callable[[str, dict[str, str]], str],
-                   kept: Callable[[dict[str, str]], str]) -> tuple[Any, int]:
-    """A design's grouping query over the pinned file in a DuckDB locked to that file: (the grouped rows as
-    a DataFrame, the number of rows the `kept` condition leaves out). Both get the column types."""
+Grouping = tuple[dict[str, str], str, str]
+"""A design's grouping of the pinned file: (key name -> SQL expression, the aggregates' select list, the SQL
+condition a row must meet to count)."""
+
+
+def grouped_sql(source: str, grouping: Grouping) -> str:
+    """One scan: the kept rows grouped by the keys, and every other row in one group whose keys are all NULL
+    (its row count is what the condition left out). A kept row never has every key NULL: the keys include
+    the period, and the condition requires it."""
+    keys, aggregates, kept = grouping
+    columns = ", ".join(f"CASE WHEN {kept} THEN {expression} END AS {quote(name)}" for name, expression in keys.items())
+    order = ", ".join(str(number) for number in range(1, len(keys) + 1))
+    return (f"SELECT {columns}, {aggregates}, COUNT(*) AS {quote(ROWS)} FROM {source} "
+            f"GROUP BY {order} ORDER BY {order}")
+
+
+ROWS = "_rows"
+
+
+def aggregate_file(path: Path, format: str, grouping: Callable[[dict[str, str]], Grouping]) -> tuple[Any, int]:
+    """A design's grouping (built from the column types) over the pinned file in a DuckDB locked to that
+    file, in one scan: (the grouped kept rows as a DataFrame, the number of rows left out)."""
     connection = locked_connection([path])
     source = source_sql(path, format)
     try:
         kinds = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-        frame = connection.execute(grouped(source, kinds)).df()
-        total, included = connection.execute(f"SELECT COUNT(*), COUNT(*) FILTER (WHERE {kept(kinds)}) "
-                                             f"FROM {source}").fetchone()
+        keys, *rest = grouping(kinds)
+        frame = connection.execute(grouped_sql(source, (keys, *rest))).df()
     finally:
         connection.close()
-    return frame, int(total - included)
+    left_out = frame[list(keys)].isna().all(axis=1)
+    return frame[~left_out].drop(columns=ROWS).reset_index(drop=True), int(frame.loc[left_out, ROWS].sum())
 
 
 def _critical(alpha: float, degrees_of_freedom: float | None) -> float:
