@@ -234,18 +234,22 @@ def analyse_table(plan: Plan, frame, dropped_rows: int = 0) -> InterruptedTimeSe
     return InterruptedTimeSeriesAnalysis(plan, metrics, table, quality)
 
 
+ESTIMATORS = {"structural": its.structural_counterfactual, "segmented": its.segmented_regression}
+
+
+def _options(plan: Plan, estimator: str) -> dict[str, Any]:
+    """What the plan declares for this estimator: seasonality and its own settings."""
+    spec = plan.design
+    own = ({"trend": spec.structural.trend, "autoregressive": spec.structural.autoregressive}
+           if estimator == "structural" else {"hac_lags": spec.segmented.hac_lags})
+    return {"seasonal_periods": spec.seasonality, "harmonics": spec.harmonics, **own}
+
+
 def _fits(plan: Plan, outcome: np.ndarray, intervention: int, regressors: np.ndarray | None, estimator: str,
           **extra) -> its.InterruptedTimeSeries:
-    spec = plan.design
-    common = {"seasonal_periods": spec.seasonality, "harmonics": spec.harmonics, "regressors": regressors,
-              "alpha": plan.alpha, "ljung_box_lags": spec.diagnostics.ljung_box_lags}
-    if estimator == "structural":
-        return its.structural_counterfactual(outcome, intervention, trend=spec.structural.trend,
-                                             autoregressive=spec.structural.autoregressive, **common, **extra)
-    return its.segmented_regression(outcome, intervention, hac_lags=spec.segmented.hac_lags, **common)
-
-
-ESTIMATORS = {"structural": its.structural_counterfactual, "segmented": its.segmented_regression}
+    return ESTIMATORS[estimator](outcome, intervention, regressors=regressors, alpha=plan.alpha,
+                                 ljung_box_lags=plan.design.diagnostics.ljung_box_lags,
+                                 **_options(plan, estimator), **extra)
 
 
 def _analyse_metric(plan: Plan, metric: Metric, table: SeriesTable, intervention: int,
@@ -284,16 +288,12 @@ def _placebos(plan: Plan, name: str, fit: its.InterruptedTimeSeries, outcome: np
               regressors: np.ndarray | None) -> its.PlaceboSummary | str:
     """The estimator's placebo interventions (structural ones start from the real fit's parameters), or
     why they could not be estimated."""
-    spec = plan.design
-    options = {"seasonal_periods": spec.seasonality, "harmonics": spec.harmonics,
-               "ljung_box_lags": min(spec.diagnostics.ljung_box_lags, max(intervention // 8, 1))}
+    options = {**_options(plan, name), "ljung_box_lags": min(plan.design.diagnostics.ljung_box_lags,
+                                                              max(intervention // 8, 1))}
     if name == "structural":
-        options.update(trend=spec.structural.trend, autoregressive=spec.structural.autoregressive,
-                       start_params=fit.parameters)
-    else:
-        options.update(hac_lags=spec.segmented.hac_lags)
+        options["start_params"] = fit.parameters
     try:
-        return its.placebo_interventions(ESTIMATORS[name], outcome, intervention, spec.placebos, regressors,
+        return its.placebo_interventions(ESTIMATORS[name], outcome, intervention, plan.design.placebos, regressors,
                                          plan.alpha, **options)
     except (its.NotEstimable, np.linalg.LinAlgError) as reason:
         return f"placebo interventions could not be estimated ({reason})"
