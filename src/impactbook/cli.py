@@ -114,13 +114,16 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
             _progress(message)
         else:
             out.print(message, markup=False)
-    if result.markets is not None:
-        from .demo import MARKETS_TRUE_EFFECT
+    from .demo import ITS_TRUE_EFFECT, MARKETS_TRUE_EFFECT
 
-        record = result.markets.record
-        lines = [f"event study (market-by-market adoption): run {record.run_id}: {record.status.value}, "
-                 f"{record.decision.action.value} ({record.decision.reason}); report {result.markets.report}"]
-        truth = f"; the true effect is {MARKETS_TRUE_EFFECT:+.4g} (+{MARKETS_TRUE_EFFECT * 100:.1f} pp)"
+    for label, run, true_effect in (("event study (market-by-market adoption)", result.markets, MARKETS_TRUE_EFFECT),
+                                    ("interrupted time series (every region at once)", result.its, ITS_TRUE_EFFECT)):
+        if run is None:
+            continue
+        record = run.record
+        lines = [f"{label}: run {record.run_id}: {record.status.value}, "
+                 f"{record.decision.action.value} ({record.decision.reason}); report {run.report}"]
+        truth = f"; the true effect is {true_effect:+.4g} (+{true_effect * 100:.1f} pp)"
         lines += [f"  {effect.sentence}" + (truth if effect.metric == "conversion" else "") for effect in record.effects]
         for line in lines:
             _progress(line) if as_json else out.print(line, markup=False)

@@ -224,6 +224,61 @@ def generate_markets_data(path: Path, start: dt.date, days: int, pre_days: int =
     return path
 
 
+ITS_DATASET = "demo_its"
+ITS_DATA_PATH = Path("data/demo_its.csv")
+ITS_PLAN_PATH = Path("plans/its.yaml")
+ITS_TRUE_EFFECT = 0.004  # the candidate adds 0.4 pp of conversion in every region from the intervention day
+ITS_CONTRACT = Contract.model_validate({
+    "unique": [],
+    "columns": {
+        "date": {"type": "date"}, "region": {"type": "str"}, "sessions": {"type": "int", "min": 1},
+        "conversion": {"type": "float", "min": 0, "max": 1}, "revenue_per_session": {"type": "float", "min": 0},
+        "marketing_spend": {"type": "float", "min": 0},
+    },
+})
+
+
+def generate_its_data(path: Path, start: dt.date, days: int, pre_days: int = 728, regions: int = 3,
+                      seed: int = SEED + 4, effect: float = ITS_TRUE_EFFECT, campaign_lift: float = 0.003) -> Path:
+    """A model change shipped everywhere on `start`: daily rows per region from `pre_days` before `start` to
+    `start + days - 1`. Conversion has a region level, a weekly cycle (weekends higher), a yearly cycle
+    (a December peak), AR(1) day-to-day persistence (phi 0.6), binomial noise from each day's sessions, a
+    response to marketing spend (`campaign_lift` per extra usual spend, linear; campaigns run at random
+    times, and one starts a week into the post-period, so an analysis that ignores spend over-credits
+    the change), and `effect` (absolute) from `start`. Revenue per session follows conversion. The true
+    effect is known, so the demo can show it recovered."""
+    rng = np.random.default_rng(seed)
+    names = [f"r{number}" for number in range(1, regions + 1)]
+    level = dict(zip(names, rng.normal(0.05, 0.004, regions)))
+    size = dict(zip(names, rng.integers(3000, 6000, regions)))
+    usual = dict(zip(names, rng.uniform(800, 1500, regions)))
+    total = pre_days + days
+    bursts = np.zeros(total)
+    for begin in [*rng.choice(np.arange(total - 60), size=total // 90, replace=False), pre_days + 7]:
+        bursts[begin:begin + int(rng.integers(10, 25))] += float(rng.uniform(0.6, 1.2))
+    persistence = {name: 0.0 for name in names}
+    rows = []
+    for offset in range(-pre_days, days):
+        day = start + dt.timedelta(days=offset)
+        weekly = 0.003 if day.weekday() >= 5 else (-0.0015 if day.weekday() == 0 else 0.0)
+        yearly = 0.004 * np.cos(2 * np.pi * (day.timetuple().tm_yday - 350) / 365.25)
+        for name in names:
+            persistence[name] = 0.6 * persistence[name] + rng.normal(0, 0.0012)
+            spend = usual[name] * (1 + bursts[offset + pre_days]) * float(rng.lognormal(0, 0.05))
+            rate = (level[name] + weekly + yearly + persistence[name] + campaign_lift * (spend / usual[name] - 1)
+                    + (effect if offset >= 0 else 0.0))
+            sessions = int(rng.poisson(size[name]))
+            converted = int(rng.binomial(sessions, float(np.clip(rate, 0.001, 0.999))))
+            revenue = rng.gamma(9.0 * converted, 6.0) if converted else 0.0  # the sum of each order's value
+            rows.append((day.isoformat(), name, sessions, round(converted / sessions, 6),
+                         round(revenue / sessions, 4), round(spend, 2)))
+    frame = pd.DataFrame(rows, columns=["date", "region", "sessions", "conversion", "revenue_per_session",
+                                        "marketing_spend"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
 @dataclass(frozen=True)
 class DemoOutcome:
     frozen: FrozenPlan
@@ -232,6 +287,7 @@ class DemoOutcome:
     rollout: RunOutcome | None = None
     pipeline: RunOutcome | None = None
     markets: RunOutcome | None = None
+    its: RunOutcome | None = None
 
 
 def _frozen(project: Project, relative: Path, progress: Progress) -> FrozenPlan:
@@ -261,6 +317,18 @@ def _pinned_data(project: Project, name: str, relative: Path, contract: Contract
     return True
 
 
+def _quasi_experiment(project: Project, plan: Path, dataset: str, data: Path, contract: Contract, generate,
+                      progress: Progress) -> tuple[RunOutcome | None, bool]:
+    """A quasi-experimental demo plan, when the project has it: frozen, its synthetic data generated over
+    its outcome window (with the generator's pre-period before it) and pinned, run. (run, re-pinned)."""
+    if not project.resolve(plan).is_file():
+        return None, False
+    window = _frozen(project, plan, progress).plan.window
+    repinned = _pinned_data(project, dataset, data, contract,
+                            lambda path: generate(path, window.start, (window.end - window.start).days + 1), progress)
+    return run_plan(project, project.resolve(plan), progress=progress), repinned
+
+
 def run_demo(project: Project, progress: Progress = lambda message: None) -> DemoOutcome:
     frozen = _frozen(project, PLAN_PATH, progress)
     window = frozen.plan.window
@@ -277,13 +345,12 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
         repinned |= _pinned_data(project, FEEDBACK_DATASET, FEEDBACK_DATA_PATH, FEEDBACK_CONTRACT,
                                  lambda path: generate_feedback_data(path, start), progress)
         rollout = run_plan(project, project.resolve(ROLLOUT_PLAN_PATH), progress=progress)
-    markets = None
-    if project.resolve(MARKETS_PLAN_PATH).is_file():
-        window = _frozen(project, MARKETS_PLAN_PATH, progress).plan.window
-        repinned |= _pinned_data(project, MARKETS_DATASET, MARKETS_DATA_PATH, MARKETS_CONTRACT,
-                                 lambda path: generate_markets_data(path, window.start,
-                                                                    (window.end - window.start).days + 1), progress)
-        markets = run_plan(project, project.resolve(MARKETS_PLAN_PATH), progress=progress)
+    markets, pinned = _quasi_experiment(project, MARKETS_PLAN_PATH, MARKETS_DATASET, MARKETS_DATA_PATH,
+                                        MARKETS_CONTRACT, generate_markets_data, progress)
+    repinned |= pinned
+    its, pinned = _quasi_experiment(project, ITS_PLAN_PATH, ITS_DATASET, ITS_DATA_PATH, ITS_CONTRACT,
+                                    generate_its_data, progress)
+    repinned |= pinned
     pipeline = None
     if project.resolve(PIPELINE_PLAN_PATH).is_file():
         _frozen(project, PIPELINE_PLAN_PATH, progress)
@@ -291,4 +358,4 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
             repinned |= _pinned_data(project, name, path, PIPELINE_CONTRACT,
                                      lambda target, d=drift, o=offset: generate_ranking_sessions(target, d, o), progress)
         pipeline = run_plan(project, project.resolve(PIPELINE_PLAN_PATH), progress=progress)
-    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets)
+    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets, its)

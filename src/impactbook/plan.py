@@ -11,6 +11,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
                       field_validator, model_validator)
 
 from .designspecs.difference_in_differences import DifferenceInDifferences
+from .designspecs.interrupted_time_series import InterruptedTimeSeries
 from .designspecs.pipeline_validation import ColumnDrift, PipelineValidationDesign
 from .errors import PlanError
 from .hashing import canonical_json, sha256_json
@@ -80,6 +81,7 @@ class Design(_Strict):
 DESIGN_KINDS: dict[str, type[BaseModel]] = {
     "randomized": Design,
     "difference_in_differences": DifferenceInDifferences,
+    "interrupted_time_series": InterruptedTimeSeries,
     "pipeline_validation": PipelineValidationDesign,
 }
 """Every design kind a plan may declare (`design.kind`), with its schema. A new kind is one line here, a
@@ -432,6 +434,8 @@ class Plan(_Strict):
             if ratio:
                 raise ValueError(f"metrics {ratio}: a {self.design.kind} design analyses one outcome column per "
                                  "metric (kind mean or proportion, no ratio, covariate, cap or filter)")
+        if isinstance(self.design, InterruptedTimeSeries):
+            self._time_series_fits_window()
         if self.correction.method == "dunnett" and not self.multi_arm:
             raise ValueError("correction.method dunnett compares several treatment arms with the control; this "
                              "design has one (use holm, bh or none)")
@@ -449,6 +453,19 @@ class Plan(_Strict):
         if reserved:
             raise ValueError(f"parameters may not redefine {sorted(reserved)}: the framework injects them")
         return self
+
+    def _time_series_fits_window(self) -> None:
+        """The outcome window is the post-intervention period; an outcome is never its own control."""
+        design = self.design
+        if isinstance(design.intervention, dt.date) and design.intervention != self.window.start:
+            raise ValueError(f"design.intervention ({design.intervention}) must be window.start "
+                             f"({self.window.start}): the outcome window is the post-intervention period")
+        if not isinstance(design.intervention, dt.date) and self.window.time_type != "number":
+            raise ValueError("design.intervention is a period number: set window.time_type: number")
+        outcomes = sorted({m.column for m in self.metrics} & set(design.regressors))
+        if outcomes:
+            raise ValueError(f"design.regressors {outcomes} are metric columns: a control regressor must be "
+                             "unaffected by the change")
 
     @property
     def randomized(self) -> bool:

@@ -15,18 +15,10 @@ from typing import Any
 import numpy as np
 
 from ..plan import Metric, Plan
-from ..sqlengine import locked_connection, quote, source_sql
+from ..sqlengine import quote
 from ..stats.callaway_santanna import callaway_santanna
 from ..stats.event_study import EventStudy, EventTimeEffect, event_study
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    name: str
-    value: float
-    threshold: float
-    passed: bool
-    reason: str
+from .quasi_experimental import Diagnostic, Grouping, aggregate_file, judge, period_sql
 
 
 @dataclass(frozen=True)
@@ -82,42 +74,24 @@ class DifferenceInDifferencesAnalysis:
         }
 
 
-def _period(expression: str, kind: str) -> str:
-    """Dates become day numbers (days since 1970-01-01), integers stay integers: one period scale."""
-    if kind.upper().startswith(("DATE", "TIMESTAMP")):
-        return f"date_diff('day', DATE '1970-01-01', CAST({expression} AS DATE))"
-    return f"CAST({expression} AS BIGINT)"
-
-
-def panel_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
+def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     """One row per unit and period: each metric's mean, the unit's adoption period and cluster."""
     spec = plan.design
-    period = _period(quote(spec.time), kinds[spec.time])
-    adoption = _period(quote(spec.adoption), kinds[spec.adoption])
+    adoption = period_sql(quote(spec.adoption), kinds[spec.adoption])
     cluster = quote(spec.cluster or spec.unit)
     means = ", ".join(f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics)
-    return (f"SELECT CAST({quote(spec.unit)} AS VARCHAR) AS unit, {period} AS period, MIN({adoption}) AS adoption, "
-            f"MIN(CAST({cluster} AS VARCHAR)) AS cluster, {means} FROM {source} "
-            f"WHERE {quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
+    return ({"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period_sql(quote(spec.time), kinds[spec.time])},
+            f"MIN({adoption}) AS adoption, MIN(CAST({cluster} AS VARCHAR)) AS cluster, {means}",
+            f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL")
 
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> DifferenceInDifferencesAnalysis:
     """Aggregate the pinned panel in DuckDB (locked to that file) and analyse it."""
-    connection = locked_connection([path])
-    source = source_sql(path, format)
-    try:
-        kinds = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-        frame = connection.execute(panel_sql(plan, source, kinds)).df()
-        total, = connection.execute(f"SELECT COUNT(*) FROM {source}").fetchone()
-        kept, = connection.execute(f"SELECT COUNT(*) FROM {source} WHERE {quote(plan.design.unit)} IS NOT NULL AND "
-                                   f"{quote(plan.design.time)} IS NOT NULL").fetchone()
-    finally:
-        connection.close()
-    return analyse_panel(plan, frame, int(total - kept))
+    return analyse_panel(plan, *aggregate_file(path, format, lambda kinds: panel_grouping(plan, kinds)))
 
 
 def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDifferencesAnalysis:
-    """The event study of each metric on the unit x period panel (a DataFrame as `panel_sql` returns it)."""
+    """The event study of each metric on the unit x period panel (a DataFrame as `panel_grouping` groups it)."""
     spec = plan.design
     clusters = np.unique(frame["cluster"].astype(str).to_numpy(), return_inverse=True)[1]
     adoption = frame.groupby("unit")["adoption"].transform("min").to_numpy(dtype=float)
@@ -217,32 +191,6 @@ def _judge(plan: Plan, metric: Metric, study: EventStudy, placebo: Placebo | Non
                 name, p_value, thresholds.placebo_p_min, p_value >= thresholds.placebo_p_min,
                 f"placebo effect {placebo.study.average_effect:.4g} with p = {p_value:.3g} < {thresholds.placebo_p_min}: "
                 "an 'effect' appears where there was no change"))
-    failed = [d.reason for d in diagnostics if not d.passed]
-    if failed:
-        return MetricEventStudy(metric, study, diagnostics, "INCONCLUSIVE", "diagnostic failed: " + "; ".join(failed))
-    if metric.role == "guardrail":
-        return MetricEventStudy(metric, study, diagnostics, *_non_inferiority(plan, metric, study))
-    significant = study.average_p_value < plan.alpha
-    good = study.average_effect > 0 if metric.direction == "increase" else study.average_effect < 0
-    verdict = "INCONCLUSIVE" if not significant else ("CONFIRMED" if good else "REFUTED")
-    return MetricEventStudy(metric, study, diagnostics, verdict, None)
-
-
-def _non_inferiority(plan: Plan, metric: Metric, study: EventStudy) -> tuple[str, str | None]:
-    """Non-inferiority at alpha by the (1 - 2 alpha) interval of the average effect (Schuirmann 1987); a
-    relative margin divides by the counterfactual level, taken as known (its own error is ignored)."""
-    from scipy import stats
-
-    reference = stats.t(study.t_df) if study.t_df is not None else stats.norm()
-    critical = reference.ppf(1 - plan.alpha)
-    low = study.average_effect - critical * study.average_standard_error
-    high = study.average_effect + critical * study.average_standard_error
-    if metric.margin_type == "relative":
-        if not study.counterfactual_level:
-            return "INCONCLUSIVE", "a relative margin needs a counterfactual level other than zero"
-        low, high = low / study.counterfactual_level, high / study.counterfactual_level
-    sign = 1 if metric.direction == "increase" else -1
-    safe_low, safe_high = sorted((sign * low, sign * high))
-    if safe_low > metric.margin:
-        return "CONFIRMED", None
-    return ("REFUTED", None) if safe_high < metric.margin else ("INCONCLUSIVE", None)
+    verdict, note = judge(plan, metric, study.average_effect, study.average_standard_error, study.average_p_value,
+                          study.t_df, study.counterfactual_level, diagnostics)
+    return MetricEventStudy(metric, study, diagnostics, verdict, note)

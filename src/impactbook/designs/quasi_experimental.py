@@ -1,0 +1,102 @@
+"""What the quasi-experimental designs share: the grouping query over the pinned file and the one period
+scale their SQL uses; preregistered diagnostics; the verdict of one effect (superiority, or
+non-inferiority for guardrails) that a failed diagnostic turns INCONCLUSIVE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..plan import Metric, Plan
+from ..sqlengine import locked_connection, quote, source_sql
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    name: str
+    value: float
+    threshold: float
+    passed: bool
+    reason: str
+
+
+def period_sql(expression: str, kind: str) -> str:
+    """Dates become day numbers (days since 1970-01-01), integers stay integers: one period scale."""
+    if kind.upper().startswith(("DATE", "TIMESTAMP")):
+        return f"date_diff('day', DATE '1970-01-01', CAST({expression} AS DATE))"
+    return f"CAST({expression} AS BIGINT)"
+
+
+Grouping = tuple[dict[str, str], str, str]
+"""A design's grouping of the pinned file: (key name -> SQL expression, the aggregates' select list, the SQL
+condition a row must meet to count)."""
+
+
+def grouped_sql(source: str, grouping: Grouping) -> str:
+    """One scan: the kept rows grouped by the keys, and every other row in one group whose keys are all NULL
+    (its row count is what the condition left out). A kept row never has every key NULL: the keys include
+    the period, and the condition requires it."""
+    keys, aggregates, kept = grouping
+    columns = ", ".join(f"CASE WHEN {kept} THEN {expression} END AS {quote(name)}" for name, expression in keys.items())
+    order = ", ".join(str(number) for number in range(1, len(keys) + 1))
+    return (f"SELECT {columns}, {aggregates}, COUNT(*) AS {quote(ROWS)} FROM {source} "
+            f"GROUP BY {order} ORDER BY {order}")
+
+
+ROWS = "_rows"
+
+
+def aggregate_file(path: Path, format: str, grouping: Callable[[dict[str, str]], Grouping]) -> tuple[Any, int]:
+    """A design's grouping (built from the column types) over the pinned file in a DuckDB locked to that
+    file, in one scan: (the grouped kept rows as a DataFrame, the number of rows left out)."""
+    connection = locked_connection([path])
+    source = source_sql(path, format)
+    try:
+        kinds = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        keys, *rest = grouping(kinds)
+        frame = connection.execute(grouped_sql(source, (keys, *rest))).df()
+    finally:
+        connection.close()
+    left_out = frame[list(keys)].isna().all(axis=1)
+    return frame[~left_out].drop(columns=ROWS).reset_index(drop=True), int(frame.loc[left_out, ROWS].sum())
+
+
+def _critical(alpha: float, degrees_of_freedom: float | None) -> float:
+    from scipy import stats
+
+    return float(stats.norm.ppf(1 - alpha) if degrees_of_freedom is None else stats.t.ppf(1 - alpha, degrees_of_freedom))
+
+
+def judge(plan: Plan, metric: Metric, effect: float, standard_error: float, p_value: float,
+          degrees_of_freedom: float | None, counterfactual_level: float | None,
+          diagnostics: list[Diagnostic]) -> tuple[str, str | None]:
+    """(verdict, note) of one average effect: INCONCLUSIVE with the reasons when a diagnostic failed;
+    otherwise the two-sided `p_value` at alpha for primary and secondary metrics, and non-inferiority for
+    guardrails on t with `degrees_of_freedom` (None: the normal)."""
+    failed = [d.reason for d in diagnostics if not d.passed]
+    if failed:
+        return "INCONCLUSIVE", "diagnostic failed: " + "; ".join(failed)
+    if metric.role == "guardrail":
+        return _non_inferiority(plan, metric, effect, standard_error, degrees_of_freedom, counterfactual_level)
+    if p_value >= plan.alpha:
+        return "INCONCLUSIVE", None
+    good = effect > 0 if metric.direction == "increase" else effect < 0
+    return ("CONFIRMED" if good else "REFUTED"), None
+
+
+def _non_inferiority(plan: Plan, metric: Metric, effect: float, standard_error: float,
+                     degrees_of_freedom: float | None, counterfactual_level: float | None) -> tuple[str, str | None]:
+    """Non-inferiority at alpha by the (1 - 2 alpha) interval of the effect (Schuirmann 1987); a relative
+    margin divides by the counterfactual level, taken as known (its own error is ignored)."""
+    critical = _critical(plan.alpha, degrees_of_freedom)
+    low, high = effect - critical * standard_error, effect + critical * standard_error
+    if metric.margin_type == "relative":
+        if not counterfactual_level:
+            return "INCONCLUSIVE", "a relative margin needs a counterfactual level other than zero"
+        low, high = low / counterfactual_level, high / counterfactual_level
+    sign = 1 if metric.direction == "increase" else -1
+    safe_low, safe_high = sorted((sign * low, sign * high))
+    if safe_low > metric.margin:
+        return "CONFIRMED", None
+    return ("REFUTED", None) if safe_high < metric.margin else ("INCONCLUSIVE", None)
