@@ -224,6 +224,53 @@ def generate_markets_data(path: Path, start: dt.date, days: int, pre_days: int =
     return path
 
 
+STATES_DATASET = "demo_states"
+STATES_DATA_PATH = Path("data/demo_states.csv")
+STATES_TREATED = "st01"
+STATES_TRUE_EFFECT = 0.006  # the candidate adds 0.6 pp of conversion in the treated state from the intervention
+STATES_CONTRACT = Contract.model_validate({
+    "unique": [],
+    "columns": {
+        "state": {"type": "str"}, "date": {"type": "date"}, "sessions": {"type": "int", "min": 1},
+        "conversion": {"type": "float", "min": 0, "max": 1}, "revenue_per_session": {"type": "float", "min": 0},
+    },
+})
+
+
+def generate_states_data(path: Path, start: dt.date, days: int, pre_days: int = 84, states: int = 48,
+                         seed: int = SEED + 4, effect: float = STATES_TRUE_EFFECT, pre_shock: float = 0.0) -> Path:
+    """A model change switched on in one state (`st01`) on `start`, every other state a potential donor;
+    observed daily from `pre_days` before `start` to `start + days - 1`. Conversion follows a factor
+    model: a state level plus state-specific loadings on a weekly cycle, a holiday ramp and a slow trend,
+    with binomial noise from each day's sessions. The treated state's level and loadings are the average
+    of five donors' (so a convex combination of donors reproduces it), and `effect` (absolute) is added
+    from `start`: the true effect is known. `pre_shock` shifts the treated state alone over the last 28
+    pre-period days, so no synthetic control can track it (a failed pre-period fit)."""
+    rng = np.random.default_rng(seed)
+    names = [f"st{number:02d}" for number in range(1, states + 1)]
+    level = rng.uniform(0.035, 0.065, states)
+    loadings = rng.uniform(0.5, 1.5, size=(states, 3))
+    mix = rng.choice(np.arange(1, states), 5, replace=False)
+    level[0], loadings[0] = level[mix].mean(), loadings[mix].mean(axis=0)
+    size = rng.integers(40_000, 160_000, states)
+    rows = []
+    for offset in range(-pre_days, days):
+        day = start + dt.timedelta(days=offset)
+        factors = np.array([0.004 if day.weekday() >= 5 else (-0.002 if day.weekday() == 0 else 0.0),
+                            0.006 * np.exp(-((offset - days) / 20.0) ** 2), 0.004 * (offset + pre_days) / pre_days])
+        rate = level + loadings @ factors
+        rate[0] += (effect if offset >= 0 else 0.0) + (pre_shock if -28 <= offset < 0 else 0.0)
+        sessions = rng.poisson(size)
+        converted = rng.binomial(sessions, np.clip(rate, 0.001, 0.999))
+        order_value = rng.gamma(900.0, 0.06, states)  # the day's mean order value, about 54
+        rows += [(name, day.isoformat(), int(n), round(c / n, 6), round(c * v / n, 4))
+                 for name, n, c, v in zip(names, sessions, converted, order_value)]
+    frame = pd.DataFrame(rows, columns=["state", "date", "sessions", "conversion", "revenue_per_session"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
 @dataclass(frozen=True)
 class DemoOutcome:
     frozen: FrozenPlan

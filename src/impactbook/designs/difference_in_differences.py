@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..plan import Metric, Plan
-from ..sqlengine import locked_connection, quote, source_sql
+from ..sqlengine import quote
 from ..stats.event_study import EventStudy, event_study
+from .panel import interval_non_inferiority, period_sql as _period, read_panel
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,6 @@ class DifferenceInDifferencesAnalysis:
         }
 
 
-def _period(expression: str, kind: str) -> str:
-    """Dates become day numbers (days since 1970-01-01), integers stay integers: one period scale."""
-    if kind.upper().startswith(("DATE", "TIMESTAMP")):
-        return f"date_diff('day', DATE '1970-01-01', CAST({expression} AS DATE))"
-    return f"CAST({expression} AS BIGINT)"
-
-
 def panel_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
     """One row per unit and period: each metric's mean, the unit's adoption period and cluster."""
     spec = plan.design
@@ -102,17 +96,9 @@ def panel_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> DifferenceInDifferencesAnalysis:
     """Aggregate the pinned panel in DuckDB (locked to that file) and analyse it."""
-    connection = locked_connection([path])
-    source = source_sql(path, format)
-    try:
-        kinds = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-        frame = connection.execute(panel_sql(plan, source, kinds)).df()
-        total, = connection.execute(f"SELECT COUNT(*) FROM {source}").fetchone()
-        kept, = connection.execute(f"SELECT COUNT(*) FROM {source} WHERE {quote(plan.design.unit)} IS NOT NULL AND "
-                                   f"{quote(plan.design.time)} IS NOT NULL").fetchone()
-    finally:
-        connection.close()
-    return analyse_panel(plan, frame, int(total - kept))
+    frame, dropped = read_panel(path, format, plan.design.unit, plan.design.time,
+                                lambda source, kinds: panel_sql(plan, source, kinds))
+    return analyse_panel(plan, frame, dropped)
 
 
 def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDifferencesAnalysis:
@@ -162,12 +148,4 @@ def _non_inferiority(plan: Plan, metric: Metric, study: EventStudy) -> tuple[str
     critical = stats.t.ppf(1 - plan.alpha, study.clusters - 1)
     low = study.average_effect - critical * study.average_standard_error
     high = study.average_effect + critical * study.average_standard_error
-    if metric.margin_type == "relative":
-        if not study.counterfactual_level:
-            return "INCONCLUSIVE", "a relative margin needs a counterfactual level other than zero"
-        low, high = low / study.counterfactual_level, high / study.counterfactual_level
-    sign = 1 if metric.direction == "increase" else -1
-    safe_low, safe_high = sorted((sign * low, sign * high))
-    if safe_low > metric.margin:
-        return "CONFIRMED", None
-    return ("REFUTED", None) if safe_high < metric.margin else ("INCONCLUSIVE", None)
+    return interval_non_inferiority(low, high, study.counterfactual_level, metric)
