@@ -100,3 +100,16 @@ def test_placebos_on_two_processes_equal_the_serial_fits():
     serial, pooled = placebo_fits(donors, 20), placebo_fits(donors, 20, workers=2)
     for a, b in zip(serial, pooled):
         np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_weights_satisfy_the_optimality_conditions_with_more_donors_than_periods():
+    # KKT for min ||y - Xw||^2 on the simplex: the gradient is equal on the support and no smaller off it
+    # (the certificate SLSQP cannot give at this size: it needs ~1 min per fit and stops short)
+    for seed in range(5):
+        treated, donors = panel(np.random.default_rng(900 + seed), donors=200, periods=30, pre=25)
+        w = simplex_weights(treated[:25], donors[:25])
+        gradient = -2 * donors[:25].T @ (treated[:25] - donors[:25] @ w)
+        support, scale = w > 0, np.abs(gradient).max()
+        assert abs(w.sum() - 1) < 1e-12 and w.min() >= 0
+        assert np.ptp(gradient[support]) / scale < 1e-9
+        assert (gradient[~support] - gradient[support].mean()).min() / scale > -1e-9

@@ -19,9 +19,8 @@ from scipy.optimize import nnls
 def simplex_weights(treated: np.ndarray, donors: np.ndarray) -> np.ndarray:
     """argmin_w ||treated - donors @ w||^2 subject to w >= 0, sum(w) = 1: Lawson-Hanson active-set NNLS
     (Lawson & Hanson 1974, ch. 23) with the sum-to-one constraint as a heavily weighted extra row
-    (the weighting method for equality constraints, Lawson & Hanson 1974, ch. 22), then the exact
-    equality-constrained least squares re-solved on the support it found (the heavy row only
-    approximates sum(w) = 1)."""
+    (the weighting method for equality constraints, Lawson & Hanson 1974, ch. 22), then refined by an
+    active-set iteration with sum(w) = 1 exact (the heavy row only approximates it) to the KKT point."""
     scale = 1e4 * max(float(np.abs(donors).max()), 1.0)
     design = np.vstack([donors, np.full((1, donors.shape[1]), scale)])
     target = np.append(treated, scale)
@@ -30,21 +29,53 @@ def simplex_weights(treated: np.ndarray, donors: np.ndarray) -> np.ndarray:
     return _polished(treated, donors, weights)
 
 
-def _polished(treated: np.ndarray, donors: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Least squares on the support with sum(w) = 1 eliminated (w_ref = 1 - sum of the others); kept only
-    when it stays non-negative and fits at least as well."""
-    support = np.flatnonzero(weights > 0)
-    if support.size < 2:
-        return weights
+def _on_support(treated: np.ndarray, donors: np.ndarray, support: list[int]) -> np.ndarray:
+    """Least squares on the support with sum(w) = 1 eliminated (w_ref = 1 - sum of the others)."""
+    exact = np.zeros(donors.shape[1])
     reference, rest = support[0], support[1:]
+    if not rest:
+        exact[reference] = 1.0
+        return exact
     solution, *_ = np.linalg.lstsq(donors[:, rest] - donors[:, [reference]], treated - donors[:, reference],
                                    rcond=None)
-    exact = np.zeros_like(weights)
     exact[rest], exact[reference] = solution, 1.0 - solution.sum()
-    if exact.min() < 0:
-        return weights
+    return exact
+
+
+def _polished(treated: np.ndarray, donors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Lawson & Hanson's (1974, ch. 23) primal active-set iteration carried to the simplex, from the
+    feasible NNLS point: solve on the support; where a weight would turn negative, step back to the
+    boundary and drop it; else add the donor whose gradient undercuts the support's most, until the KKT
+    conditions hold (gradient equal on the support, no smaller off it). Kept unless it fits worse."""
+    current = weights.copy()
+    support = [int(i) for i in np.flatnonzero(current > 0)]
+    added = None
+    for _ in range(3 * donors.shape[1]):
+        target = _on_support(treated, donors, support)
+        negative = [i for i in support if target[i] <= 0]
+        if negative:
+            step = min(current[i] / (current[i] - target[i]) for i in negative)
+            current = current + step * (target - current)
+            dropped = [i for i in support if current[i] <= 1e-15 or i in negative and step == 1.0]
+            if step == 0 and dropped == [added]:
+                break  # the donor just added cannot enter: optimal within rounding
+            support = [i for i in support if i not in dropped]
+            current[dropped] = 0.0
+            current /= current.sum()
+            continue
+        current = target
+        gradient = donors.T @ (donors @ current - treated)
+        outside = np.setdiff1d(np.arange(donors.shape[1]), support)
+        if outside.size == 0:
+            break
+        candidate = int(outside[np.argmin(gradient[outside])])
+        if gradient[candidate] >= gradient[support].mean() - 1e-10 * max(1.0, float(np.abs(gradient).max())):
+            break
+        support.append(candidate)
+        added = candidate
     loss = lambda w: float(np.sum(np.square(treated - donors @ w)))  # noqa: E731
-    return exact if loss(exact) <= loss(weights) else weights
+    # at the optimum both losses agree to rounding; the refined point also satisfies sum(w) = 1 exactly
+    return current if current.min() >= 0 and loss(current) <= loss(weights) * (1 + 1e-10) + 1e-300 else weights
 
 
 def scaled_predictors(predictors: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
