@@ -177,6 +177,7 @@ def generate_ranking_sessions(path: Path, drift: float = 0.0, seed_offset: int =
 MARKETS_DATASET = "demo_markets"
 MARKETS_DATA_PATH = Path("data/demo_markets.csv")
 MARKETS_PLAN_PATH = Path("plans/markets.yaml")
+STATES_PLAN_PATH = Path("plans/states.yaml")
 MARKETS_TRUE_EFFECT = 0.008  # the candidate adds 0.8 pp of conversion in every market from its adoption day
 MARKETS_CONTRACT = Contract.model_validate({
     "unique": [],
@@ -279,6 +280,7 @@ class DemoOutcome:
     rollout: RunOutcome | None = None
     pipeline: RunOutcome | None = None
     markets: RunOutcome | None = None
+    states: RunOutcome | None = None
 
 
 def _frozen(project: Project, relative: Path, progress: Progress) -> FrozenPlan:
@@ -308,6 +310,16 @@ def _pinned_data(project: Project, name: str, relative: Path, contract: Contract
     return True
 
 
+def _run_known_effect(project: Project, plan_path: Path, dataset: str, data_path: Path, contract: Contract,
+                      generate, progress: Progress) -> tuple[RunOutcome, bool]:
+    """Freeze a quasi-experimental plan, pin its synthetic panel over the plan's window (the generator
+    takes path, window start and days), and run it: (outcome, whether the data was repinned)."""
+    window = _frozen(project, plan_path, progress).plan.window
+    repinned = _pinned_data(project, dataset, data_path, contract,
+                            lambda path: generate(path, window.start, (window.end - window.start).days + 1), progress)
+    return run_plan(project, project.resolve(plan_path), progress=progress), repinned
+
+
 def run_demo(project: Project, progress: Progress = lambda message: None) -> DemoOutcome:
     frozen = _frozen(project, PLAN_PATH, progress)
     window = frozen.plan.window
@@ -324,13 +336,15 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
         repinned |= _pinned_data(project, FEEDBACK_DATASET, FEEDBACK_DATA_PATH, FEEDBACK_CONTRACT,
                                  lambda path: generate_feedback_data(path, start), progress)
         rollout = run_plan(project, project.resolve(ROLLOUT_PLAN_PATH), progress=progress)
-    markets = None
+    markets, states = None, None
     if project.resolve(MARKETS_PLAN_PATH).is_file():
-        window = _frozen(project, MARKETS_PLAN_PATH, progress).plan.window
-        repinned |= _pinned_data(project, MARKETS_DATASET, MARKETS_DATA_PATH, MARKETS_CONTRACT,
-                                 lambda path: generate_markets_data(path, window.start,
-                                                                    (window.end - window.start).days + 1), progress)
-        markets = run_plan(project, project.resolve(MARKETS_PLAN_PATH), progress=progress)
+        markets, fresh = _run_known_effect(project, MARKETS_PLAN_PATH, MARKETS_DATASET, MARKETS_DATA_PATH,
+                                           MARKETS_CONTRACT, generate_markets_data, progress)
+        repinned |= fresh
+    if project.resolve(STATES_PLAN_PATH).is_file():
+        states, fresh = _run_known_effect(project, STATES_PLAN_PATH, STATES_DATASET, STATES_DATA_PATH,
+                                          STATES_CONTRACT, generate_states_data, progress)
+        repinned |= fresh
     pipeline = None
     if project.resolve(PIPELINE_PLAN_PATH).is_file():
         _frozen(project, PIPELINE_PLAN_PATH, progress)
@@ -338,4 +352,4 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
             repinned |= _pinned_data(project, name, path, PIPELINE_CONTRACT,
                                      lambda target, d=drift, o=offset: generate_ranking_sessions(target, d, o), progress)
         pipeline = run_plan(project, project.resolve(PIPELINE_PLAN_PATH), progress=progress)
-    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets)
+    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets, states)
