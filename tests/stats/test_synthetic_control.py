@@ -113,3 +113,12 @@ def test_weights_satisfy_the_optimality_conditions_with_more_donors_than_periods
         assert abs(w.sum() - 1) < 1e-12 and w.min() >= 0
         assert np.ptp(gradient[support]) / scale < 1e-9
         assert (gradient[~support] - gradient[support].mean()).min() / scale > -1e-9
+
+
+def test_a_placebo_fitted_exactly_leaves_its_side_of_the_interval_open_instead_of_infinite():
+    treated, donors = panel(np.random.default_rng(12), donors=45, periods=24, pre=16, effect=1.0)
+    donors[:, 0] = 0.5 * donors[:, 1] + 0.5 * donors[:, 2]  # its placebo fit is exact: pre-RMSPE 0
+    donors[16:, 0] += 3.0
+    result = synthetic_control(treated, donors, 16, leave_one_out=False)
+    assert np.isinf(result.placebo_statistics).sum() == 1
+    assert result.interval_low is None and result.interval_high is not None and np.isfinite(result.interval_high)

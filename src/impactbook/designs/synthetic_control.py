@@ -239,7 +239,7 @@ def _non_inferiority(plan: Plan, metric: Metric, result: SyntheticControlResult)
     one-sided tests, each a shifted placebo rank test); a relative margin divides by the synthetic level,
     taken as known."""
     low, high = result.interval(1 - 2 * plan.alpha)
-    if low is None:
+    if low is None or high is None:
         return "INCONCLUSIVE", (f"{result.placebo_draws} placebos cannot bound the effect at "
                                 f"{1 - 2 * plan.alpha:.0%}: non-inferiority is untestable")
     return interval_non_inferiority(low, high, result.counterfactual_level, metric)

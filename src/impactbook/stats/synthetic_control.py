@@ -174,9 +174,15 @@ class SyntheticControlResult:
         return placebo_interval(self.estimate, self.pre_rmspe, self.placebo_statistics, level)
 
 
-def _signed(gaps: np.ndarray, pre_periods: int) -> float:
+def _pre_rmspe(gaps: np.ndarray, pre_periods: int) -> float:
+    """The pre-period RMSPE, 0 when it is at rounding level against the gap series (an exact fit)."""
     pre = rmspe(gaps[:pre_periods])
-    return float(np.mean(gaps[pre_periods:]) / pre) if pre > 0 else math.copysign(math.inf, np.mean(gaps[pre_periods:]))
+    return pre if pre > 1e-10 * float(np.abs(gaps).max()) else 0.0
+
+
+def _signed(gaps: np.ndarray, pre_periods: int) -> float:
+    pre, post = _pre_rmspe(gaps, pre_periods), float(np.mean(gaps[pre_periods:]))
+    return post / pre if pre > 0 else math.copysign(math.inf, post)
 
 
 def placebo_interval(estimate: float, pre_rmspe: float, placebo_statistics: np.ndarray,
@@ -190,7 +196,8 @@ def placebo_interval(estimate: float, pre_rmspe: float, placebo_statistics: np.n
     allowed = math.floor((1 - level) / 2 * (count + 1) - 1 + 1e-9)  # placebos allowed beyond a rejected d
     if allowed < 0 or count == 0:
         return None, None
-    return float(estimate - pre_rmspe * s[count - 1 - allowed]), float(estimate - pre_rmspe * s[allowed])
+    bound = lambda statistic: float(estimate - pre_rmspe * statistic) if math.isfinite(statistic) else None  # noqa: E731
+    return bound(s[count - 1 - allowed]), bound(s[allowed])  # a placebo fitted exactly (RMSPE 0) leaves a side open
 
 
 def _placebo_averages(placebos: list[SyntheticControlFit], group: int, draws: int,
@@ -259,7 +266,7 @@ def synthetic_control_panel(outcomes: np.ndarray, treated: list[int], pre_period
 
 
 def _ratio(gaps: np.ndarray, pre_periods: int) -> float:
-    pre, post = rmspe(gaps[:pre_periods]), rmspe(gaps[pre_periods:])
+    pre, post = _pre_rmspe(gaps, pre_periods), rmspe(gaps[pre_periods:])
     return post / pre if pre > 0 else float("inf")
 
 
