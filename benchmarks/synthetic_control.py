@@ -10,7 +10,10 @@ and extrapolated to all 1,001 fits (they are far too slow to run in full). Corre
 of `--check` placebo fits is certified optimal by its KKT conditions (the gradient equal on the support,
 no larger off it), and SLSQP's objective is compared with ours.
 
-    python benchmarks/synthetic_control.py [--donors 1000] [--periods 120] [--pre 100] [--subset 1]
+    python benchmarks/synthetic_control.py [--donors 1000] [--periods 120] [--pre 100] [--subset 1] [--pysyncon 0]
+
+At full size one SLSQP fit takes 4 min on an idle core (over 20 min on a loaded shared machine) and one
+pysyncon fit longer still: pysyncon is off by default there; time it with --donors 100/200 --pysyncon 1.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def main() -> None:
     parser.add_argument("--periods", type=int, default=120)
     parser.add_argument("--pre", type=int, default=100)
     parser.add_argument("--subset", type=int, default=1, help="placebo fits timed with scipy SLSQP (0: skip)")
-    parser.add_argument("--pysyncon", type=int, default=1, help="placebo fits timed with pysyncon (0: skip)")
+    parser.add_argument("--pysyncon", type=int, default=0, help="placebo fits timed with pysyncon (0: skip)")
     parser.add_argument("--check", type=int, default=50, help="placebo fits certified by their KKT conditions")
     args = parser.parse_args()
     values = outcomes(args.donors, args.periods, args.pre, effect=3.0)
