@@ -8,6 +8,8 @@ import itertools
 import json
 import shutil
 
+import pandas as pd
+
 from impactbook.audit import verify
 from impactbook.demo import generate_demo_data
 from impactbook.project import Project
@@ -58,3 +60,18 @@ def test_demo_data_is_deterministic(tmp_path):
     assert len(digests) == 1
     header, first_row = paths[0].read_text().splitlines()[:2]
     assert header == "user_id,variant,platform,date,pre_revenue,revenue,converted,sessions"
+
+
+def test_states_data_is_deterministic_and_carries_its_effect_in_the_treated_state_only(tmp_path):
+    from impactbook.demo import STATES_TREATED, generate_states_data
+
+    start = dt.date(2026, 11, 30)
+    paths = [generate_states_data(tmp_path / f"{n}.csv", start, 14, states=12) for n in "ab"]
+    assert len({hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}) == 1
+    null = pd.read_csv(generate_states_data(tmp_path / "null.csv", start, 14, states=12, effect=0.0))
+    frame = pd.read_csv(paths[0])
+    assert frame.columns.tolist() == ["state", "date", "sessions", "conversion", "revenue_per_session"]
+    assert len(frame) == 12 * 98 and frame.state.nunique() == 12
+    shift = frame.conversion - null.conversion  # same seed: the same draws, bar the effect's binomial noise
+    treated_post = (frame.state == STATES_TREATED) & (frame.date >= start.isoformat())
+    assert (shift[~treated_post] == 0).all() and 0.004 < shift[treated_post].mean() < 0.008

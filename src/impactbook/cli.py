@@ -100,6 +100,17 @@ def init(folder: Path = typer.Argument(Path("."), help="Folder to scaffold (crea
     out.print(f"initialised impactbook project in {project.root}\nnext: impactbook demo   (or: impactbook plan freeze plans/example.yaml)")
 
 
+def _print_known_effect_run(label: str, outcome, truth: float, as_json: bool) -> None:
+    """A demo run on synthetic data with a known conversion effect: its decision, then each effect beside the truth."""
+    record = outcome.record
+    lines = [f"{label}: run {record.run_id}: {record.status.value}, {record.decision.action.value} "
+             f"({record.decision.reason}); report {outcome.report}"]
+    known = f"; the true effect is {truth:+.4g} (+{truth * 100:.1f} pp)"
+    lines += [f"  {effect.sentence}" + (known if effect.metric == "conversion" else "") for effect in record.effects]
+    for line in lines:
+        _progress(line) if as_json else out.print(line, markup=False)
+
+
 @app.command()
 def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Generate the synthetic demo data, pin it, freeze the example plan and run it end to end."""
@@ -114,19 +125,13 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
             _progress(message)
         else:
             out.print(message, markup=False)
-    from .demo import ITS_TRUE_EFFECT, MARKETS_TRUE_EFFECT
+    from .demo import ITS_TRUE_EFFECT, MARKETS_TRUE_EFFECT, STATES_TRUE_EFFECT
 
-    for label, run, true_effect in (("event study (market-by-market adoption)", result.markets, MARKETS_TRUE_EFFECT),
-                                    ("interrupted time series (every region at once)", result.its, ITS_TRUE_EFFECT)):
-        if run is None:
-            continue
-        record = run.record
-        lines = [f"{label}: run {record.run_id}: {record.status.value}, "
-                 f"{record.decision.action.value} ({record.decision.reason}); report {run.report}"]
-        truth = f"; the true effect is {true_effect:+.4g} (+{true_effect * 100:.1f} pp)"
-        lines += [f"  {effect.sentence}" + (truth if effect.metric == "conversion" else "") for effect in record.effects]
-        for line in lines:
-            _progress(line) if as_json else out.print(line, markup=False)
+    for label, outcome, truth in (("event study (market-by-market adoption)", result.markets, MARKETS_TRUE_EFFECT),
+                                  ("interrupted time series (every region at once)", result.its, ITS_TRUE_EFFECT),
+                                  ("synthetic control (one state switched on)", result.states, STATES_TRUE_EFFECT)):
+        if outcome is not None:
+            _print_known_effect_run(label, outcome, truth, as_json)
     if result.pipeline is not None:
         record = result.pipeline.record
         breached = [v.metric for v in record.verdicts if v.statistical_verdict is not None

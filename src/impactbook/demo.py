@@ -177,6 +177,7 @@ def generate_ranking_sessions(path: Path, drift: float = 0.0, seed_offset: int =
 MARKETS_DATASET = "demo_markets"
 MARKETS_DATA_PATH = Path("data/demo_markets.csv")
 MARKETS_PLAN_PATH = Path("plans/markets.yaml")
+STATES_PLAN_PATH = Path("plans/states.yaml")
 MARKETS_TRUE_EFFECT = 0.008  # the candidate adds 0.8 pp of conversion in every market from its adoption day
 MARKETS_CONTRACT = Contract.model_validate({
     "unique": [],
@@ -238,6 +239,19 @@ ITS_CONTRACT = Contract.model_validate({
 })
 
 
+STATES_DATASET = "demo_states"
+STATES_DATA_PATH = Path("data/demo_states.csv")
+STATES_TREATED = "st01"
+STATES_TRUE_EFFECT = 0.006  # the candidate adds 0.6 pp of conversion in the treated state from the intervention
+STATES_CONTRACT = Contract.model_validate({
+    "unique": [],
+    "columns": {
+        "state": {"type": "str"}, "date": {"type": "date"}, "sessions": {"type": "int", "min": 1},
+        "conversion": {"type": "float", "min": 0, "max": 1}, "revenue_per_session": {"type": "float", "min": 0},
+    },
+})
+
+
 def generate_its_data(path: Path, start: dt.date, days: int, pre_days: int = 728, regions: int = 3,
                       seed: int = SEED + 4, effect: float = ITS_TRUE_EFFECT, campaign_lift: float = 0.003) -> Path:
     """A model change shipped everywhere on `start`: daily rows per region from `pre_days` before `start` to
@@ -279,6 +293,40 @@ def generate_its_data(path: Path, start: dt.date, days: int, pre_days: int = 728
     return path
 
 
+def generate_states_data(path: Path, start: dt.date, days: int, pre_days: int = 84, states: int = 48,
+                         seed: int = SEED + 4, effect: float = STATES_TRUE_EFFECT, pre_shock: float = 0.0) -> Path:
+    """A model change switched on in one state (`st01`) on `start`, every other state a potential donor;
+    observed daily from `pre_days` before `start` to `start + days - 1`. Conversion follows a factor
+    model: a state level plus state-specific loadings on a weekly cycle, a holiday ramp and a slow trend,
+    with binomial noise from each day's sessions. The treated state's level and loadings are the average
+    of five donors' (so a convex combination of donors reproduces it), and `effect` (absolute) is added
+    from `start`: the true effect is known. `pre_shock` shifts the treated state alone over the last 28
+    pre-period days, so no synthetic control can track it (a failed pre-period fit)."""
+    rng = np.random.default_rng(seed)
+    names = [f"st{number:02d}" for number in range(1, states + 1)]
+    level = rng.uniform(0.035, 0.065, states)
+    loadings = rng.uniform(0.5, 1.5, size=(states, 3))
+    mix = rng.choice(np.arange(1, states), 5, replace=False)
+    level[0], loadings[0] = level[mix].mean(), loadings[mix].mean(axis=0)
+    size = rng.integers(40_000, 160_000, states)
+    rows = []
+    for offset in range(-pre_days, days):
+        day = start + dt.timedelta(days=offset)
+        factors = np.array([0.004 if day.weekday() >= 5 else (-0.002 if day.weekday() == 0 else 0.0),
+                            0.006 * np.exp(-((offset - days) / 20.0) ** 2), 0.004 * (offset + pre_days) / pre_days])
+        rate = level + loadings @ factors
+        rate[0] += (effect if offset >= 0 else 0.0) + (pre_shock if -28 <= offset < 0 else 0.0)
+        sessions = rng.poisson(size)
+        converted = rng.binomial(sessions, np.clip(rate, 0.001, 0.999))
+        order_value = rng.gamma(900.0, 0.06, states)  # the day's mean order value, about 54
+        rows += [(name, day.isoformat(), int(n), round(c / n, 6), round(c * v / n, 4))
+                 for name, n, c, v in zip(names, sessions, converted, order_value)]
+    frame = pd.DataFrame(rows, columns=["state", "date", "sessions", "conversion", "revenue_per_session"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
 @dataclass(frozen=True)
 class DemoOutcome:
     frozen: FrozenPlan
@@ -288,6 +336,7 @@ class DemoOutcome:
     pipeline: RunOutcome | None = None
     markets: RunOutcome | None = None
     its: RunOutcome | None = None
+    states: RunOutcome | None = None
 
 
 def _frozen(project: Project, relative: Path, progress: Progress) -> FrozenPlan:
@@ -351,6 +400,9 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
     its, pinned = _quasi_experiment(project, ITS_PLAN_PATH, ITS_DATASET, ITS_DATA_PATH, ITS_CONTRACT,
                                     generate_its_data, progress)
     repinned |= pinned
+    states, pinned = _quasi_experiment(project, STATES_PLAN_PATH, STATES_DATASET, STATES_DATA_PATH, STATES_CONTRACT,
+                                       generate_states_data, progress)
+    repinned |= pinned
     pipeline = None
     if project.resolve(PIPELINE_PLAN_PATH).is_file():
         _frozen(project, PIPELINE_PLAN_PATH, progress)
@@ -358,4 +410,4 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
             repinned |= _pinned_data(project, name, path, PIPELINE_CONTRACT,
                                      lambda target, d=drift, o=offset: generate_ranking_sessions(target, d, o), progress)
         pipeline = run_plan(project, project.resolve(PIPELINE_PLAN_PATH), progress=progress)
-    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets, its)
+    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets, its, states)

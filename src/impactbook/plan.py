@@ -13,6 +13,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 from .designspecs.difference_in_differences import DifferenceInDifferences
 from .designspecs.interrupted_time_series import InterruptedTimeSeries
 from .designspecs.pipeline_validation import ColumnDrift, PipelineValidationDesign
+from .designspecs.synthetic_control import SyntheticControl
 from .errors import PlanError
 from .hashing import canonical_json, sha256_json
 from .yamlio import explain_validation, load_yaml
@@ -82,6 +83,7 @@ DESIGN_KINDS: dict[str, type[BaseModel]] = {
     "randomized": Design,
     "difference_in_differences": DifferenceInDifferences,
     "interrupted_time_series": InterruptedTimeSeries,
+    "synthetic_control": SyntheticControl,
     "pipeline_validation": PipelineValidationDesign,
 }
 """Every design kind a plan may declare (`design.kind`), with its schema. A new kind is one line here, a
