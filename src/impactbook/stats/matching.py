@@ -29,6 +29,14 @@ class MatchedEstimate(EffectEstimate):
     treated_kept: np.ndarray  # per treated unit: matched within the caliper
     pair_differences: np.ndarray  # each matched treated unit minus its nearest match (Rosenbaum bounds)
 
+    def unit_weights(self, treated: np.ndarray) -> np.ndarray:
+        """Per unit, in the data's order: 1 for a matched treated unit, K_j for an untreated one (balance)."""
+        d = np.asarray(treated).astype(bool)
+        weights = np.zeros(len(d))
+        weights[np.flatnonzero(d)[self.treated_kept]] = 1.0
+        weights[~d] = self.control_weights
+        return weights
+
 
 def nearest(reference: np.ndarray, queries: np.ndarray, count: int, exclude: np.ndarray | None = None):
     """Indices into `reference` (sorted ascending) of the `count` nearest values to each query, and their
