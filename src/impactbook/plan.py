@@ -11,6 +11,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
                       field_validator, model_validator)
 
 from .designspecs.difference_in_differences import DifferenceInDifferences
+from .designspecs.observational import Observational
 from .designspecs.pipeline_validation import PipelineValidationDesign
 from .errors import PlanError
 from .hashing import canonical_json, sha256_json
@@ -80,6 +81,7 @@ class Design(_Strict):
 DESIGN_KINDS: dict[str, type[BaseModel]] = {
     "randomized": Design,
     "difference_in_differences": DifferenceInDifferences,
+    "observational": Observational,
     "pipeline_validation": PipelineValidationDesign,
 }
 """Every design kind a plan may declare (`design.kind`), with its schema. A new kind is one line here, a
