@@ -103,5 +103,5 @@ def match_att(outcome: np.ndarray, treated: np.ndarray, logit_score: np.ndarray,
     return MatchedEstimate(
         f"nearest-neighbour matching on the logit propensity score ({matches}:1, with replacement, {caliper_text}), "
         "ATT, Abadie-Imbens (2006) standard error", "ATT", 1 - alpha, estimate, standard_error,
-        *normal_inference(estimate, standard_error, alpha), n1, int((~kept).sum()), int((weight > 0).sum()), float(width), weight[controls], kept,
+        *normal_inference(estimate, standard_error, alpha), float(t_y.mean()), float(matched_mean[kept].mean()), n1, int((~kept).sum()), int((weight > 0).sum()), float(width), weight[controls], kept,
         t_y - y[sorted_controls][index[kept, 0]])

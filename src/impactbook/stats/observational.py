@@ -54,6 +54,8 @@ class EffectEstimate:
     low: float
     high: float
     p_value: float
+    treated_mean: float  # the treated units' (weighted) mean outcome
+    control_mean: float  # the comparison's adjusted mean: the treated units' counterfactual under the estimand
 
 
 def normal_inference(estimate: float, standard_error: float, alpha: float) -> tuple[float, float, float]:
@@ -65,10 +67,8 @@ def normal_inference(estimate: float, standard_error: float, alpha: float) -> tu
 
 @dataclass(frozen=True)
 class TreatmentEffectEstimate(EffectEstimate):
-    """A weighting estimate, with each arm's (weighted) potential-outcome mean and the units trimmed."""
+    """A weighting estimate, with the units kept and trimmed."""
 
-    treated_mean: float
-    control_mean: float
     units: int
     treated_units: int
     trimmed_units: int
