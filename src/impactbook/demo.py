@@ -224,6 +224,8 @@ def generate_markets_data(path: Path, start: dt.date, days: int, pre_days: int =
     return path
 
 
+OBSERVATIONAL_DATASET = "demo_accounts"
+OBSERVATIONAL_DATA_PATH = Path("data/demo_accounts.csv")
 OBSERVATIONAL_TRUE_EFFECT = 2.5  # the candidate adds 2.5 to an account's spend in the window
 OBSERVATIONAL_CONTRACT = Contract.model_validate({
     "unique": ["account"],

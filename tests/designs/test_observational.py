@@ -5,13 +5,21 @@ frozen plan through Papermill to a stored run, report and gate."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 import pytest
 
+from impactbook.catalog import Catalog
+from impactbook.demo import OBSERVATIONAL_CONTRACT, OBSERVATIONAL_DATA_PATH, OBSERVATIONAL_DATASET, \
+    OBSERVATIONAL_TRUE_EFFECT, generate_observational_data
 from impactbook.errors import PlanError
+from impactbook.freezing import freeze_plan
 from impactbook.plan import load_plan
+from impactbook.record import Status
+from impactbook.runner import run_plan
+from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO
+from conftest import REPO, cli
 
 PLAN = "src/impactbook/scaffold/observational.yaml"
 START = dt.date.today() + dt.timedelta(days=1)
@@ -63,8 +71,6 @@ def test_ratio_metrics_are_refused(tmp_path):
 
 
 def _accounts(folder, **options):
-    from impactbook.demo import generate_observational_data
-
     return generate_observational_data(folder / "accounts.csv", START, 28, **options)
 
 
@@ -74,7 +80,6 @@ def test_the_adapter_recovers_the_known_effect_and_equals_the_estimators_on_the_
     import numpy as np
     import pandas as pd
 
-    from impactbook.demo import OBSERVATIONAL_TRUE_EFFECT
     from impactbook.designs.observational import analyse_file
     from impactbook.stats.matching import match_att
     from impactbook.stats.observational import ipw, propensity_score
@@ -146,3 +151,31 @@ def test_aipw_is_the_primary_estimate_when_the_plan_says_so(tmp_path):
     row = analysis.results()[0]
     assert row["method"].startswith("AIPW") and row["estimand"] == "ATE"
     assert row["difference_low"] < 2.5 < row["difference_high"]
+
+
+@pytest.fixture(scope="module")
+def accounts_project(tmp_path_factory):
+    project = init_project(tmp_path_factory.mktemp("accounts") / "project")
+    shutil.copyfile(REPO / "src/impactbook/scaffold/observational.ipynb", project.root / "templates/observational.ipynb")
+    Catalog.load(project).pin_template("observational", project.root / "templates/observational.ipynb")
+    data = generate_observational_data(project.resolve(OBSERVATIONAL_DATA_PATH), START, 28)
+    Catalog.load(project).pin_dataset(OBSERVATIONAL_DATASET, data, contract=OBSERVATIONAL_CONTRACT, synthetic=True)
+    shutil.copyfile(_plan_file(project.root), project.root / "plans/accounts.yaml")
+    freeze_plan(project, "plans/accounts.yaml")
+    return project, run_plan(project, "plans/accounts.yaml")
+
+
+def test_the_template_runs_from_a_frozen_plan_to_a_stored_run_and_a_gate(accounts_project):
+    project, outcome = accounts_project
+    record = outcome.record
+    assert record.status is Status.COMPLETED, record.errors
+    assert [v.metric for v in record.verdicts] == ["spend", "complaints"]
+    spend = next(e for e in record.effects if e.metric == "spend")
+    assert spend.difference_low < OBSERVATIONAL_TRUE_EFFECT < spend.difference_high  # the known effect
+    html = outcome.report.read_text(encoding="utf-8")
+    assert "Assumptions and limitations" in html and "No unmeasured confounding" in html
+    for section in ("Overlap", "Balance", "Sensitivity to unmeasured confounding"):
+        assert section in html
+    gate = cli(project, "gate", record.run_id)
+    assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
+    assert cli(project, "verify").returncode == 0
