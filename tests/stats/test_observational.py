@@ -59,6 +59,19 @@ def test_the_score_equals_an_unpenalized_sklearn_logistic_regression(reference):
     assert score.coefficients == pytest.approx(np.r_[fit.intercept_, fit.coef_[0]], abs=1e-6)
 
 
+def test_the_score_equals_statsmodels_logit(reference):
+    x, treated, _, effect = reference
+    score = propensity_score(treated, x)
+    assert score.coefficients == pytest.approx(np.asarray(effect.results_select.params), rel=1e-8)
+    assert score.score == pytest.approx(effect.results_select.predict(), rel=1e-8)
+
+
+def test_perfect_separation_is_named():
+    x = np.arange(20.0)[:, None]
+    with pytest.raises(ValueError, match="did not converge"):
+        propensity_score((x[:, 0] > 9.5).astype(float), x)
+
+
 def _numerical_sandwich(equations, theta: np.ndarray) -> np.ndarray:
     """HC0 sandwich G^-1 S G^-T / n with G the numerical Jacobian of the mean equations (an independent route)."""
     values = equations(theta)

@@ -35,11 +35,12 @@ class PropensityScore:
     def logit(self) -> np.ndarray:
         return self.design @ self.coefficients
 
-    def influence(self) -> np.ndarray:
-        """Each unit's influence on the coefficients: H^-1 (d - p) x with H the mean Hessian p(1-p) x x'."""
+    def influence_along(self, gradient: np.ndarray) -> np.ndarray:
+        """Each unit's influence on the coefficients, H^-1 (d - p) x with H the mean Hessian p(1-p) x x',
+        projected on `gradient` (a statistic's derivative in the coefficients): one number per unit."""
         p = self.score
         hessian = (self.design * (p * (1 - p))[:, None]).T @ self.design / len(p)
-        return np.linalg.solve(hessian, (self.design * (self.treated - p)[:, None]).T).T
+        return (self.design @ np.linalg.solve(hessian, gradient)) * (self.treated - p)
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,26 @@ class TreatmentEffectEstimate(EffectEstimate):
     trimmed_units: int
 
 
-def propensity_score(treated: np.ndarray, covariates: np.ndarray) -> PropensityScore:
-    """Logistic regression of the treatment flag on the covariates plus a constant (statsmodels Logit,
-    Newton's method)."""
-    import statsmodels.api as sm
-
+def propensity_score(treated: np.ndarray, covariates: np.ndarray, tolerance: float = 1e-10,
+                     max_iterations: int = 100) -> PropensityScore:
+    """Logistic regression of the treatment flag on the covariates plus a constant, by Newton-Raphson on the
+    log-likelihood (McCullagh & Nelder 1989, §4.4: iteratively reweighted least squares) until no
+    coefficient moves by more than `tolerance`; the same maximum-likelihood fit as statsmodels' Logit."""
     treated = np.asarray(treated, dtype=float)
     design = np.column_stack([np.ones(len(treated)), np.asarray(covariates, dtype=float)])
-    fit = sm.Logit(treated, design).fit(disp=0, method="newton", maxiter=100)
-    coefficients = np.asarray(fit.params)
-    return PropensityScore(coefficients, 1 / (1 + np.exp(-design @ coefficients)), design, treated)
+    coefficients = np.zeros(design.shape[1])
+    for _ in range(max_iterations):
+        p = 1 / (1 + np.exp(-design @ coefficients))
+        hessian = (design * (p * (1 - p))[:, None]).T @ design
+        try:
+            step = np.linalg.solve(hessian, design.T @ (treated - p))
+        except np.linalg.LinAlgError:
+            break
+        coefficients = coefficients + step
+        if np.max(np.abs(step)) < tolerance:
+            return PropensityScore(coefficients, 1 / (1 + np.exp(-design @ coefficients)), design, treated)
+    raise ValueError("the propensity score's logit did not converge (perfect separation, or covariates that are "
+                     "collinear): drop or coarsen the covariates that predict treatment exactly")
 
 
 def _kept(score: np.ndarray, trim: float) -> np.ndarray:
@@ -123,10 +134,9 @@ def ipw(outcome: np.ndarray, ps: PropensityScore, estimand: Estimand = "ATE", tr
         raise ValueError(f"estimand must be ATE or ATT (got {estimand!r})")
     mu1, mu0 = (w1 @ y) / w1.sum(), (w0 @ y) / w0.sum()
     n = len(y)
-    score_influence = ps.influence()
     r1, r0 = y - mu1, y - mu0
-    influence1 = (w1 * r1 + score_influence @ ((x * (dw1 * r1)[:, None]).sum(axis=0) / n)) / (w1.sum() / n)
-    influence0 = (w0 * r0 + score_influence @ ((x * (dw0 * r0)[:, None]).sum(axis=0) / n)) / (w0.sum() / n)
+    influence1 = (w1 * r1 + ps.influence_along(x.T @ (dw1 * r1) / n)) / (w1.sum() / n)
+    influence0 = (w0 * r0 + ps.influence_along(x.T @ (dw0 * r0) / n)) / (w0.sum() / n)
     method = f"IPW, normalized (Hajek) weights, {estimand}" + (f", score trimmed to [{trim:g}, {1 - trim:g}]" if trim else "")
     return _estimate(method, estimand, alpha, mu1 - mu0, influence1 - influence0, mu1, mu0, ps, keep > 0)
 
@@ -143,21 +153,21 @@ def aipw(outcome: np.ndarray, ps: PropensityScore, trim: float = 0.0, alpha: flo
     fits = []
     for arm in (k * d, k * (1 - d)):
         gram = (x * arm[:, None]).T @ x / n
-        coef = np.linalg.solve(gram, (x * (arm * y)[:, None]).sum(axis=0) / n)
-        residual = y - x @ coef
-        fits.append((x @ coef, residual, np.linalg.solve(gram, (x * (arm * residual)[:, None]).T).T))
-    (m1, e1, influence_b1), (m0, e0, influence_b0) = fits
+        fitted = x @ np.linalg.solve(gram, x.T @ (arm * y) / n)
+        fits.append((fitted, y - fitted, gram, arm))
+    (m1, e1, gram1, arm1), (m0, e0, gram0, arm0) = fits
     terms1 = m1 + d * e1 / p
     terms0 = m0 + (1 - d) * e0 / (1 - p)
     share = k.mean()
     mean1, mean0 = (k @ terms1) / k.sum(), (k @ terms0) / k.sum()
     estimate = mean1 - mean0
-    # the nuisance parameters' influence, through the mean derivative of the effect's equation in each
-    g1 = (x * (k * (1 - d / p))[:, None]).mean(axis=0)
-    g0 = -(x * (k * (1 - (1 - d) / (1 - p)))[:, None]).mean(axis=0)
-    gscore = -(x * (k * (d * e1 * (1 - p) / p + (1 - d) * e0 * p / (1 - p)))[:, None]).mean(axis=0)
-    influence = (k * (terms1 - terms0 - estimate) + influence_b1 @ g1 + influence_b0 @ g0
-                 + ps.influence() @ gscore) / share
+    # the nuisance parameters' influence, through the mean derivative of the effect's equation in each:
+    # a regression's influence G^-1 x e projected on g is (x . G^-1 g) e
+    g1 = x.T @ (k * (1 - d / p)) / n
+    g0 = -x.T @ (k * (1 - (1 - d) / (1 - p))) / n
+    gscore = -x.T @ (k * (d * e1 * (1 - p) / p + (1 - d) * e0 * p / (1 - p))) / n
+    influence = (k * (terms1 - terms0 - estimate) + (x @ np.linalg.solve(gram1, g1)) * arm1 * e1
+                 + (x @ np.linalg.solve(gram0, g0)) * arm0 * e0 + ps.influence_along(gscore)) / share
     method = "AIPW (doubly robust), outcome regression per arm, ATE" + (
         f", score trimmed to [{trim:g}, {1 - trim:g}]" if trim else "")
     return _estimate(method, "ATE", alpha, estimate, influence, mean1, mean0, ps, k > 0)
