@@ -26,7 +26,7 @@ from impactbook.stats.observational import aipw, ipw, propensity_score
 def data(rows: int, covariates: int, seed: int = 11):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, covariates))
-    beta = rng.normal(0, 0.3, covariates)
+    beta = rng.normal(0, 0.15, covariates)  # scores stay inside statsmodels' clip of [0.01, 0.99]
     treated = (rng.random(rows) < 1 / (1 + np.exp(-(x @ beta - 0.3)))).astype(float)
     outcome = 1.0 + 2.0 * treated + x @ rng.normal(0, 1, covariates) + rng.normal(size=rows)
     return x, treated, outcome
@@ -72,10 +72,12 @@ def main() -> None:
     subset = (x[:n], treated[:n], outcome[:n])
     small_s, small = ours(*subset)
     reference_s, reference = statsmodels_reference(*subset)
-    agreement = max(max(abs(a.estimate - b.effect[0]) / abs(b.effect[0]), abs(a.standard_error - b.sd[0]) / b.sd[0])
-                    for a, b in zip(small, reference))
     print(f"same {n:,} units: ours {small_s:.2f} s, statsmodels TreatmentEffect {reference_s:.2f} s: "
-          f"{reference_s / small_s:.1f}x faster; largest relative difference in estimates and errors {agreement:.1e}")
+          f"{reference_s / small_s:.1f}x faster")
+    for name, a, b in zip(("IPW ATE", "IPW ATT", "AIPW ATE"), small, reference):
+        print(f"  {name}: estimate {a.estimate:.8f} vs {b.effect[0]:.8f}, standard error {a.standard_error:.8f} vs "
+              f"{b.sd[0]:.8f} (relative differences {abs(a.estimate / b.effect[0] - 1):.1e}, "
+              f"{abs(a.standard_error / b.sd[0] - 1):.1e})")
     if n < args.rows:
         print(f"statsmodels extrapolated to {args.rows:,} units: {reference_s * args.rows / n:.0f} s "
               f"({reference_s * args.rows / n / full_s:.0f}x our full-size time)")
