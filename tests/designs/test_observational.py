@@ -179,3 +179,23 @@ def test_the_template_runs_from_a_frozen_plan_to_a_stored_run_and_a_gate(account
     gate = cli(project, "gate", record.run_id)
     assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
     assert cli(project, "verify").returncode == 0
+
+
+def test_balance_after_ate_weighting_uses_the_trimmed_inverse_probability_weights(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from impactbook.designs.observational import analyse_file
+    from impactbook.stats.balance import balance_table
+    from impactbook.stats.observational import propensity_score
+
+    path = _accounts(tmp_path)
+    plan = load_plan(_plan_file(tmp_path, estimand="ATE", trim=0.05))
+    analysis = analyse_file(plan, path, "csv")
+    frame = pd.read_csv(path)
+    x, d = frame[plan.design.covariates].to_numpy(float), frame.opted_in.to_numpy(float)
+    p = propensity_score(d, x).score
+    weights = ((p >= 0.05) & (p <= 0.95)) * np.where(d == 1, 1 / p, 1 / (1 - p))
+    expected = balance_table(x, plan.design.covariates, d, weights)
+    assert [b.smd_after for b in analysis.balance] == pytest.approx([b.smd_after for b in expected], rel=1e-8)
+    assert analysis.metrics[0].primary.estimand == "ATE"
