@@ -1,4 +1,6 @@
-"""The observational design: plan validation (bad fields named), the adapter on synthetic accounts with a
+"""The observational design (designs/observational.py; the file is named apart from
+tests/stats/test_observational.py because pytest needs unique basenames): plan validation (bad fields
+named), the adapter on synthetic accounts with a
 known effect and confounding, failed diagnostics ending INCONCLUSIVE, and the template end to end from a
 frozen plan through Papermill to a stored run, report and gate."""
 
