@@ -68,3 +68,5 @@ def test_at_gamma_one_the_bound_is_scipys_signed_rank_test_with_pratts_zeros():
 
 def test_no_evidence_means_a_critical_gamma_of_one():
     assert rosenbaum_bounds(np.array([1.0, -2.0, 3.0, -4.0, 0.5])).critical_gamma == 1.0
+    tied = rosenbaum_bounds(np.zeros(10))  # e.g. a rare binary outcome: every pair equal
+    assert tied.critical_gamma == 1.0 and tied.pairs == 0 and all(b.upper_p_value == 1.0 for b in tied.bounds)

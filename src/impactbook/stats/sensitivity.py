@@ -84,6 +84,8 @@ def _signed_ranks(differences: np.ndarray) -> tuple[float, float, float]:
 def rosenbaum_upper_p_value(differences: np.ndarray, gamma: float) -> float:
     """One-sided (treated larger) upper-bound p-value of the signed-rank test under bias Gamma >= 1."""
     statistic, total, squares = _signed_ranks(differences)
+    if squares == 0:
+        return 1.0  # every pair tied: no evidence of an effect at any Gamma
     high = gamma / (1 + gamma)
     return float(sps.norm.sf((statistic - high * total) / math.sqrt(high * (1 - high) * squares)))
 
