@@ -201,3 +201,12 @@ def test_balance_after_ate_weighting_uses_the_trimmed_inverse_probability_weight
     expected = balance_table(x, plan.design.covariates, d, weights)
     assert [b.smd_after for b in analysis.balance] == pytest.approx([b.smd_after for b in expected], rel=1e-8)
     assert analysis.metrics[0].primary.estimand == "ATE"
+
+
+def test_matching_beside_weighting_is_left_out_when_no_treated_unit_finds_a_match(tmp_path):
+    from impactbook.designs.observational import analyse_file
+
+    analysis = analyse_file(load_plan(_plan_file(tmp_path, caliper=1e-9)), _accounts(tmp_path), "csv")
+    spend = analysis.metrics[0]
+    assert set(spend.estimates) == {"ipw", "aipw"} and spend.rosenbaum is None
+    assert spend.verdict == "CONFIRMED" and analysis.results()[0]["rosenbaum_gamma"] is None

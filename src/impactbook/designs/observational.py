@@ -89,6 +89,7 @@ class ObservationalAnalysis:
             "sensitivity": [{"metric": item.metric.id, "e_value": item.e_value.estimate,
                              "e_value_interval": item.e_value.interval,
                              "rosenbaum_gamma": _finite(item.rosenbaum.critical_gamma) if item.rosenbaum else None,
+                             "rosenbaum_pairs": item.rosenbaum.pairs if item.rosenbaum else 0,
                              "rosenbaum_bounds": [{"gamma": b.gamma, "upper_p_value": b.upper_p_value}
                                                   for b in item.rosenbaum.bounds] if item.rosenbaum else []}
                             for item in self.metrics],
@@ -165,11 +166,19 @@ def _balance_weights(plan: Plan, score: PropensityScore) -> tuple[np.ndarray, Di
                                f"{share:.1%} of {what} > {ceiling:.0%}: the groups overlap too little")
 
 
-def _estimates(plan: Plan, outcome: np.ndarray, score: PropensityScore) -> tuple[dict[str, EffectEstimate], MatchedEstimate]:
+def _estimates(plan: Plan, outcome: np.ndarray,
+               score: PropensityScore) -> tuple[dict[str, EffectEstimate], MatchedEstimate | None]:
+    """Every estimator; matching beside a weighting estimator is left out (with Rosenbaum bounds) when no
+    treated unit finds a match, as the plan's own estimator it fails the run with that reason."""
     spec = plan.design
     estimates: dict[str, EffectEstimate] = {"ipw": ipw(outcome, score, spec.estimand, spec.trim, plan.alpha),
                                             "aipw": aipw(outcome, score, spec.trim, plan.alpha)}
-    matched = match_att(outcome, score.treated, score.logit, spec.caliper, spec.matches, alpha=plan.alpha)
+    try:
+        matched = match_att(outcome, score.treated, score.logit, spec.caliper, spec.matches, alpha=plan.alpha)
+    except ValueError:
+        if spec.estimator == "matching":
+            raise
+        return estimates, None
     estimates["matching"] = matched
     return estimates, matched
 
@@ -180,7 +189,7 @@ def _judge(plan: Plan, metric: Metric, outcome: np.ndarray, score: PropensitySco
     estimates, matched = _estimates(plan, outcome, score)
     primary = estimates[spec.estimator]
     sign = 1 if metric.direction == "increase" else -1
-    rosenbaum = rosenbaum_bounds(sign * matched.pair_differences, alpha=plan.alpha)
+    rosenbaum = rosenbaum_bounds(sign * matched.pair_differences, alpha=plan.alpha) if matched else None
     spread = float(np.std(outcome[score.treated == 0], ddof=1))
     sensitivity = e_value_difference(primary.estimate, primary.low, primary.high, spread if spread > 0 else 1.0,
                                      primary.level)
