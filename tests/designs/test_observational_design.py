@@ -103,6 +103,7 @@ def test_the_adapter_recovers_the_known_effect_and_equals_the_estimators_on_the_
     assert spend.verdict == "CONFIRMED" and all(d.passed for d in spend.diagnostics)
     row = analysis.results()[0]
     assert row["method"].startswith("IPW, normalized (Hajek) weights, ATT") and row["level"] == 0.95
+    assert (row["treatment_n"], row["control_n"]) == (int(frame.opted_in.sum()), int((frame.opted_in == 0).sum()))
     assert row["e_value"] > row["e_value_interval"] > 1 and row["rosenbaum_gamma"] > 1
     assert max(abs(b["smd_before"]) for b in analysis.scraps()["balance"]) > 0.5
     assert np.isfinite(row["max_abs_smd_after"]) and row["max_abs_smd_after"] < 0.1

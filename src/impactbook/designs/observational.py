@@ -66,7 +66,7 @@ class ObservationalAnalysis:
                 "relative": relative(est.estimate), "relative_low": relative(est.low),
                 "relative_high": relative(est.high), "p_value": est.p_value, "control_mean": control,
                 "verdict": item.verdict if metric.role != "exploratory" else None, "note": item.note,
-                "units": self.units, "treated_units": int(self.treated.sum()),
+                **_arm_sizes(est), "units": self.units, "treated_units": int(self.treated.sum()),
                 "e_value": item.e_value.estimate, "e_value_interval": item.e_value.interval,
                 "rosenbaum_gamma": _finite(item.rosenbaum.critical_gamma) if item.rosenbaum else None,
                 "max_abs_smd_after": max(abs(b.smd_after) for b in self.balance)})
@@ -96,6 +96,14 @@ class ObservationalAnalysis:
             "data_quality": {"units": self.units, "treated_units": int(self.treated.sum()),
                              "rows_without_flag_or_covariates": self.dropped_rows, "notes": self.notes},
         }
+
+
+def _arm_sizes(estimate: EffectEstimate) -> dict[str, int]:
+    """The units the estimate rests on: after trimming (weighting) or the matched treated and the distinct
+    controls they use (matching)."""
+    if isinstance(estimate, MatchedEstimate):
+        return {"treatment_n": estimate.matched_treated, "control_n": estimate.distinct_controls}
+    return {"treatment_n": estimate.treated_units, "control_n": estimate.units - estimate.treated_units}
 
 
 def _finite(value: float) -> float | None:
