@@ -67,7 +67,7 @@ def test_guardrail_margin_error_names_field_path_and_line(project):
     ((("correction", "family"), ["revenue"]), "correction.family names ['revenue']"),
     ((("correction", "method"), "bonferroni"), "correction.method"),
     ((("segments", "min_size"), 0), "segments.min_size"),
-    ((("design", "kind"), "crossover"), "design: design.kind must be one of randomized, difference_in_differences, interrupted_time_series, synthetic_control, pipeline_validation"),
+    ((("design", "kind"), "crossover"), "design: design.kind must be one of randomized, difference_in_differences, interrupted_time_series, synthetic_control, observational, pipeline_validation"),
     ((("design", "untis"), "user_id"), "design.untis: unknown field; did you mean 'unit'?"),
 ])
 def test_schema_errors_are_specific(project, change, expected):

@@ -327,6 +327,48 @@ def generate_states_data(path: Path, start: dt.date, days: int, pre_days: int = 
     return path
 
 
+OBSERVATIONAL_DATASET = "demo_accounts"
+OBSERVATIONAL_DATA_PATH = Path("data/demo_accounts.csv")
+OBSERVATIONAL_TRUE_EFFECT = 2.5  # the candidate adds 2.5 to an account's spend in the window
+OBSERVATIONAL_CONTRACT = Contract.model_validate({
+    "unique": ["account"],
+    "columns": {
+        "account": {"type": "str"}, "date": {"type": "date"}, "opted_in": {"type": "int", "min": 0, "max": 1},
+        "tenure_months": {"type": "float", "min": 0}, "prior_spend": {"type": "float", "min": 0},
+        "urban": {"type": "int", "min": 0, "max": 1}, "prior_sessions": {"type": "float", "min": 0},
+        "spend": {"type": "float"}, "complained": {"type": "int", "min": 0, "max": 1},
+    },
+})
+
+
+def generate_observational_data(path: Path, start: dt.date, days: int, accounts: int = 4000,
+                                seed: int = SEED + 4, effect: float = OBSERVATIONAL_TRUE_EFFECT,
+                                selection: float = 1.0) -> Path:
+    """Accounts that opted in to the candidate model (no experiment): heavier, longer-tenured, urban accounts
+    opt in more often, and the same traits raise spend, so the naive difference overstates the effect.
+    Spend in the window adds `effect` for accounts that opted in; complaints (0/1) do not change. The
+    selection is on the recorded covariates only, so adjusting for them recovers `effect`; `selection`
+    scales how strongly they drive opting in (large: poor overlap)."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.gamma(2.0, 12.0, accounts)
+    prior_spend = rng.gamma(3.0, 10.0, accounts)
+    urban = (rng.random(accounts) < 0.55).astype(int)
+    prior_sessions = rng.poisson(20, accounts).astype(float)
+    logit = selection * (-1.2 + 0.025 * (tenure - 24) + 0.04 * (prior_spend - 30) + 0.6 * urban
+                         + 0.03 * (prior_sessions - 20))
+    opted = (rng.random(accounts) < 1 / (1 + np.exp(-logit))).astype(int)
+    spend = (5 + 0.6 * prior_spend + 0.05 * tenure + 2.0 * urban + 0.2 * prior_sessions + effect * opted
+             + rng.normal(0, 4, accounts))
+    complained = (rng.random(accounts) < 0.03 + 0.02 * (1 - urban)).astype(int)
+    dates = [(start + dt.timedelta(days=int(day))).isoformat() for day in rng.integers(0, days, accounts)]
+    frame = pd.DataFrame({"account": [f"a{i:05d}" for i in range(accounts)], "date": dates, "opted_in": opted,
+                          "tenure_months": tenure.round(2), "prior_spend": prior_spend.round(2), "urban": urban,
+                          "prior_sessions": prior_sessions, "spend": spend.round(4), "complained": complained})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
 @dataclass(frozen=True)
 class DemoOutcome:
     frozen: FrozenPlan

@@ -12,6 +12,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 
 from .designspecs.difference_in_differences import DifferenceInDifferences
 from .designspecs.interrupted_time_series import InterruptedTimeSeries
+from .designspecs.observational import Observational
 from .designspecs.pipeline_validation import ColumnDrift, PipelineValidationDesign
 from .designspecs.synthetic_control import SyntheticControl
 from .errors import PlanError
@@ -84,6 +85,7 @@ DESIGN_KINDS: dict[str, type[BaseModel]] = {
     "difference_in_differences": DifferenceInDifferences,
     "interrupted_time_series": InterruptedTimeSeries,
     "synthetic_control": SyntheticControl,
+    "observational": Observational,
     "pipeline_validation": PipelineValidationDesign,
 }
 """Every design kind a plan may declare (`design.kind`), with its schema. A new kind is one line here, a
