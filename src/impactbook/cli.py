@@ -100,13 +100,14 @@ def init(folder: Path = typer.Argument(Path("."), help="Folder to scaffold (crea
     out.print(f"initialised impactbook project in {project.root}\nnext: impactbook demo   (or: impactbook plan freeze plans/example.yaml)")
 
 
-def _print_known_effect_run(label: str, outcome, truth: float, as_json: bool) -> None:
-    """A demo run on synthetic data with a known conversion effect: its decision, then each effect beside the truth."""
+def _print_known_effect_run(label: str, outcome, truth: float, as_json: bool, metric: str = "conversion") -> None:
+    """A demo run on synthetic data with a known effect on `metric`: its decision, then each effect, the
+    known one beside the truth (a conversion effect also in percentage points)."""
     record = outcome.record
     lines = [f"{label}: run {record.run_id}: {record.status.value}, {record.decision.action.value} "
              f"({record.decision.reason}); report {outcome.report}"]
-    known = f"; the true effect is {truth:+.4g} (+{truth * 100:.1f} pp)"
-    lines += [f"  {effect.sentence}" + (known if effect.metric == "conversion" else "") for effect in record.effects]
+    known = f"; the true effect is {truth:+.4g}" + (f" (+{truth * 100:.1f} pp)" if metric == "conversion" else "")
+    lines += [f"  {effect.sentence}" + (known if effect.metric == metric else "") for effect in record.effects]
     for line in lines:
         _progress(line) if as_json else out.print(line, markup=False)
 
@@ -125,13 +126,15 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
             _progress(message)
         else:
             out.print(message, markup=False)
-    from .demo import ITS_TRUE_EFFECT, MARKETS_TRUE_EFFECT, STATES_TRUE_EFFECT
+    from .demo import ITS_TRUE_EFFECT, MARKETS_TRUE_EFFECT, OBSERVATIONAL_TRUE_EFFECT, STATES_TRUE_EFFECT
 
-    for label, outcome, truth in (("event study (market-by-market adoption)", result.markets, MARKETS_TRUE_EFFECT),
-                                  ("interrupted time series (every region at once)", result.its, ITS_TRUE_EFFECT),
-                                  ("synthetic control (one state switched on)", result.states, STATES_TRUE_EFFECT)):
+    for label, outcome, truth, metric in (
+            ("event study (market-by-market adoption)", result.markets, MARKETS_TRUE_EFFECT, "conversion"),
+            ("interrupted time series (every region at once)", result.its, ITS_TRUE_EFFECT, "conversion"),
+            ("synthetic control (one state switched on)", result.states, STATES_TRUE_EFFECT, "conversion"),
+            ("observational (accounts that opted in)", result.accounts, OBSERVATIONAL_TRUE_EFFECT, "spend")):
         if outcome is not None:
-            _print_known_effect_run(label, outcome, truth, as_json)
+            _print_known_effect_run(label, outcome, truth, as_json, metric)
     if result.pipeline is not None:
         record = result.pipeline.record
         breached = [v.metric for v in record.verdicts if v.statistical_verdict is not None

@@ -329,6 +329,7 @@ def generate_states_data(path: Path, start: dt.date, days: int, pre_days: int = 
 
 OBSERVATIONAL_DATASET = "demo_accounts"
 OBSERVATIONAL_DATA_PATH = Path("data/demo_accounts.csv")
+OBSERVATIONAL_PLAN_PATH = Path("plans/accounts.yaml")
 OBSERVATIONAL_TRUE_EFFECT = 2.5  # the candidate adds 2.5 to an account's spend in the window
 OBSERVATIONAL_CONTRACT = Contract.model_validate({
     "unique": ["account"],
@@ -379,6 +380,7 @@ class DemoOutcome:
     markets: RunOutcome | None = None
     its: RunOutcome | None = None
     states: RunOutcome | None = None
+    accounts: RunOutcome | None = None
 
 
 def _frozen(project: Project, relative: Path, progress: Progress) -> FrozenPlan:
@@ -445,6 +447,10 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
     states, pinned = _quasi_experiment(project, STATES_PLAN_PATH, STATES_DATASET, STATES_DATA_PATH, STATES_CONTRACT,
                                        generate_states_data, progress)
     repinned |= pinned
+    accounts, pinned = _quasi_experiment(project, OBSERVATIONAL_PLAN_PATH, OBSERVATIONAL_DATASET,
+                                         OBSERVATIONAL_DATA_PATH, OBSERVATIONAL_CONTRACT, generate_observational_data,
+                                         progress)
+    repinned |= pinned
     pipeline = None
     if project.resolve(PIPELINE_PLAN_PATH).is_file():
         _frozen(project, PIPELINE_PLAN_PATH, progress)
@@ -452,4 +458,4 @@ def run_demo(project: Project, progress: Progress = lambda message: None) -> Dem
             repinned |= _pinned_data(project, name, path, PIPELINE_CONTRACT,
                                      lambda target, d=drift, o=offset: generate_ranking_sessions(target, d, o), progress)
         pipeline = run_plan(project, project.resolve(PIPELINE_PLAN_PATH), progress=progress)
-    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets, its, states)
+    return DemoOutcome(frozen, repinned, outcome, rollout, pipeline, markets, its, states, accounts)
