@@ -25,7 +25,7 @@ from ..stats.matching import MatchedEstimate, match_att
 from ..stats.observational import EffectEstimate, PropensityScore, aipw, ipw, propensity_score
 from ..stats.sensitivity import EValue, RosenbaumSensitivity, e_value_difference, rosenbaum_bounds
 from ..stats.verdicts import non_inferiority, superiority_verdict
-from .difference_in_differences import Diagnostic  # one preregistered check, shared by the designs
+from .quasi_experimental import Diagnostic
 
 
 @dataclass(frozen=True)

@@ -87,10 +87,17 @@ def judge(plan: Plan, metric: Metric, effect: float, standard_error: float, p_va
 
 def _non_inferiority(plan: Plan, metric: Metric, effect: float, standard_error: float,
                      degrees_of_freedom: float | None, counterfactual_level: float | None) -> tuple[str, str | None]:
-    """Non-inferiority at alpha by the (1 - 2 alpha) interval of the effect (Schuirmann 1987); a relative
-    margin divides by the counterfactual level, taken as known (its own error is ignored)."""
+    """Non-inferiority at alpha by the (1 - 2 alpha) interval of the effect (Schuirmann 1987)."""
     critical = _critical(plan.alpha, degrees_of_freedom)
-    low, high = effect - critical * standard_error, effect + critical * standard_error
+    return interval_non_inferiority(effect - critical * standard_error, effect + critical * standard_error,
+                                    counterfactual_level, metric)
+
+
+def interval_non_inferiority(low: float, high: float, counterfactual_level: float | None,
+                             metric: Metric) -> tuple[str, str | None]:
+    """Non-inferiority from a (1 - 2 alpha) interval of the effect: CONFIRMED when it lies wholly on the safe
+    side of the margin, REFUTED when wholly beyond it; a relative margin divides by the counterfactual
+    level, taken as known (its own error is ignored)."""
     if metric.margin_type == "relative":
         if not counterfactual_level:
             return "INCONCLUSIVE", "a relative margin needs a counterfactual level other than zero"

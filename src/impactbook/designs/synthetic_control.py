@@ -23,7 +23,7 @@ from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats.synthetic_control import SyntheticControlResult, scaled_predictors, synthetic_control_panel
 from .difference_in_differences import Diagnostic
-from .panel import interval_non_inferiority, period_sql, read_panel
+from .quasi_experimental import Grouping, aggregate_file, interval_non_inferiority, period_sql
 
 PARALLEL_FROM_DONORS = 200  # placebo fits go to a process pool from this many donors (start-up costs ~0.1 s)
 
@@ -123,22 +123,18 @@ def period_number(value: dt.date | int) -> int:
     return (value - dt.date(1970, 1, 1)).days if isinstance(value, dt.date) else int(value)
 
 
-def panel_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
+def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     """One row per unit and period: each metric's mean (m_<id>) and each predictor column's (p_<index>)."""
     spec = plan.design
-    period = period_sql(quote(spec.time), kinds[spec.time])
     means = [f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics]
     means += [f"AVG(CAST({quote(p.column)} AS DOUBLE)) AS p_{i}" for i, p in enumerate(spec.predictors)]
-    return (f"SELECT CAST({quote(spec.unit)} AS VARCHAR) AS unit, {period} AS period, {', '.join(means)} "
-            f"FROM {source} WHERE {quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL "
-            "GROUP BY 1, 2 ORDER BY 1, 2")
+    return ({"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period_sql(quote(spec.time), kinds[spec.time])},
+            ", ".join(means), f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL")
 
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> SyntheticControlAnalysis:
-    """Aggregate the pinned panel in DuckDB (locked to that file) and analyse it."""
-    frame, dropped = read_panel(path, format, plan.design.unit, plan.design.time,
-                                lambda source, kinds: panel_sql(plan, source, kinds))
-    return analyse_panel(plan, frame, dropped)
+    """Aggregate the pinned panel in DuckDB (locked to that file, one scan) and analyse it."""
+    return analyse_panel(plan, *aggregate_file(path, format, lambda kinds: panel_grouping(plan, kinds)))
 
 
 def _matrix(frame, column: str, units: list[str], periods: list[int]) -> np.ndarray:
@@ -148,7 +144,7 @@ def _matrix(frame, column: str, units: list[str], periods: list[int]) -> np.ndar
 
 
 def analyse_panel(plan: Plan, frame, dropped_rows: int = 0, workers: int | None = None) -> SyntheticControlAnalysis:
-    """The synthetic control of each metric on the unit x period panel (a DataFrame as `panel_sql` returns
+    """The synthetic control of each metric on the unit x period panel (a DataFrame as `panel_grouping` groups
     it). Donors missing any period of any metric or predictor are dropped (listed in data_quality)."""
     spec = plan.design
     frame = frame.assign(unit=frame["unit"].astype(str))
