@@ -99,3 +99,49 @@ def cli(project: Project | Path, *args: str, timeout: int = 300,
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def assert_runs_compare_baseline_and_site(project: Project, plan_path: str, first_run: str) -> None:
+    """`compare`, `baseline`, the site and the plain-words effects read a design's runs through the standard
+    result rows only. Two more runs of the frozen plan on the same pinned data give three runs to compare, a
+    history of two for the baseline check, and pages for each."""
+    import html
+
+    from impactbook.compare import RunEffects, baseline_check, compare_runs
+    from impactbook.website import build_site
+    from impactbook.wording import describe_effect
+
+    runs = [first_run] + [run_plan(project, plan_path).record.run_id for _ in range(2)]
+    stored = [RunEffects.load(project.runs_dir / r) for r in runs]
+    assert all(s.record.status.value == "COMPLETED" for s in stored), [s.record.errors for s in stored]
+    metrics = list(stored[0].results)
+    assert metrics and all(isinstance(stored[0].results[m].get("relative"), float) for m in metrics)
+
+    comparison = compare_runs(project, runs)
+    assert [m.metric for m in comparison.metrics] == metrics and not comparison.not_shared
+    for compared in comparison.metrics:
+        assert [r["run_id"] for r in compared.rows] == runs
+        for row, run_effects in zip(compared.rows, stored):
+            assert row["relative"] == run_effects.results[compared.metric]["relative"]
+            assert row["verdict"] == run_effects.verdict(compared.metric)
+            assert row["delta_relative"] == pytest.approx(row["relative"] - compared.rows[0]["relative"], abs=1e-12)
+    done = cli(project, "compare", *runs[:2], "--json")
+    assert done.returncode == 0, done.stderr
+    assert [m["metric"] for m in json.loads(done.stdout)["metrics"]] == metrics
+
+    check = baseline_check(project, stored[0].record.plan.id, min_runs=2)
+    assert check.latest_run == runs[-1] and check.history_runs == runs[:2]
+    assert {f.metric for f in check.flags} == set(metrics)
+    for flag in check.flags:
+        history = [s.results[flag.metric]["relative"] for s in stored[:2]]
+        assert flag.latest == stored[-1].results[flag.metric]["relative"]
+        assert flag.history_mean == pytest.approx(sum(history) / 2, rel=1e-12)
+
+    site = build_site(project, project.root / "site", [runs[:2]])
+    page = (site.out / "runs" / f"{runs[0]}.html").read_text(encoding="utf-8")
+    for metric in metrics:
+        assert html.escape(describe_effect(stored[0].results[metric])) in page, metric
+    plan_page = (site.out / "plans" / f"{stored[0].record.plan.id}.html").read_text(encoding="utf-8")
+    assert all(r in plan_page for r in runs)
+    compare_page = (site.out / "compare" / site.comparisons[0]).read_text(encoding="utf-8")
+    assert all(m in compare_page for m in metrics) and "(reference)" in compare_page

@@ -20,7 +20,7 @@ from impactbook.record import Status
 from impactbook.runner import run_plan
 from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, cli
+from conftest import REPO, assert_runs_compare_baseline_and_site, cli
 
 PLAN = "plans/markets.yaml"
 START = dt.date.today() + dt.timedelta(days=1)
@@ -60,6 +60,11 @@ def test_the_event_study_runs_from_a_frozen_plan_to_a_gate(markets_project):
     gate = cli(project, "gate", record.run_id)
     assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
     assert cli(project, "verify").returncode == 0
+
+
+def test_compare_baseline_and_the_site_read_difference_in_differences_runs(markets_project):
+    project, outcome = markets_project
+    assert_runs_compare_baseline_and_site(project, PLAN, outcome.record.run_id)
 
 
 def test_a_broken_parallel_trend_makes_the_verdict_inconclusive_with_its_reason(tmp_path):

@@ -22,7 +22,7 @@ from impactbook.plan import load_plan
 from impactbook.record import Status
 from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, cli
+from conftest import REPO, assert_runs_compare_baseline_and_site, cli
 
 EXAMPLE = REPO / "src/impactbook/scaffold/interrupted_time_series.yaml"
 PLAN = "plans/its.yaml"
@@ -76,6 +76,11 @@ def test_the_time_series_runs_from_a_frozen_plan_to_a_gate(its_project):
     gate = cli(project, "gate", record.run_id)
     assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
     assert cli(project, "verify").returncode == 0
+
+
+def test_compare_baseline_and_the_site_read_interrupted_time_series_runs(its_project):
+    project, outcome = its_project
+    assert_runs_compare_baseline_and_site(project, PLAN, outcome.record.run_id)
 
 
 def test_the_demo_data_is_deterministic_and_says_what_it_holds(tmp_path):

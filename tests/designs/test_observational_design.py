@@ -21,7 +21,7 @@ from impactbook.record import Status
 from impactbook.runner import run_plan
 from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, cli
+from conftest import REPO, assert_runs_compare_baseline_and_site, cli
 
 PLAN = "src/impactbook/scaffold/observational.yaml"
 START = dt.date.today() + dt.timedelta(days=1)
@@ -182,6 +182,11 @@ def test_the_template_runs_from_a_frozen_plan_to_a_stored_run_and_a_gate(account
     gate = cli(project, "gate", record.run_id)
     assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
     assert cli(project, "verify").returncode == 0
+
+
+def test_compare_baseline_and_the_site_read_observational_runs(accounts_project):
+    project, outcome = accounts_project
+    assert_runs_compare_baseline_and_site(project, "plans/accounts.yaml", outcome.record.run_id)
 
 
 def test_balance_after_ate_weighting_uses_the_trimmed_inverse_probability_weights(tmp_path):

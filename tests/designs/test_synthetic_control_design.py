@@ -22,7 +22,7 @@ from impactbook.record import Status
 from impactbook.runner import run_plan
 from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, cli
+from conftest import REPO, assert_runs_compare_baseline_and_site, cli
 
 EXAMPLE = REPO / "src/impactbook/scaffold/synthetic_control.yaml"
 PLAN = "plans/states.yaml"
@@ -62,6 +62,11 @@ def test_the_synthetic_control_runs_from_a_frozen_plan_to_a_gate(states_project)
     gate = cli(project, "gate", record.run_id)
     assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
     assert cli(project, "verify").returncode == 0
+
+
+def test_compare_baseline_and_the_site_read_synthetic_control_runs(states_project):
+    project, outcome = states_project
+    assert_runs_compare_baseline_and_site(project, PLAN, outcome.record.run_id)
 
 
 def test_a_known_effect_is_confirmed_with_the_placebo_rank(tmp_path):
