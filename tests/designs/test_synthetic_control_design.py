@@ -238,3 +238,41 @@ def test_proposition_99_predictor_fit_matches_pysyncon_with_declared_weights(pro
     np.testing.assert_allclose(result.weights, theirs, atol=1e-6)
     assert {d for d, w in zip(analysis.donors, result.weights) if w > 0.05} == {"Utah", "New Hampshire", "Nevada",
                                                                                  "Connecticut"}
+
+
+def test_proposition_99_by_synthetic_did_through_the_plan(prop99, tmp_path):
+    """The plan's `estimator: synthetic_did` on the pinned file: Arkhangelsky et al. (2021) Table 1, -15.6."""
+    _, path = prop99
+    analysis = analyse_file(_prop99_plan(tmp_path, estimator="synthetic_did"), path, "csv")
+    item = analysis.metrics[0]
+    row = analysis.results()[0]
+    assert round(item.result.estimate, 1) == -15.6 and row["method"].startswith("synthetic difference-in-differences")
+    assert row["standard_error"] == item.result.standard_error and item.result.placebo_draws == 38
+    assert row["difference_low"] < item.result.estimate < row["difference_high"]
+    assert item.verdict == "INCONCLUSIVE"  # p 0.096 > alpha 0.05: the paper's interval covers 0 too
+    scraps = analysis.scraps()
+    assert [w["period"] for w in scraps["time_weights"]] == [1986, 1987, 1988]
+    assert scraps["placebo_gaps"] == [] and scraps["leave_one_out"] == []
+
+
+def test_synthetic_did_refuses_predictors_naming_the_field(tmp_path):
+    with pytest.raises(PlanError, match=r"predictors: synthetic_did fits its weights on the pre-period outcomes"):
+        load_plan(_plan_file(tmp_path, estimator="synthetic_did", predictors=[{"column": "sessions"}]))
+    with pytest.raises(PlanError, match=r"design.estimator: Input should be 'synthetic_control' or 'synthetic_did'"):
+        load_plan(_plan_file(tmp_path, estimator="sdid"))
+
+
+def test_synthetic_did_runs_through_the_template_with_its_time_weights(states_project, tmp_path):
+    """The same template renders a synthetic DiD run: no placebo paths, a standard error, the time weights."""
+    project, _ = states_project
+    plan = load_yaml(project.root / PLAN, RuntimeError, PLAN)
+    plan["id"], plan["design"]["estimator"] = "states-sdid", "synthetic_did"
+    dump_yaml(plan, project.root / "plans/states-sdid.yaml")
+    freeze_plan(project, "plans/states-sdid.yaml")
+    outcome = run_plan(project, "plans/states-sdid.yaml")
+    record = outcome.record
+    assert record.status is Status.COMPLETED, record.errors
+    conversion = next(e for e in record.effects if e.metric == "conversion")
+    assert conversion.difference_low < STATES_TRUE_EFFECT < conversion.difference_high  # the known effect
+    html = outcome.report.read_text(encoding="utf-8")
+    assert "synthetic difference-in-differences fit on" in html and "standard error" in html

@@ -1,6 +1,7 @@
 """The synthetic control design: the plan's panel aggregated to one row per unit and period in DuckDB
 (only those means leave the database), pivoted to a periods x units matrix per metric, the synthetic
-control with in-space placebos and leave-one-out donors (impactbook.stats.synthetic_control), the
+control with in-space placebos and leave-one-out donors (impactbook.stats.synthetic_control) or, with
+`estimator: synthetic_did`, synthetic difference-in-differences (impactbook.stats.synthetic_did), the
 preregistered diagnostics, and the verdicts in the standard result contract.
 
 A failed diagnostic (a poor pre-period fit, too few donors, too few placebos for the test to reach alpha)
@@ -22,6 +23,7 @@ import numpy as np
 from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats.synthetic_control import SyntheticControlResult, scaled_predictors, synthetic_control_panel
+from ..stats.synthetic_did import SyntheticDidResult, synthetic_did
 from .difference_in_differences import Diagnostic
 from .quasi_experimental import Grouping, aggregate_file, interval_non_inferiority, period_sql
 
@@ -31,7 +33,7 @@ PARALLEL_FROM_DONORS = 200  # placebo fits go to a process pool from this many d
 @dataclass(frozen=True)
 class MetricSyntheticControl:
     metric: Metric
-    result: SyntheticControlResult
+    result: SyntheticControlResult | SyntheticDidResult
     treated_path: np.ndarray  # the treated unit's series (the treated units' mean)
     diagnostics: list[Diagnostic]
     verdict: str
@@ -68,6 +70,7 @@ class SyntheticControlAnalysis:
                 "p_value": result.p_value, "verdict": item.verdict if metric.role != "exploratory" else None,
                 "note": item.note, "treated_units": len(self.plan.design.treated), "donors": len(self.donors),
                 "periods": len(self.periods), "pre_periods": self.pre_periods, "placebos": result.placebo_draws,
+                "standard_error": getattr(result, "standard_error", None),
                 "pre_rmspe": result.pre_rmspe, "pre_rmspe_relative": _relative_fit(result),
                 "rmspe_ratio": _finite(result.rmspe_ratio), "counterfactual_level": level,
                 "leave_one_out_low": min(loo) if loo else None, "leave_one_out_high": max(loo) if loo else None})
@@ -99,6 +102,9 @@ class SyntheticControlAnalysis:
                              for index, (gaps, ratio) in enumerate(zip(item.result.placebo_gaps,
                                                                        item.result.placebo_ratios))
                              if index < 200],
+            "time_weights": [{"metric": item.metric.id, "period": self.period_label(period), "weight": float(weight)}
+                             for item in self.metrics for period, weight in
+                             zip(self.periods, getattr(item.result, "time_weights", [])) if weight > 1e-6],
             "leave_one_out": [{"metric": item.metric.id, "dropped_donor": self.donors[j], "estimate": estimate}
                               for item in self.metrics for j, estimate in item.result.leave_one_out_estimates.items()],
             "diagnostics": [{"metric": item.metric.id, "name": d.name, "value": d.value, "threshold": d.threshold,
@@ -181,8 +187,11 @@ def analyse_panel(plan: Plan, frame, dropped_rows: int = 0, workers: int | None 
     studies = []
     for metric in plan.metrics:
         matrix = outcomes[metric.id][:, keep]
-        result = synthetic_control_panel(matrix, treated, pre, fit_rows, level=1 - plan.alpha, workers=workers,
-                                         seed=plan.seed or 0)
+        if spec.estimator == "synthetic_did":
+            result = synthetic_did(matrix, treated, pre, level=1 - plan.alpha, seed=plan.seed or 0)
+        else:
+            result = synthetic_control_panel(matrix, treated, pre, fit_rows, level=1 - plan.alpha, workers=workers,
+                                             seed=plan.seed or 0)
         studies.append(MetricSyntheticControl(metric, result, matrix[:, treated].mean(axis=1),
                                               *_judge(plan, result, len(donors), metric)))
     return SyntheticControlAnalysis(plan, studies, units, donors, periods, pre, len(frame), dropped_rows, incomplete)
@@ -198,11 +207,14 @@ def _predictor_row(frame, index: int, predictor, units: list[str], periods: list
     return values[rows].mean(axis=0)
 
 
-def _judge(plan: Plan, result: SyntheticControlResult, donors: int,
+def _judge(plan: Plan, result: SyntheticControlResult | SyntheticDidResult, donors: int,
            metric: Metric) -> tuple[list[Diagnostic], str, str | None]:
     thresholds = plan.design.diagnostics
     fit = _relative_fit(result)
     needed = math.ceil(1 / plan.alpha - 1 - 1e-9)
+    if isinstance(result, SyntheticDidResult):
+        # the placebos estimate a variance here, not a rank: at least the minimum donors' worth of them
+        needed = thresholds.min_donors
     diagnostics = [
         Diagnostic("pre-period fit (RMSPE relative to the treated level)", fit if fit is not None else math.inf,
                    thresholds.max_pre_rmspe, fit is not None and fit <= thresholds.max_pre_rmspe,
@@ -213,14 +225,17 @@ def _judge(plan: Plan, result: SyntheticControlResult, donors: int,
         Diagnostic("placebos (the rank test can reach alpha)", result.placebo_draws, needed,
                    result.placebo_draws >= needed,
                    f"{result.placebo_draws} placebos < {needed}: the smallest placebo p-value, "
-                   f"1/{result.placebo_draws + 1}, exceeds alpha {plan.alpha}"),
+                   f"1/{result.placebo_draws + 1}, exceeds alpha {plan.alpha}")
+        if isinstance(result, SyntheticControlResult) else
+        Diagnostic("placebos (the standard error)", result.placebo_draws, needed, result.placebo_draws >= needed,
+                   f"{result.placebo_draws} placebo estimates < {needed}: too few to estimate the variance"),
     ]
     failed = [d.reason for d in diagnostics if not d.passed]
     if failed:
         return diagnostics, "INCONCLUSIVE", "diagnostic failed: " + "; ".join(failed)
     if metric.role == "guardrail":
         return (diagnostics, *_non_inferiority(plan, metric, result))
-    significant = result.p_value <= plan.alpha
+    significant = result.p_value is not None and result.p_value <= plan.alpha
     good = result.estimate > 0 if metric.direction == "increase" else result.estimate < 0
     verdict = "INCONCLUSIVE" if not significant else ("CONFIRMED" if good else "REFUTED")
     return diagnostics, verdict, None
@@ -230,10 +245,11 @@ def _share(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.1%}"
 
 
-def _non_inferiority(plan: Plan, metric: Metric, result: SyntheticControlResult) -> tuple[str, str | None]:
-    """Non-inferiority at alpha by the (1 - 2 alpha) placebo-inversion interval (Schuirmann 1987's two
-    one-sided tests, each a shifted placebo rank test); a relative margin divides by the synthetic level,
-    taken as known."""
+def _non_inferiority(plan: Plan, metric: Metric,
+                     result: SyntheticControlResult | SyntheticDidResult) -> tuple[str, str | None]:
+    """Non-inferiority at alpha by the (1 - 2 alpha) interval (Schuirmann 1987's two one-sided tests: for a
+    synthetic control each a shifted placebo rank test, for synthetic DiD normal with the placebo standard
+    error); a relative margin divides by the synthetic level, taken as known."""
     low, high = result.interval(1 - 2 * plan.alpha)
     if low is None or high is None:
         return "INCONCLUSIVE", (f"{result.placebo_draws} placebos cannot bound the effect at "

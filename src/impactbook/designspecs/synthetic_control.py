@@ -42,9 +42,14 @@ class SyntheticControl(_Spec):
     run the candidate from `intervention` (the first treated period); every other unit not `exclude`d is
     a donor. Outcomes are the plan's metrics (one column each, averaged per unit and period). Donor
     weights fit the pre-period outcomes of each metric, or, with `predictors`, those predictors (one set
-    of weights for every metric); the hypotheses are tested on the average post-period gap."""
+    of weights for every metric); the hypotheses are tested on the average post-period gap. With
+    `estimator: synthetic_did` the weights let the synthetic path differ by a constant, pre-periods get
+    weights too, and the effect is that doubly weighted difference in differences."""
 
     kind: Literal["synthetic_control"]
+    estimator: Literal["synthetic_control", "synthetic_did"] = Field(
+        "synthetic_control", description="synthetic_control: ADH weights, placebo rank test; synthetic_did: "
+                                         "Arkhangelsky et al. (2021) unit and time weights, placebo standard error")
     unit: str = Field(min_length=1)
     time: str = Field(min_length=1, description="the period column (dates or integers)")
     treated: list[str] = Field(min_length=1, max_length=20, description="the treated unit, or a few (their gaps "
@@ -71,6 +76,9 @@ class SyntheticControl(_Spec):
         both = sorted(set(self.treated) & set(self.exclude))
         if both:
             raise ValueError(f"exclude names treated units {both}: exclude is for donors")
+        if self.estimator == "synthetic_did" and self.predictors:
+            raise ValueError("predictors: synthetic_did fits its weights on the pre-period outcomes; remove the "
+                             "predictors or use estimator: synthetic_control")
         declared = [p.weight is not None for p in self.predictors]
         if any(declared) and not all(declared):
             raise ValueError("predictors: give every predictor a weight, or none (equal weights)")
