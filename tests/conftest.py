@@ -101,6 +101,19 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def run_plan_copy(project: Project, plan_path: str, plan_id: str, change) -> Any:
+    """A copy of a plan under a new id, changed in place by `change(plan)`, frozen and run; it must complete."""
+    plan = load_yaml(project.root / plan_path, RuntimeError, plan_path)
+    plan["id"] = plan_id
+    change(plan)
+    path = f"plans/{plan_id}.yaml"
+    dump_yaml(plan, project.root / path)
+    freeze_plan(project, path)
+    outcome = run_plan(project, path)
+    assert outcome.record.status.value == "COMPLETED", outcome.record.errors
+    return outcome
+
+
 def assert_runs_compare_baseline_and_site(project: Project, plan_path: str, first_run: str) -> None:
     """`compare`, `baseline`, the site and the plain-words effects read a design's runs through the standard
     result rows only. Two more runs of the frozen plan on the same pinned data give three runs to compare, a

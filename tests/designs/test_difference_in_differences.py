@@ -20,7 +20,7 @@ from impactbook.record import Status
 from impactbook.runner import run_plan
 from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, assert_runs_compare_baseline_and_site, cli
+from conftest import REPO, assert_runs_compare_baseline_and_site, cli, run_plan_copy
 
 PLAN = "plans/markets.yaml"
 START = dt.date.today() + dt.timedelta(days=1)
@@ -121,7 +121,7 @@ def test_callaway_santanna_is_the_estimator_on_the_pivoted_panel_and_covers_the_
 
 
 def test_an_unknown_estimator_names_the_field(tmp_path):
-    with pytest.raises(PlanError, match=r"design.estimator: Input should be 'twfe' or 'callaway_santanna'"):
+    with pytest.raises(PlanError, match=r"design.estimator: Input should be 'twfe', 'callaway_santanna' or 'two_by_two'"):
         load_plan(_plan_file(tmp_path, estimator="bacon"))
 
 
@@ -174,5 +174,132 @@ def test_few_clusters_can_be_tested_with_the_wild_cluster_bootstrap(tmp_path):
         assert wild.study.average_effect == plain.study.average_effect
         assert wild.study.average_p_value != plain.study.average_p_value
         assert "all 2^G sign patterns" in wild.study.method and wild.study.average_p_value * 256 % 1 == 0
-    with pytest.raises(PlanError, match="wild_cluster_bootstrap applies to estimator twfe"):
+    with pytest.raises(PlanError, match="wild_cluster_bootstrap applies to estimators twfe and two_by_two"):
         load_plan(_plan_file(tmp_path, estimator="callaway_santanna", inference="wild_cluster_bootstrap"))
+
+
+def test_a_treated_flag_and_start_date_give_the_same_analysis_as_an_adoption_column(tmp_path):
+    import pandas as pd
+
+    path = generate_markets_data(tmp_path / "single.csv", START, 14, cohort_gap=0)
+    frame = pd.read_csv(path)
+    frame["switched"] = (frame.adopted_on.notna()).map({True: "yes", False: "no"})
+    frame.to_csv(tmp_path / "flagged.csv", index=False)
+    by_column = analyse_file(load_plan(_plan_file(tmp_path, estimator="twfe")), path, "csv")
+    plan = load_yaml(_plan_file(tmp_path, estimator="twfe"), RuntimeError, "plan")
+    del plan["design"]["adoption"]
+    plan["design"].update(treated="switched", treated_value="yes", start=START)
+    dump_yaml(plan, tmp_path / "flag.yaml")
+    by_flag = analyse_file(load_plan(tmp_path / "flag.yaml"), tmp_path / "flagged.csv", "csv")
+    assert by_flag.results() == by_column.results()
+    assert by_flag.adoption_periods == by_column.adoption_periods and len(by_flag.adoption_periods) == 1
+
+
+def test_two_by_two_is_the_difference_of_four_means_and_refuses_staggered_adoption(tmp_path):
+    import pandas as pd
+
+    path = generate_markets_data(tmp_path / "single.csv", START, 14, cohort_gap=0)
+    analysis = analyse_file(load_plan(_plan_file(tmp_path, estimator="two_by_two")), path, "csv")
+    conversion = analysis.metrics[0]
+    frame = pd.read_csv(path, parse_dates=["date"])
+    adopter, post = frame.adopted_on.notna(), frame.date >= pd.Timestamp(START)
+    cell = lambda a, b: frame.conversion[a & b].mean()  # noqa: E731 (one row per market and day: a balanced panel)
+    expected = (cell(adopter, post) - cell(adopter, ~post)) - (cell(~adopter, post) - cell(~adopter, ~post))
+    assert abs(conversion.study.average_effect - expected) < 1e-12
+    assert conversion.study.method.startswith("difference in differences (two-way fixed effects, one post-adoption")
+    assert conversion.study.average_low < MARKETS_TRUE_EFFECT < conversion.study.average_high
+    assert any(d.name.startswith("pre-trends") for d in conversion.diagnostics)  # the event study still tests them
+    staggered = generate_markets_data(tmp_path / "staggered.csv", START, 14)
+    with pytest.raises(ValueError, match=r"design.estimator: two_by_two needs one adoption period .* the panel has 4"):
+        analyse_file(load_plan(_plan_file(tmp_path, estimator="two_by_two")), staggered, "csv")
+
+
+def test_raw_means_are_each_cohorts_mean_per_period(tmp_path):
+    import pandas as pd
+
+    path = generate_markets_data(tmp_path / "markets.csv", START, 14)
+    means = pd.DataFrame(analyse_file(load_plan(_plan_file(tmp_path)), path, "csv").scraps()["raw_means"])
+    frame = pd.read_csv(path, parse_dates=["date", "adopted_on"])
+    day = (pd.Timestamp(START) - pd.Timestamp("1970-01-01")).days
+    never = frame[frame.adopted_on.isna() & (frame.date == pd.Timestamp(START))].conversion.mean()
+    row = means[(means.metric == "conversion") & (means.cohort == "never") & (means.period == day)]
+    assert abs(float(row["mean"].iloc[0]) - never) < 1e-12
+    assert set(means.cohort) == {"never", *(str(day + 3 * k) for k in range(4))}
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"treated": "switched", "start": "2026-12-01"}, r"give either adoption .* or treated and start"),
+    ({"adoption": None, "treated": "switched"}, r"treated and start go together"),
+    ({"covariates": ["sessions", "sessions"]}, r"covariates must be distinct"),
+    ({"covariates": ["market"]}, r"covariates must be distinct and differ from the unit, time and adoption"),
+    ({"estimator": "callaway_santanna", "covariates": ["sessions"]}, r"covariates: callaway_santanna here compares"),
+    ({"estimator": "two_by_two", "inference": "wild_cluster_bootstrap", "bootstrap_draws": 99}, None),
+])
+def test_flag_covariate_and_estimator_mistakes_name_the_field(tmp_path, change, expected):
+    plan = load_yaml(_plan_file(tmp_path), RuntimeError, "plan")
+    for key, value in change.items():
+        if value is None:
+            plan["design"].pop(key, None)
+        else:
+            plan["design"][key] = value
+    dump_yaml(plan, tmp_path / "changed.yaml")
+    if expected is None:
+        assert load_plan(tmp_path / "changed.yaml").design.estimator == "two_by_two"
+    else:
+        with pytest.raises(PlanError, match=expected):
+            load_plan(tmp_path / "changed.yaml")
+
+
+def test_a_start_of_the_wrong_type_names_the_field(tmp_path):
+    path = generate_markets_data(tmp_path / "single.csv", START, 14, cohort_gap=0)
+    plan = load_yaml(_plan_file(tmp_path), RuntimeError, "plan")
+    del plan["design"]["adoption"]
+    plan["design"].update(treated="adopted_on", start=5)
+    dump_yaml(plan, tmp_path / "flag.yaml")
+    with pytest.raises(ValueError, match=r"design.start: 5 must be a date, as the time column 'date' is"):
+        analyse_file(load_plan(tmp_path / "flag.yaml"), path, "csv")
+
+
+def test_two_by_two_with_a_covariate_runs_through_the_template(markets_project, tmp_path):
+    """The template renders the 2x2 estimator with a declared covariate, and its raw means, in a real kernel."""
+    project, _ = markets_project
+    data = generate_markets_data(project.root / "data/single.csv", START, 14, cohort_gap=0)
+    Catalog.load(project).pin_dataset("single_markets", data, contract=MARKETS_CONTRACT, synthetic=True)
+
+    def two_by_two(plan):
+        plan["inputs"] = {"panel": "single_markets"}
+        plan["design"].update(estimator="two_by_two", covariates=["sessions"])
+        plan["design"]["diagnostics"].pop("placebo_shift", None)
+
+    outcome = run_plan_copy(project, PLAN, "markets-2x2", two_by_two)
+    conversion = next(e for e in outcome.record.effects if e.metric == "conversion")
+    assert conversion.difference_low < MARKETS_TRUE_EFFECT < conversion.difference_high
+    html = outcome.report.read_text(encoding="utf-8")
+    assert "estimator two_by_two; covariates sessions" in html and "Raw means over time" in html
+
+
+def test_a_flag_that_matches_no_unit_is_named_not_analysed_as_no_adoption(tmp_path):
+    """DuckDB reads a yes/no column as BOOLEAN: `treated_value: yes` must still find the flagged units, and a
+    value no row holds is an error naming the field, never an analysis without treated units."""
+    import pandas as pd
+
+    path = generate_markets_data(tmp_path / "single.csv", START, 14, cohort_gap=0)
+    frame = pd.read_csv(path)
+    frame["switched"] = frame.adopted_on.notna().map({True: "yes", False: "no"})
+    frame.to_csv(tmp_path / "flagged.csv", index=False)
+    plan = load_yaml(_plan_file(tmp_path), RuntimeError, "plan")
+    del plan["design"]["adoption"]
+    for value, expected in (("maybe", r"design.treated_value: 'maybe' is not true or false"),
+                            (False, None), ("yes", None)):
+        plan["design"].update(treated="switched", treated_value=value, start=START)
+        dump_yaml(plan, tmp_path / "flag.yaml")
+        if expected:
+            with pytest.raises(ValueError, match=expected):
+                analyse_file(load_plan(tmp_path / "flag.yaml"), tmp_path / "flagged.csv", "csv")
+            continue
+        analysis = analyse_file(load_plan(tmp_path / "flag.yaml"), tmp_path / "flagged.csv", "csv")
+        assert analysis.metrics[0].study.treated_units == (32 if value == "yes" else 8)
+    frame["switched"] = "no"
+    frame.to_csv(tmp_path / "nobody.csv", index=False)
+    with pytest.raises(ValueError, match=r"design.treated: no unit adopts the change in the panel \('switched' never equals 'yes'\)"):
+        analyse_file(load_plan(tmp_path / "flag.yaml"), tmp_path / "nobody.csv", "csv")

@@ -123,6 +123,10 @@ def test_a_text_flag_selects_the_treated_units_by_its_value(tmp_path):
     numeric = analyse_file(load_plan(_plan_file(tmp_path)), path, "csv")
     text = analyse_file(load_plan(_plan_file(tmp_path, "text.yaml", treated_value="v2")), tmp_path / "text.csv", "csv")
     assert text.metrics[0].primary.estimate == pytest.approx(numeric.metrics[0].primary.estimate, rel=1e-12)
+    # DuckDB reads yes/no as BOOLEAN: the plan's "yes" still selects the same units
+    frame.assign(opted_in=frame.opted_in.map({1: "yes", 0: "no"})).to_csv(tmp_path / "yes.csv", index=False)
+    yes = analyse_file(load_plan(_plan_file(tmp_path, "yes.yaml", treated_value="yes")), tmp_path / "yes.csv", "csv")
+    assert yes.metrics[0].primary.estimate == pytest.approx(numeric.metrics[0].primary.estimate, rel=1e-12)
 
 
 def test_poor_overlap_makes_every_verdict_inconclusive_with_its_reason(tmp_path):

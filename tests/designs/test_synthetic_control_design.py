@@ -22,7 +22,7 @@ from impactbook.record import Status
 from impactbook.runner import run_plan
 from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, assert_runs_compare_baseline_and_site, cli
+from conftest import REPO, assert_runs_compare_baseline_and_site, cli, run_plan_copy
 
 EXAMPLE = REPO / "src/impactbook/scaffold/synthetic_control.yaml"
 PLAN = "plans/states.yaml"
@@ -265,14 +265,8 @@ def test_synthetic_did_refuses_predictors_naming_the_field(tmp_path):
 def test_synthetic_did_runs_through_the_template_with_its_time_weights(states_project, tmp_path):
     """The same template renders a synthetic DiD run: no placebo paths, a standard error, the time weights."""
     project, _ = states_project
-    plan = load_yaml(project.root / PLAN, RuntimeError, PLAN)
-    plan["id"], plan["design"]["estimator"] = "states-sdid", "synthetic_did"
-    dump_yaml(plan, project.root / "plans/states-sdid.yaml")
-    freeze_plan(project, "plans/states-sdid.yaml")
-    outcome = run_plan(project, "plans/states-sdid.yaml")
-    record = outcome.record
-    assert record.status is Status.COMPLETED, record.errors
-    conversion = next(e for e in record.effects if e.metric == "conversion")
+    outcome = run_plan_copy(project, PLAN, "states-sdid", lambda plan: plan["design"].update(estimator="synthetic_did"))
+    conversion = next(e for e in outcome.record.effects if e.metric == "conversion")
     assert conversion.difference_low < STATES_TRUE_EFFECT < conversion.difference_high  # the known effect
     html = outcome.report.read_text(encoding="utf-8")
     assert "synthetic difference-in-differences fit on" in html and "standard error" in html

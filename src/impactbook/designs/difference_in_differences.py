@@ -8,6 +8,8 @@ parallel trends is the design's identifying assumption, and a rejected pre-trend
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,8 @@ import numpy as np
 from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats.callaway_santanna import callaway_santanna
-from ..stats.event_study import EventStudy, EventTimeEffect, event_study
-from .quasi_experimental import Diagnostic, Grouping, aggregate_file, judge, period_sql
+from ..stats.event_study import EventStudy, EventTimeEffect, event_study, static_did
+from .quasi_experimental import Diagnostic, Grouping, aggregate_file, flag_sql, judge, period_number, period_sql
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class DifferenceInDifferencesAnalysis:
     panel_rows: int
     dropped_rows: int
     adoption_periods: dict[str, int] = field(default_factory=dict)
+    raw_means: list[dict[str, Any]] = field(default_factory=list)
 
     def results(self) -> list[dict[str, Any]]:
         """The standard `results` rows: the average effect over periods 0..lags, in the metric's units and
@@ -69,19 +72,30 @@ class DifferenceInDifferencesAnalysis:
                             for item in self.metrics for e in item.study.effects],
             "diagnostics": [{"metric": item.metric.id, "name": d.name, "value": d.value, "threshold": d.threshold,
                              "passed": d.passed, "reason": d.reason} for item in self.metrics for d in item.diagnostics],
+            "raw_means": self.raw_means,
             "data_quality": {"panel_rows": self.panel_rows, "rows_without_unit_or_period": self.dropped_rows,
                              "adoption_periods": self.adoption_periods},
         }
 
 
 def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
-    """One row per unit and period: each metric's mean, the unit's adoption period and cluster."""
+    """One row per unit and period: each metric's and covariate's mean, the unit's adoption period (from the
+    adoption column, or `start` where the treated flag is set) and cluster."""
     spec = plan.design
-    adoption = period_sql(quote(spec.adoption), kinds[spec.adoption])
+    if spec.adoption:
+        adoption = period_sql(quote(spec.adoption), kinds[spec.adoption])
+    else:
+        dated = kinds[spec.time].upper().startswith(("DATE", "TIMESTAMP"))
+        if dated != isinstance(spec.start, dt.date):
+            raise ValueError(f"design.start: {spec.start} must be {'a date' if dated else 'a period number'}, as "
+                             f"the time column {spec.time!r} is")
+        flag = flag_sql(spec.treated, spec.treated_value, kinds[spec.treated])
+        adoption = f"CASE WHEN {flag} THEN {period_number(spec.start)} END"
     cluster = quote(spec.cluster or spec.unit)
-    means = ", ".join(f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics)
+    means = [f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics]
+    means += [f"AVG(CAST({quote(c)} AS DOUBLE)) AS x_{i}" for i, c in enumerate(spec.covariates)]
     return ({"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period_sql(quote(spec.time), kinds[spec.time])},
-            f"MIN({adoption}) AS adoption, MIN(CAST({cluster} AS VARCHAR)) AS cluster, {means}",
+            f"MIN({adoption}) AS adoption, MIN(CAST({cluster} AS VARCHAR)) AS cluster, {', '.join(means)}",
             f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL")
 
 
@@ -93,6 +107,10 @@ def analyse_file(plan: Plan, path: Path, format: str = "csv") -> DifferenceInDif
 def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDifferencesAnalysis:
     """The event study of each metric on the unit x period panel (a DataFrame as `panel_grouping` groups it)."""
     spec = plan.design
+    if frame["adoption"].isna().all():
+        field = "adoption" if spec.adoption else "treated"
+        raise ValueError(f"design.{field}: no unit adopts the change in the panel ({getattr(spec, field)!r} "
+                         f"{'is empty in every row' if spec.adoption else f'never equals {spec.treated_value!r}'})")
     clusters = np.unique(frame["cluster"].astype(str).to_numpy(), return_inverse=True)[1]
     adoption = frame.groupby("unit")["adoption"].transform("min").to_numpy(dtype=float)
     studies = []
@@ -106,19 +124,45 @@ def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDiffe
         studies.append(_judge(plan, metric, study, placebo))
     cohorts = frame.dropna(subset=["adoption"]).groupby("adoption")["unit"].nunique()
     return DifferenceInDifferencesAnalysis(plan, studies, len(frame), dropped_rows,
-                                           {str(int(k)): int(v) for k, v in cohorts.items()})
+                                           {str(int(k)): int(v) for k, v in cohorts.items()}, raw_means(plan, panel))
+
+
+def raw_means(plan: Plan, panel) -> list[dict[str, Any]]:
+    """Each metric's mean over the units of each adoption cohort (or never adopting), period by period."""
+    cohort = panel["adoption"].map(lambda a: "never" if np.isnan(a) else str(int(a)))
+    columns = {f"m_{m.id}": m.id for m in plan.metrics}
+    means = panel.assign(cohort=cohort).groupby(["cohort", "period"])[list(columns)].mean().reset_index()
+    return [{"metric": columns[c], "cohort": row["cohort"], "period": int(row["period"]),
+             "mean": float(row[c]) if not np.isnan(row[c]) else None}
+            for _, row in means.iterrows() for c in columns]
 
 
 def _estimate(plan: Plan, panel, leads: int, lags: int) -> EventStudy:
-    """The plan's estimator on a panel with columns unit, period, adoption, cluster_code, value."""
-    if plan.design.estimator == "callaway_santanna":
+    """The plan's estimator on a panel with columns unit, period, adoption, cluster_code, value (and x_<i>
+    for the covariates). Rows missing the value or a covariate are left out."""
+    spec = plan.design
+    if spec.estimator == "callaway_santanna":
         return group_time_study(panel, leads, lags, plan.alpha)
-    present = panel[~np.isnan(panel["value"].to_numpy(dtype=float))]
-    return event_study(present["value"].to_numpy(dtype=float), present["unit"].astype(str).to_numpy(),
-                       present["period"].to_numpy(), present["adoption"].to_numpy(dtype=float),
-                       present["cluster_code"].to_numpy(), leads, lags, plan.alpha,
-                       plan.design.bootstrap_draws if plan.design.inference == "wild_cluster_bootstrap" else None,
-                       plan.seed)
+    names = [f"x_{i}" for i in range(len(spec.covariates))]
+    present = panel.dropna(subset=["value", *names])
+    draws = spec.bootstrap_draws if spec.inference == "wild_cluster_bootstrap" else None
+    arrays = (present["value"].to_numpy(dtype=float), present["unit"].astype(str).to_numpy(),
+              present["period"].to_numpy(), present["adoption"].to_numpy(dtype=float),
+              present["cluster_code"].to_numpy())
+    covariates = present[names].to_numpy(dtype=float) if names else None
+    study = event_study(*arrays, leads, lags, plan.alpha, draws, plan.seed, covariates)
+    if spec.estimator != "two_by_two":
+        return study
+    adopted = np.unique(arrays[3][~np.isnan(arrays[3])])
+    if len(adopted) != 1:
+        raise ValueError(f"design.estimator: two_by_two needs one adoption period for every treated unit; the panel "
+                         f"has {len(adopted)} (use twfe or callaway_santanna for staggered adoption)")
+    static = static_did(*arrays, plan.alpha, covariates, draws, plan.seed)
+    treated_post = ~np.isnan(arrays[3]) & (arrays[2] >= adopted[0])
+    return dataclasses.replace(study, method=static.method, average_effect=static.estimate,
+                               average_standard_error=static.standard_error, average_low=static.low,
+                               average_high=static.high, average_p_value=static.p_value,
+                               counterfactual_level=float(arrays[0][treated_post].mean() - static.estimate))
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from ..plan import Metric, Plan
-from ..sqlengine import literal, locked_connection, quote, source_sql
+from ..sqlengine import locked_connection, quote, source_sql
 from ..stats.balance import CovariateBalance, balance_table
 from ..stats.effects import Effect
 from ..stats.matching import MatchedEstimate, match_att
 from ..stats.observational import EffectEstimate, PropensityScore, aipw, ipw, propensity_score
 from ..stats.sensitivity import EValue, RosenbaumSensitivity, e_value_difference, rosenbaum_bounds
 from ..stats.verdicts import non_inferiority, superiority_verdict
-from .quasi_experimental import Diagnostic
+from .quasi_experimental import Diagnostic, column_kinds, flag_sql
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,10 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def units_sql(plan: Plan, source: str) -> str:
+def units_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
     """One row per unit with a flag and every covariate: the flag as 0/1, covariates and outcomes as doubles."""
     spec = plan.design
-    value = str(spec.treated_value).lower() if isinstance(spec.treated_value, bool) else str(spec.treated_value)
-    flag = f"CASE WHEN CAST({quote(spec.treatment)} AS VARCHAR) = {literal(value)} THEN 1.0 ELSE 0.0 END AS treated"
+    flag = f"CASE WHEN {flag_sql(spec.treatment, spec.treated_value, kinds[spec.treatment])} THEN 1.0 ELSE 0.0 END AS treated"
     covariates = ", ".join(f"CAST({quote(c)} AS DOUBLE) AS {quote('x_' + c)}" for c in spec.covariates)
     outcomes = ", ".join(f"CAST({quote(m.column)} AS DOUBLE) AS {quote('m_' + m.id)}" for m in plan.metrics)
     where = " AND ".join(f"{quote(c)} IS NOT NULL" for c in [spec.treatment, *spec.covariates])
@@ -126,7 +125,7 @@ def analyse_file(plan: Plan, path: Path, format: str = "csv") -> ObservationalAn
     connection = locked_connection([path])
     source = source_sql(path, format)
     try:
-        frame = connection.execute(units_sql(plan, source)).df()
+        frame = connection.execute(units_sql(plan, source, column_kinds(connection, source))).df()
         total, = connection.execute(f"SELECT COUNT(*) FROM {source}").fetchone()
     finally:
         connection.close()

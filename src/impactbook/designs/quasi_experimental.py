@@ -4,12 +4,13 @@ non-inferiority for guardrails) that a failed diagnostic turns INCONCLUSIVE."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..plan import Metric, Plan
-from ..sqlengine import locked_connection, quote, source_sql
+from ..sqlengine import literal, locked_connection, quote, source_sql
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,31 @@ def period_sql(expression: str, kind: str) -> str:
     if kind.upper().startswith(("DATE", "TIMESTAMP")):
         return f"date_diff('day', DATE '1970-01-01', CAST({expression} AS DATE))"
     return f"CAST({expression} AS BIGINT)"
+
+
+def period_number(value: dt.date | int) -> int:
+    """A plan's period in the panel's scale: dates as days since 1970-01-01 (as `period_sql`)."""
+    return (value - dt.date(1970, 1, 1)).days if isinstance(value, dt.date) else int(value)
+
+
+TRUE_WORDS, FALSE_WORDS = {"true", "t", "yes", "y", "1"}, {"false", "f", "no", "n", "0"}
+
+
+def flag_sql(column: str, value: bool | int | str, kind: str) -> str:
+    """SQL true where the flag column holds the plan's value: compared as text, or, where DuckDB read the
+    column as BOOLEAN (it reads yes/no, true/false and t/f columns so), as a truth value."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if kind.upper() != "BOOLEAN":
+        return f"CAST({quote(column)} AS VARCHAR) = {literal(text)}"
+    if text.lower() not in TRUE_WORDS | FALSE_WORDS:
+        raise ValueError(f"design.treated_value: {value!r} is not true or false, but the column {column!r} holds "
+                         "true/false values")
+    return f"{quote(column)} IS {'TRUE' if text.lower() in TRUE_WORDS else 'FALSE'}"
+
+
+def column_kinds(connection, source: str) -> dict[str, str]:
+    """Each column's DuckDB type, as the reader sniffed it."""
+    return {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
 
 
 Grouping = tuple[dict[str, str], str, str]
@@ -53,8 +79,7 @@ def aggregate_file(path: Path, format: str, grouping: Callable[[dict[str, str]],
     connection = locked_connection([path])
     source = source_sql(path, format)
     try:
-        kinds = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-        keys, *rest = grouping(kinds)
+        keys, *rest = grouping(column_kinds(connection, source))
         frame = connection.execute(grouped_sql(source, (keys, *rest))).df()
     finally:
         connection.close()

@@ -25,7 +25,7 @@ from ..sqlengine import quote
 from ..stats.synthetic_control import SyntheticControlResult, scaled_predictors, synthetic_control_panel
 from ..stats.synthetic_did import SyntheticDidResult, synthetic_did
 from .difference_in_differences import Diagnostic
-from .quasi_experimental import Grouping, aggregate_file, interval_non_inferiority, period_sql
+from .quasi_experimental import Grouping, aggregate_file, interval_non_inferiority, period_number, period_sql
 
 PARALLEL_FROM_DONORS = 200  # placebo fits go to a process pool from this many donors (start-up costs ~0.1 s)
 
@@ -122,11 +122,6 @@ def _finite(value: float) -> float | None:
 def _relative_fit(result: SyntheticControlResult) -> float | None:
     level = abs(result.treated_pre_level)
     return result.pre_rmspe / level if level > 0 else None
-
-
-def period_number(value: dt.date | int) -> int:
-    """A plan's period in the panel's scale: dates as days since 1970-01-01 (as `period_sql`)."""
-    return (value - dt.date(1970, 1, 1)).days if isinstance(value, dt.date) else int(value)
 
 
 def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:

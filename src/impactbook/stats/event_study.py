@@ -62,13 +62,71 @@ def relative_periods(period: np.ndarray, adoption: np.ndarray, leads: int, lags:
     return np.clip(relative, -leads, lags)
 
 
+def two_way_design(unit: np.ndarray, period: np.ndarray) -> np.ndarray:
+    """An intercept and unit and period dummies (the first of each dropped): the two-way fixed effects."""
+    units, unit_codes = np.unique(unit, return_inverse=True)
+    periods, period_codes = np.unique(period, return_inverse=True)
+    return np.column_stack([np.ones(len(unit_codes)), np.eye(len(units))[unit_codes][:, 1:],
+                            np.eye(len(periods))[period_codes][:, 1:]])
+
+
+def _with_covariates(design: np.ndarray, covariates: np.ndarray | None) -> np.ndarray:
+    return design if covariates is None or np.size(covariates) == 0 else \
+        np.column_stack([design, np.asarray(covariates, dtype=float)])
+
+
+@dataclass(frozen=True)
+class StaticEffect:
+    """One post-adoption effect from D_it = 1{unit adopted by period t}: with one adoption period on a
+    balanced panel, the 2x2 difference in differences of means (Angrist & Pischke 2009, §5.2.1)."""
+
+    method: str
+    estimate: float
+    standard_error: float
+    low: float
+    high: float
+    p_value: float
+    t_df: int
+
+
+def static_did(outcome: np.ndarray, unit: np.ndarray, period: np.ndarray, adoption: np.ndarray,
+               cluster: np.ndarray, alpha: float = 0.05, covariates: np.ndarray | None = None,
+               bootstrap_draws: int | None = None, seed: int = 0) -> StaticEffect:
+    """y_it = a_i + g_t + tau D_it (+ x_it'b) + e_it by OLS, CR1 cluster-robust errors, t on G-1 df (or the
+    wild cluster restricted bootstrap p-value, as in `event_study`)."""
+    import statsmodels.api as sm
+    from scipy import stats
+
+    outcome = np.asarray(outcome, dtype=float)
+    adoption = np.asarray(adoption, dtype=float)
+    treated = (~np.isnan(adoption)) & (np.asarray(period, dtype=float) >= np.nan_to_num(adoption, nan=np.inf))
+    design = _with_covariates(np.column_stack([treated.astype(float), two_way_design(unit, period)]), covariates)
+    clusters = np.unique(cluster, return_inverse=True)[1]
+    groups = int(clusters.max()) + 1
+    fit = sm.OLS(outcome, design).fit(cov_type="cluster", cov_kwds={"groups": clusters}, use_t=True)
+    estimate, se = float(fit.params[0]), float(np.sqrt(fit.cov_params()[0, 0]))
+    critical = stats.t.ppf(1 - alpha / 2, groups - 1)
+    p_value = float(2 * stats.t.sf(abs(estimate / se), groups - 1)) if se > 0 else 0.0
+    method = "difference in differences (two-way fixed effects, one post-adoption indicator), CR1 errors, t on G-1 df"
+    if bootstrap_draws is not None:
+        from .wild_bootstrap import wild_cluster_bootstrap
+
+        restriction = np.zeros(design.shape[1])
+        restriction[0] = 1.0
+        bootstrap = wild_cluster_bootstrap(design, outcome, clusters, restriction, bootstrap_draws, seed)
+        p_value = bootstrap.p_value
+        method += f"; p-value by {bootstrap.method}"
+    return StaticEffect(method, estimate, se, estimate - critical * se, estimate + critical * se, p_value, groups - 1)
+
+
 def event_study(outcome: np.ndarray, unit: np.ndarray, period: np.ndarray, adoption: np.ndarray,
                 cluster: np.ndarray, leads: int, lags: int, alpha: float = 0.05,
-                bootstrap_draws: int | None = None, seed: int = 0) -> EventStudy:
+                bootstrap_draws: int | None = None, seed: int = 0, covariates: np.ndarray | None = None) -> EventStudy:
     """Fit the event study. `unit`, `period` and `cluster` are integer codes per observation; `period` and
     `adoption` share one integer period scale (adoption NaN: never treated). With `bootstrap_draws`, the
     average effect's p-value comes from the wild cluster restricted bootstrap (for few clusters; see
-    impactbook.stats.wild_bootstrap) and the interval stays cluster-robust."""
+    impactbook.stats.wild_bootstrap) and the interval stays cluster-robust. `covariates` (observations x k)
+    enter linearly beside the fixed effects."""
     import statsmodels.api as sm
     from scipy import stats
 
@@ -76,11 +134,8 @@ def event_study(outcome: np.ndarray, unit: np.ndarray, period: np.ndarray, adopt
     relative = relative_periods(np.asarray(period), np.asarray(adoption, dtype=float), leads, lags)
     kept = [k for k in range(-leads, lags + 1) if k != -1]
     event = np.column_stack([(relative == k).astype(float) for k in kept])
-    units, unit_codes = np.unique(unit, return_inverse=True)
-    periods, period_codes = np.unique(period, return_inverse=True)
-    fixed = np.column_stack([np.ones(len(outcome)),
-                             np.eye(len(units))[unit_codes][:, 1:], np.eye(len(periods))[period_codes][:, 1:]])
-    design = np.column_stack([event, fixed])
+    units, periods = np.unique(unit), np.unique(period)
+    design = _with_covariates(np.column_stack([event, two_way_design(unit, period)]), covariates)
     clusters = np.unique(cluster, return_inverse=True)[1]
     groups = int(clusters.max()) + 1
     fit = sm.OLS(outcome, design).fit(cov_type="cluster", cov_kwds={"groups": clusters}, use_t=True)
