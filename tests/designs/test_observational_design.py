@@ -21,7 +21,7 @@ from impactbook.record import Status
 from impactbook.runner import run_plan
 from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, assert_runs_compare_baseline_and_site, cli
+from conftest import REPO, assert_runs_compare_baseline_and_site, cli, run_plan_copy
 
 PLAN = "src/impactbook/scaffold/observational.yaml"
 START = dt.date.today() + dt.timedelta(days=1)
@@ -220,3 +220,26 @@ def test_matching_beside_weighting_is_left_out_when_no_treated_unit_finds_a_matc
     spend = analysis.metrics[0]
     assert set(spend.estimates) == {"ipw", "aipw"} and spend.rosenbaum is None
     assert spend.verdict == "CONFIRMED" and analysis.results()[0]["rosenbaum_gamma"] is None
+
+
+def test_matching_as_the_plans_estimator_with_no_match_is_inconclusive_with_the_reason(tmp_path):
+    """Not a failed run: the verdict is INCONCLUSIVE, the overlap diagnostic fails, the row has no numbers."""
+    from impactbook.designs.observational import analyse_file
+
+    analysis = analyse_file(load_plan(_plan_file(tmp_path, estimator="matching", caliper=1e-9)), _accounts(tmp_path), "csv")
+    for item, row in zip(analysis.metrics, analysis.results()):
+        assert item.verdict == "INCONCLUSIVE" and item.primary is None and "matching" not in item.estimates
+        assert "the plan's estimator (matching) has no estimate: no treated unit could be matched" in item.note
+        assert [d.passed for d in item.diagnostics] == [False] and "100.0% of treated units" in item.diagnostics[0].reason
+        assert row["difference"] is None and row["e_value"] is None and row["method"] == "matching"
+    assert analysis.verdicts() == {"spend": "INCONCLUSIVE", "complaints": "INCONCLUSIVE"}
+    assert analysis.scraps()["sensitivity"][0]["e_value"] is None
+
+
+def test_a_matching_plan_without_matches_completes_inconclusive_through_the_template(accounts_project):
+    project, _ = accounts_project
+    outcome = run_plan_copy(project, "plans/accounts.yaml", "accounts-unmatched",
+                            lambda plan: plan["design"].update(estimator="matching", estimand="ATT", caliper=1e-9))
+    assert {v.metric: v.verdict.value for v in outcome.record.verdicts} == {"spend": "INCONCLUSIVE",
+                                                                            "complaints": "INCONCLUSIVE"}
+    assert "no treated unit could be matched" in outcome.report.read_text(encoding="utf-8")

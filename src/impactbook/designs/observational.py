@@ -31,9 +31,9 @@ from .quasi_experimental import Diagnostic, column_kinds, flag_sql
 @dataclass(frozen=True)
 class MetricObservational:
     metric: Metric
-    primary: EffectEstimate  # the plan's estimator: the hypotheses are tested on it
+    primary: EffectEstimate | None  # the plan's estimator, tested by the hypotheses (None: it has no estimate)
     estimates: dict[str, EffectEstimate]  # every estimator that applies, by name
-    e_value: EValue
+    e_value: EValue | None
     rosenbaum: RosenbaumSensitivity | None
     diagnostics: list[Diagnostic]
     verdict: str
@@ -57,17 +57,22 @@ class ObservationalAnalysis:
         rows = []
         for item in self.metrics:
             est, metric = item.primary, item.metric
-            control = est.control_mean
+            control = est.control_mean if est else None
             relative = (lambda value: value / control if control else None)
+            numbers = {"method": est.method, "level": est.level, "estimand": est.estimand,
+                       "difference": est.estimate, "difference_low": est.low, "difference_high": est.high,
+                       "relative": relative(est.estimate), "relative_low": relative(est.low),
+                       "relative_high": relative(est.high), "p_value": est.p_value, **_arm_sizes(est)} if est else \
+                {"method": self.plan.design.estimator, "estimand": self.plan.design.estimand,
+                 **dict.fromkeys(("level", "difference", "difference_low", "difference_high", "relative", "relative_low",
+                                  "relative_high", "p_value", "treatment_n", "control_n"))}
             rows.append({
                 "metric": metric.id, "role": metric.role, "kind": metric.kind, "direction": metric.direction,
-                "method": est.method, "level": est.level, "estimand": est.estimand,
-                "difference": est.estimate, "difference_low": est.low, "difference_high": est.high,
-                "relative": relative(est.estimate), "relative_low": relative(est.low),
-                "relative_high": relative(est.high), "p_value": est.p_value, "control_mean": control,
+                **numbers, "control_mean": control,
                 "verdict": item.verdict if metric.role != "exploratory" else None, "note": item.note,
-                **_arm_sizes(est), "units": self.units, "treated_units": int(self.treated.sum()),
-                "e_value": item.e_value.estimate, "e_value_interval": item.e_value.interval,
+                "units": self.units, "treated_units": int(self.treated.sum()),
+                "e_value": item.e_value.estimate if item.e_value else None,
+                "e_value_interval": item.e_value.interval if item.e_value else None,
                 "rosenbaum_gamma": _finite(item.rosenbaum.critical_gamma) if item.rosenbaum else None,
                 "max_abs_smd_after": max(abs(b.smd_after) for b in self.balance)})
         return rows
@@ -86,8 +91,8 @@ class ObservationalAnalysis:
                          "variance_ratio_after": _finite(b.variance_ratio_after)} for b in self.balance],
             "diagnostics": [{"metric": item.metric.id, "name": d.name, "value": d.value, "threshold": d.threshold,
                              "passed": d.passed, "reason": d.reason} for item in self.metrics for d in item.diagnostics],
-            "sensitivity": [{"metric": item.metric.id, "e_value": item.e_value.estimate,
-                             "e_value_interval": item.e_value.interval,
+            "sensitivity": [{"metric": item.metric.id, "e_value": item.e_value.estimate if item.e_value else None,
+                             "e_value_interval": item.e_value.interval if item.e_value else None,
                              "rosenbaum_gamma": _finite(item.rosenbaum.critical_gamma) if item.rosenbaum else None,
                              "rosenbaum_pairs": item.rosenbaum.pairs if item.rosenbaum else 0,
                              "rosenbaum_bounds": [{"gamma": b.gamma, "upper_p_value": b.upper_p_value}
@@ -160,9 +165,12 @@ def _balance_weights(plan: Plan, score: PropensityScore) -> tuple[np.ndarray, Di
     """The weights the plan's estimator gives each unit (zero: trimmed or unmatched), and the overlap check."""
     spec, d, p = plan.design, score.treated, score.score
     if spec.estimator == "matching":
-        matched = match_att(np.zeros(len(d)), d, score.logit, spec.caliper, spec.matches)
-        share, what = matched.unmatched_treated / d.sum(), "treated units without a match inside the caliper"
-        weights = matched.unit_weights(d)
+        what = "treated units without a match inside the caliper"
+        try:
+            matched = match_att(np.zeros(len(d)), d, score.logit, spec.caliper, spec.matches)
+            share, weights = matched.unmatched_treated / d.sum(), matched.unit_weights(d)
+        except ValueError:  # nothing matched: no adjustment to show balance after; overlap fails below
+            share, weights = 1.0, np.ones(len(d))
     else:
         kept = (p >= spec.trim) & (p <= 1 - spec.trim)
         share, what = 1 - kept.mean(), f"units trimmed (score outside [{spec.trim:g}, {1 - spec.trim:g}])"
@@ -175,16 +183,14 @@ def _balance_weights(plan: Plan, score: PropensityScore) -> tuple[np.ndarray, Di
 
 def _estimates(plan: Plan, outcome: np.ndarray,
                score: PropensityScore) -> tuple[dict[str, EffectEstimate], MatchedEstimate | None]:
-    """Every estimator; matching beside a weighting estimator is left out (with Rosenbaum bounds) when no
-    treated unit finds a match, as the plan's own estimator it fails the run with that reason."""
+    """Every estimator; matching is left out (with Rosenbaum bounds) when no treated unit finds a match — as
+    the plan's own estimator it then has no estimate, and the verdict is INCONCLUSIVE with that reason."""
     spec = plan.design
     estimates: dict[str, EffectEstimate] = {"ipw": ipw(outcome, score, spec.estimand, spec.trim, plan.alpha),
                                             "aipw": aipw(outcome, score, spec.trim, plan.alpha)}
     try:
         matched = match_att(outcome, score.treated, score.logit, spec.caliper, spec.matches, alpha=plan.alpha)
     except ValueError:
-        if spec.estimator == "matching":
-            raise
         return estimates, None
     estimates["matching"] = matched
     return estimates, matched
@@ -194,7 +200,11 @@ def _judge(plan: Plan, metric: Metric, outcome: np.ndarray, score: PropensitySco
            balance: tuple[CovariateBalance, ...], overlap: Diagnostic) -> MetricObservational:
     spec, thresholds = plan.design, plan.design.diagnostics
     estimates, matched = _estimates(plan, outcome, score)
-    primary = estimates[spec.estimator]
+    primary = estimates.get(spec.estimator)
+    if primary is None:
+        return MetricObservational(metric, None, estimates, None, None, [overlap], "INCONCLUSIVE",
+                                   f"the plan's estimator ({spec.estimator}) has no estimate: no treated unit could be "
+                                   f"matched (caliper {spec.caliper} SD of the logit score)")
     sign = 1 if metric.direction == "increase" else -1
     rosenbaum = rosenbaum_bounds(sign * matched.pair_differences, alpha=plan.alpha) if matched else None
     spread = float(np.std(outcome[score.treated == 0], ddof=1))
