@@ -135,13 +135,59 @@ class Corruption(PerturbationBase):
     rate: float = Field(1.0, gt=0, le=1)
 
 
+class TargetDistribution(Spec):
+    """A declared distribution for one column. Categorical: `proportions` maps each value (matched by its
+    text) to its share. Numeric: k+1 increasing `edges` (use -.inf / .inf for open ends) and k `proportions`,
+    one per bin [e0, e1], (e1, e2], ..., (e(k-1), ek]. Shares are non-negative and sum to 1."""
+
+    proportions: dict[str, float] | list[float]
+    edges: list[float] | None = None
+
+    @field_validator("proportions", mode="before")
+    @classmethod
+    def _text_keys(cls, value):
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _shares(self) -> "TargetDistribution":
+        shares = list(self.proportions.values()) if isinstance(self.proportions, dict) else self.proportions
+        if not shares or any(share < 0 for share in shares):
+            raise ValueError(f"proportions: must be non-negative shares (got {shares})")
+        if abs(sum(shares) - 1) > 1e-9:
+            raise ValueError(f"proportions: must sum to 1 (got {sum(shares):.10g})")
+        if self.edges is None and not isinstance(self.proportions, dict):
+            raise ValueError("proportions: a list of shares needs `edges` (numeric bins); name the values for a category")
+        if self.edges is not None:
+            if isinstance(self.proportions, dict):
+                raise ValueError("proportions: with `edges`, give one share per bin as a list")
+            if len(self.edges) != len(self.proportions) + 1:
+                raise ValueError(f"edges: {len(self.proportions)} proportions need {len(self.proportions) + 1} edges "
+                                 f"(got {len(self.edges)})")
+            if any(b <= a for a, b in zip(self.edges, self.edges[1:])):
+                raise ValueError(f"edges: must increase strictly (got {self.edges})")
+        return self
+
+
 class Shift(PerturbationBase):
-    """Distribution shift: every value moved by `magnitude` x the column's interquartile range (a quantile
-    shift), or rows resampled with weights tilting toward the column's upper tail (`reweight`)."""
+    """Distribution shift: every value moved by `magnitude` x the column's interquartile range (`quantile`),
+    rows resampled with weights tilting toward the column's upper tail (`reweight`), or the column moved
+    to a declared `target` distribution (`target`; magnitude m in [0, 1] is the share of the way from the
+    observed distribution to the target, 1 = exactly the target), by resampling rows or by a weight column."""
 
     kind: Literal["shift"]
-    mode: Literal["quantile", "reweight"] = "quantile"
+    mode: Literal["quantile", "reweight", "target"] = "quantile"
     column: str
+    target: TargetDistribution | None = None
+    method: Literal["resample", "weight"] = "resample"
+    weight_column: str = Field("weight", pattern=NAME, description="the column `method: weight` writes")
+
+    @model_validator(mode="after")
+    def _target(self) -> "Shift":
+        if (self.mode == "target") != (self.target is not None):
+            raise ValueError("target: required with mode 'target' and only there")
+        if self.mode == "target" and any(not 0 <= m <= 1 for m in self.magnitudes):
+            raise ValueError(f"magnitudes: a move toward a target is a share in [0, 1] (got {self.magnitudes})")
+        return self
 
 
 class Ablation(PerturbationBase):

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ...designspecs.pipeline_validation import Ablation, PipelineValidationDesign, VersionSwap, drift_id
+from ...designspecs.pipeline_validation import Ablation, PipelineValidationDesign, Shift, VersionSwap, drift_id
 from . import perturb
 from .attribution import Attribution, sequential_swap
 from .budgets import StageCost, measure
@@ -104,10 +104,24 @@ def _replacement(pipeline: Pipeline, spec, reference: PipelineRun) -> dict[str, 
     return {spec.stage: lambda frame: original(frame).assign(**means.to_dict())}
 
 
+def check_targets(design: PipelineValidationDesign, evaluation: pd.DataFrame) -> None:
+    """Declared target distributions checked against the evaluation data before anything runs, so a target
+    that names absent values fails at once, naming its perturbation."""
+    for index, spec in enumerate(design.perturbations):
+        if isinstance(spec, Shift) and spec.mode == "target":
+            if spec.column not in evaluation:
+                raise ValueError(f"perturbations[{index}].column: {spec.column!r} is not a column of the evaluation data")
+            try:
+                perturb.target_weights(evaluation, spec, 1.0)
+            except ValueError as exc:
+                raise ValueError(f"perturbations[{index}].{exc}") from exc
+
+
 def validate(design: PipelineValidationDesign, evaluation: pd.DataFrame, reference: pd.DataFrame | None = None,
              overrides: dict[str, StageFunction] | None = None, measure_costs: bool = True) -> Validation:
     """Run every preregistered check of `design` on the evaluation frame (and the drift reference)."""
     pipeline = Pipeline(design, overrides)
+    check_targets(design, evaluation)
     directions = {m.id: m.direction for m in design.metrics}
     checks: list[Check] = []
     base_run, cand_run = pipeline.run(evaluation, swapped=set()), pipeline.run(evaluation)
