@@ -75,7 +75,8 @@ class Stage(Spec):
     outputs: list[str] = Field(default_factory=list)
     contract: Contract = Field(default_factory=Contract)
     latency: LatencyBudget | None = None
-    memory_mb: float | None = Field(None, gt=0, description="peak Python allocation budget (tracemalloc)")
+    memory_mb: float | None = Field(None, gt=0, description="peak memory budget, MiB: the larger of the tracemalloc "
+                                     "peak and the rise of the resident high-water mark over one call")
 
     _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: _entry_point(v)))
 

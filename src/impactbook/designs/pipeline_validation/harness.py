@@ -196,7 +196,7 @@ def validate(design: PipelineValidationDesign, evaluation: pd.DataFrame, referen
                                           f"p95 per {cost.per}, ms (after warm-up)"))
             if cost.memory_budget_mb is not None:
                 checks.append(limit_check(f"memory.{cost.stage}", "memory", cost.peak_mb, cost.memory_budget_mb,
-                                          "peak traced allocation, MiB"))
+                                          "peak memory, MiB: the larger of the tracemalloc peak and the resident high-water rise"))
 
     known = {frozenset(): base_scores, frozenset(pipeline.versions): cand_scores}  # runs already made
 
