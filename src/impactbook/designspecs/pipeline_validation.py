@@ -27,6 +27,18 @@ def _entry_point(value: str) -> str:
     return value
 
 
+def _notebook(value: str) -> str:
+    path = value.replace("\\", "/")
+    if not path.endswith(".ipynb") or path.startswith("/") or ".." in path.split("/") or re.match(r"^[A-Za-z]:", path):
+        raise ValueError(f"must be a notebook path relative to the project, ending in .ipynb (got {value!r})")
+    return value
+
+
+def _stage_code(value: str) -> str:
+    """A stage version is a function entry point or a notebook (a path ending in .ipynb)."""
+    return _notebook(value) if value.endswith(".ipynb") else _entry_point(value)
+
+
 EntryPoint = Annotated[str, Field(min_length=3)]
 
 
@@ -69,8 +81,14 @@ class LatencyBudget(Spec):
 
 
 class Stage(Spec):
+    """One stage: a function (`entry_point`, DataFrame in, DataFrame out) or a notebook (`notebook`, a path
+    relative to the project, executed by Papermill in a fresh kernel with `input_path` and `output_path`
+    injected: it reads its input from the Parquet file at `input_path` and writes its output frame as
+    Parquet to `output_path`)."""
+
     name: str = Field(pattern=NAME)
-    entry_point: EntryPoint
+    entry_point: EntryPoint | None = None
+    notebook: str | None = Field(None, min_length=7)
     inputs: list[str] = Field(default_factory=list, description="datasets or earlier stages' outputs")
     outputs: list[str] = Field(default_factory=list)
     contract: Contract = Field(default_factory=Contract)
@@ -78,17 +96,30 @@ class Stage(Spec):
     memory_mb: float | None = Field(None, gt=0, description="peak memory budget, MiB: the larger of the tracemalloc "
                                      "peak and the rise of the resident high-water mark over one call")
 
-    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: _entry_point(v)))
+    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: v and _entry_point(v)))
+    _check_notebook = field_validator("notebook")(classmethod(lambda cls, v: v and _notebook(v)))
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Stage":
+        if (self.entry_point is None) == (self.notebook is None):
+            raise ValueError("entry_point, notebook: give exactly one (a function 'package.module:function' or a "
+                             "notebook path ending in .ipynb)")
+        return self
+
+    @property
+    def code(self) -> str:
+        """What runs: the entry point, or the notebook path."""
+        return self.entry_point or self.notebook
 
 
 class StageChange(Spec):
-    """A changed stage: the entry point of its baseline and of its candidate version."""
+    """A changed stage: the entry point (or notebook path) of its baseline and of its candidate version."""
 
     stage: str = Field(pattern=NAME)
     baseline: EntryPoint
     candidate: EntryPoint
 
-    _check_entries = field_validator("baseline", "candidate")(classmethod(lambda cls, v: _entry_point(v)))
+    _check_entries = field_validator("baseline", "candidate")(classmethod(lambda cls, v: _stage_code(v)))
 
 
 class DownstreamMetric(Spec):
@@ -207,7 +238,7 @@ class VersionSwap(PerturbationBase):
     stage: str = Field(pattern=NAME)
     entry_point: EntryPoint
 
-    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: _entry_point(v)))
+    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: _stage_code(v)))
 
 
 Perturbation = Annotated[Union[MissingValues, Corruption, Shift, Ablation, VersionSwap], Field(discriminator="kind")]

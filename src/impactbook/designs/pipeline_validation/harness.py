@@ -5,6 +5,7 @@ bootstrapped, changes attributed, drift counted; each preregistered check ends i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -16,7 +17,7 @@ from .budgets import StageCost, measure
 from .checks import Check, limit_check, tolerance_check, worst
 from .drift_tables import DriftRow, drift_rows
 from .metrics import PairedDelta, paired_bootstrap
-from .stages import PipelineRun, StageFunction, identity, load_entry_point, run_pipeline
+from .stages import PipelineRun, StageFunction, identity, load_entry_point, load_stage, run_pipeline
 
 MetricFunction = Callable[[pd.DataFrame], pd.Series]
 
@@ -58,11 +59,13 @@ class Validation:
 class Pipeline:
     """The design's stages with their baseline and candidate functions, and its metric functions."""
 
-    def __init__(self, design: PipelineValidationDesign, overrides: dict[str, StageFunction] | None = None):
+    def __init__(self, design: PipelineValidationDesign, overrides: dict[str, StageFunction] | None = None,
+                 root: Path | None = None):
         self.design = design
         self.stages = design.stages
-        self.base = {s.name: load_entry_point(s.entry_point) for s in design.stages}
-        self.versions = {c.stage: (load_entry_point(c.baseline), load_entry_point(c.candidate)) for c in design.changes}
+        self.root = root
+        self.base = {s.name: load_stage(s.code, root) for s in design.stages}
+        self.versions = {c.stage: (load_stage(c.baseline, root), load_stage(c.candidate, root)) for c in design.changes}
         self.base.update(overrides or {})
         self.metrics: dict[str, MetricFunction] = {m.id: load_entry_point(m.entry_point) for m in design.metrics}
 
@@ -92,7 +95,7 @@ def _boundary_rows(label: str, run: PipelineRun) -> list[dict[str, Any]]:
 
 def _replacement(pipeline: Pipeline, spec, reference: PipelineRun) -> dict[str, StageFunction]:
     if isinstance(spec, VersionSwap):
-        return {spec.stage: load_entry_point(spec.entry_point)}
+        return {spec.stage: load_stage(spec.entry_point, pipeline.root)}
     if not isinstance(spec, Ablation):
         return {}
     if spec.replacement == "identity":
@@ -118,9 +121,11 @@ def check_targets(design: PipelineValidationDesign, evaluation: pd.DataFrame) ->
 
 
 def validate(design: PipelineValidationDesign, evaluation: pd.DataFrame, reference: pd.DataFrame | None = None,
-             overrides: dict[str, StageFunction] | None = None, measure_costs: bool = True) -> Validation:
-    """Run every preregistered check of `design` on the evaluation frame (and the drift reference)."""
-    pipeline = Pipeline(design, overrides)
+             overrides: dict[str, StageFunction] | None = None, measure_costs: bool = True,
+             root: Path | None = None) -> Validation:
+    """Run every preregistered check of `design` on the evaluation frame (and the drift reference); notebook
+    stages are found under `root` (default: the project `impactbook run` names, else the working directory)."""
+    pipeline = Pipeline(design, overrides, root)
     check_targets(design, evaluation)
     directions = {m.id: m.direction for m in design.metrics}
     checks: list[Check] = []
