@@ -125,3 +125,14 @@ def test_ks_p_value_above_the_limit_is_within_one_percent_of_the_finite_n_distri
 def test_ks_p_value_up_to_the_limit_is_scipys_finite_n_value():
     d = 0.004
     assert ks_from_statistic(d, 200_000, 200_000).p_value == pytest.approx(sps.kstwo.sf(d, 100_000), rel=1e-12)
+
+
+@pytest.mark.parametrize("shift, scale", [(0.0, 1.0), (0.01, 1.0), (0.3, 1.0), (0.0, 1.5)])
+@pytest.mark.parametrize("block", [4, 64, 256])
+def test_ks_with_interval_bounds_is_exactly_scipys_d_whichever_path_it_takes(shift, scale, block):
+    # reference: scipy.stats.ks_2samp; identical distributions (shift 0) make many intervals doubtful (the
+    # fallback merge), shifted ones few (the slices); with ties from rounding, exact equality of D
+    rng = np.random.default_rng(int(shift * 100) + block)
+    reference, current = rng.normal(size=20_000).round(3), rng.normal(shift, scale, size=15_000).round(3)
+    ours = ks_sorted(np.sort(reference), np.sort(current), block=block)
+    assert ours.statistic == sps.ks_2samp(reference, current, method="asymp").statistic

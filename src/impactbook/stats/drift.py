@@ -80,23 +80,50 @@ def ks_samples(reference: np.ndarray, current: np.ndarray) -> Drift:
     return ks_sorted(np.sort(np.asarray(reference, dtype=float)), np.sort(np.asarray(current, dtype=float)))
 
 
-def ks_sorted(reference: np.ndarray, current: np.ndarray) -> Drift:
-    """Two-sample KS from two already sorted samples, by one merge instead of a binary search per pooled
-    value: a stable argsort of the two concatenated runs is a single timsort merge (O(n)); counting each
-    sample's members along the merged order gives both ECDFs, read at the last of each run of tied values
-    (right-continuous, so ties count together). Same D and p-value as scipy's `ks_2samp(method="asymp")`
-    (Smirnov 1939; Hodges 1958); about 2x faster than scipy's two `searchsorted` calls at a million rows."""
+def ks_sorted(reference: np.ndarray, current: np.ndarray, block: int = 256) -> Drift:
+    """Two-sample KS from two already sorted samples, exactly, without visiting most values. The ECDF gap
+    is a step function whose supremum sits at a data value. Every `block`-th value of each sample cuts the
+    line into intervals; the gap at the cuts is exact, and inside an interval each ECDF lies between its
+    values at the interval's ends, which bounds the gap there. Only intervals whose bound exceeds the best
+    exact gap found are evaluated value by value (their slices of the sorted samples), so D is the same
+    number scipy's `ks_2samp(method="asymp")` computes (same counts, same divisions), at the cost of a few
+    thousand binary searches when the samples are large. When many intervals stay in doubt (samples from
+    nearly one distribution) it falls back to one merge of the whole samples (`_ks_merge`)."""
     r, c = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
     if r.size == 0 or c.size == 0:
         raise ValueError("both samples must be non-empty")
+    n, m = r.size, c.size
+    if n + m <= 8 * block:
+        return ks_from_statistic(_ks_merge(r, c), n, m)
+    cuts = np.unique(np.concatenate([r[block - 1::block], c[block - 1::block]]))
+    at_r, at_c = np.searchsorted(r, cuts, side="right"), np.searchsorted(c, cuts, side="right")
+    best = float(np.max(np.abs(at_r / n - at_c / m)))
+    r_low, r_high = np.append(0, at_r), np.append(at_r, n)  # interval i is (cut[i-1], cut[i]]
+    c_low, c_high = np.append(0, at_c), np.append(at_c, m)
+    bound = np.maximum(r_high / n - c_low / m, c_high / m - r_low / n)
+    doubtful = np.flatnonzero(bound > best)
+    if doubtful.size > bound.size // 4:
+        return ks_from_statistic(_ks_merge(r, c), n, m)
+    for i in doubtful:
+        r_part, c_part = r[r_low[i]:r_high[i]], c[c_low[i]:c_high[i]]
+        points = np.concatenate([r_part, c_part])
+        gap = ((r_low[i] + np.searchsorted(r_part, points, side="right")) / n
+               - (c_low[i] + np.searchsorted(c_part, points, side="right")) / m)
+        best = max(best, float(np.max(np.abs(gap))))
+    return ks_from_statistic(best, n, m)
+
+
+def _ks_merge(r: np.ndarray, c: np.ndarray) -> float:
+    """D of two sorted samples by one merge: a stable argsort of the two concatenated runs is a single
+    timsort merge; counting each sample's members along the merged order gives both ECDFs, read at the last
+    of each run of tied values (right-continuous, so ties count together)."""
     pooled = np.concatenate([r, c])
     order = np.argsort(pooled, kind="stable")
     from_reference = np.cumsum(order < r.size)
     from_current = np.arange(1, pooled.size + 1) - from_reference
     merged = pooled[order]
     last_of_ties = np.append(merged[1:] != merged[:-1], True)
-    gap = from_reference[last_of_ties] / r.size - from_current[last_of_ties] / c.size
-    return ks_from_statistic(float(np.max(np.abs(gap))), r.size, c.size)
+    return float(np.max(np.abs(from_reference[last_of_ties] / r.size - from_current[last_of_ties] / c.size)))
 
 
 KOLMOGOROV_LIMIT_FROM = 100_000
