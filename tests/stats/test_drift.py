@@ -74,7 +74,7 @@ def test_drift_rejects_empty_counts():
 
 
 @pytest.mark.parametrize("ties", [False, True])
-def test_ks_of_sorted_samples_by_merge_matches_scipy(ties):
+def test_ks_of_sorted_samples_matches_scipy(ties):
     # reference: scipy.stats.ks_2samp (searchsorted over the pooled sample), same data, to 1e-12
     rng = np.random.default_rng(11)
     reference, current = rng.normal(size=5000), rng.normal(0.05, 1.1, size=3500)
