@@ -61,3 +61,26 @@ def test_range_and_ratio_are_checked():
     data = example()
     data["stages"][0]["contract"]["row_ratio"] = [2, 1]
     assert "stages.0.contract.row_ratio" in error_of(data)
+
+
+def test_a_stage_is_a_function_or_a_notebook_and_errors_name_the_stage():
+    data = example()
+    data["stages"][0] = {**data["stages"][0], "notebook": "stages/features.ipynb"}
+    assert "stages.0" in error_of(data) and "give exactly one" in error_of(data)
+    del data["stages"][0]["entry_point"]
+    assert PipelineValidationDesign.model_validate(data).stages[0].code == "stages/features.ipynb"
+    data["stages"][0]["notebook"] = "../elsewhere/features.ipynb"
+    assert "stages.0.notebook" in error_of(data)
+
+
+def test_target_shift_errors_name_the_perturbation_and_field():
+    data = example()
+    data["perturbations"].append({"id": "toys", "kind": "shift", "mode": "target", "column": "category",
+                                  "target": {"proportions": {"food": 0.5, "toys": 0.4}}, "metric": "ndcg_at_10",
+                                  "tolerance": 0.02})
+    message = error_of(data)
+    assert f"perturbations.{len(data['perturbations']) - 1}.shift.target" in message and "must sum to 1 (got 0.9)" in message
+    data["perturbations"][-1]["target"] = {"proportions": {"food": 0.6, "toys": 0.4}}
+    assert PipelineValidationDesign.model_validate(data).perturbations[-1].target.proportions == {"food": 0.6, "toys": 0.4}
+    data["perturbations"][-1]["mode"] = "quantile"
+    assert "target: required with mode 'target' and only there" in error_of(data)

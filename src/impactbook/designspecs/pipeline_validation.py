@@ -27,6 +27,18 @@ def _entry_point(value: str) -> str:
     return value
 
 
+def _notebook(value: str) -> str:
+    path = value.replace("\\", "/")
+    if not path.endswith(".ipynb") or path.startswith("/") or ".." in path.split("/") or re.match(r"^[A-Za-z]:", path):
+        raise ValueError(f"must be a notebook path relative to the project, ending in .ipynb (got {value!r})")
+    return value
+
+
+def _stage_code(value: str) -> str:
+    """A stage version is a function entry point or a notebook (a path ending in .ipynb)."""
+    return _notebook(value) if value.endswith(".ipynb") else _entry_point(value)
+
+
 EntryPoint = Annotated[str, Field(min_length=3)]
 
 
@@ -69,25 +81,45 @@ class LatencyBudget(Spec):
 
 
 class Stage(Spec):
+    """One stage: a function (`entry_point`, DataFrame in, DataFrame out) or a notebook (`notebook`, a path
+    relative to the project, executed by Papermill in a fresh kernel with `input_path` and `output_path`
+    injected: it reads its input from the Parquet file at `input_path` and writes its output frame as
+    Parquet to `output_path`)."""
+
     name: str = Field(pattern=NAME)
-    entry_point: EntryPoint
+    entry_point: EntryPoint | None = None
+    notebook: str | None = Field(None, min_length=7)
     inputs: list[str] = Field(default_factory=list, description="datasets or earlier stages' outputs")
     outputs: list[str] = Field(default_factory=list)
     contract: Contract = Field(default_factory=Contract)
     latency: LatencyBudget | None = None
-    memory_mb: float | None = Field(None, gt=0, description="peak Python allocation budget (tracemalloc)")
+    memory_mb: float | None = Field(None, gt=0, description="peak memory budget, MiB: the larger of the tracemalloc "
+                                     "peak and the rise of the resident high-water mark over one call")
 
-    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: _entry_point(v)))
+    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: v and _entry_point(v)))
+    _check_notebook = field_validator("notebook")(classmethod(lambda cls, v: v and _notebook(v)))
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Stage":
+        if (self.entry_point is None) == (self.notebook is None):
+            raise ValueError("entry_point, notebook: give exactly one (a function 'package.module:function' or a "
+                             "notebook path ending in .ipynb)")
+        return self
+
+    @property
+    def code(self) -> str:
+        """What runs: the entry point, or the notebook path."""
+        return self.entry_point or self.notebook
 
 
 class StageChange(Spec):
-    """A changed stage: the entry point of its baseline and of its candidate version."""
+    """A changed stage: the entry point (or notebook path) of its baseline and of its candidate version."""
 
     stage: str = Field(pattern=NAME)
     baseline: EntryPoint
     candidate: EntryPoint
 
-    _check_entries = field_validator("baseline", "candidate")(classmethod(lambda cls, v: _entry_point(v)))
+    _check_entries = field_validator("baseline", "candidate")(classmethod(lambda cls, v: _stage_code(v)))
 
 
 class DownstreamMetric(Spec):
@@ -135,13 +167,59 @@ class Corruption(PerturbationBase):
     rate: float = Field(1.0, gt=0, le=1)
 
 
+class TargetDistribution(Spec):
+    """A declared distribution for one column. Categorical: `proportions` maps each value (matched by its
+    text) to its share. Numeric: k+1 increasing `edges` (use -.inf / .inf for open ends) and k `proportions`,
+    one per bin [e0, e1], (e1, e2], ..., (e(k-1), ek]. Shares are non-negative and sum to 1."""
+
+    proportions: dict[str, float] | list[float]
+    edges: list[float] | None = None
+
+    @field_validator("proportions", mode="before")
+    @classmethod
+    def _text_keys(cls, value):
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _shares(self) -> "TargetDistribution":
+        shares = list(self.proportions.values()) if isinstance(self.proportions, dict) else self.proportions
+        if not shares or any(share < 0 for share in shares):
+            raise ValueError(f"proportions: must be non-negative shares (got {shares})")
+        if abs(sum(shares) - 1) > 1e-9:
+            raise ValueError(f"proportions: must sum to 1 (got {sum(shares):.10g})")
+        if self.edges is None and not isinstance(self.proportions, dict):
+            raise ValueError("proportions: a list of shares needs `edges` (numeric bins); name the values for a category")
+        if self.edges is not None:
+            if isinstance(self.proportions, dict):
+                raise ValueError("proportions: with `edges`, give one share per bin as a list")
+            if len(self.edges) != len(self.proportions) + 1:
+                raise ValueError(f"edges: {len(self.proportions)} proportions need {len(self.proportions) + 1} edges "
+                                 f"(got {len(self.edges)})")
+            if any(b <= a for a, b in zip(self.edges, self.edges[1:])):
+                raise ValueError(f"edges: must increase strictly (got {self.edges})")
+        return self
+
+
 class Shift(PerturbationBase):
-    """Distribution shift: every value moved by `magnitude` x the column's interquartile range (a quantile
-    shift), or rows resampled with weights tilting toward the column's upper tail (`reweight`)."""
+    """Distribution shift: every value moved by `magnitude` x the column's interquartile range (`quantile`),
+    rows resampled with weights tilting toward the column's upper tail (`reweight`), or the column moved
+    to a declared `target` distribution (`target`; magnitude m in [0, 1] is the share of the way from the
+    observed distribution to the target, 1 = exactly the target), by resampling rows or by a weight column."""
 
     kind: Literal["shift"]
-    mode: Literal["quantile", "reweight"] = "quantile"
+    mode: Literal["quantile", "reweight", "target"] = "quantile"
     column: str
+    target: TargetDistribution | None = None
+    method: Literal["resample", "weight"] = "resample"
+    weight_column: str = Field("weight", pattern=NAME, description="the column `method: weight` writes")
+
+    @model_validator(mode="after")
+    def _target(self) -> "Shift":
+        if (self.mode == "target") != (self.target is not None):
+            raise ValueError("target: required with mode 'target' and only there")
+        if self.mode == "target" and any(not 0 <= m <= 1 for m in self.magnitudes):
+            raise ValueError(f"magnitudes: a move toward a target is a share in [0, 1] (got {self.magnitudes})")
+        return self
 
 
 class Ablation(PerturbationBase):
@@ -160,7 +238,7 @@ class VersionSwap(PerturbationBase):
     stage: str = Field(pattern=NAME)
     entry_point: EntryPoint
 
-    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: _entry_point(v)))
+    _check_entry = field_validator("entry_point")(classmethod(lambda cls, v: _stage_code(v)))
 
 
 Perturbation = Annotated[Union[MissingValues, Corruption, Shift, Ablation, VersionSwap], Field(discriminator="kind")]

@@ -41,3 +41,19 @@ def passthrough(f):
 
 def mean_z(output):
     return output.groupby("unit").z.mean()
+
+
+def allocates_numpy(f):
+    """Holds a 160 MiB NumPy array for the call (NumPy reports its buffers to tracemalloc)."""
+    block = np.ones(20 * 2**20)
+    return f.assign(z=float(block[-1]))
+
+
+def allocates_outside_python(f):
+    """Touches a 160 MiB anonymous mmap: memory no Python allocator hands out, so tracemalloc cannot see it."""
+    import mmap
+
+    block = mmap.mmap(-1, 160 * 2**20)
+    np.frombuffer(block, dtype=np.uint8)[:] = 1
+    del block
+    return f.assign(z=1.0)

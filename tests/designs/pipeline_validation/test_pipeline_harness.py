@@ -147,3 +147,28 @@ def test_boundary_checks_null_rates_ranges_and_text_where_numbers_belong():
     assert "a range needs numbers" in found[("label", "type")].rule
     assert found[(None, "row")].rule == "row ratio 1.0000 outside [0.5, 0.9]"
     assert check_boundary("s", Contract.model_validate({"columns": {"x": {"max_null_rate": 0.15}}}), before, after) == []
+
+
+def test_target_reweighting_runs_and_moves_the_metric_by_the_known_amount():
+    # all mass on x > 12: each unit keeps only its rows above 12 (resampled), so z = 2x moves per unit by
+    # 2 x (mean of its rows above 12 - its mean); units with no such row drop out of the pairs
+    target = {"id": "x_high", "kind": "shift", "mode": "target", "column": "x", "magnitudes": [0.0, 1.0],
+              "target": {"edges": [float("-inf"), 12.0, float("inf")], "proportions": [0.0, 1.0]},
+              "metric": "z", "tolerance": 1.0}
+    data = frame(units=100)
+    result = validate(design([{"name": "double", "entry_point": f"{TOY}:double"}], perturbations=[target]),
+                      data, measure_costs=False)
+    curve = {s["magnitude"]: s for s in result.sensitivity}
+    assert curve[0.0]["difference_low"] < 0 < curve[0.0]["difference_high"]  # magnitude 0: the observed distribution
+    per_unit = data.groupby("unit").x
+    expected = (2 * (data.x.where(data.x > 12).groupby(data.unit).mean() - per_unit.mean())).dropna().mean()
+    assert curve[1.0]["difference"] == pytest.approx(expected, rel=0.1)
+    assert result.verdicts()["perturbation.x_high"] == "REFUTED"
+
+
+def test_target_naming_absent_values_fails_before_anything_runs_naming_the_perturbation():
+    target = {"id": "labels", "kind": "shift", "mode": "target", "column": "label",
+              "target": {"proportions": {"0": 0.5, "9": 0.5}}, "metric": "z", "tolerance": 1.0}
+    stages = [{"name": "double", "entry_point": f"{TOY}:double"}]
+    with pytest.raises(ValueError, match=r"perturbations\[0\]\.target\.proportions: column 'label' holds values"):
+        validate(design(stages, perturbations=[target]), frame(units=10), measure_costs=False)

@@ -5,18 +5,19 @@ bootstrapped, changes attributed, drift counted; each preregistered check ends i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from ...designspecs.pipeline_validation import Ablation, PipelineValidationDesign, VersionSwap, drift_id
+from ...designspecs.pipeline_validation import Ablation, PipelineValidationDesign, Shift, VersionSwap, drift_id
 from . import perturb
 from .attribution import Attribution, sequential_swap
 from .budgets import StageCost, measure
 from .checks import Check, limit_check, tolerance_check, worst
 from .drift_tables import DriftRow, drift_rows
 from .metrics import PairedDelta, paired_bootstrap
-from .stages import PipelineRun, StageFunction, identity, load_entry_point, run_pipeline
+from .stages import PipelineRun, StageFunction, identity, load_entry_point, load_stage, run_pipeline
 
 MetricFunction = Callable[[pd.DataFrame], pd.Series]
 
@@ -58,11 +59,13 @@ class Validation:
 class Pipeline:
     """The design's stages with their baseline and candidate functions, and its metric functions."""
 
-    def __init__(self, design: PipelineValidationDesign, overrides: dict[str, StageFunction] | None = None):
+    def __init__(self, design: PipelineValidationDesign, overrides: dict[str, StageFunction] | None = None,
+                 root: Path | None = None):
         self.design = design
         self.stages = design.stages
-        self.base = {s.name: load_entry_point(s.entry_point) for s in design.stages}
-        self.versions = {c.stage: (load_entry_point(c.baseline), load_entry_point(c.candidate)) for c in design.changes}
+        self.root = root
+        self.base = {s.name: load_stage(s.code, root) for s in design.stages}
+        self.versions = {c.stage: (load_stage(c.baseline, root), load_stage(c.candidate, root)) for c in design.changes}
         self.base.update(overrides or {})
         self.metrics: dict[str, MetricFunction] = {m.id: load_entry_point(m.entry_point) for m in design.metrics}
 
@@ -92,7 +95,7 @@ def _boundary_rows(label: str, run: PipelineRun) -> list[dict[str, Any]]:
 
 def _replacement(pipeline: Pipeline, spec, reference: PipelineRun) -> dict[str, StageFunction]:
     if isinstance(spec, VersionSwap):
-        return {spec.stage: load_entry_point(spec.entry_point)}
+        return {spec.stage: load_stage(spec.entry_point, pipeline.root)}
     if not isinstance(spec, Ablation):
         return {}
     if spec.replacement == "identity":
@@ -104,10 +107,26 @@ def _replacement(pipeline: Pipeline, spec, reference: PipelineRun) -> dict[str, 
     return {spec.stage: lambda frame: original(frame).assign(**means.to_dict())}
 
 
+def check_targets(design: PipelineValidationDesign, evaluation: pd.DataFrame) -> None:
+    """Declared target distributions checked against the evaluation data before anything runs, so a target
+    that names absent values fails at once, naming its perturbation."""
+    for index, spec in enumerate(design.perturbations):
+        if isinstance(spec, Shift) and spec.mode == "target":
+            if spec.column not in evaluation:
+                raise ValueError(f"perturbations[{index}].column: {spec.column!r} is not a column of the evaluation data")
+            try:
+                perturb.target_weights(evaluation, spec, 1.0)
+            except ValueError as exc:
+                raise ValueError(f"perturbations[{index}].{exc}") from exc
+
+
 def validate(design: PipelineValidationDesign, evaluation: pd.DataFrame, reference: pd.DataFrame | None = None,
-             overrides: dict[str, StageFunction] | None = None, measure_costs: bool = True) -> Validation:
-    """Run every preregistered check of `design` on the evaluation frame (and the drift reference)."""
-    pipeline = Pipeline(design, overrides)
+             overrides: dict[str, StageFunction] | None = None, measure_costs: bool = True,
+             root: Path | None = None) -> Validation:
+    """Run every preregistered check of `design` on the evaluation frame (and the drift reference); notebook
+    stages are found under `root` (default: the project `impactbook run` names, else the working directory)."""
+    pipeline = Pipeline(design, overrides, root)
+    check_targets(design, evaluation)
     directions = {m.id: m.direction for m in design.metrics}
     checks: list[Check] = []
     base_run, cand_run = pipeline.run(evaluation, swapped=set()), pipeline.run(evaluation)
@@ -182,7 +201,7 @@ def validate(design: PipelineValidationDesign, evaluation: pd.DataFrame, referen
                                           f"p95 per {cost.per}, ms (after warm-up)"))
             if cost.memory_budget_mb is not None:
                 checks.append(limit_check(f"memory.{cost.stage}", "memory", cost.peak_mb, cost.memory_budget_mb,
-                                          "peak traced allocation, MiB"))
+                                          "peak memory, MiB: the larger of the tracemalloc peak and the resident high-water rise"))
 
     known = {frozenset(): base_scores, frozenset(pipeline.versions): cand_scores}  # runs already made
 

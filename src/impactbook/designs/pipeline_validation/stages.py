@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from ...designspecs.pipeline_validation import Contract, Stage
+from .notebook_stage import NotebookStage, project_root
 
 StageFunction = Callable[[pd.DataFrame], pd.DataFrame]
 EXAMPLES = 3
@@ -23,6 +25,13 @@ def load_entry_point(entry_point: str) -> StageFunction:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
         raise LookupError(f"entry point {entry_point!r} cannot be loaded: {exc}") from exc
+
+
+def load_stage(code: str, root: Path | None = None) -> StageFunction:
+    """A stage version: a notebook path (ending in .ipynb, relative to the project) or an entry point."""
+    if code.endswith(".ipynb"):
+        return NotebookStage(code, root or project_root())
+    return load_entry_point(code)
 
 
 def identity(frame: pd.DataFrame) -> pd.DataFrame:
