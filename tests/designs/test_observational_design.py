@@ -243,3 +243,16 @@ def test_a_matching_plan_without_matches_completes_inconclusive_through_the_temp
     assert {v.metric: v.verdict.value for v in outcome.record.verdicts} == {"spend": "INCONCLUSIVE",
                                                                             "complaints": "INCONCLUSIVE"}
     assert "no treated unit could be matched" in outcome.report.read_text(encoding="utf-8")
+
+
+def test_a_proportion_metrics_e_value_is_its_risk_ratios(tmp_path):
+    from impactbook.designs.observational import analyse_file
+    from impactbook.stats.sensitivity import e_value
+
+    analysis = analyse_file(load_plan(_plan_file(tmp_path)), _accounts(tmp_path), "csv")
+    complaints = next(m for m in analysis.metrics if m.metric.kind == "proportion")
+    risk = complaints.primary.control_mean
+    assert complaints.e_value.method.endswith("risk ratio of the binary outcome")
+    assert complaints.e_value.estimate == pytest.approx(e_value((risk + complaints.primary.estimate) / risk), rel=1e-12)
+    spend = next(m for m in analysis.metrics if m.metric.kind == "mean")
+    assert "exp(0.91 d)" in spend.e_value.method

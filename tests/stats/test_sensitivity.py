@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from impactbook.stats.sensitivity import (e_value, e_value_difference, e_value_risk_ratio, rosenbaum_bounds,
+from impactbook.stats.sensitivity import (e_value, e_value_difference, e_value_proportion, e_value_risk_ratio,
+                                         rosenbaum_bounds,
                                           rosenbaum_upper_p_value)
 
 # Morton et al. (1982) blood lead (ug/dl) of 33 exposed children and their matched controls, as in
@@ -70,3 +71,17 @@ def test_no_evidence_means_a_critical_gamma_of_one():
     assert rosenbaum_bounds(np.array([1.0, -2.0, 3.0, -4.0, 0.5])).critical_gamma == 1.0
     tied = rosenbaum_bounds(np.zeros(10))  # e.g. a rare binary outcome: every pair equal
     assert tied.critical_gamma == 1.0 and tied.pairs == 0 and all(b.upper_p_value == 1.0 for b in tied.bounds)
+
+
+def test_e_value_of_a_risk_difference_goes_through_the_risk_ratio():
+    """Risks 0.15 treated vs 0.10 counterfactual: RR 1.5, E = 1.5 + sqrt(1.5 x 0.5) = 2.366 (VanderWeele & Ding)."""
+    result = e_value_proportion(0.05, 0.02, 0.08, control_risk=0.10)
+    assert result.risk_ratio == pytest.approx(1.5, rel=1e-12)
+    assert result.estimate == pytest.approx(1.5 + math.sqrt(0.75), rel=1e-12)
+    assert result.interval == pytest.approx(e_value(1.2), rel=1e-12)  # the lower bound, 0.12 / 0.10
+    harmful = e_value_proportion(-0.04, -0.06, -0.02, control_risk=0.08)
+    assert harmful.estimate == pytest.approx(e_value(0.5)) and harmful.interval == pytest.approx(e_value(0.75))
+    assert e_value_proportion(-0.2, -0.3, -0.1, control_risk=0.25).estimate == pytest.approx(e_value(0.2))
+    assert e_value_proportion(0.01, -0.01, 0.03, control_risk=0.1).interval == 1.0
+    with pytest.raises(ValueError, match=r"counterfactual risk must be in \(0, 1\]"):
+        e_value_proportion(0.1, 0.0, 0.2, control_risk=0.0)

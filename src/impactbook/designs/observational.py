@@ -23,7 +23,7 @@ from ..stats.balance import CovariateBalance, balance_table
 from ..stats.effects import Effect
 from ..stats.matching import MatchedEstimate, match_att
 from ..stats.observational import EffectEstimate, PropensityScore, aipw, ipw, propensity_score
-from ..stats.sensitivity import EValue, RosenbaumSensitivity, e_value_difference, rosenbaum_bounds
+from ..stats.sensitivity import EValue, RosenbaumSensitivity, e_value_difference, e_value_proportion, rosenbaum_bounds
 from ..stats.verdicts import non_inferiority, superiority_verdict
 from .quasi_experimental import Diagnostic, column_kinds, flag_sql
 
@@ -207,9 +207,7 @@ def _judge(plan: Plan, metric: Metric, outcome: np.ndarray, score: PropensitySco
                                    f"matched (caliper {spec.caliper} SD of the logit score)")
     sign = 1 if metric.direction == "increase" else -1
     rosenbaum = rosenbaum_bounds(sign * matched.pair_differences, alpha=plan.alpha) if matched else None
-    spread = float(np.std(outcome[score.treated == 0], ddof=1))
-    sensitivity = e_value_difference(primary.estimate, primary.low, primary.high, spread if spread > 0 else 1.0,
-                                     primary.level)
+    sensitivity = _e_value(metric, outcome, score, primary)
     worst = max(balance, key=lambda b: abs(b.smd_after))
     diagnostics = [
         Diagnostic("balance: largest |standardized mean difference| after adjustment", abs(worst.smd_after),
@@ -233,6 +231,17 @@ def _judge(plan: Plan, metric: Metric, outcome: np.ndarray, score: PropensitySco
     else:
         verdict, note = superiority_verdict(_as_effect(primary), metric.direction, plan.alpha), None
     return MetricObservational(metric, primary, estimates, sensitivity, rosenbaum, diagnostics, verdict, note)
+
+
+def _e_value(metric: Metric, outcome: np.ndarray, score: PropensityScore, estimate: EffectEstimate) -> EValue:
+    """A proportion's E-value from its risk ratio (treated risk over the adjusted comparison risk); a mean's
+    from the standardized difference (the comparison group's SD)."""
+    control = estimate.control_mean
+    if metric.kind == "proportion" and control is not None and 0 < control <= 1:
+        return e_value_proportion(estimate.estimate, estimate.low, estimate.high, control, estimate.level)
+    spread = float(np.std(outcome[score.treated == 0], ddof=1))
+    return e_value_difference(estimate.estimate, estimate.low, estimate.high, spread if spread > 0 else 1.0,
+                              estimate.level)
 
 
 def _as_effect(estimate: EffectEstimate) -> Effect:

@@ -4,8 +4,11 @@ E-value (VanderWeele & Ding 2017, Ann Intern Med 167:268): the minimum strength 
 risk-ratio scale, that an unmeasured confounder would need with both treatment and outcome to explain
 away the estimate: RR + sqrt(RR (RR - 1)) for RR >= 1 (1/RR first if below 1). For a difference in means
 the standardized difference d = effect / SD is mapped to RR ~ exp(0.91 d) (VanderWeele & Ding, Table 2;
-the EValue R package's `evalues.MD`). The interval's E-value uses the bound nearest the null, and is 1
-when the interval covers the null.
+the EValue R package's `evalues.MD`). For a binary outcome the risk ratio is estimated directly, as the
+treated risk over the counterfactual risk (VanderWeele & Ding 2017: with both risks estimated the E-value
+applies to their ratio, with no rare-outcome approximation), its bounds from the risk difference's bounds
+with the counterfactual risk taken as known. The interval's E-value uses the bound nearest the null, and
+is 1 when the interval covers the null.
 
 Rosenbaum bounds (Rosenbaum 2002, Observational Studies, 2nd ed., §4.3): for matched pairs, the upper
 bound on the one-sided p-value of Wilcoxon's signed-rank statistic when treatment odds within a pair may
@@ -53,6 +56,18 @@ def e_value_difference(estimate: float, low: float, high: float, outcome_sd: flo
     rr = (lambda value: math.exp(MD_TO_LOG_RR * value / outcome_sd))
     result = e_value_risk_ratio(rr(estimate), rr(low), rr(high), level)
     return EValue("E-value (VanderWeele & Ding 2017), difference in means via RR = exp(0.91 d)", level,
+                  result.risk_ratio, result.estimate, result.interval)
+
+
+def e_value_proportion(difference: float, low: float, high: float, control_risk: float,
+                       level: float = 0.95) -> EValue:
+    """E-values of a risk difference on a binary outcome through the risk ratio (control_risk + d) /
+    control_risk; a ratio at or below 0 (a bound beyond every risk) is floored at a tiny positive ratio."""
+    if not 0 < control_risk <= 1:
+        raise ValueError(f"the counterfactual risk must be in (0, 1] (got {control_risk})")
+    rr = (lambda value: max((control_risk + value) / control_risk, 1e-12))
+    result = e_value_risk_ratio(rr(difference), rr(low), rr(high), level)
+    return EValue("E-value (VanderWeele & Ding 2017), risk ratio of the binary outcome", level,
                   result.risk_ratio, result.estimate, result.interval)
 
 
