@@ -20,7 +20,8 @@ from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats.callaway_santanna import callaway_santanna
 from ..stats.event_study import EventStudy, EventTimeEffect, event_study, static_did
-from .quasi_experimental import Diagnostic, Grouping, aggregate_file, flag_sql, judge, period_number, period_sql
+from .quasi_experimental import (Diagnostic, Grouping, aggregate_file, corrected, flag_sql, judge, period_number,
+                                 period_sql)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class MetricEventStudy:
     diagnostics: list[Diagnostic]
     verdict: str
     note: str | None
+    adjusted_p_value: float | None = None  # the plan's multiple-testing correction over its family
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class DifferenceInDifferencesAnalysis:
                 "difference": study.average_effect, "difference_low": study.average_low,
                 "difference_high": study.average_high, "relative": relative(study.average_effect),
                 "relative_low": relative(study.average_low), "relative_high": relative(study.average_high),
-                "p_value": study.average_p_value, "verdict": item.verdict if metric.role != "exploratory" else None,
+                "p_value": study.average_p_value, "adjusted_p_value": item.adjusted_p_value,
+                "verdict": item.verdict if metric.role != "exploratory" else None,
                 "note": item.note, "treated_units": study.treated_units, "units": study.units,
                 "periods": study.periods, "clusters": study.clusters, "pretrend_p_value": study.pretrend_p_value,
                 "counterfactual_level": level})
@@ -122,6 +125,7 @@ def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDiffe
         if spec.diagnostics.placebo_shift is not None:
             placebo = _placebo(plan, panel.assign(value=frame[f"m_{metric.id}"].to_numpy(dtype=float)))
         studies.append(_judge(plan, metric, study, placebo))
+    studies = corrected(plan, studies, lambda item: item.study.average_p_value)
     cohorts = frame.dropna(subset=["adoption"]).groupby("adoption")["unit"].nunique()
     return DifferenceInDifferencesAnalysis(plan, studies, len(frame), dropped_rows,
                                            {str(int(k)): int(v) for k, v in cohorts.items()}, raw_means(plan, panel))

@@ -22,7 +22,7 @@ import numpy as np
 from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats import interrupted_time_series as its
-from .quasi_experimental import Diagnostic, Grouping, aggregate_file, judge, period_sql
+from .quasi_experimental import Diagnostic, Grouping, aggregate_file, corrected, judge, period_sql
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -72,6 +72,7 @@ class MetricTimeSeries:
     note: str | None
     by_series: dict[str, its.InterruptedTimeSeries | str] = field(default_factory=dict)  # or why not estimable
     unavailable: dict[str, str] = field(default_factory=dict)  # the other estimator, when it could not run
+    adjusted_p_value: float | None = None  # the plan's multiple-testing correction over its family
 
     @property
     def primary(self) -> its.InterruptedTimeSeries | None:
@@ -110,6 +111,7 @@ class InterruptedTimeSeriesAnalysis:
                     "difference_low": _number(fit.average_low), "difference_high": _number(fit.average_high),
                     "relative": _relative(fit.average_effect, level), "relative_low": _relative(fit.average_low, level),
                     "relative_high": _relative(fit.average_high, level), "p_value": _number(fit.average_p_value),
+                    "adjusted_p_value": _number(item.adjusted_p_value),
                     "cumulative_effect": _number(fit.cumulative[-1]), "cumulative_low": _number(fit.cumulative_low[-1]),
                     "cumulative_high": _number(fit.cumulative_high[-1]), "counterfactual_level": _number(level),
                     "pre_periods": fit.pre_periods, "post_periods": fit.post_periods})
@@ -223,7 +225,8 @@ def analyse_table(plan: Plan, frame, dropped_rows: int = 0) -> InterruptedTimeSe
     intervention = table.grid.position((anchor - EPOCH).days if isinstance(anchor, dt.date) else int(anchor))
     regressors = (np.column_stack([table.values(f"r_{i}", "mean") for i in range(len(spec.regressors))])
                   if spec.regressors else None)
-    metrics = [_analyse_metric(plan, metric, table, intervention, regressors) for metric in plan.metrics]
+    metrics = corrected(plan, [_analyse_metric(plan, metric, table, intervention, regressors) for metric in plan.metrics],
+                        lambda item: item.primary.average_p_value if item.primary is not None else None)
     observed = table.counts[f"m_{plan.metrics[0].id}"].sum(axis=0) > 0 if plan.metrics else np.zeros(0, bool)
     quality = {"series_rows": len(frame), "rows_excluded": dropped_rows, "series": list(table.series),
                "periods": table.grid.size, "period_step": table.grid.step, "pre_periods": intervention,

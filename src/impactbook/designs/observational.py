@@ -25,7 +25,7 @@ from ..stats.matching import MatchedEstimate, match_att
 from ..stats.observational import EffectEstimate, PropensityScore, aipw, ipw, propensity_score
 from ..stats.sensitivity import EValue, RosenbaumSensitivity, e_value_difference, e_value_proportion, rosenbaum_bounds
 from ..stats.verdicts import non_inferiority, superiority_verdict
-from .quasi_experimental import Diagnostic, column_kinds, flag_sql
+from .quasi_experimental import Diagnostic, column_kinds, corrected, flag_sql
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class MetricObservational:
     diagnostics: list[Diagnostic]
     verdict: str
     note: str | None
+    adjusted_p_value: float | None = None  # the plan's multiple-testing correction over its family
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class ObservationalAnalysis:
                 "metric": metric.id, "role": metric.role, "kind": metric.kind, "direction": metric.direction,
                 **numbers, "control_mean": control,
                 "verdict": item.verdict if metric.role != "exploratory" else None, "note": item.note,
+                "adjusted_p_value": item.adjusted_p_value,
                 "units": self.units, "treated_units": int(self.treated.sum()),
                 "e_value": item.e_value.estimate if item.e_value else None,
                 "e_value_interval": item.e_value.interval if item.e_value else None,
@@ -158,6 +160,7 @@ def analyse_units(plan: Plan, frame, dropped_rows: int = 0) -> ObservationalAnal
             notes.append(f"{metric.id}: {int((~present).sum())} units without a value are left out")
         metric_score = score if present.all() else propensity_score(treated[present], score.design[present, 1:])
         judged.append(_judge(plan, metric, outcome[present], metric_score, balance, overlap))
+    judged = corrected(plan, judged, lambda item: item.primary.p_value if item.primary is not None else None)
     return ObservationalAnalysis(plan, judged, balance, score.score, treated, len(treated), dropped_rows, notes)
 
 

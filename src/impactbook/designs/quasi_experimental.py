@@ -4,13 +4,17 @@ non-inferiority for guardrails) that a failed diagnostic turns INCONCLUSIVE."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ..plan import Metric, Plan
 from ..sqlengine import literal, locked_connection, quote, source_sql
+from ..stats.multiple import adjust_p_values
+
+Judged = TypeVar("Judged")
 
 
 @dataclass(frozen=True)
@@ -132,3 +136,30 @@ def interval_non_inferiority(low: float, high: float, counterfactual_level: floa
     if safe_low > metric.margin:
         return "CONFIRMED", None
     return ("REFUTED", None) if safe_high < metric.margin else ("INCONCLUSIVE", None)
+
+
+def corrected(plan: Plan, items: list[Judged], p_value: Callable[[Judged], float | None],
+              significant: Callable[[float], bool] | None = None) -> list[Judged]:
+    """The plan's multiple-testing correction over its family (`correction`: Holm by default, over primary
+    and secondary metrics), as for A/B tests: each family metric's adjusted p-value is recorded on its item
+    (`adjusted_p_value`), and a superiority verdict whose adjusted p-value is no longer significant becomes
+    INCONCLUSIVE with the reason. Guardrails keep their non-inferiority verdicts. `items` carry `metric`,
+    `verdict` and `note`; `significant` is the design's own rule (default p < alpha)."""
+    significant = significant or (lambda p: p < plan.alpha)
+    raw = {item.metric.id: p_value(item) for item in items}  # type: ignore[attr-defined]
+    family = [m for m in plan.family if raw.get(m) is not None]
+    adjusted = dict(zip(family, adjust_p_values([raw[m] for m in family], plan.correction.method)))
+    result = []
+    for item in items:
+        metric = item.metric  # type: ignore[attr-defined]
+        if metric.id not in adjusted:
+            result.append(item)
+            continue
+        changes: dict[str, Any] = {"adjusted_p_value": adjusted[metric.id]}
+        if (metric.role != "guardrail" and item.verdict in ("CONFIRMED", "REFUTED")  # type: ignore[attr-defined]
+                and not significant(adjusted[metric.id])):
+            changes.update(verdict="INCONCLUSIVE",
+                           note=f"not significant after {plan.correction.method} correction over {len(family)} "
+                                f"hypotheses (adjusted p = {adjusted[metric.id]:.3g}, alpha {plan.alpha})")
+        result.append(dataclasses.replace(item, **changes))
+    return result

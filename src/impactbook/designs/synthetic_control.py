@@ -25,7 +25,8 @@ from ..sqlengine import quote
 from ..stats.synthetic_control import SyntheticControlResult, scaled_predictors, synthetic_control_panel
 from ..stats.synthetic_did import SyntheticDidResult, synthetic_did
 from .difference_in_differences import Diagnostic
-from .quasi_experimental import Grouping, aggregate_file, interval_non_inferiority, period_number, period_sql
+from .quasi_experimental import (Grouping, aggregate_file, corrected, interval_non_inferiority, period_number,
+                                 period_sql)
 
 PARALLEL_FROM_DONORS = 200  # placebo fits go to a process pool from this many donors (start-up costs ~0.1 s)
 
@@ -38,6 +39,7 @@ class MetricSyntheticControl:
     diagnostics: list[Diagnostic]
     verdict: str
     note: str | None
+    adjusted_p_value: float | None = None  # the plan's multiple-testing correction over its family
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ class SyntheticControlAnalysis:
                 "difference": result.estimate, "difference_low": result.interval_low,
                 "difference_high": result.interval_high, "relative": relative(result.estimate),
                 "relative_low": relative(result.interval_low), "relative_high": relative(result.interval_high),
-                "p_value": result.p_value, "verdict": item.verdict if metric.role != "exploratory" else None,
+                "p_value": result.p_value, "adjusted_p_value": item.adjusted_p_value,
+                "verdict": item.verdict if metric.role != "exploratory" else None,
                 "note": item.note, "treated_units": len(self.plan.design.treated), "donors": len(self.donors),
                 "periods": len(self.periods), "pre_periods": self.pre_periods, "placebos": result.placebo_draws,
                 "standard_error": getattr(result, "standard_error", None),
@@ -189,6 +192,8 @@ def analyse_panel(plan: Plan, frame, dropped_rows: int = 0, workers: int | None 
                                              seed=plan.seed or 0)
         studies.append(MetricSyntheticControl(metric, result, matrix[:, treated].mean(axis=1),
                                               *_judge(plan, result, len(donors), metric)))
+    # a placebo rank p-value is significant at p <= alpha (ADH 2010); the correction keeps that rule
+    studies = corrected(plan, studies, lambda item: item.result.p_value, lambda p: p <= plan.alpha)
     return SyntheticControlAnalysis(plan, studies, units, donors, periods, pre, len(frame), dropped_rows, incomplete)
 
 
