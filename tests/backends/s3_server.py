@@ -4,11 +4,14 @@ reached by real boto3/s3fs clients through the standard AWS settings (no network
 from __future__ import annotations
 
 import contextlib
+import secrets
 import socket
 import subprocess
 import sys
 import time
 from typing import Iterator
+
+import pytest
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "impactbook-test", "AWS_SECRET_ACCESS_KEY": "impactbook-test",
                "AWS_DEFAULT_REGION": "us-east-1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
@@ -38,3 +41,21 @@ def s3_server() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    with s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def bucket(s3_endpoint, monkeypatch):
+    """A fresh bucket; the environment points boto3, s3fs and every child process at the local server."""
+    import boto3
+
+    for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    name = f"impactbook-{secrets.token_hex(4)}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name

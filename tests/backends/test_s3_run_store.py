@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
 import stat
 
@@ -22,23 +21,9 @@ from impactbook.index import load_record, open_index, rebuild, run_folder
 from impactbook.ledger import Ledger
 from impactbook.publication import reconcile
 from conftest import PLAN, cli, run
-from s3_server import CREDENTIALS, s3_server
+import s3_server
 
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    with s3_server() as url:
-        yield url
-
-
-@pytest.fixture
-def bucket(s3_endpoint, monkeypatch):
-    """A fresh bucket; the environment points boto3, s3fs and every child process at the local server."""
-    for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}.items():
-        monkeypatch.setenv(name, value)
-    name = f"impactbook-{secrets.token_hex(4)}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    return name
+s3_endpoint, bucket = s3_server.s3_endpoint, s3_server.bucket  # the shared fixtures: a server, a fresh bucket
 
 
 @pytest.fixture
