@@ -11,7 +11,7 @@ from typing import Any
 from .backends.run_store import RunStore, open_run_store
 from .errors import RunNotFoundError
 from .hashing import sha256_file
-from .index import IndexUnusable, load_record, open_index, row_problems
+from .index import IndexUnusable, load_record, open_index, row_problems, run_folder
 from .ledger import Ledger
 from .project import Project
 from .publication import DAMAGED
@@ -207,12 +207,16 @@ def gate_check(project: Project, run: str) -> GateCheck:
     """Verify the run's folder against SHA256SUMS, the ledger chain, and its one ledger entry before its
     decision may reach automation."""
     row = open_index(project).find(run)
-    folder = project.runs_dir / row["run_id"]
+    store = open_run_store(project)
+    folder = run_folder(project, row["run_id"], store)
     if not folder.is_dir():
         raise RunNotFoundError(f"run folder {project.relative(folder)} is missing", hint="run `impactbook verify`")
     entries, problems = ledger_problems(Ledger(project.ledger_path))
     entry = next((e for e in entries if e.get("kind") == "run" and e.get("run_id") == row["run_id"]), None)
     problems += run_problems(project, folder, entry)
+    if store.remote:  # the store is the truth: its objects re-hashed, its SHA256SUMS against the ledger
+        problems += store_problems(store, {row["run_id"]: entry} if entry else {}, set(store.published()),
+                                   [row["run_id"]])
     record = load_record(folder)
     humans = [e for e in entries if e.get("kind") == "decision" and e.get("run_id") == row["run_id"]]
     human = {k: humans[-1].get(k) for k in ("seq", "time", "action", "by", "reason", "automatic", "override")} \

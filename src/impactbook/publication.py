@@ -200,7 +200,10 @@ def _finish_storing(store: RunStore, folders: list[Path], done: Reconciliation, 
         for folder in folders:
             if folder.name in stored or folder.stat().st_mode & 0o222 or artifact_problems(folder):
                 continue  # sealing and damage are handled below, before anything reaches the store
-            store.publish(folder.name, folder)
+            with locked(folder) as lock:
+                if lock is None:
+                    continue  # its own process is still publishing it
+                store.publish(folder.name, folder)
             stored.add(folder.name)
             done.stored.append(folder.name)
             progress(f"stored run {folder.name} in {store.where}: its publication there had been interrupted")

@@ -4,6 +4,7 @@ are verified by re-hashing from the store, survive an interrupted publication, a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -20,6 +21,7 @@ from impactbook.faults import FAULT_ENV
 from impactbook.index import load_record, open_index, rebuild, run_folder
 from impactbook.ledger import Ledger
 from impactbook.publication import reconcile
+from impactbook.record import GATE_EXIT
 from conftest import PLAN, cli, run
 import s3_server
 
@@ -79,6 +81,9 @@ def test_run_published_to_s3_is_verified_from_the_store_and_read_back(s3_project
     shown = cli(s3_project, "runs", "show", run_id)
     assert shown.returncode == 0, shown.stderr
     assert run_id in shown.stdout
+    gate = cli(s3_project, "gate", run_id, "--json")
+    assert json.loads(gate.stdout)["verified"] is True and json.loads(gate.stdout)["problems"] == []
+    assert gate.returncode == GATE_EXIT[outcome.record.decision.action], gate.stderr
 
 
 def test_tampered_and_deleted_objects_fail_verify_naming_the_key(s3_project, bucket):
@@ -93,6 +98,8 @@ def test_tampered_and_deleted_objects_fail_verify_naming_the_key(s3_project, buc
     done = cli(s3_project, "verify")
     assert done.returncode == 3
     assert all(line in done.stdout for line in expected), done.stdout
+    gate = cli(s3_project, "gate", run_id, "--json")  # what CI acts on is checked against the store too
+    assert gate.returncode == 3 and sorted(json.loads(gate.stdout)["problems"]) == expected
 
 
 def test_interrupted_publication_is_not_published_is_reported_and_then_finished(s3_project, bucket):

@@ -44,8 +44,11 @@ class S3RunStore(RunStore):
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-
+            try:
+                import boto3
+            except ImportError as exc:
+                raise ProjectError(f"{self.where}: the S3 run store needs boto3",
+                                   hint="pip install 'impactbook[s3]'") from exc
             self._client = boto3.client("s3")
         return self._client
 
@@ -98,7 +101,7 @@ class S3RunStore(RunStore):
                                    "runs are never overwritten", where=f"s3://{self.bucket}/{key}")
             # else written now, or left identical by an interrupted publication of this same run
         faults.point("store.manifest")  # every object is in; without SHA256SUMS the run is not published
-        if not self._put_once(manifest_key, sums):
+        if not self._put_once(manifest_key, sums) and self._digest(manifest_key) != hashlib.sha256(sums).hexdigest():
             raise StorageError(f"run {run_id} was published in {self.where} by another process meanwhile",
                                where=f"s3://{self.bucket}/{manifest_key}")
 
