@@ -25,6 +25,7 @@ from typing import Any, Callable
 from . import faults
 from .decision import decide, final_verdicts
 from .durable import storage_error, write_json
+from .errors import ImpactbookError, StorageError
 from .hashing import sha256_file
 from .backends.index_store import IndexStore
 from .backends.run_store import RunStore, open_run_store
@@ -63,7 +64,7 @@ def publish_run(project: Project, staging: Staging, record: RunRecord, plan: Pla
     write_json(staging.path("run.json"), record.model_dump(mode="json"))
     faults.point("publish.record")
     folder = staging.publish(project.runs_dir)
-    open_run_store(project).publish(record.run_id, folder)  # a remote store: write-once objects, SHA256SUMS last
+    _store(project, record.run_id, folder)
     _record_published(project, folder, record, progress=progress)
     progress(f"run {record.run_id}: published {project.relative(folder)} ({record.status.value})")
     return folder
@@ -86,6 +87,20 @@ def _record_published(project: Project, folder: Path, record: RunRecord, recover
     except Exception as exc:  # the index is derived: whatever its backend raised, the next command reconciles it
         progress(f"run {record.run_id}: the index could not be updated ({exc}); the next impactbook command adds it")
     faults.point("publish.indexed")
+
+
+def _store(project: Project, run_id: str, folder: Path) -> None:
+    """A remote store receives the sealed run: write-once objects, SHA256SUMS last. When it is out of reach the
+    run stays published here and the next command stores it (the ledger entry waits for that command too)."""
+    store = open_run_store(project)
+    try:
+        store.publish(run_id, folder)
+    except ImpactbookError:
+        raise
+    except Exception as exc:  # the client's own errors (connection refused, timeouts, credentials)
+        raise StorageError(f"run {run_id} is published in {project.relative(folder)} but not yet in {store.where} "
+                           f"({type(exc).__name__}: {exc})", where=store.where,
+                           hint="the next impactbook command that reaches the store finishes it") from exc
 
 
 def _index(project: Project) -> IndexStore:
@@ -184,6 +199,8 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
                 done.index_rows.append(run_id)
                 progress(f"index: {'added' if row is None else 'corrected'} the row of run {run_id} "
                          "from its folder and ledger entry")
+    if stored is None:
+        return  # which runs the store holds is unknown now: no index row is judged stale
     stale = sorted(set(rows) - {f.name for f in folders} - stored)
     if stale:
         index.remove(stale)
@@ -192,9 +209,11 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
                  f"{', ...' if len(stale) > 3 else ''})")
 
 
-def _finish_storing(store: RunStore, folders: list[Path], done: Reconciliation, progress: Progress) -> set[str]:
+def _finish_storing(store: RunStore, folders: list[Path], done: Reconciliation,
+                    progress: Progress) -> set[str] | None:
     """Put into the remote store each sealed local run it lacks (its process died between the local publish
-    and the store's SHA256SUMS); returns the run ids the store holds. A store out of reach waits for later."""
+    and the store's SHA256SUMS); returns the run ids the store holds, None when it is out of reach (later)."""
+    stored = None
     try:
         stored = set(store.published())
         for folder in folders:

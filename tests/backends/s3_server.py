@@ -17,7 +17,7 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "impactbook-test", "AWS_SECRET_ACCESS_KEY": 
                "AWS_DEFAULT_REGION": "us-east-1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -26,7 +26,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def s3_server() -> Iterator[str]:
     """The endpoint URL of a fresh moto server, stopped afterwards."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -22,6 +22,7 @@ from impactbook.index import load_record, open_index, rebuild, run_folder
 from impactbook.ledger import Ledger
 from impactbook.publication import reconcile
 from impactbook.record import GATE_EXIT
+from impactbook.store import published_runs
 from conftest import PLAN, cli, run
 import s3_server
 
@@ -81,9 +82,15 @@ def test_run_published_to_s3_is_verified_from_the_store_and_read_back(s3_project
     shown = cli(s3_project, "runs", "show", run_id)
     assert shown.returncode == 0, shown.stderr
     assert run_id in shown.stdout
+    rendered = cli(s3_project, "report", run_id)
+    assert rendered.returncode == 0, rendered.stderr
+    assert (s3_project.rendered_dir / f"{run_id}.html").is_file()
     gate = cli(s3_project, "gate", run_id, "--json")
     assert json.loads(gate.stdout)["verified"] is True and json.loads(gate.stdout)["problems"] == []
     assert gate.returncode == GATE_EXIT[outcome.record.decision.action], gate.stderr
+    unreachable = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_server.free_port()}", "AWS_MAX_ATTEMPTS": "1"}
+    cli(s3_project, "runs", "list", env=unreachable)  # a store out of reach is no reason to forget its runs
+    assert [row["run_id"] for row in open_index(s3_project).rows()] == [run_id]
 
 
 def test_tampered_and_deleted_objects_fail_verify_naming_the_key(s3_project, bucket):
@@ -172,3 +179,15 @@ def test_the_s3_backend_is_not_imported_by_a_local_project(frozen_project):
     shown = subprocess.run([sys.executable, "-c", probe], cwd=frozen_project.root, env=env, capture_output=True,
                            text=True, timeout=120)
     assert shown.stdout.strip() == "[]", shown.stderr
+
+
+def test_a_store_out_of_reach_fails_the_run_and_the_next_command_stores_it(s3_project, bucket):
+    unreachable = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_server.free_port()}", "AWS_MAX_ATTEMPTS": "1"}
+    refused = cli(s3_project, "run", PLAN, env=unreachable)
+    assert refused.returncode != 0
+    assert f"but not yet in s3://{bucket}/runs" in refused.stderr and "Traceback" not in refused.stderr
+    [folder] = published_runs(s3_project)  # sealed here, not yet stored, not yet in the ledger
+    assert open_run_store(s3_project).published() == [] and folder.name not in Ledger(s3_project.ledger_path).runs()
+    done = reconcile(s3_project)
+    assert done.stored == [folder.name] and done.finished == [folder.name]
+    assert verify(s3_project).problems == []
