@@ -161,8 +161,3 @@ class S3RunStore(RunStore):
     def read(self, run_id: str, name: str) -> bytes:
         return self._body(self._key(run_id, name)).read()
 
-
-def object_sha256(url: str, client: Any = None) -> str:
-    """sha256 of the object at `s3://bucket/key`, streamed: how a pinned s3:// input is hashed."""
-    parts = urlsplit(url)
-    return S3RunStore(parts.netloc, client=client)._digest(parts.path.lstrip("/"))
