@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends.run_store import RunStore, open_run_store
 from .errors import RunNotFoundError
 from .hashing import sha256_file
-from .index import IndexUnusable, load_record, open_index, row_problems
+from .index import IndexUnusable, load_record, open_index, row_problems, run_folder
 from .ledger import Ledger
 from .project import Project
 from .publication import DAMAGED
@@ -93,24 +94,53 @@ def verify(project: Project, runs: list[str] | None = None, anchor_files: list[P
     problems += anchor_problems(entries, anchors, project.relative(project.ledger_path))
     ledger_runs = {e["run_id"]: e for e in entries if e.get("kind") == "run"}
     folders = {f.name: f for f in published_runs(project)}
+    store = open_run_store(project)
+    stored = set(store.published()) if store.remote else set()  # a remote store is the truth; runs/ a copy
     shown = project.relative(project.runs_dir)
     in_progress: list[str] = []
     if runs:
+        known = sorted(set(folders) | stored)
         chosen = []
         for wanted in runs:
-            matches = [name for name in folders if name == wanted] or [n for n in folders if n.startswith(wanted)]
+            matches = [name for name in known if name == wanted] or [n for n in known if n.startswith(wanted)]
             if len(matches) != 1:
-                raise RunNotFoundError(f"{wanted!r} matches {len(matches)} run folders in {shown}")
+                raise RunNotFoundError(f"{wanted!r} matches {len(matches)} runs in {store.where}")
             chosen.append(matches[0])
     else:
-        chosen = sorted(folders)
-        problems += [f"{shown}/{name}: ledger records this run but its folder is missing"
-                     for name in sorted(set(ledger_runs) - set(folders))]
+        chosen = sorted(set(folders) | stored)
+        if not store.remote:
+            problems += [f"{shown}/{name}: ledger records this run but its folder is missing"
+                         for name in sorted(set(ledger_runs) - set(folders))]
         problems += _staging_problems(project, in_progress)
-        problems += _index_problems(project, folders, ledger_runs)
+        problems += _index_problems(project, set(folders) | stored, ledger_runs)
     for name in chosen:
-        problems += run_problems(project, folders[name], ledger_runs.get(name))
+        if name in folders:
+            problems += run_problems(project, folders[name], ledger_runs.get(name))
+    if store.remote:
+        problems += store_problems(store, ledger_runs, stored, chosen if runs else None)
     return VerifyReport(chosen, len(entries), problems, in_progress)
+
+
+def store_problems(store: RunStore, ledger_runs: dict[str, dict[str, Any]], stored: set[str],
+                   runs: list[str] | None) -> list[str]:
+    """A remote store checked on its own: every object re-hashed from the store against its SHA256SUMS, that
+    manifest against the run's ledger entry; with no runs named, also the runs the ledger records that the
+    store lacks and the publications to it that were interrupted (objects without SHA256SUMS)."""
+    wanted = runs if runs is not None else sorted(stored | set(ledger_runs))
+    problems = []
+    for run_id in wanted:
+        found = store.problems(run_id)
+        entry = ledger_runs.get(run_id)
+        if entry is None and run_id in stored:
+            found.append(f"{store.where}/{run_id}: not recorded in the ledger")
+        elif not found and store.manifest_sha256(run_id) != entry.get("sha256sums"):
+            found.append(f"{store.key_url(run_id, SUMS)}: does not match the hash in ledger entry {entry['seq']}")
+        problems += found
+    if runs is None:
+        problems += [f"{store.where}/{run_id}/: objects without {SUMS}: its publication to the store was "
+                     "interrupted, so it is not published; the next impactbook command where it ran finishes it"
+                     for run_id in store.unfinished() if run_id not in ledger_runs]
+    return problems
 
 
 def _staging_problems(project: Project, in_progress: list[str]) -> list[str]:
@@ -133,7 +163,7 @@ def _staging_problems(project: Project, in_progress: list[str]) -> list[str]:
     return problems
 
 
-def _index_problems(project: Project, folders: dict[str, Path], ledger_runs: dict[str, dict[str, Any]]) -> list[str]:
+def _index_problems(project: Project, folders: set[str], ledger_runs: dict[str, dict[str, Any]]) -> list[str]:
     shown = project.relative(project.index_path)
     try:
         rows = {row["run_id"]: row for row in open_index(project).rows()}
@@ -177,12 +207,16 @@ def gate_check(project: Project, run: str) -> GateCheck:
     """Verify the run's folder against SHA256SUMS, the ledger chain, and its one ledger entry before its
     decision may reach automation."""
     row = open_index(project).find(run)
-    folder = project.runs_dir / row["run_id"]
+    store = open_run_store(project)
+    folder = run_folder(project, row["run_id"], store)
     if not folder.is_dir():
         raise RunNotFoundError(f"run folder {project.relative(folder)} is missing", hint="run `impactbook verify`")
     entries, problems = ledger_problems(Ledger(project.ledger_path))
     entry = next((e for e in entries if e.get("kind") == "run" and e.get("run_id") == row["run_id"]), None)
     problems += run_problems(project, folder, entry)
+    if store.remote:  # the store is the truth: its objects re-hashed, its SHA256SUMS against the ledger
+        problems += store_problems(store, {row["run_id"]: entry} if entry else {}, set(store.published()),
+                                   [row["run_id"]])
     record = load_record(folder)
     humans = [e for e in entries if e.get("kind") == "decision" and e.get("run_id") == row["run_id"]]
     human = {k: humans[-1].get(k) for k in ("seq", "time", "action", "by", "reason", "automatic", "override")} \

@@ -17,7 +17,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from .durable import write_text
 from .errors import CatalogError
-from .hashing import sha256_file, sha256_json
+from .hashing import FRESH, remote_url, sha256_file, sha256_json, sha256_url
 from .ledger import Ledger, current_user
 from .project import Project
 from .template import has_outputs, read_template, source_record, strip_outputs
@@ -121,15 +121,18 @@ class Catalog:
         """Pin a dataset: uri, sha256, size and contract, keeping comments elsewhere. Every pin is a ledger
         event; replacing an existing one needs `replace` and a reason (pins change only on purpose).
         Re-pinning without a contract keeps the one already there (and likewise the synthetic flag)."""
-        path = self.project.resolve(path)
-        if not path.is_file():
-            raise CatalogError(f"no such file: {path}", where=self.shown, field=f"datasets.{name}.uri")
-        uri = self.project.relative(path)
-        if Path(uri).is_absolute() and not allow_outside:
-            raise CatalogError(f"{path} is outside the project {self.project.root}", field=f"datasets.{name}.uri",
-                               hint="copy it into the project (e.g. data/), or pass --allow-outside to pin an "
-                                    "absolute path that other machines will not have")
-        digest = sha256_file(path)
+        if url := remote_url(path):  # an object store: hashed by streaming from it
+            uri, (digest, size) = url, _remote_pin(url, name)
+        else:
+            path = self.project.resolve(path)
+            if not path.is_file():
+                raise CatalogError(f"no such file: {path}", where=self.shown, field=f"datasets.{name}.uri")
+            uri = self.project.relative(path)
+            if Path(uri).is_absolute() and not allow_outside:
+                raise CatalogError(f"{path} is outside the project {self.project.root}", field=f"datasets.{name}.uri",
+                                   hint="copy it into the project (e.g. data/), or pass --allow-outside to pin an "
+                                        "absolute path that other machines will not have")
+            digest, size = sha256_file(path), path.stat().st_size
         old = self.model.datasets.get(name)
         if old is not None and old.sha256 != digest:
             if not replace:
@@ -140,7 +143,7 @@ class Catalog:
             if not (reason or "").strip():
                 raise CatalogError("replacing a pin needs a reason", field="--reason")
         Ledger(self.project.ledger_path).append("pin", {
-            "dataset": name, "uri": uri, "sha256": digest, "size": path.stat().st_size,
+            "dataset": name, "uri": uri, "sha256": digest, "size": size,
             "replaces": old.sha256 if old is not None else None,
             "reason": (reason or "").strip() or ("first pin" if old is None else "re-pinned (same bytes)"),
             "by": (by or "").strip() or current_user(),
@@ -148,8 +151,8 @@ class Catalog:
         _, entry = self._entry("datasets", name)
         entry["uri"] = uri
         entry["sha256"] = digest
-        entry["size"] = path.stat().st_size
-        entry["format"] = "parquet" if path.suffix == ".parquet" else "csv"
+        entry["size"] = size
+        entry["format"] = "parquet" if Path(uri).suffix == ".parquet" else "csv"
         if synthetic is not None:
             if synthetic:
                 entry["synthetic"] = True
@@ -201,6 +204,16 @@ class Catalog:
         buffer = io.StringIO()
         round_trip().dump(self.document, buffer)
         write_text(self.project.catalog_path, buffer.getvalue())
+
+
+def _remote_pin(url: str, name: str) -> tuple[str, int]:
+    """sha256 and size of an object, streamed from its store."""
+    import fsspec
+
+    try:
+        return sha256_url(url), fsspec.core.url_to_fs(url, **FRESH)[0].size(url)
+    except FileNotFoundError as exc:
+        raise CatalogError(f"no such object: {url}", field=f"datasets.{name}.uri") from exc
 
 
 def load_contract(path: Path) -> Contract:

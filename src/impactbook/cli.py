@@ -281,9 +281,11 @@ def dataset_add(name: str, path: Path,
     """Pin a dataset: sha256, size, uri and contract written into catalog.yaml (comments kept) and a pin
     entry in the ledger. Replacing a pin needs --replace and --reason."""
     from .catalog import Catalog, load_contract
+    from .hashing import remote_url
 
     project = _project(project_dir)
-    entry = Catalog.load(project).pin_dataset(name, Path(path).absolute(), load_contract(contract) if contract else None,
+    where = path if remote_url(path) else Path(path).absolute()  # s3://bucket/key is pinned where it is
+    entry = Catalog.load(project).pin_dataset(name, where, load_contract(contract) if contract else None,
                                               replace=replace, reason=reason, by=by, allow_outside=allow_outside,
                                               synthetic=synthetic)
     if as_json:
@@ -433,10 +435,10 @@ def runs_list(plan: Optional[str] = typer.Option(None, "--plan", help="Only runs
 
 
 def _record(project: Project, run: str):
-    from .index import load_record, open_index
+    from .index import load_record, open_index, run_folder
 
     row = open_index(project).find(run)
-    folder = project.runs_dir / row["run_id"]
+    folder = run_folder(project, row["run_id"])
     if not folder.is_dir():
         raise RunNotFoundError(f"run folder {project.relative(folder)} is missing", hint="run `impactbook verify`")
     return load_record(folder), folder

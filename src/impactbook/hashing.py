@@ -18,6 +18,33 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+REMOTE_SCHEMES = ("s3",)  # object stores a pinned input may live in, read through fsspec (s3fs)
+
+
+def remote_url(path: Path | str) -> str | None:
+    """`s3://bucket/key` when a pinned input lives in an object store, else None. A Path collapses the
+    double slash (`s3:/bucket/key`), so both spellings are recognised."""
+    text = str(path)
+    for scheme in REMOTE_SCHEMES:
+        if text.startswith(f"{scheme}:/"):
+            return f"{scheme}://" + text[len(scheme) + 1:].lstrip("/")
+    return None
+
+
+FRESH = {"skip_instance_cache": True, "use_listings_cache": False}  # fsspec options: ask the store, never a cache
+
+
+def sha256_url(url: str) -> str:
+    """sha256 of an object streamed from its store through fsspec, never held whole in memory."""
+    import fsspec
+
+    digest = hashlib.sha256()
+    with fsspec.open(url, "rb", **FRESH) as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace, UTF-8: the same value always gives the same bytes."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

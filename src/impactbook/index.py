@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .backends.index_store import IndexStore, IndexStores, IndexUnusable, default_index_stores, index_row
+from .backends.run_store import RunStore, cache_dir, open_run_store
 from .backends.sqlite_index import SqliteIndexStore
 from .hashing import sha256_file
 from .ledger import Ledger
@@ -23,7 +24,8 @@ from .store import SUMS, published_runs
 LEDGER_FIELDS = {"plan_id": "plan_id", "plan_version": "plan_version", "plan_sha256": "plan_hash", "status": "status",
                  "decision": "decision", "sums_sha256": "sha256sums", "ledger_seq": "seq"}
 INDEX_ENV = "IMPACTBOOK_INDEX"
-__all__ = ["IndexUnusable", "RunIndex", "index_url", "open_index", "load_record", "row_problems", "rebuild"]
+__all__ = ["IndexUnusable", "RunIndex", "index_url", "open_index", "load_record", "row_problems", "rebuild",
+           "run_folder"]
 
 RunIndex = SqliteIndexStore  # the default backend, addressed by its file
 
@@ -53,13 +55,28 @@ def row_problems(row: dict[str, Any], entry: dict[str, Any] | None) -> list[str]
     return problems
 
 
-def rebuild(project: Project, stores: IndexStores | None = None) -> int:
-    """Rebuild from the run folders and the ledger alone; the store swaps the content in atomically
-    and concurrent rebuilds take turns."""
+def run_folder(project: Project, run_id: str, run_store: RunStore | None = None) -> Path:
+    """A published run's folder to read: runs/<run id> when this machine has it, else a read-only copy fetched
+    from the remote run store into runs/.cache/<run id>-<manifest hash>/."""
+    local = project.runs_dir / run_id
+    run_store = run_store or open_run_store(project)
+    if local.is_dir() or not run_store.remote or run_id not in run_store.published():
+        return local
+    return run_store.fetch(run_id, cache_dir(project))
+
+
+def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunStore | None = None) -> int:
+    """Rebuild from the run folders (and a remote run store's runs) and the ledger alone; the index store swaps
+    the content in atomically and concurrent rebuilds take turns."""
     project.runs_dir.mkdir(parents=True, exist_ok=True)
     ledger_runs = Ledger(project.ledger_path).runs()
+    run_store = run_store or open_run_store(project)
+    folders = {folder.name: folder for folder in published_runs(project)}
+    if run_store.remote:  # the store is the truth: what it holds, read from a fetched copy when not local
+        folders.update({run_id: run_store.fetch(run_id, cache_dir(project))
+                        for run_id in run_store.published() if run_id not in folders})
     rows = []
-    for folder in published_runs(project):
+    for _, folder in sorted(folders.items()):
         record = load_record(folder)
         entry = ledger_runs.get(record.run_id)
         rows.append(index_row(record, sha256_file(folder / SUMS), entry["seq"] if entry else None))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .catalog import Catalog, DatasetEntry
 from .errors import InputError
-from .hashing import sha256_file
+from .hashing import remote_url, sha256_file, sha256_url
 from .project import Project
 
 if TYPE_CHECKING:  # pandas is imported where data is read, not when a run starts (see gates.py)
@@ -29,7 +29,7 @@ class ResolvedInput:
 
     def pin(self) -> dict[str, object]:
         """What the kernel is told to read for this dataset (the pin the gate checked)."""
-        return {"uri": str(self.path), "sha256": self.entry.sha256, "format": self.entry.format}
+        return {"uri": remote_url(self.path) or str(self.path), "sha256": self.entry.sha256, "format": self.entry.format}
 
     def record(self, pin_seq: int | None = None) -> dict[str, object]:
         return {"parameter": self.parameter, "name": self.name, "uri": self.uri, "sha256": self.entry.sha256,
@@ -39,8 +39,13 @@ class ResolvedInput:
 
 def resolve_inputs(project: Project, catalog: Catalog, inputs: dict[str, str]) -> list[ResolvedInput]:
     """Map each template input parameter to its catalog entry (unknown names fail with suggestions)."""
-    return [ResolvedInput(parameter, name, entry := catalog.dataset(name), project.resolve(entry.uri))
+    return [ResolvedInput(parameter, name, entry := catalog.dataset(name), input_path(project, entry.uri))
             for parameter, name in inputs.items()]
+
+
+def input_path(project: Project, uri: str) -> Path:
+    """A catalog uri as a path: relative to the project, or an s3:// URL kept as given (see hashing.remote_url)."""
+    return Path(uri) if remote_url(uri) else project.resolve(uri)
 
 
 def latest_pins(entries: list[dict]) -> dict[str, dict]:
@@ -67,9 +72,13 @@ def pin_problem(item: ResolvedInput, pins: dict[str, dict], history: list[dict] 
 
 def hash_problem(item: ResolvedInput) -> str | None:
     where = f"datasets.{item.name}"
-    if not item.path.is_file():
+    url = remote_url(item.path)
+    if url is None and not item.path.is_file():
         return f"{where}.uri: input file {item.uri} does not exist"
-    actual = sha256_file(item.path)
+    try:
+        actual = sha256_url(url) if url else sha256_file(item.path)
+    except FileNotFoundError:
+        return f"{where}.uri: input object {url} does not exist"
     if actual != item.entry.sha256:
         return (f"{where}.sha256: input {item.uri} does not match its pin "
                 f"(pinned {item.entry.sha256[:12]}…, file is {actual[:12]}…; restore the pinned file, or if the new "
@@ -82,6 +91,7 @@ def read_dataset(path: Path, entry: DatasetEntry) -> pd.DataFrame:
     import pandas as pd
 
     contract = entry.contract
+    path = remote_url(path) or path  # pandas reads s3:// through fsspec (s3fs)
     dates = [c for c, rule in (contract.columns.items() if contract else []) if rule.type in ("date", "datetime")]
     try:
         if entry.format == "parquet":
@@ -92,7 +102,7 @@ def read_dataset(path: Path, entry: DatasetEntry) -> pd.DataFrame:
             return frame
         return pd.read_csv(path, parse_dates=[c for c in dates if c in _csv_header(path)])
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise InputError(f"cannot read {path.name}: {exc}", where=str(path)) from exc
+        raise InputError(f"cannot read {Path(path).name}: {exc}", where=str(path)) from exc
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -120,7 +130,7 @@ def pinned_input(name: str, project: Project | None = None) -> ResolvedInput:
         project = project or Project.find()
         catalog = Catalog.load(project)
         entry = catalog.dataset(name)
-        item, shown = ResolvedInput(name, name, entry, project.resolve(entry.uri)), catalog.shown
+        item, shown = ResolvedInput(name, name, entry, input_path(project, entry.uri)), catalog.shown
     if problem := hash_problem(item):
         raise InputError(problem, where=shown)
     return item

@@ -25,8 +25,10 @@ from typing import Any, Callable
 from . import faults
 from .decision import decide, final_verdicts
 from .durable import storage_error, write_json
+from .errors import ImpactbookError, StorageError
 from .hashing import sha256_file
 from .backends.index_store import IndexStore
+from .backends.run_store import RunStore, open_run_store
 from .index import IndexUnusable, load_record, open_index, rebuild, row_problems
 from .ledger import Ledger, utc_now
 from .plan import Plan, plan_from_canonical
@@ -62,6 +64,7 @@ def publish_run(project: Project, staging: Staging, record: RunRecord, plan: Pla
     write_json(staging.path("run.json"), record.model_dump(mode="json"))
     faults.point("publish.record")
     folder = staging.publish(project.runs_dir)
+    _store(project, record.run_id, folder)
     _record_published(project, folder, record, progress=progress)
     progress(f"run {record.run_id}: published {project.relative(folder)} ({record.status.value})")
     return folder
@@ -86,6 +89,20 @@ def _record_published(project: Project, folder: Path, record: RunRecord, recover
     faults.point("publish.indexed")
 
 
+def _store(project: Project, run_id: str, folder: Path) -> None:
+    """A remote store receives the sealed run: write-once objects, SHA256SUMS last. When it is out of reach the
+    run stays published here and the next command stores it (the ledger entry waits for that command too)."""
+    store = open_run_store(project)
+    try:
+        store.publish(run_id, folder)
+    except ImpactbookError:
+        raise
+    except Exception as exc:  # the client's own errors (connection refused, timeouts, credentials)
+        raise StorageError(f"run {run_id} is published in {project.relative(folder)} but not yet in {store.where} "
+                           f"({type(exc).__name__}: {exc})", where=store.where,
+                           hint="the next impactbook command that reaches the store finishes it") from exc
+
+
 def _index(project: Project) -> IndexStore:
     return open_index(project)
 
@@ -99,12 +116,13 @@ class Reconciliation:
     finished: list[str] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
+    stored: list[str] = field(default_factory=list)
     index_rows: list[str] = field(default_factory=list)
     index_rebuilt: str | None = None
 
     @property
     def changed(self) -> bool:
-        return any((self.recovered, self.finished, self.discarded, self.damaged, self.index_rows,
+        return any((self.recovered, self.finished, self.discarded, self.damaged, self.stored, self.index_rows,
                     self.index_rebuilt))
 
 
@@ -152,6 +170,8 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
         progress(f"the run index was unusable ({exc}); rebuilt it from {count} run folders and the ledger")
         rows = {row["run_id"]: row for row in index.rows()}
     folders = published_runs(project)
+    store = open_run_store(project)
+    stored = _finish_storing(store, folders, done, progress) if store.remote else set()
     for folder in folders:
         run_id = folder.name
         row, entry = rows.get(run_id), ledger_runs.get(run_id)
@@ -179,12 +199,36 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
                 done.index_rows.append(run_id)
                 progress(f"index: {'added' if row is None else 'corrected'} the row of run {run_id} "
                          "from its folder and ledger entry")
-    stale = sorted(set(rows) - {f.name for f in folders})
+    if stored is None:
+        return  # which runs the store holds is unknown now: no index row is judged stale
+    stale = sorted(set(rows) - {f.name for f in folders} - stored)
     if stale:
         index.remove(stale)
         done.index_rows += stale
         progress(f"index: removed {len(stale)} rows of runs whose folders do not exist ({', '.join(stale[:3])}"
                  f"{', ...' if len(stale) > 3 else ''})")
+
+
+def _finish_storing(store: RunStore, folders: list[Path], done: Reconciliation,
+                    progress: Progress) -> set[str] | None:
+    """Put into the remote store each sealed local run it lacks (its process died between the local publish
+    and the store's SHA256SUMS); returns the run ids the store holds, None when it is out of reach (later)."""
+    stored = None
+    try:
+        stored = set(store.published())
+        for folder in folders:
+            if folder.name in stored or folder.stat().st_mode & 0o222 or artifact_problems(folder):
+                continue  # sealing and damage are handled below, before anything reaches the store
+            with locked(folder) as lock:
+                if lock is None:
+                    continue  # its own process is still publishing it
+                store.publish(folder.name, folder)
+            stored.add(folder.name)
+            done.stored.append(folder.name)
+            progress(f"stored run {folder.name} in {store.where}: its publication there had been interrupted")
+    except Exception as exc:  # out of reach or refused (whatever the client raised): the next command tries again
+        progress(f"could not bring {store.where} up to date yet: {exc}")
+    return stored
 
 
 def recover_staging(project: Project, staging: Staging, progress: Progress) -> str | None:

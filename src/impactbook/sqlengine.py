@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+from .hashing import FRESH, remote_url
+
 
 def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
@@ -21,7 +23,12 @@ def source_sql(path: Path, format: str, as_text: bool = False) -> str:
     reads every CSV column as text, so a check can say exactly which values fail to parse."""
     reader = "read_parquet" if format == "parquet" else "read_csv"
     options = "" if format == "parquet" else (", header = true, all_varchar = true" if as_text else ", header = true")
-    return f"{reader}({literal(Path(path).resolve())}{options})"
+    return f"{reader}({literal(location(path))}{options})"
+
+
+def location(path: Path | str) -> str:
+    """How DuckDB names a pinned file: its absolute path, or its s3:// URL (read through fsspec)."""
+    return remote_url(path) or str(Path(path).resolve())
 
 
 MEMORY_LIMIT = "1GB"
@@ -44,7 +51,11 @@ def locked_connection(readable: Iterable[Path]):
     import duckdb
 
     connection = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    paths = [str(Path(p).resolve()) for p in readable]
+    paths = [location(p) for p in readable]
+    if any(remote_url(p) for p in paths):  # s3:// through s3fs (DuckDB's fsspec bridge): no httpfs download
+        import s3fs
+
+        connection.register_filesystem(s3fs.S3FileSystem(**FRESH))
     connection.execute("SET TimeZone = 'UTC'")  # times without a zone are UTC, on every machine
     try:  # a long query must not draw a progress bar into the command's (JSON) output
         connection.execute("SET enable_progress_bar = false")

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Iterator
 
 from . import faults
+from .backends.run_store import MANIFEST as SUMS, folder_problems
 from .durable import TEMPORARY_SUFFIX, fsync_path, write_bytes, write_text
 from .hashing import sha256_file
 from .project import Project
 
-SUMS = "SHA256SUMS"
 HIDDEN_SUFFIX = ".new"
 DRAFT = "draft.json"          # the record as it stands while the run works; replaced by run.json
 CAUSE = "cause.txt"           # why a run stopped, when the process could still say so
@@ -177,23 +177,7 @@ def sha256sums(folder: Path) -> str:
 
 def artifact_problems(folder: Path) -> list[str]:
     """Each file that is missing, added or changed since publication, named by its path."""
-    sums = folder / SUMS
-    if not sums.is_file():
-        return [f"{folder.name}/{SUMS}: missing"]
-    recorded = {}
-    for line in sums.read_text(encoding="utf-8").splitlines():
-        digest, _, name = line.partition("  ")
-        recorded[name] = digest
-    problems = []
-    present = {p.name for p in folder.iterdir() if p.is_file() and p.name != SUMS}
-    for name, digest in recorded.items():
-        if name not in present:
-            problems.append(f"{folder.name}/{name}: missing")
-        elif sha256_file(folder / name) != digest:
-            problems.append(f"{folder.name}/{name}: content does not match SHA256SUMS")
-    for name in sorted(present - set(recorded)):
-        problems.append(f"{folder.name}/{name}: not listed in SHA256SUMS (added after publication)")
-    return problems
+    return folder_problems(folder)
 
 
 def published_runs(project: Project) -> list[Path]:

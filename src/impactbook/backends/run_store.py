@@ -1,0 +1,167 @@
+"""The run store's narrow door: where published runs live — the project's runs/ folder (default) or an object
+store by URL (`s3://bucket/prefix`) — one interface, a registry keyed by URL scheme, chosen like the index.
+
+Following papermill's iorw handlers keyed by scheme (STYLE §2), the registry is a value passed in, not an
+import-time singleton. A run is always staged and published locally first (store.py: lock, atomic rename,
+SHA256SUMS, seal); a remote store then receives it object by object, write-once, SHA256SUMS last, so a run
+whose SHA256SUMS is not in the store is not published there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable, Iterable
+from urllib.parse import urlsplit
+
+from ..errors import ProjectError
+from ..hashing import sha256_file
+from ..project import Project
+
+STORAGE_ENV = "IMPACTBOOK_STORAGE"
+MANIFEST = "SHA256SUMS"
+CACHE_FOLDER = ".cache"  # under runs/: stored runs fetched for reading, one folder per run id and manifest
+
+
+def parse_sums(text: str) -> dict[str, str]:
+    """`sha256sum` lines (`<digest>  <name>`) as name -> digest."""
+    recorded = {}
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        recorded[name] = digest
+    return recorded
+
+
+def manifest_problems(shown: str, recorded: dict[str, str], present: Iterable[str],
+                      digest_of: Callable[[str], str]) -> list[str]:
+    """Each artifact missing, changed or added since publication, named `<shown>/<name>: cause`; shared by the
+    local folder and every remote store so both say the same thing."""
+    present = set(present) - {MANIFEST}
+    problems = []
+    for name, digest in recorded.items():
+        if name not in present:
+            problems.append(f"{shown}/{name}: missing")
+        elif digest_of(name) != digest:
+            problems.append(f"{shown}/{name}: content does not match {MANIFEST}")
+    problems += [f"{shown}/{name}: not listed in {MANIFEST} (added after publication)"
+                 for name in sorted(present - set(recorded))]
+    return problems
+
+
+def folder_problems(folder: Path) -> list[str]:
+    """A run folder checked against its own SHA256SUMS, each problem named `<run id>/<name>: cause`."""
+    sums = folder / MANIFEST
+    if not sums.is_file():
+        return [f"{folder.name}/{MANIFEST}: missing"]
+    present = [p.name for p in folder.iterdir() if p.is_file()]
+    return manifest_problems(folder.name, parse_sums(sums.read_text(encoding="utf-8")), present,
+                             lambda name: sha256_file(folder / name))
+
+
+class RunStore(ABC):
+    """What the rest of impactbook may ask of the place published runs live."""
+
+    remote = False  # True when the runs/ folder is only a staging area and cache for the store
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """Where runs live, for messages (never with a secret)."""
+
+    @abstractmethod
+    def publish(self, run_id: str, folder: Path) -> None:
+        """Put a locally published (sealed) run folder into the store: each object write-once, SHA256SUMS last.
+        Refuses a run id whose SHA256SUMS is already there; resumes one that was interrupted."""
+
+    @abstractmethod
+    def published(self) -> list[str]:
+        """Run ids whose SHA256SUMS is in the store, sorted."""
+
+    @abstractmethod
+    def unfinished(self) -> list[str]:
+        """Run ids with objects in the store but no SHA256SUMS: a publication that was interrupted."""
+
+    @abstractmethod
+    def problems(self, run_id: str) -> list[str]:
+        """Every object missing, changed or added since publication, re-hashed from the store, named by its key."""
+
+    @abstractmethod
+    def read(self, run_id: str, name: str) -> bytes:
+        """One stored object's bytes."""
+
+    def manifest_sha256(self, run_id: str) -> str:
+        return hashlib.sha256(self.read(run_id, MANIFEST)).hexdigest()
+
+    def fetch(self, run_id: str, cache: Path) -> Path:
+        """A read-only local copy of a stored run under `cache/<run id>-<manifest hash>` (a new manifest, a new
+        folder), each object checked against SHA256SUMS as it arrives; reused when already complete."""
+        sums = self.read(run_id, MANIFEST)
+        folder = cache / f"{run_id}-{hashlib.sha256(sums).hexdigest()[:16]}"
+        if folder.is_dir() and not folder.stat().st_mode & stat.S_IWUSR:
+            return folder
+        partial = cache / f".{folder.name}.{os.getpid()}.partial"
+        partial.mkdir(parents=True, exist_ok=True)
+        for name, digest in parse_sums(sums.decode("utf-8")).items():
+            data = self.read(run_id, name)
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise ProjectError(f"{self.key_url(run_id, name)}: content does not match {MANIFEST}",
+                                   hint="run `impactbook verify`")
+            (partial / name).write_bytes(data)
+        (partial / MANIFEST).write_bytes(sums)
+        for item in partial.iterdir():
+            item.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        try:
+            partial.rename(folder)
+        except OSError:  # a concurrent reader fetched it first: theirs is as good as ours
+            return folder
+        folder.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+        return folder
+
+    def key_url(self, run_id: str, name: str) -> str:
+        return f"{self.where}/{run_id}/{name}"
+
+
+class RunStores:
+    """Run-store backends by URL scheme: `register(scheme, factory)`, `open(url, project)`."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, Callable[[str, Project], RunStore]] = {}
+
+    def register(self, scheme: str, factory: Callable[[str, Project], RunStore]) -> None:
+        self._factories[scheme] = factory
+
+    def open(self, url: str, project: Project) -> RunStore:
+        scheme = urlsplit(url).scheme
+        if scheme not in self._factories:
+            known = ", ".join(f"{s}://" for s in sorted(self._factories))
+            raise ProjectError(f"storage URL {url!r}: no run-store backend for {scheme!r}:// (known: {known})",
+                               hint=f"set {STORAGE_ENV} to s3://bucket/prefix, or leave it unset for runs/")
+        return self._factories[scheme](url, project)
+
+
+def default_run_stores() -> RunStores:
+    """The project's runs/ folder (default) and S3 (boto3, imported only when used)."""
+    from .local_store import LocalRunStore
+    from .s3_store import S3RunStore
+
+    stores = RunStores()
+    stores.register("file", LocalRunStore.from_url)
+    stores.register("s3", S3RunStore.from_url)
+    return stores
+
+
+def storage_url(project: Project) -> str:
+    """$IMPACTBOOK_STORAGE (e.g. s3://bucket/prefix), else the project's runs/ folder."""
+    return os.environ.get(STORAGE_ENV) or project.runs_dir.resolve().as_uri()
+
+
+def open_run_store(project: Project, stores: RunStores | None = None) -> RunStore:
+    """The project's run store, chosen by its URL among `stores` (default: runs/ and S3)."""
+    return (stores or default_run_stores()).open(storage_url(project), project)
+
+
+def cache_dir(project: Project) -> Path:
+    return project.runs_dir / CACHE_FOLDER

@@ -1,0 +1,193 @@
+"""backends/s3_store.py: runs published to a real S3-compatible server (moto's, on localhost) stay write-once,
+are verified by re-hashing from the store, survive an interrupted publication, and can be read back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+
+import boto3
+import pytest
+
+from impactbook.audit import verify
+from impactbook.backends.run_store import STORAGE_ENV, RunStores, default_run_stores, open_run_store, storage_url
+from impactbook.backends.local_store import LocalRunStore
+from impactbook.backends.s3_store import S3RunStore
+from impactbook.errors import ProjectError, StorageError
+from impactbook.faults import FAULT_ENV
+from impactbook.index import load_record, open_index, rebuild, run_folder
+from impactbook.ledger import Ledger
+from impactbook.publication import reconcile
+from impactbook.record import GATE_EXIT
+from impactbook.store import published_runs
+from conftest import PLAN, cli, run
+import s3_server
+
+s3_endpoint, bucket = s3_server.s3_endpoint, s3_server.bucket  # the shared fixtures: a server, a fresh bucket
+
+
+@pytest.fixture
+def s3_project(frozen_project, bucket, monkeypatch):
+    monkeypatch.setenv(STORAGE_ENV, f"s3://{bucket}/runs")
+    return frozen_project
+
+
+def _objects(bucket: str, prefix: str) -> dict[str, bytes]:
+    client = boto3.client("s3")
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    return {key[len(prefix):]: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+
+def _remove_local(folder) -> None:
+    folder.chmod(stat.S_IRWXU)
+    shutil.rmtree(folder)
+
+
+def test_local_folder_is_the_default_store(frozen_project, monkeypatch):
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    store = open_run_store(frozen_project)
+    assert isinstance(store, LocalRunStore) and not store.remote
+    assert storage_url(frozen_project) == frozen_project.runs_dir.resolve().as_uri()
+    outcome = run(frozen_project)
+    assert store.published() == [outcome.record.run_id] and store.problems(outcome.record.run_id) == []
+    with pytest.raises(ProjectError, match="no run-store backend for 'gs'"):
+        default_run_stores().open("gs://bucket/runs", frozen_project)
+    with pytest.raises(ProjectError, match="no run-store backend"):
+        RunStores().open("s3://bucket/runs", frozen_project)  # a registry knows only what it was given
+
+
+def test_run_published_to_s3_is_verified_from_the_store_and_read_back(s3_project, bucket):
+    outcome = run(s3_project)
+    run_id = outcome.record.run_id
+    stored = _objects(bucket, f"runs/{run_id}/")
+    local = {p.name: p.read_bytes() for p in outcome.folder.iterdir()}
+    assert stored == local and "SHA256SUMS" in stored and "run.json" in stored
+    entry = Ledger(s3_project.ledger_path).runs()[run_id]
+    assert entry["sha256sums"] == hashlib.sha256(stored["SHA256SUMS"]).hexdigest()
+    store = open_run_store(s3_project)
+    assert store.remote and store.published() == [run_id] and store.unfinished() == []
+    assert verify(s3_project).problems == []
+
+    _remove_local(outcome.folder)  # another machine: only the ledger and the store
+    assert rebuild(s3_project) == 1
+    assert open_index(s3_project).find("latest")["run_id"] == run_id
+    folder = run_folder(s3_project, run_id)
+    assert folder.parent.name == ".cache" and folder.name.startswith(run_id)
+    assert load_record(folder) == outcome.record
+    assert not folder.stat().st_mode & 0o222  # a read-only copy
+    assert verify(s3_project).problems == []
+    shown = cli(s3_project, "runs", "show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert run_id in shown.stdout
+    rendered = cli(s3_project, "report", run_id)
+    assert rendered.returncode == 0, rendered.stderr
+    assert (s3_project.rendered_dir / f"{run_id}.html").is_file()
+    gate = cli(s3_project, "gate", run_id, "--json")
+    assert json.loads(gate.stdout)["verified"] is True and json.loads(gate.stdout)["problems"] == []
+    assert gate.returncode == GATE_EXIT[outcome.record.decision.action], gate.stderr
+    unreachable = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_server.free_port()}", "AWS_MAX_ATTEMPTS": "1"}
+    cli(s3_project, "runs", "list", env=unreachable)  # a store out of reach is no reason to forget its runs
+    assert [row["run_id"] for row in open_index(s3_project).rows()] == [run_id]
+
+
+def test_tampered_and_deleted_objects_fail_verify_naming_the_key(s3_project, bucket):
+    run_id = run(s3_project).record.run_id
+    client, prefix = boto3.client("s3"), f"runs/{run_id}"
+    client.put_object(Bucket=bucket, Key=f"{prefix}/scraps.json", Body=b'{"results": "REFUTED"}')  # plain put
+    client.delete_object(Bucket=bucket, Key=f"{prefix}/report.html")
+    expected = [f"s3://{bucket}/{prefix}/report.html: missing",
+                f"s3://{bucket}/{prefix}/scraps.json: content does not match SHA256SUMS"]
+    assert sorted(verify(s3_project).problems) == expected
+    assert sorted(verify(s3_project, [run_id]).problems) == expected
+    done = cli(s3_project, "verify")
+    assert done.returncode == 3
+    assert all(line in done.stdout for line in expected), done.stdout
+    gate = cli(s3_project, "gate", run_id, "--json")  # what CI acts on is checked against the store too
+    assert gate.returncode == 3 and sorted(json.loads(gate.stdout)["problems"]) == expected
+
+
+def test_interrupted_publication_is_not_published_is_reported_and_then_finished(s3_project, bucket):
+    killed = cli(s3_project, "run", PLAN, env={FAULT_ENV: "kill@store.manifest"})
+    assert killed.returncode != 0
+    store = open_run_store(s3_project)
+    [run_id] = store.unfinished()
+    assert store.published() == [] and "SHA256SUMS" not in _objects(bucket, f"runs/{run_id}/")
+    problems = verify(s3_project).problems
+    assert f"s3://{bucket}/runs/{run_id}/: objects without SHA256SUMS: its publication to the store was " \
+           "interrupted, so it is not published; the next impactbook command where it ran finishes it" in problems
+
+    done = reconcile(s3_project)  # the next command, on the machine that still has the sealed local run
+    assert done.stored == [run_id]
+    assert store.published() == [run_id] and store.unfinished() == []
+    assert verify(s3_project).problems == []
+
+
+def test_second_publish_of_a_run_id_is_refused(s3_project, bucket):
+    outcome = run(s3_project)
+    store = open_run_store(s3_project)
+    before = _objects(bucket, "runs/")
+    with pytest.raises(StorageError, match=f"run {outcome.record.run_id} is already published"):
+        store.publish(outcome.record.run_id, outcome.folder)
+    assert _objects(bucket, "runs/") == before
+
+
+def test_an_object_with_other_content_is_never_overwritten(s3_project, bucket):
+    outcome = run(s3_project)
+    run_id = outcome.record.run_id
+    client = boto3.client("s3")
+    client.delete_object(Bucket=bucket, Key=f"runs/{run_id}/SHA256SUMS")  # as if never finished...
+    client.put_object(Bucket=bucket, Key=f"runs/{run_id}/run.json", Body=b"{}")  # ...by another writer
+    with pytest.raises(StorageError, match="run.json already exists in the store with other content") as caught:
+        open_run_store(s3_project).publish(run_id, outcome.folder)
+    assert caught.value.where == f"s3://{bucket}/runs/{run_id}/run.json"
+    assert "SHA256SUMS" not in _objects(bucket, f"runs/{run_id}/")
+
+
+class _DropsConditions:
+    """A real boto3 client that leaves out If-None-Match: a server that does not honour conditional writes."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def put_object(self, **arguments):
+        arguments.pop("IfNoneMatch", None)
+        return self._client.put_object(**arguments)
+
+
+def test_a_store_that_ignores_conditional_writes_is_refused(frozen_project, bucket):
+    outcome = run(frozen_project)
+    store = S3RunStore(bucket, "runs", client=_DropsConditions(boto3.client("s3")))
+    with pytest.raises(StorageError, match="ignored If-None-Match"):
+        store.publish(outcome.record.run_id, outcome.folder)
+    assert store.published() == [] and store.unfinished() == []
+
+
+def test_the_s3_backend_is_not_imported_by_a_local_project(frozen_project):
+    probe = ("import sys; from impactbook.project import Project; from impactbook.backends.run_store import "
+             "open_run_store; open_run_store(Project.find()).published(); "
+             "print(sorted(m for m in ('boto3', 'botocore', 's3fs') if m in sys.modules))")
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != STORAGE_ENV}
+    shown = subprocess.run([sys.executable, "-c", probe], cwd=frozen_project.root, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert shown.stdout.strip() == "[]", shown.stderr
+
+
+def test_a_store_out_of_reach_fails_the_run_and_the_next_command_stores_it(s3_project, bucket):
+    unreachable = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_server.free_port()}", "AWS_MAX_ATTEMPTS": "1"}
+    refused = cli(s3_project, "run", PLAN, env=unreachable)
+    assert refused.returncode != 0
+    assert f"but not yet in s3://{bucket}/runs" in refused.stderr and "Traceback" not in refused.stderr
+    [folder] = published_runs(s3_project)  # sealed here, not yet stored, not yet in the ledger
+    assert open_run_store(s3_project).published() == [] and folder.name not in Ledger(s3_project.ledger_path).runs()
+    done = reconcile(s3_project)
+    assert done.stored == [folder.name] and done.finished == [folder.name]
+    assert verify(s3_project).problems == []
