@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImpactbookError
-from .index import load_record, open_index
+from .index import load_record, open_index, run_folder
 from .plan import Plan, plan_from_canonical
 from .project import Project
 from .record import RunRecord
@@ -59,7 +59,8 @@ def frozen_plan_of(folder: Path) -> Plan:
 
 
 def resolve_run(project: Project, run: str) -> Path:
-    return project.runs_dir / open_index(project).find(run)["run_id"]
+    """The run's folder: local, or a verified copy fetched from a remote run store."""
+    return run_folder(project, open_index(project).find(run)["run_id"])
 
 
 def compare_runs(project: Project, runs: list[str]) -> Comparison:
@@ -141,12 +142,14 @@ def baseline_check(project: Project, plan_id: str, against: list[str] | None = N
     rows = [r for r in open_index(project).rows(plan_id) if r["status"] == "COMPLETED"]
     if not rows:
         raise ImpactbookError(f"plan {plan_id!r} has no completed run to check")
-    latest = RunEffects.load(project.runs_dir / rows[-1]["run_id"])
-    settings = frozen_plan_of(project.runs_dir / latest.record.run_id).history
+    latest_folder = run_folder(project, rows[-1]["run_id"])
+    latest = RunEffects.load(latest_folder)
+    settings = frozen_plan_of(latest_folder).history
     threshold = threshold_sd if threshold_sd is not None else settings.threshold_sd
     needed = min_runs if min_runs is not None else settings.min_runs
-    history_ids = [resolve_run(project, r).name for r in against] if against else [r["run_id"] for r in rows[:-1]]
-    history = [RunEffects.load(project.runs_dir / run_id) for run_id in history_ids]
+    index = open_index(project)
+    history_ids = [index.find(r)["run_id"] for r in against] if against else [r["run_id"] for r in rows[:-1]]
+    history = [RunEffects.load(run_folder(project, run_id)) for run_id in history_ids]
     flags = []
     for metric, row in latest.results.items():
         values = [h.results[metric]["relative"] for h in history

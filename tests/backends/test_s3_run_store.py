@@ -88,6 +88,10 @@ def test_run_published_to_s3_is_verified_from_the_store_and_read_back(s3_project
     gate = cli(s3_project, "gate", run_id, "--json")
     assert json.loads(gate.stdout)["verified"] is True and json.loads(gate.stdout)["problems"] == []
     assert gate.returncode == GATE_EXIT[outcome.record.decision.action], gate.stderr
+    from impactbook.compare import compare_runs
+
+    compared = compare_runs(s3_project, [run_id, "latest"])  # compare reads the fetched copy too
+    assert compared.metrics and all(r["run_id"] == run_id for m in compared.metrics for r in m.rows)
     unreachable = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_server.free_port()}", "AWS_MAX_ATTEMPTS": "1"}
     cli(s3_project, "runs", "list", env=unreachable)  # a store out of reach is no reason to forget its runs
     assert [row["run_id"] for row in open_index(s3_project).rows()] == [run_id]
