@@ -49,6 +49,10 @@ def test_run_list_show_and_rebuild(project):
     assert result["status"] == "COMPLETED" and result["decision"] == "ship"
     listed = json.loads(cli(project, "runs", "list", "--plan", "example", "--json").stdout)
     assert [r["run_id"] for r in listed] == [result["run_id"]]
+    paged = cli(project, "runs", "list", "--limit", "1", "--offset", "1", "--json")
+    assert json.loads(paged.stdout) == [] and "runs none of 1" in paged.stderr
+    latest = cli(project, "runs", "list", "--limit", "1", "--newest")
+    assert result["run_id"] in latest.stdout and "runs 1-1 of 1" in latest.stderr
     shown = json.loads(cli(project, "runs", "show", result["run_id"], "--json").stdout)
     assert shown["plan"]["id"] == "example" and shown["environment"]["distributions"]["papermill"]
     human = cli(project, "runs", "show", "latest").stdout

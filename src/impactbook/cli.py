@@ -412,11 +412,18 @@ def plan_check(plan: Optional[Path] = typer.Argument(None, help="Plan file; defa
 
 @runs_app.command("list")
 def runs_list(plan: Optional[str] = typer.Option(None, "--plan", help="Only runs of this plan id."),
+              limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many runs (a page)."),
+              offset: int = typer.Option(0, "--offset", min=0, help="Skip this many runs first (the next page)."),
+              newest: bool = typer.Option(False, "--newest", help="Newest first (with --limit: the latest runs)."),
               project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
-    """Runs in the index, oldest first."""
+    """Runs in the index, oldest first; --limit/--offset page through them in the database."""
     from .index import open_index
 
-    rows = open_index(_project(project_dir)).rows(plan)
+    index = open_index(_project(project_dir))
+    rows = index.rows(plan, limit, offset, newest)
+    if limit is not None or offset:
+        shown = f"{offset + 1}-{offset + len(rows)}" if rows else "none"
+        print(f"runs {shown} of {index.count(plan)}", file=sys.stderr)
     if as_json:
         _emit(rows)
         return

@@ -78,9 +78,15 @@ def test_concurrent_writers_from_several_processes_lose_nothing(backend, frozen_
     for process in processes:
         process.join(120)
     assert [p.exitcode for p in processes] == [0] * workers
-    rows = default_index_stores().open(url).rows()
+    store = default_index_stores().open(url)
+    rows = store.rows()
     assert len(rows) == workers * count
     assert len({r["run_id"] for r in rows}) == workers * count
+    # pages are cut by the database, alike on both backends
+    assert store.rows(limit=10, offset=20) == rows[20:30] and store.rows(offset=95) == rows[95:]
+    assert store.rows(limit=3, newest_first=True) == rows[::-1][:3] and store.rows(limit=5, offset=200) == []
+    assert store.count() == workers * count and store.count(rows[0]["plan_id"]) == workers * count
+    assert store.count("nope") == 0
 
 
 def test_default_url_is_the_sqlite_file_at_todays_path(project, monkeypatch):

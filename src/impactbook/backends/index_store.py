@@ -64,6 +64,7 @@ class IndexStore(ABC):
     """What the rest of impactbook may ask of a run index. Queries are shared; backends supply a driver."""
 
     mark = "?"  # the driver's parameter placeholder
+    no_limit: Any = -1  # the LIMIT value that means none (SQLite: -1)
     order = "run_id"  # byte order of run ids, whatever the database's collation
 
     @property
@@ -103,11 +104,21 @@ class IndexStore(ABC):
         except ValueError as exc:
             raise IndexUnusable(f"a row's verdicts are not JSON ({exc})") from exc
 
-    def rows(self, plan_id: str | None = None) -> list[dict[str, Any]]:
-        """Runs oldest first (run ids sort by time), optionally of one plan."""
-        if plan_id:
-            return self._select(f"WHERE plan_id = {self.mark}", (plan_id,))
-        return self._select()
+    def rows(self, plan_id: str | None = None, limit: int | None = None, offset: int = 0,
+             newest_first: bool = False) -> list[dict[str, Any]]:
+        """Runs oldest first (run ids sort by time; newest first if asked), optionally of one plan; a page of
+        `limit` rows after skipping `offset`, counted and cut by the database."""
+        condition, args = (f"WHERE plan_id = {self.mark}", (plan_id,)) if plan_id else ("", ())
+        tail = " DESC" if newest_first else ""
+        if limit is not None or offset:
+            tail += f" LIMIT {self.mark} OFFSET {self.mark}"
+            args += (limit if limit is not None else self.no_limit, offset)
+        return self._select(condition, args, tail)
+
+    def count(self, plan_id: str | None = None) -> int:
+        """How many runs the index holds (of one plan)."""
+        condition, args = (f"WHERE plan_id = {self.mark}", (plan_id,)) if plan_id else ("", ())
+        return int(self._fetch(f"SELECT COUNT(*) FROM runs {condition}", args)[0][0])
 
     def find(self, run: str) -> dict[str, Any]:
         """A run by id or unique prefix ("latest" for the newest); the database does the looking."""

@@ -21,6 +21,7 @@ LOCK_KEY = 0x1B1D_E7  # pg_advisory_xact_lock key of impactbook's index (migrati
 
 class PostgresIndexStore(IndexStore):
     mark = "%s"
+    no_limit = None  # LIMIT NULL: no limit
     order = 'run_id COLLATE "C"'  # byte order like SQLite, whatever the database's locale
 
     def __init__(self, url: str) -> None:
