@@ -34,3 +34,35 @@ def test_malformed_entry_names_file_line_and_field(project):
     with pytest.raises(CatalogError) as caught:
         Catalog.load(project)
     assert "catalog.yaml:" in str(caught.value) and "datasets.demo_experiment.format" in str(caught.value)
+
+
+def test_settings_choose_the_index_and_run_store_and_the_environment_overrides_them(project, monkeypatch):
+    from impactbook.backends.run_store import STORAGE_ENV, storage_url
+    from impactbook.index import INDEX_ENV, index_url
+
+    monkeypatch.delenv(INDEX_ENV, raising=False)
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    assert storage_url(project) == project.runs_dir.resolve().as_uri() and index_url(project).startswith("sqlite://")
+    elsewhere = project.root / "shared.sqlite"
+    catalog = project.catalog_path
+    catalog.write_text(catalog.read_text() + f"settings:\n  index: sqlite://{elsewhere}\n  storage: s3://bucket/runs\n")
+    assert index_url(project) == f"sqlite://{elsewhere}" and storage_url(project) == "s3://bucket/runs"
+    from impactbook.index import open_index
+
+    open_index(project).rows()
+    assert elsewhere.is_file()  # the index the setting names is the one opened
+    monkeypatch.setenv(INDEX_ENV, "postgresql://ci@db/impactbook")
+    monkeypatch.setenv(STORAGE_ENV, "s3://other/prefix")
+    assert index_url(project) == "postgresql://ci@db/impactbook" and storage_url(project) == "s3://other/prefix"
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("index: postgresql://ci:hunter2@db/impactbook", r"settings.index: .*a password does not belong in catalog.yaml"),
+    ("index: mysql://db/x", r"settings.index: String should match pattern"),
+    ("storage: gs://bucket", r"settings.storage: String should match pattern"),
+    ("indx: sqlite:///x", r"settings.indx: unknown field"),
+])
+def test_bad_settings_name_the_field(project, setting, expected):
+    project.catalog_path.write_text(project.catalog_path.read_text() + f"settings:\n  {setting}\n")
+    with pytest.raises(CatalogError, match=expected):
+        Catalog.load(project)

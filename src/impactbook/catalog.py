@@ -7,12 +7,15 @@ order survive `impactbook dataset add`.
 from __future__ import annotations
 
 import difflib
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml.comments import CommentedMap
 
 from .durable import write_text
@@ -71,10 +74,45 @@ class ModelEntry(_Strict):
     description: str | None = None
 
 
+class Settings(_Strict):
+    """Where the project's run index and run store live, for everyone who runs or checks it (the variables
+    IMPACTBOOK_INDEX and IMPACTBOOK_STORAGE override them on one machine). No secrets: passwords come from
+    libpq's PGPASSWORD / ~/.pgpass and the AWS credential chain."""
+
+    index: str | None = Field(None, pattern=r"^(sqlite|postgresql|postgres)://",
+                              description="sqlite:///ABSOLUTE/PATH or postgresql://user@host/db (default: runs/index.sqlite)")
+    storage: str | None = Field(None, pattern=r"^(file|s3)://",
+                                description="s3://bucket/prefix (default: the project's runs/ folder)")
+
+    @field_validator("index", "storage")
+    @classmethod
+    def _no_secret(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).password:
+            raise ValueError("a password does not belong in catalog.yaml: use PGPASSWORD or ~/.pgpass (PostgreSQL) "
+                             "or the AWS credential chain (S3)")
+        return value
+
+
 class CatalogModel(_Strict):
     datasets: dict[str, DatasetEntry] = Field(default_factory=dict)
     templates: dict[str, TemplateEntry] = Field(default_factory=dict)
     models: dict[str, ModelEntry | None] = Field(default_factory=dict)
+    settings: Settings = Settings()
+
+
+def project_setting(project: Project, name: str) -> str | None:
+    """One of catalog.yaml's `settings` (None when unset or when there is no catalog yet); read once per
+    version of the file."""
+    try:
+        state = project.catalog_path.stat()
+    except FileNotFoundError:
+        return None
+    return getattr(_settings(project.root, state.st_mtime_ns, state.st_size), name)
+
+
+@functools.lru_cache(maxsize=8)
+def _settings(root: Path, mtime_ns: int, size: int) -> Settings:
+    return Catalog.load(Project(root)).model.settings
 
 
 def _pick(kind: str, name: str, known: dict[str, Any], where: str) -> Any:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from .backends.index_store import IndexStore, IndexStores, IndexUnusable, default_index_stores, index_row
 from .backends.run_store import RunStore, cache_dir, open_run_store
 from .backends.sqlite_index import SqliteIndexStore
+from .catalog import project_setting
 from .hashing import sha256_file
 from .ledger import Ledger
 from .project import Project
@@ -31,8 +32,10 @@ RunIndex = SqliteIndexStore  # the default backend, addressed by its file
 
 
 def index_url(project: Project) -> str:
-    """$IMPACTBOOK_INDEX (e.g. postgresql://host/db), else the SQLite file at today's path."""
-    return os.environ.get(INDEX_ENV) or "sqlite://" + quote(str(project.index_path.resolve()))
+    """$IMPACTBOOK_INDEX (e.g. postgresql://host/db), else catalog.yaml's `settings.index`, else the SQLite
+    file at today's path."""
+    return (os.environ.get(INDEX_ENV) or project_setting(project, "index")
+            or "sqlite://" + quote(str(project.index_path.resolve())))
 
 
 def open_index(project: Project, stores: IndexStores | None = None) -> IndexStore:

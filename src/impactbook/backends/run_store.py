@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
+from ..catalog import project_setting
 from ..errors import ProjectError
 from ..hashing import sha256_file
 from ..project import Project
@@ -154,8 +155,9 @@ def default_run_stores() -> RunStores:
 
 
 def storage_url(project: Project) -> str:
-    """$IMPACTBOOK_STORAGE (e.g. s3://bucket/prefix), else the project's runs/ folder."""
-    return os.environ.get(STORAGE_ENV) or project.runs_dir.resolve().as_uri()
+    """$IMPACTBOOK_STORAGE (e.g. s3://bucket/prefix), else catalog.yaml's `settings.storage`, else the
+    project's runs/ folder."""
+    return os.environ.get(STORAGE_ENV) or project_setting(project, "storage") or project.runs_dir.resolve().as_uri()
 
 
 def open_run_store(project: Project, stores: RunStores | None = None) -> RunStore:
