@@ -174,6 +174,10 @@ def test_few_clusters_can_be_tested_with_the_wild_cluster_bootstrap(tmp_path):
         assert wild.study.average_effect == plain.study.average_effect
         assert wild.study.average_p_value != plain.study.average_p_value
         assert "all 2^G sign patterns" in wild.study.method and wild.study.average_p_value * 256 % 1 == 0
+        # the interval inverts the same bootstrap test: it differs from the CR1 one and holds the estimate
+        assert (wild.study.average_low, wild.study.average_high) != (plain.study.average_low, plain.study.average_high)
+        assert wild.study.average_low < wild.study.average_effect < wild.study.average_high
+        assert (wild.study.average_p_value < 0.05) == (not wild.study.average_low <= 0 <= wild.study.average_high)
     with pytest.raises(PlanError, match="wild_cluster_bootstrap applies to estimators twfe and two_by_two"):
         load_plan(_plan_file(tmp_path, estimator="callaway_santanna", inference="wild_cluster_bootstrap"))
 

@@ -109,13 +109,15 @@ def static_did(outcome: np.ndarray, unit: np.ndarray, period: np.ndarray, adopti
     p_value = float(2 * stats.t.sf(abs(estimate / se), groups - 1)) if se > 0 else 0.0
     method = "difference in differences (two-way fixed effects, one post-adoption indicator), CR1 errors, t on G-1 df"
     if bootstrap_draws is not None:
-        from .wild_bootstrap import wild_cluster_bootstrap
+        from .wild_bootstrap import wild_cluster_bootstrap, wild_cluster_interval
 
         restriction = np.zeros(design.shape[1])
         restriction[0] = 1.0
         bootstrap = wild_cluster_bootstrap(design, outcome, clusters, restriction, bootstrap_draws, seed)
         p_value = bootstrap.p_value
-        method += f"; p-value by {bootstrap.method}"
+        low, high = wild_cluster_interval(design, outcome, clusters, restriction, 1 - alpha, bootstrap_draws, seed)
+        method += f"; p-value and interval by {bootstrap.method} (the interval by inverting it)"
+        return StaticEffect(method, estimate, se, low, high, p_value, groups - 1)
     return StaticEffect(method, estimate, se, estimate - critical * se, estimate + critical * se, p_value, groups - 1)
 
 
@@ -124,8 +126,9 @@ def event_study(outcome: np.ndarray, unit: np.ndarray, period: np.ndarray, adopt
                 bootstrap_draws: int | None = None, seed: int = 0, covariates: np.ndarray | None = None) -> EventStudy:
     """Fit the event study. `unit`, `period` and `cluster` are integer codes per observation; `period` and
     `adoption` share one integer period scale (adoption NaN: never treated). With `bootstrap_draws`, the
-    average effect's p-value comes from the wild cluster restricted bootstrap (for few clusters; see
-    impactbook.stats.wild_bootstrap) and the interval stays cluster-robust. `covariates` (observations x k)
+    average effect's p-value and interval come from the wild cluster restricted bootstrap (for few clusters;
+    the interval by inverting the test; see impactbook.stats.wild_bootstrap); event-time intervals stay
+    cluster-robust. `covariates` (observations x k)
     enter linearly beside the fixed effects."""
     import statsmodels.api as sm
     from scipy import stats
@@ -156,18 +159,21 @@ def event_study(outcome: np.ndarray, unit: np.ndarray, period: np.ndarray, adopt
     wald = fit.wald_test(restriction, use_f=True, scalar=True)
     method = "event study: two-way fixed effects, cluster-robust (CR1) errors, t on G-1 df"
     average_p_value = float(2 * stats.t.sf(abs(t_value), groups - 1))
+    average_low, average_high = average - critical * average_se, average + critical * average_se
     if bootstrap_draws is not None:
-        from .wild_bootstrap import wild_cluster_bootstrap
+        from .wild_bootstrap import wild_cluster_bootstrap, wild_cluster_interval
 
         bootstrap = wild_cluster_bootstrap(design, outcome, clusters, post, bootstrap_draws, seed)
         average_p_value = bootstrap.p_value
-        method += f"; average effect's p-value by {bootstrap.method}"
+        average_low, average_high = wild_cluster_interval(design, outcome, clusters, post, 1 - alpha,
+                                                          bootstrap_draws, seed)
+        method += f"; average effect's p-value and interval by {bootstrap.method} (the interval by inverting it)"
     treated_post = (~np.isnan(relative)) & (relative >= 0)
     counterfactual = float(outcome[treated_post].mean() - average) if treated_post.any() else None
     return EventStudy(
         method=method,
         level=1 - alpha, effects=effects, average_effect=average, average_standard_error=average_se,
-        average_low=average - critical * average_se, average_high=average + critical * average_se,
+        average_low=average_low, average_high=average_high,
         average_p_value=average_p_value, counterfactual_level=counterfactual,
         pretrend_statistic=float(wald.statistic), pretrend_p_value=float(wald.pvalue), clusters=groups,
         units=len(units), treated_units=len(np.unique(np.asarray(unit)[~np.isnan(np.asarray(adoption, dtype=float))])),
