@@ -20,11 +20,11 @@ def _data(rng, n=400, clusters=8, slope=0.1):
     return design, y, cluster
 
 
-def test_matches_wildboottest_draw_for_draw():
+def _wildboottest(design, y, cluster, restriction):
+    """wildboottest's WCR11 with Rademacher weights (all 2^G patterns): its t and the |bootstrap t|'s."""
     from wildboottest.wildboottest import WildboottestCL
 
-    design, y, cluster = _data(np.random.default_rng(1))
-    reference = WildboottestCL(X=design, Y=y, cluster=cluster, R=np.array([0, 1.0, 0]), B=9999, seed=1, parallel=False)
+    reference = WildboottestCL(X=design, Y=y, cluster=cluster, R=restriction, B=9999, seed=1, parallel=False)
     reference.get_scores(bootstrap_type="11", impose_null=True, adj=True, cluster_adj=True)
     reference.get_weights(weights_type="rademacher")
     reference.get_numer()
@@ -32,10 +32,16 @@ def test_matches_wildboottest_draw_for_draw():
     reference.get_tboot()
     reference.get_vcov()
     reference.get_tstat()
+    return float(np.ravel(reference.t_stat)[0]), np.abs(np.ravel(reference.t_boot))
+
+
+def test_matches_wildboottest_draw_for_draw():
+    design, y, cluster = _data(np.random.default_rng(1))
+    t, t_boot = _wildboottest(design, y, cluster, np.array([0, 1.0, 0]))
     ours = wild_cluster_bootstrap(design, y, cluster, np.array([0, 1.0, 0]))
     assert ours.full_enumeration and ours.draws == 2**8
-    assert ours.t_statistic == pytest.approx(float(np.ravel(reference.t_stat)[0]), rel=1e-9)
-    theirs = np.sort(np.abs(np.ravel(reference.t_boot)))
+    assert ours.t_statistic == pytest.approx(t, rel=1e-9)
+    theirs = np.sort(t_boot)
     assert np.sort(np.abs(ours.bootstrap_statistics)) == pytest.approx(theirs, rel=1e-9, abs=1e-12)
     assert ours.p_value == np.mean(theirs >= abs(ours.t_statistic) * (1 - 1e-9))
 
@@ -62,17 +68,7 @@ def test_random_draws_when_there_are_more_patterns_than_draws():
 
 
 def _wildboottest_p(design, y, cluster, restriction):
-    from wildboottest.wildboottest import WildboottestCL
-
-    reference = WildboottestCL(X=design, Y=y, cluster=cluster, R=restriction, B=9999, seed=1, parallel=False)
-    reference.get_scores(bootstrap_type="11", impose_null=True, adj=True, cluster_adj=True)
-    reference.get_weights(weights_type="rademacher")
-    reference.get_numer()
-    reference.get_denom()
-    reference.get_tboot()
-    reference.get_vcov()
-    reference.get_tstat()
-    t, t_boot = float(np.ravel(reference.t_stat)[0]), np.abs(np.ravel(reference.t_boot))
+    t, t_boot = _wildboottest(design, y, cluster, restriction)
     return float(np.mean(t_boot >= abs(t) * (1 - 1e-9)))
 
 
