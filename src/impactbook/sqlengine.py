@@ -4,6 +4,7 @@ read of any other file — however a query came to be written. Identifiers and l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,6 +17,23 @@ def quote(identifier: str) -> str:
 
 def literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the engines the compiled SQL runs on. The aggregation is otherwise plain SQL
+    (GROUPING SETS, FILTER, PERCENTILE_CONT ... WITHIN GROUP, CAST ... AS DOUBLE PRECISION) that DuckDB and
+    PostgreSQL both read; only a cast that yields NULL instead of failing has no common spelling."""
+
+    name: str
+    lenient_cast: str  # a cast that gives NULL for an unparsable value, where the engine has one
+
+    def try_cast(self, expression: str, type: str) -> str:
+        return f"{self.lenient_cast}({expression} AS {type})"
+
+
+DUCKDB = Dialect("duckdb", "TRY_CAST")
+POSTGRESQL = Dialect("postgresql", "CAST")  # no TRY_CAST: a warehouse column is typed, a bad value is an error
 
 
 def source_sql(path: Path, format: str, as_text: bool = False) -> str:

@@ -1,0 +1,185 @@
+"""backends/warehouse.py and designs/aggregate.aggregate_table against a real PostgreSQL server: the
+snapshot hash computed in SQL, and the A/B aggregation run there giving DuckDB's numbers on the same rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from impactbook.backends.warehouse import CANONICAL_SETTINGS, WarehouseTable, table_snapshot
+from impactbook.designs.aggregate import aggregate, aggregate_table
+from impactbook.designs.randomized import analyse
+from impactbook.errors import CatalogError, InputError
+from impactbook.plan import load_plan
+from conftest import PLAN
+from postgres_server import fresh_database, postgres_server
+
+COLUMNS = ("user_id BIGINT, variant TEXT, platform TEXT, date DATE, pre_revenue DOUBLE PRECISION, "
+           "converted INTEGER, sessions INTEGER, revenue DOUBLE PRECISION")
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def database(postgres_url):
+    return fresh_database(postgres_url, f"w_{secrets.token_hex(6)}")
+
+
+def experiment_frame(n: int = 4000, seed: int = 12) -> pd.DataFrame:
+    """Synthetic A/B rows with a known +10% conversion lift and heavy-tailed revenue (CUPED, cap, ratio)."""
+    rng = np.random.default_rng(seed)
+    variant = rng.choice(["control", "treatment"], n)
+    frame = pd.DataFrame({
+        "user_id": np.arange(n), "variant": variant, "platform": rng.choice(["ios", "android", "web"], n),
+        "date": (pd.Timestamp("2026-11-23") + pd.to_timedelta(rng.integers(0, 6, n), unit="D")).strftime("%Y-%m-%d"),
+        "pre_revenue": rng.gamma(2, 5, n).round(2),
+        "converted": (rng.random(n) < np.where(variant == "treatment", 0.11, 0.10)).astype(int),
+        "sessions": 1 + rng.poisson(2, n)})
+    frame["revenue"] = (frame.pre_revenue * rng.gamma(4, 0.25, n) + frame.converted * 40).round(2)
+    return frame
+
+
+def load_table(url: str, frame: pd.DataFrame, name: str = "exposures", schema: str = "analytics") -> str:
+    """The frame as a typed table in PostgreSQL (COPY from CSV text); returns its warehouse URI."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        connection.execute(f'CREATE TABLE "{schema}"."{name}" ({COLUMNS})')
+        with connection.cursor().copy(f'COPY "{schema}"."{name}" FROM STDIN WITH (FORMAT csv, HEADER true)') as copy:
+            copy.write(frame.to_csv(index=False).encode())
+    return f"{url}#{schema}.{name}"
+
+
+def python_snapshot(uri: str) -> str:
+    """Reference: the documented snapshot definition recomputed in Python from the exported row texts."""
+    table = WarehouseTable.parse(uri)
+    with psycopg.connect(table.dsn) as connection:
+        for setting, value in CANONICAL_SETTINGS.items():
+            connection.execute(f"SET {setting} = '{value}'")
+        lines = [r[0] for r in connection.execute(f"SELECT CAST(ROW(t.*) AS TEXT) FROM {table.relation} AS t")]
+        types = connection.execute(
+            "SELECT string_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) "
+            "FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+            (table.relation,)).fetchone()[0]
+    digests = sorted(hashlib.sha256(line.encode()).hexdigest() for line in lines)
+    buckets: dict[str, list[str]] = {}
+    for digest in digests:
+        buckets.setdefault(digest[:3], []).append(digest)
+    body = "\n".join(f"{b} {len(d)} {hashlib.sha256(chr(10).join(d).encode()).hexdigest()}"
+                     for b, d in sorted(buckets.items()))
+    return hashlib.sha256(f"{types}\n{body}".encode()).hexdigest()
+
+
+def test_snapshot_hash_is_computed_in_sql_as_documented(database):
+    uri = load_table(database, experiment_frame(500))
+    snapshot = table_snapshot(uri)
+    assert snapshot.rows == 500
+    assert snapshot.sha256 == python_snapshot(uri)
+
+
+def test_snapshot_ignores_row_order_and_names_any_changed_row(database):
+    frame = experiment_frame(300)
+    first = table_snapshot(load_table(database, frame, "a")).sha256
+    assert table_snapshot(load_table(database, frame.iloc[::-1], "b")).sha256 == first  # same rows, other order
+    uri = load_table(database, frame, "c")
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute('UPDATE analytics.c SET revenue = revenue + 0.01 WHERE user_id = 7')
+    assert table_snapshot(uri).sha256 != first
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute('UPDATE analytics.c SET revenue = revenue - 0.01 WHERE user_id = 7')
+        assert table_snapshot(uri).sha256 == first
+        connection.execute('ALTER TABLE analytics.c ALTER COLUMN sessions TYPE BIGINT')
+    assert table_snapshot(uri).sha256 != first  # a column type is part of the snapshot
+
+
+def test_uri_with_a_password_is_refused():
+    with pytest.raises(CatalogError, match="PGPASSWORD"):
+        WarehouseTable.parse("postgresql://me:secret@db.example/warehouse#public.exposures")
+    with pytest.raises(CatalogError, match="no table"):
+        WarehouseTable.parse("postgresql://me@db.example/warehouse#")
+
+
+def _plan(project):
+    plan = load_plan(project.root / PLAN)
+    window = plan.window.model_copy(update={"start": dt.date(2026, 11, 23), "end": dt.date(2026, 11, 27)})
+    return plan.model_copy(update={"window": window})
+
+
+def _flat(statistic):
+    for value in vars(statistic).values():
+        if isinstance(value, (int, float)):
+            yield float(value)
+        else:
+            yield from _flat(value)
+
+
+def _assert_same_cells(found, expected):
+    assert found.keys() == expected.keys()
+    for key in expected:
+        assert found[key].keys() == expected[key].keys(), key
+        for metric in expected[key]:
+            np.testing.assert_allclose(list(_flat(found[key][metric])), list(_flat(expected[key][metric])),
+                                       rtol=1e-9, atol=0, err_msg=f"{key} {metric}")
+
+
+def test_aggregation_in_postgres_equals_duckdb_over_the_same_rows_as_csv(project, database, tmp_path):
+    frame = experiment_frame()
+    uri = load_table(database, frame)
+    path = tmp_path / "exposures.csv"
+    frame.to_csv(path, index=False)
+    plan = _plan(project)  # the example plan: proportion, CUPED mean with a control-quantile cap, ratio, segments
+    duck = aggregate(plan, path)
+    warehouse = aggregate_table(plan, uri, table_snapshot(uri).sha256)
+    assert "GROUPING SETS" in warehouse.sql and "read_csv" not in warehouse.sql
+    assert (warehouse.units, warehouse.rows, warehouse.excluded) == (duck.units, duck.rows, duck.excluded)
+    assert duck.excluded["outside_window"] > 0  # the window really cuts rows in both engines
+    assert warehouse.caps.keys() == duck.caps.keys()
+    for metric, cap in duck.caps.items():
+        assert warehouse.caps[metric] == pytest.approx(cap, rel=1e-12)
+    _assert_same_cells(warehouse.overall, duck.overall)
+    assert warehouse.segment_units == duck.segment_units
+    assert warehouse.segments.keys() == duck.segments.keys()
+    for key in duck.segments:
+        _assert_same_cells(warehouse.segments[key], duck.segments[key])
+    assert warehouse.daily_units == duck.daily_units
+    assert list(warehouse.daily) == list(duck.daily)
+    for day in duck.daily:
+        _assert_same_cells(warehouse.daily[day], duck.daily[day])
+    assert warehouse.data_quality(plan) == duck.data_quality(plan)
+    ours, reference = analyse(plan, warehouse).scraps(), analyse(plan, duck).scraps()
+    assert ours["verdicts"] == reference["verdicts"]
+    _assert_same_values({k: v for k, v in ours.items() if k != "sql"}, {k: v for k, v in reference.items() if k != "sql"})
+
+
+def _assert_same_values(found, expected, where="scraps"):
+    """Every number of the analysis (effects, intervals, p-values, power, CUPED theta) to 1e-9 relative."""
+    if isinstance(expected, dict):
+        assert found.keys() == expected.keys(), where
+        for key in expected:
+            _assert_same_values(found[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, (list, tuple)):
+        assert len(found) == len(expected), where
+        for index, (x, y) in enumerate(zip(found, expected)):
+            _assert_same_values(x, y, f"{where}[{index}]")
+    elif isinstance(expected, float) and not isinstance(found, bool):
+        assert found == pytest.approx(expected, rel=1e-9, abs=1e-12, nan_ok=True), where
+    else:
+        assert found == expected, where
+
+
+def test_aggregation_refuses_a_table_whose_rows_changed_since_the_pin(project, database):
+    uri = load_table(database, experiment_frame(500))
+    pinned = table_snapshot(uri).sha256
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute("DELETE FROM analytics.exposures WHERE user_id = 3")
+    with pytest.raises(InputError, match="does not match its pin"):
+        aggregate_table(_plan(project), uri, pinned)
