@@ -19,6 +19,7 @@ from impactbook.errors import CatalogError, InputError
 from impactbook.plan import load_plan
 from conftest import PLAN
 from postgres_server import fresh_database, postgres_server
+from warehouse_data import copy_csv, load_demo, numbers
 
 COLUMNS = ("user_id BIGINT, variant TEXT, platform TEXT, date DATE, pre_revenue DOUBLE PRECISION, "
            "converted INTEGER, sessions INTEGER, revenue DOUBLE PRECISION")
@@ -53,9 +54,7 @@ def load_table(url: str, frame: pd.DataFrame, name: str = "exposures", schema: s
     """The frame as a typed table in PostgreSQL (COPY from CSV text); returns its warehouse URI."""
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        connection.execute(f'CREATE TABLE "{schema}"."{name}" ({COLUMNS})')
-        with connection.cursor().copy(f'COPY "{schema}"."{name}" FROM STDIN WITH (FORMAT csv, HEADER true)') as copy:
-            copy.write(frame.to_csv(index=False).encode())
+    copy_csv(url, f'"{schema}"."{name}"', COLUMNS, frame.to_csv(index=False).encode())
     return f"{url}#{schema}.{name}"
 
 
@@ -114,20 +113,12 @@ def _plan(project):
     return plan.model_copy(update={"window": window})
 
 
-def _flat(statistic):
-    for value in vars(statistic).values():
-        if isinstance(value, (int, float)):
-            yield float(value)
-        else:
-            yield from _flat(value)
-
-
 def _assert_same_cells(found, expected):
     assert found.keys() == expected.keys()
     for key in expected:
         assert found[key].keys() == expected[key].keys(), key
         for metric in expected[key]:
-            np.testing.assert_allclose(list(_flat(found[key][metric])), list(_flat(expected[key][metric])),
+            np.testing.assert_allclose(list(numbers(found[key][metric])), list(numbers(expected[key][metric])),
                                        rtol=1e-9, atol=0, err_msg=f"{key} {metric}")
 
 
@@ -183,3 +174,82 @@ def test_aggregation_refuses_a_table_whose_rows_changed_since_the_pin(project, d
         connection.execute("DELETE FROM analytics.exposures WHERE user_id = 3")
     with pytest.raises(InputError, match="does not match its pin"):
         aggregate_table(_plan(project), uri, pinned)
+
+
+def test_run_on_a_warehouse_table_gives_the_csv_runs_results(frozen_project, database):
+    """End to end: `dataset add` pins the table by its snapshot hash (the query in the ledger), the gate
+    checks pin and contract in PostgreSQL, the ab_test kernel aggregates there; the scraps equal the run
+    over the same rows as CSV through DuckDB to 1e-9."""
+    from impactbook.catalog import Catalog
+    from impactbook.ledger import Ledger
+    from impactbook.record import Status
+    from conftest import cli, read_json, run
+
+    project = frozen_project
+    on_csv = run(project)
+    assert on_csv.record.status is Status.COMPLETED
+    uri = load_demo(database, project.root / "data/demo_experiment.csv")
+    added = cli(project, "dataset", "add", "demo_experiment", uri, "--replace", "--reason", "moved to the warehouse")
+    assert added.returncode == 0, added.stderr
+    assert "rows, snapshot hashed in the database" in added.stdout
+    entry = Catalog.load(project).dataset("demo_experiment")
+    assert (entry.uri, entry.format, entry.sha256) == (uri, "postgresql", table_snapshot(uri).sha256)
+    assert entry.contract is not None  # re-pinning keeps the contract: it is now checked in PostgreSQL
+    pin = [e for e in Ledger(project.ledger_path).entries() if e.get("kind") == "pin"][-1]
+    assert pin["snapshot"]["rows"] == 20_000 and "sha256(convert_to(CAST(ROW(t.*) AS TEXT)" in pin["snapshot"]["sql"]
+
+    in_warehouse = run(project)
+    assert in_warehouse.record.status is Status.COMPLETED, in_warehouse.record.gate
+    ours, reference = (read_json(o.folder / "scraps.json") for o in (in_warehouse, on_csv))
+    assert ours["verdicts"] == reference["verdicts"]
+    _assert_same_values({k: v for k, v in ours.items() if k != "sql"},
+                        {k: v for k, v in reference.items() if k != "sql"})
+
+
+def test_gate_names_changed_rows_and_contract_breaks_in_the_warehouse(frozen_project, database):
+    from impactbook.record import Status
+    from conftest import cli, run
+
+    project = frozen_project
+    uri = load_demo(database, project.root / "data/demo_experiment.csv")
+    assert cli(project, "dataset", "add", "demo_experiment", uri, "--replace", "--reason", "warehouse").returncode == 0
+    assert cli(project, "dataset", "verify", "demo_experiment").returncode == 0
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute("UPDATE public.demo_experiment SET revenue = -1 WHERE user_id IN (5, 6)")
+        connection.execute("UPDATE public.demo_experiment SET platform = 'tv' WHERE user_id = 9")
+    verified = cli(project, "dataset", "verify", "demo_experiment")
+    assert verified.returncode == 3 and "does not match its pin" in verified.stdout and "rows" in verified.stdout
+    outcome = run(project)
+    assert outcome.record.status is Status.INADMISSIBLE
+    assert "does not match its pin" in outcome.record.gate["inadmissible"][0]
+
+    # the same broken rows pinned on purpose: now the contract, checked in PostgreSQL, refuses them
+    assert cli(project, "dataset", "add", "demo_experiment", uri, "--replace", "--reason", "re-pinned").returncode == 0
+    problems = " ".join(run(project).record.gate["inadmissible"])
+    assert "contract.columns.revenue: fails min 0 (2 rows; e.g. -1.0)" in problems
+    assert "contract.columns.platform: fails allowed" in problems and "'tv'" in problems
+
+
+def test_contract_types_and_nulls_are_checked_on_the_tables_own_types(project, database):
+    import datetime as dt
+
+    from impactbook.catalog import Catalog
+    from impactbook.datacheck import check_input
+    from impactbook.inputs import ResolvedInput
+
+    uri = load_demo(database, project.root / "data/demo_experiment.csv")
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute("ALTER TABLE public.demo_experiment ALTER COLUMN converted TYPE DOUBLE PRECISION")
+        connection.execute("ALTER TABLE public.demo_experiment ALTER COLUMN sessions TYPE SMALLINT")  # any int width
+        connection.execute("UPDATE public.demo_experiment SET pre_revenue = NULL WHERE user_id = 4")
+        connection.execute("UPDATE public.demo_experiment SET user_id = 1 WHERE user_id = 2")
+    entry = Catalog.load(project).dataset("demo_experiment").model_copy(
+        update={"uri": uri, "format": "postgresql", "sha256": table_snapshot(uri).sha256})
+    facts = check_input(ResolvedInput("experiment", "demo_experiment", entry, None), None,
+                        dt.datetime.now(dt.timezone.utc))
+    assert facts.rows == 20_000, facts.problems
+    problems = "\n".join(facts.problems)
+    assert "contract.columns.converted: fails type int (the column is DOUBLE)" in problems
+    assert "contract.columns.pre_revenue: fails not null (1 rows" in problems
+    assert "contract.unique: fails unique (column 'user_id': 1 values repeat, 1 extra rows; e.g. 1)" in problems
+    assert "sessions" not in problems

@@ -17,11 +17,12 @@ Function", CRYPTO '87) over a canonical export, in the spirit of `pg_dump`'s tex
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import CatalogError
+from ..errors import CatalogError, InputError
 from ..sqlengine import literal, quote
 
 SNAPSHOT_METHOD = "sha256 over sorted per-row sha256 of ROW(t.*)::text, in 4096 buckets, after the column types (v1)"
@@ -54,6 +55,12 @@ class WarehouseTable:
     @property
     def relation(self) -> str:
         return (f"{quote(self.schema)}." if self.schema else "") + quote(self.name)
+
+    @property
+    def shown(self) -> str:
+        """Where, for messages: host, database and relation (no user, no options)."""
+        parts = urlsplit(self.dsn)
+        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}#{self.relation}"
 
 
 def snapshot_sql(table: WarehouseTable) -> str:
@@ -90,18 +97,24 @@ class Snapshot:
 @contextlib.contextmanager
 def snapshot_transaction(table: WarehouseTable) -> Iterator:
     """A connection inside one READ ONLY, REPEATABLE READ transaction with CANONICAL_SETTINGS: every query
-    in the block sees the same snapshot of the table, and none can write."""
+    in the block sees the same snapshot of the table, and none can write. A database error (unreachable
+    server, missing table, refused permission) is an InputError naming the table."""
     import psycopg
 
-    with psycopg.connect(table.dsn) as connection:
-        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        connection.read_only = True
-        try:
-            for setting, value in CANONICAL_SETTINGS.items():
-                connection.execute(f"SET {setting} = {literal(value)}")
-            yield connection
-        finally:
-            connection.rollback()  # nothing to keep: the transaction only read
+    try:
+        with psycopg.connect(table.dsn) as connection:
+            connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            connection.read_only = True
+            try:
+                for setting, value in CANONICAL_SETTINGS.items():
+                    connection.execute(f"SET {setting} = {literal(value)}")
+                yield connection
+            finally:
+                connection.rollback()  # nothing to keep: the transaction only read
+    except psycopg.Error as exc:
+        unreachable = isinstance(exc, psycopg.OperationalError)
+        raise InputError(f"cannot read warehouse table {table.shown}: {str(exc).strip().splitlines()[0]}",
+                         hint="check the server, the database and PGUSER/PGPASSWORD" if unreachable else None) from None
 
 
 def snapshot_in(connection, table: WarehouseTable) -> Snapshot:
@@ -115,3 +128,18 @@ def table_snapshot(url: str) -> Snapshot:
     table = WarehouseTable.parse(url)
     with snapshot_transaction(table) as connection:
         return snapshot_in(connection, table)
+
+
+DUCKDB_TYPE = {"smallint": "SMALLINT", "integer": "INTEGER", "bigint": "BIGINT", "real": "FLOAT",
+               "double precision": "DOUBLE", "numeric": "DECIMAL", "boolean": "BOOLEAN", "date": "DATE",
+               "timestamp without time zone": "TIMESTAMP", "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
+               "text": "VARCHAR", "character varying": "VARCHAR", "character": "VARCHAR"}
+
+
+def column_types(connection, table: WarehouseTable) -> dict[str, str]:
+    """Column -> type in DuckDB's names (PostgreSQL's `double precision` is DOUBLE, `text` VARCHAR, ...),
+    so the data checks judge a warehouse column as they judge a Parquet one; other types keep their name."""
+    rows = connection.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (table.relation,)).fetchall()
+    return {name: DUCKDB_TYPE.get(re.sub(r"\(\d+(,\d+)?\)", "", kind), kind.upper()) for name, kind in rows}
