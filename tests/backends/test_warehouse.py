@@ -89,6 +89,9 @@ def test_snapshot_ignores_row_order_and_names_any_changed_row(database):
     frame = experiment_frame(300)
     first = table_snapshot(load_table(database, frame, "a")).sha256
     assert table_snapshot(load_table(database, frame.iloc[::-1], "b")).sha256 == first  # same rows, other order
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute("CREATE VIEW analytics.recent AS SELECT * FROM analytics.a")
+    assert table_snapshot(f"{database}#analytics.recent").sha256 == first  # a view pins like its rows
     uri = load_table(database, frame, "c")
     with psycopg.connect(database, autocommit=True) as connection:
         connection.execute('UPDATE analytics.c SET revenue = revenue + 0.01 WHERE user_id = 7')
@@ -103,8 +106,9 @@ def test_snapshot_ignores_row_order_and_names_any_changed_row(database):
 def test_uri_with_a_password_is_refused():
     with pytest.raises(CatalogError, match="PGPASSWORD"):
         WarehouseTable.parse("postgresql://me:secret@db.example/warehouse#public.exposures")
-    with pytest.raises(CatalogError, match="no table"):
-        WarehouseTable.parse("postgresql://me@db.example/warehouse#")
+    for without_table in ("postgresql://me@db.example/warehouse#", "postgresql://me@db.example/warehouse"):
+        with pytest.raises(CatalogError, match="no table"):
+            WarehouseTable.parse(without_table)
 
 
 def _plan(project):
