@@ -15,6 +15,8 @@ from .project import Project
 if TYPE_CHECKING:  # pandas is imported where data is read, not when a run starts (see gates.py)
     import pandas as pd
 
+    from .backends.warehouse import Snapshot
+
 
 @dataclass(frozen=True)
 class ResolvedInput:
@@ -100,8 +102,8 @@ def table_problem(item: ResolvedInput) -> str | None:
         return f"datasets.{item.name}.uri: {exc}"
 
 
-def table_mismatch(item: ResolvedInput, found) -> str | None:
-    """A warehouse table's snapshot (backends.warehouse.Snapshot) against its pin, as a file's hash is."""
+def table_mismatch(item: ResolvedInput, found: Snapshot) -> str | None:
+    """A warehouse table's snapshot, computed in the database, against its pin, as a file's hash is."""
     if found.sha256 == item.entry.sha256:
         return None
     return (f"datasets.{item.name}.sha256: warehouse table {item.uri} does not match its pin (pinned "

@@ -18,6 +18,7 @@ from . import stats
 from .designs.aggregate import aggregate_table
 from .designs.randomized import Analysis, analyse, analyse_file
 from .capture import glue
+from .errors import InputError
 from .inputs import load_input, pinned_input, run_pin
 from .plan import Plan, load_plan, plan_from_canonical
 from .project import Project
@@ -87,6 +88,9 @@ def plan_parameter(value: str | dict[str, Any]) -> Plan:
 def pinned_file(name: str, project: Project | None = None) -> tuple[Path, str]:
     """A dataset's file and format, after checking its sha256 pin (the run's pin under `impactbook run`)."""
     item = pinned_input(name, project)
+    if item.entry.format == "postgresql":
+        raise InputError(f"dataset {name} is a warehouse table: only the A/B analysis (analyse_input) runs in the "
+                         "database so far; the rollout monitor and the other designs read pinned files")
     return item.path, item.entry.format
 
 

@@ -69,13 +69,12 @@ def python_snapshot(uri: str) -> str:
             "SELECT string_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) "
             "FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
             (table.relation,)).fetchone()[0]
-    digests = sorted(hashlib.sha256(line.encode()).hexdigest() for line in lines)
-    buckets: dict[str, list[str]] = {}
+    digests = sorted(hashlib.sha256(line.encode()).digest() for line in lines)
+    buckets: dict[int, list[bytes]] = {}
     for digest in digests:
-        buckets.setdefault(digest[:3], []).append(digest)
-    body = "\n".join(f"{b} {len(d)} {hashlib.sha256(chr(10).join(d).encode()).hexdigest()}"
-                     for b, d in sorted(buckets.items()))
-    return hashlib.sha256(f"{types}\n{body}".encode()).hexdigest()
+        buckets.setdefault(digest[0], []).append(digest)
+    body = b"".join(hashlib.sha256(b"".join(d)).digest() for _, d in sorted(buckets.items()))
+    return hashlib.sha256(f"{types}\n".encode() + body).hexdigest()
 
 
 def test_snapshot_hash_is_computed_in_sql_as_documented(database):
@@ -200,7 +199,7 @@ def test_run_on_a_warehouse_table_gives_the_csv_runs_results(frozen_project, dat
     assert (entry.uri, entry.format, entry.sha256) == (uri, "postgresql", table_snapshot(uri).sha256)
     assert entry.contract is not None  # re-pinning keeps the contract: it is now checked in PostgreSQL
     pin = [e for e in Ledger(project.ledger_path).entries() if e.get("kind") == "pin"][-1]
-    assert pin["snapshot"]["rows"] == 20_000 and "sha256(convert_to(CAST(ROW(t.*) AS TEXT)" in pin["snapshot"]["sql"]
+    assert pin["snapshot"]["rows"] == 20_000 and "sha256(convert_to(CAST(ROW(t.*) AS TEXT), 'UTF8'))" in pin["snapshot"]["sql"]
 
     in_warehouse = run(project)
     assert in_warehouse.record.status is Status.COMPLETED, in_warehouse.record.gate
@@ -257,3 +256,28 @@ def test_contract_types_and_nulls_are_checked_on_the_tables_own_types(project, d
     assert "contract.columns.pre_revenue: fails not null (1 rows" in problems
     assert "contract.unique: fails unique (column 'user_id': 1 values repeat, 1 extra rows; e.g. 1)" in problems
     assert "sessions" not in problems
+
+
+def test_dataset_add_refuses_a_password_and_writes_nothing(project):
+    from conftest import cli
+
+    before = (project.catalog_path.read_bytes(), project.ledger_path.read_bytes())
+    added = cli(project, "dataset", "add", "wh", "postgresql://me:s3cret@db.example/warehouse#public.exposures")
+    assert added.returncode != 0 and "PGPASSWORD" in added.stdout + added.stderr
+    assert (project.catalog_path.read_bytes(), project.ledger_path.read_bytes()) == before
+    assert b"s3cret" not in project.catalog_path.read_bytes() + project.ledger_path.read_bytes()
+
+
+def test_file_only_helpers_say_a_warehouse_table_is_not_a_file(project, database, monkeypatch):
+    import json
+
+    import impactbook.notebook as ib
+    from impactbook.inputs import PINS_ENV
+
+    uri = load_table(database, experiment_frame(200))
+    pin = {"uri": uri, "sha256": table_snapshot(uri).sha256, "format": "postgresql"}
+    monkeypatch.setenv(PINS_ENV, json.dumps({"experiment": pin}))
+    with pytest.raises(InputError, match="only the A/B analysis"):
+        ib.pinned_file("experiment", project)
+    with pytest.raises(InputError, match="not read into pandas"):
+        ib.load_input("experiment", project)

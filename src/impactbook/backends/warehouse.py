@@ -7,11 +7,12 @@ snapshot hash and the aggregation that follows it see the same rows, and no quer
 
 The pin is a snapshot hash computed inside the database (`snapshot_sql`): each row's canonical text
 (`ROW(t.*)::text` under fixed DateStyle, TimeZone, float and bytea output) is hashed with sha256; the
-row digests, sorted, are hashed per bucket (the first three hex digits) and the bucket digests, after the
-column names and types, into one sha256. Row order does not matter, any changed, added or removed row or
-column type does, and no string grows past 1/4096 of the table (PostgreSQL caps a text value at 1 GB).
-This is a Merkle-style digest (R. C. Merkle, "A Digital Signature Based on a Conventional Encryption
-Function", CRYPTO '87) over a canonical export, in the spirit of `pg_dump`'s text form.
+32-byte row digests, sorted, are hashed per bucket (a digest's first byte: 256 buckets), and the bucket
+digests, in bucket order, after the column names and types, into one sha256. Row order does not matter;
+any changed, added or removed row, or a changed column type, does; no value grows past a bucket's digests
+(PostgreSQL caps a value at 1 GB: 33M rows a bucket, about 8 billion in all). A Merkle-style digest
+(R. C. Merkle, "A Digital Signature Based on a Conventional Encryption Function", CRYPTO '87) over a
+canonical text export, in the spirit of `pg_dump`'s.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..errors import CatalogError, InputError
 from ..sqlengine import literal, quote
 
-SNAPSHOT_METHOD = "sha256 over sorted per-row sha256 of ROW(t.*)::text, in 4096 buckets, after the column types (v1)"
+SNAPSHOT_METHOD = "sha256 over sorted per-row sha256 of ROW(t.*)::text, in 256 buckets, after the column types (v1)"
 CANONICAL_SETTINGS = {"DateStyle": "ISO, YMD", "TimeZone": "UTC", "IntervalStyle": "postgres",
                       "extra_float_digits": "1", "bytea_output": "hex"}  # so a row's text is the same everywhere
 
@@ -64,20 +65,20 @@ class WarehouseTable:
 
 
 def snapshot_sql(table: WarehouseTable) -> str:
-    """The snapshot hash and row count in one scan (see the module docstring); run under CANONICAL_SETTINGS."""
+    """The snapshot hash and row count in one scan (see the module docstring); run under CANONICAL_SETTINGS.
+    Digests stay bytes (sorted by memcmp, whatever the collation); a bucket is a digest's first byte."""
     columns = (f"(SELECT string_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod), ', ' "
                f"ORDER BY attnum) FROM pg_attribute WHERE attrelid = to_regclass({literal(table.relation)}) "
                "AND attnum > 0 AND NOT attisdropped)")
     return ("WITH row_digests AS (\n"
-            "  SELECT encode(sha256(convert_to(CAST(ROW(t.*) AS TEXT), 'UTF8')), 'hex') AS digest\n"
+            "  SELECT sha256(convert_to(CAST(ROW(t.*) AS TEXT), 'UTF8')) AS digest\n"
             f"  FROM {table.relation} AS t),\n"
             "buckets AS (\n"
-            "  SELECT left(digest, 3) AS bucket, COUNT(*) AS n,\n"
-            "         encode(sha256(convert_to(string_agg(digest, E'\\n' ORDER BY digest COLLATE \"C\"), 'UTF8')), 'hex') "
+            "  SELECT get_byte(digest, 0) AS bucket, COUNT(*) AS n, sha256(string_agg(digest, ''::bytea ORDER BY digest)) "
             "AS digest\n"
             "  FROM row_digests GROUP BY 1)\n"
-            f"SELECT encode(sha256(convert_to({columns} || E'\\n' || COALESCE(string_agg(bucket || ' ' || n || ' ' "
-            "|| digest, E'\\n' ORDER BY bucket COLLATE \"C\"), ''), 'UTF8')), 'hex') AS sha256,\n"
+            f"SELECT encode(sha256(convert_to({columns} || E'\\n', 'UTF8') "
+            "|| COALESCE(string_agg(digest, ''::bytea ORDER BY bucket), ''::bytea)), 'hex') AS sha256,\n"
             "       COALESCE(SUM(n), 0) AS rows\nFROM buckets")
 
 
