@@ -104,7 +104,7 @@ class _Columns:
             return f"CAST(CAST({quote(column)} AS INTEGER) AS DOUBLE PRECISION)"
         if self.family(column) in ("int", "float"):
             return f"CAST({quote(column)} AS DOUBLE PRECISION)"
-        return f"TRY_CAST({self.text(column)} AS DOUBLE)"
+        return self.dialect.try_cast(self.text(column), "DOUBLE PRECISION")
 
     def present(self, column: str) -> str:
         return f"{quote(column)} IS NOT NULL"
@@ -116,7 +116,7 @@ class _Columns:
     def timestamp(self, column: str) -> str:
         if not self.csv and _family(self.types.get(column, "")) == "date":
             return f"CAST({quote(column)} AS TIMESTAMPTZ)"
-        return f"TRY_CAST({self.text(column)} AS TIMESTAMPTZ)"
+        return self.dialect.try_cast(self.text(column), "TIMESTAMPTZ")
 
 
 def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None = None) -> InputFacts:

@@ -257,6 +257,16 @@ def test_contract_types_and_nulls_are_checked_on_the_tables_own_types(project, d
     assert "contract.unique: fails unique (column 'user_id': 1 values repeat, 1 extra rows; e.g. 1)" in problems
     assert "sessions" not in problems
 
+    with psycopg.connect(database, autocommit=True) as connection:  # numbers stored as text: named, still read
+        connection.execute("ALTER TABLE public.demo_experiment ALTER COLUMN revenue TYPE TEXT")
+    entry = entry.model_copy(update={"sha256": table_snapshot(uri).sha256})
+    plan = load_plan(project.root / PLAN)
+    facts = check_input(ResolvedInput("experiment", "demo_experiment", entry, None), plan,
+                        dt.datetime.now(dt.timezone.utc), "primary")
+    assert facts.rows == 20_000 and facts.arms.keys() == {"control", "treatment"}, facts.problems
+    assert "contract.columns.revenue: fails type float (the column is VARCHAR)" in "\n".join(facts.problems)
+    assert not [p for p in facts.problems if "cannot read" in p]
+
 
 def test_dataset_add_refuses_a_password_and_writes_nothing(project):
     from conftest import cli
