@@ -170,6 +170,25 @@ def _assert_same_values(found, expected, where="scraps"):
         assert found == expected, where
 
 
+def test_metric_filters_and_a_pooled_cap_compile_for_postgres_too(project, database, tmp_path):
+    frame = experiment_frame(3000, seed=5)
+    uri = load_table(database, frame)
+    path = tmp_path / "exposures.csv"
+    frame.to_csv(path, index=False)
+    plan = _plan(project)
+    filters = {"conversion": "platform = 'ios'", "revenue_per_session": "sessions >= 2 AND platform IN ('web', 'android')"}
+    metrics = [m.model_copy(update={"filter": filters[m.id]}) if m.id in filters else
+               m.model_copy(update={"cap": m.cap.model_copy(update={"basis": "pooled", "quantile": 0.95})})
+               if m.cap else m for m in plan.metrics]
+    plan = plan.model_copy(update={"metrics": metrics})
+    duck, warehouse = aggregate(plan, path), aggregate_table(plan, uri, table_snapshot(uri).sha256)
+    assert warehouse.passing == duck.passing and duck.passing["control"]["conversion"] < duck.units["control"]
+    assert warehouse.caps["revenue_per_user"] == pytest.approx(duck.caps["revenue_per_user"], rel=1e-12)
+    _assert_same_cells(warehouse.overall, duck.overall)
+    for key in duck.segments:
+        _assert_same_cells(warehouse.segments[key], duck.segments[key])
+
+
 def test_aggregation_refuses_a_table_whose_rows_changed_since_the_pin(project, database):
     uri = load_table(database, experiment_frame(500))
     pinned = table_snapshot(uri).sha256
