@@ -20,7 +20,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from .durable import write_text
 from .errors import CatalogError
-from .hashing import FRESH, remote_url, sha256_file, sha256_json, sha256_url
+from .hashing import FRESH, remote_url, sha256_file, sha256_json, sha256_url, warehouse_url
 from .ledger import Ledger, current_user
 from .project import Project
 from .template import has_outputs, read_template, source_record, strip_outputs
@@ -51,7 +51,7 @@ class DatasetEntry(_Strict):
     uri: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int | None = None
-    format: Literal["csv", "parquet"] = "csv"
+    format: Literal["csv", "parquet", "postgresql"] = "csv"  # postgresql: a warehouse table (hashing.warehouse_url)
     synthetic: bool = Field(False, description="generated data (a demo, a simulation): runs are labelled SIMULATED "
                                                "and their clock is the end of the data")
     contract: Contract | None = None
@@ -155,11 +155,19 @@ class Catalog:
 
     def pin_dataset(self, name: str, path: Path, contract: Contract | None = None, *, replace: bool = False,
                     reason: str | None = None, by: str | None = None, allow_outside: bool = False,
-                    synthetic: bool | None = None) -> DatasetEntry:
+                    synthetic: bool | None = None, snapshot: Any = None) -> DatasetEntry:
         """Pin a dataset: uri, sha256, size and contract, keeping comments elsewhere. Every pin is a ledger
         event; replacing an existing one needs `replace` and a reason (pins change only on purpose).
-        Re-pinning without a contract keeps the one already there (and likewise the synthetic flag)."""
-        if url := remote_url(path):  # an object store: hashed by streaming from it
+        Re-pinning without a contract keeps the one already there (and likewise the synthetic flag).
+        A warehouse table (`path` a warehouse URI) comes with its `snapshot` (backends.warehouse.Snapshot,
+        computed in the database by the caller): its hash is the pin, its query is recorded in the ledger."""
+        table = warehouse_url(path)
+        if table:
+            if snapshot is None:
+                raise CatalogError(f"{name}: a warehouse table needs its snapshot hash", field=f"datasets.{name}.uri",
+                                   hint=f"`impactbook dataset add {name} URI` computes it in the database")
+            uri, digest, size = table, snapshot.sha256, None
+        elif url := remote_url(path):  # an object store: hashed by streaming from it
             uri, (digest, size) = url, _remote_pin(url, name)
         else:
             path = self.project.resolve(path)
@@ -182,6 +190,7 @@ class Catalog:
                 raise CatalogError("replacing a pin needs a reason", field="--reason")
         Ledger(self.project.ledger_path).append("pin", {
             "dataset": name, "uri": uri, "sha256": digest, "size": size,
+            **({"snapshot": snapshot.record()} if table else {}),
             "replaces": old.sha256 if old is not None else None,
             "reason": (reason or "").strip() or ("first pin" if old is None else "re-pinned (same bytes)"),
             "by": (by or "").strip() or current_user(),
@@ -190,7 +199,7 @@ class Catalog:
         entry["uri"] = uri
         entry["sha256"] = digest
         entry["size"] = size
-        entry["format"] = "parquet" if Path(uri).suffix == ".parquet" else "csv"
+        entry["format"] = "postgresql" if table else "parquet" if Path(uri).suffix == ".parquet" else "csv"
         if synthetic is not None:
             if synthetic:
                 entry["synthetic"] = True

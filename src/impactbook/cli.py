@@ -268,7 +268,7 @@ def _report_run(outcome, as_json: bool) -> None:
 
 
 @dataset_app.command("add")
-def dataset_add(name: str, path: Path,
+def dataset_add(name: str, path: str,
                 contract: Optional[Path] = typer.Option(None, "--contract", help="YAML data contract to pin with it."),
                 replace: bool = typer.Option(False, "--replace", help="Replace an existing pin (needs --reason)."),
                 reason: Optional[str] = typer.Option(None, "--reason", help="Why the pin changes (in the ledger)."),
@@ -281,17 +281,24 @@ def dataset_add(name: str, path: Path,
     """Pin a dataset: sha256, size, uri and contract written into catalog.yaml (comments kept) and a pin
     entry in the ledger. Replacing a pin needs --replace and --reason."""
     from .catalog import Catalog, load_contract
-    from .hashing import remote_url
+    from .hashing import remote_url, warehouse_url
 
     project = _project(project_dir)
-    where = path if remote_url(path) else Path(path).absolute()  # s3://bucket/key is pinned where it is
+    snapshot = None
+    if warehouse_url(path):  # a warehouse table: its snapshot hash is computed in the database
+        from .backends.warehouse import table_snapshot
+
+        snapshot = table_snapshot(path)
+    # s3://bucket/key and postgresql://...#table are pinned where they are
+    where = path if remote_url(path) or snapshot else Path(path).absolute()
     entry = Catalog.load(project).pin_dataset(name, where, load_contract(contract) if contract else None,
                                               replace=replace, reason=reason, by=by, allow_outside=allow_outside,
-                                              synthetic=synthetic)
+                                              synthetic=synthetic, snapshot=snapshot)
     if as_json:
         _emit({"name": name, **entry.model_dump(mode="json")})
     else:
-        out.print(f"pinned {name}: {entry.uri} sha256 {entry.sha256} ({entry.size:,} bytes)"
+        size = f"{snapshot.rows:,} rows, snapshot hashed in the database" if snapshot else f"{entry.size:,} bytes"
+        out.print(f"pinned {name}: {entry.uri} sha256 {entry.sha256} ({size})"
                   + ("" if entry.contract else " — no contract yet: runs using it are INADMISSIBLE until one is added"))
 
 
@@ -303,7 +310,7 @@ def dataset_verify(name: Optional[str] = typer.Argument(None), project_dir: Opti
 
     from .catalog import Catalog
     from .datacheck import check_input
-    from .inputs import ResolvedInput
+    from .inputs import ResolvedInput, input_path
 
     project = _project(project_dir)
     catalog = Catalog.load(project)
@@ -311,7 +318,7 @@ def dataset_verify(name: Optional[str] = typer.Argument(None), project_dir: Opti
     results = {}
     for item_name in names:
         entry = catalog.dataset(item_name)
-        item = ResolvedInput(item_name, item_name, entry, project.resolve(entry.uri))
+        item = ResolvedInput(item_name, item_name, entry, input_path(project, entry.uri))
         results[item_name] = check_input(item, None, dt.datetime.now(dt.timezone.utc)).problems
     if as_json:
         _emit({"datasets": {n: {"ok": not p, "problems": p} for n, p in results.items()}})

@@ -1,5 +1,6 @@
 """Stage 3, the data: every check on a pinned input that can be made before a kernel starts, compiled to
-SQL and run by DuckDB over the pinned file (locked to that file). No row is loaded into Python.
+SQL and run by DuckDB over the pinned file (locked to that file), or by PostgreSQL over a pinned warehouse
+table (backends.warehouse). No row is loaded into Python.
 
 - the data contract: types (any integer or float width), nullability, allowed values, ranges, finite
   numbers, uniqueness, undeclared columns, at least one row;
@@ -19,9 +20,11 @@ from typing import Any
 
 from .catalog import ColumnRule, Contract
 from .expressions import ExpressionError, parse_filter
-from .inputs import ResolvedInput, hash_problem
+from .errors import InputError
+from .hashing import warehouse_url
+from .inputs import ResolvedInput, hash_problem, table_mismatch
 from .plan import Plan
-from .sqlengine import literal, locked_connection, quote, source_sql
+from .sqlengine import DUCKDB, POSTGRESQL, Dialect, literal, locked_connection, quote, source_sql
 
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT", "UHUGEINT"}
@@ -88,6 +91,7 @@ class _Columns:
 
     csv: bool
     types: dict[str, str]
+    dialect: Dialect = DUCKDB
 
     def family(self, column: str) -> str | None:
         return None if self.csv else _family(self.types.get(column, ""))
@@ -96,9 +100,11 @@ class _Columns:
         return quote(column) if self.csv or self.family(column) == "str" else f"CAST({quote(column)} AS VARCHAR)"
 
     def number(self, column: str) -> str:
-        if self.family(column) in ("int", "float", "bool"):
-            return f"CAST({quote(column)} AS DOUBLE)"
-        return f"TRY_CAST({self.text(column)} AS DOUBLE)"
+        if self.family(column) == "bool":  # PostgreSQL casts a boolean to a number only through an integer
+            return f"CAST(CAST({quote(column)} AS INTEGER) AS DOUBLE PRECISION)"
+        if self.family(column) in ("int", "float"):
+            return f"CAST({quote(column)} AS DOUBLE PRECISION)"
+        return self.dialect.try_cast(self.text(column), "DOUBLE PRECISION")
 
     def present(self, column: str) -> str:
         return f"{quote(column)} IS NOT NULL"
@@ -110,7 +116,7 @@ class _Columns:
     def timestamp(self, column: str) -> str:
         if not self.csv and _family(self.types.get(column, "")) == "date":
             return f"CAST({quote(column)} AS TIMESTAMPTZ)"
-        return f"TRY_CAST({self.text(column)} AS TIMESTAMPTZ)"
+        return self.dialect.try_cast(self.text(column), "TIMESTAMPTZ")
 
 
 def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None = None) -> InputFacts:
@@ -121,51 +127,75 @@ def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: 
     from . import faults
 
     faults.point("inputs.checking")
-    synthetic = item.entry.synthetic
+    if warehouse_url(item.entry.uri):
+        return _check_table(item, plan, now, role)
     if problem := hash_problem(item):
-        return InputFacts(item.name, problems=[problem], synthetic=synthetic)
+        return InputFacts(item.name, problems=[problem], synthetic=item.entry.synthetic)
     import duckdb
 
     connection = locked_connection([item.path])
-    csv = item.entry.format != "parquet"
     typed = source_sql(item.path, item.entry.format)
-    text_source = source_sql(item.path, item.entry.format, as_text=True)
     try:
         types = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
-        columns = _Columns(csv, types)
-        rules, problems = _contract_rules(item, columns)
-        named, named_problems = _plan_columns(item, plan, role, columns)
-        problems += named_problems
-        rules += _kind_rules(plan, named, columns) if role == "primary" else []
-        time_column = plan.window.time_column if role == "primary" and plan.window.time_column in types else None
-        if time_column and plan.window.time_type == "number":
-            time_column = None  # ordered numerically; no calendar to check it against
-        facts = _scan(connection, text_source, rules, columns, time_column, now)
-        problems += facts.pop("problems")
-        if facts["rows"] == 0:
-            problems.append(f"datasets.{item.name}: {item.uri} has no rows")
-        for column in (item.entry.contract.unique if item.entry.contract else []):
-            if column in types:
-                problems += _duplicates(connection, typed, columns, column, f"datasets.{item.name}.contract.unique")
-        arms, excluded = {}, {}
-        if role == "primary" and facts["rows"] and plan.randomized:
-            if plan.design.unit in types and plan.design.unit not in (item.entry.contract.unique
-                                                                      if item.entry.contract else []):
-                problems += _duplicates(connection, typed, columns, plan.design.unit, "design.unit")
-            if plan.design.variant_column in types:
-                arms, excluded, arm_problems = _arms(connection, typed, plan, item)
-                problems += arm_problems
-        if time_column and facts["unparsed_times"]:
-            problems.append(f"window.time_column: column {time_column!r} of {item.uri} holds "
-                            f"{facts['unparsed_times']:,} values that are not dates or times "
-                            f"(e.g. {facts['unparsed_example']!r})")
+        columns = _Columns(item.entry.format != "parquet", types)
+        return _check_rows(connection, item, plan, now, role, columns, typed,
+                           source_sql(item.path, item.entry.format, as_text=True))
     except duckdb.Error as exc:
         return InputFacts(item.name, problems=[f"datasets.{item.name}: cannot read {item.uri} "
-                                               f"({str(exc).splitlines()[0]})"], synthetic=synthetic)
+                                               f"({str(exc).splitlines()[0]})"], synthetic=item.entry.synthetic)
     finally:
         connection.close()
+
+
+def _check_table(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None) -> InputFacts:
+    """A warehouse table: its pin and every check run in PostgreSQL, in the one read-only snapshot whose
+    hash is checked first (backends.warehouse), on the table's own column types."""
+    from .backends.warehouse import WarehouseTable, column_types, snapshot_in, snapshot_transaction
+
+    table = WarehouseTable.parse(item.entry.uri)
+    try:
+        with snapshot_transaction(table) as connection:
+            if problem := table_mismatch(item, snapshot_in(connection, table)):
+                return InputFacts(item.name, problems=[problem], synthetic=item.entry.synthetic)
+            columns = _Columns(False, column_types(connection, table), POSTGRESQL)
+            return _check_rows(connection, item, plan, now, role, columns, table.relation, table.relation)
+    except InputError as exc:
+        return InputFacts(item.name, problems=[f"datasets.{item.name}.uri: {exc}"], synthetic=item.entry.synthetic)
+
+
+def _check_rows(connection, item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None,
+                columns: _Columns, typed: str, text_source: str) -> InputFacts:
+    """Contract, plan columns, uniqueness, arms and time over `typed` (and `text_source`, a CSV read as
+    text), on whichever engine `columns.dialect` names."""
+    types = columns.types
+    rules, problems = _contract_rules(item, columns)
+    named, named_problems = _plan_columns(item, plan, role, columns)
+    problems += named_problems
+    rules += _kind_rules(plan, named, columns) if role == "primary" else []
+    time_column = plan.window.time_column if role == "primary" and plan.window.time_column in types else None
+    if time_column and plan.window.time_type == "number":
+        time_column = None  # ordered numerically; no calendar to check it against
+    facts = _scan(connection, text_source, rules, columns, time_column, now)
+    problems += facts.pop("problems")
+    if facts["rows"] == 0:
+        problems.append(f"datasets.{item.name}: {item.uri} has no rows")
+    for column in (item.entry.contract.unique if item.entry.contract else []):
+        if column in types:
+            problems += _duplicates(connection, typed, columns, column, f"datasets.{item.name}.contract.unique")
+    arms, excluded = {}, {}
+    if role == "primary" and facts["rows"] and plan.randomized:
+        if plan.design.unit in types and plan.design.unit not in (item.entry.contract.unique
+                                                                  if item.entry.contract else []):
+            problems += _duplicates(connection, typed, columns, plan.design.unit, "design.unit")
+        if plan.design.variant_column in types:
+            arms, excluded, arm_problems = _arms(connection, typed, plan, item)
+            problems += arm_problems
+    if time_column and facts["unparsed_times"]:
+        problems.append(f"window.time_column: column {time_column!r} of {item.uri} holds "
+                        f"{facts['unparsed_times']:,} values that are not dates or times "
+                        f"(e.g. {facts['unparsed_example']!r})")
     return InputFacts(item.name, facts["rows"], problems, facts["first_time"], facts["last_time"],
-                      facts["future_rows"], arms, excluded, synthetic)
+                      facts["future_rows"], arms, excluded, item.entry.synthetic)
 
 
 def _contract_rules(item: ResolvedInput, columns: _Columns) -> tuple[list[_Rule], list[str]]:
@@ -206,7 +236,7 @@ def _column_rules(where: str, column: str, rule: ColumnRule, columns: _Columns) 
     elif rule.type in ("date", "datetime"):
         rules.append(_Rule(where, f"type {rule.type}", f"{present} AND {columns.timestamp(column)} IS NULL", text))
     if rule.type in ("int", "float") and family != "int":  # stored integers are always finite
-        rules.append(_Rule(where, "finite", f"{present} AND NOT isfinite({number})", example,
+        rules.append(_Rule(where, "finite", f"{present} AND {columns.dialect.not_finite(number)}", example,
                            ("finite", column) if numeric else None))
     if not rule.nullable:
         rules.append(_Rule(where, "not null", f"{quote(column)} IS NULL", "NULL", ("null", column)))
@@ -293,7 +323,7 @@ def _kind_rules(plan: Plan, named: dict[str, str], columns: _Columns) -> list[_R
                     rules.append(_Rule(path, check, condition, example))
             elif family != "int":  # a stored integer is always a finite number
                 rules.append(_Rule(path, f"holds numbers for a {metric.kind} (column {column!r})",
-                                   f"{present} AND ({number} IS NULL OR NOT isfinite({number}))", example,
+                                   f"{present} AND ({number} IS NULL OR {columns.dialect.not_finite(number)})", example,
                                    ("finite", column) if family == "float" else None))
     return rules
 
@@ -315,10 +345,9 @@ def _scan(connection, source: str, rules: list[_Rule], columns: _Columns, time_c
     if time_column:
         stamp, text = columns.timestamp(time_column), columns.text(time_column)
         cutoff = f"TIMESTAMPTZ {literal(now.astimezone(dt.timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f+00'))}"
-        parts += [f"strftime(CAST(MIN({quote(time_column) if typed_time else stamp}) AS TIMESTAMPTZ), "
-                  "'%Y-%m-%dT%H:%M:%SZ') AS first_time",
-                  f"strftime(CAST(MAX({quote(time_column) if typed_time else stamp}) AS TIMESTAMPTZ), "
-                  "'%Y-%m-%dT%H:%M:%SZ') AS last_time"]
+        shown = quote(time_column) if typed_time else stamp
+        parts += [f"{columns.dialect.iso_utc(f'MIN({shown})')} AS first_time",
+                  f"{columns.dialect.iso_utc(f'MAX({shown})')} AS last_time"]
         if typed_time:  # rows after the cutoff are counted only when the latest is (casting each costs seconds)
             parts += [f"CAST(MAX({quote(time_column)}) AS TIMESTAMPTZ) > {cutoff} AS any_future"]
         else:
@@ -395,7 +424,7 @@ def _duplicates(connection, source: str, columns: _Columns, column: str, field_p
     """Missing or repeated values of a column that must identify a row. Integer ids are counted exactly
     with a bitset over their range (DuckDB's bitstring_agg: 100M ids in ~2 s and ~200 MiB); other
     columns, and the examples when some value repeats, by a grouping that spills to disk."""
-    if columns.family(column) == "int":
+    if columns.family(column) == "int" and columns.dialect.bitset:
         low, high, present, missing = connection.execute(
             f"SELECT MIN({quote(column)}), MAX({quote(column)}), COUNT({quote(column)}), "
             f"COUNT(*) - COUNT({quote(column)}) FROM {source}").fetchone()
@@ -407,8 +436,8 @@ def _duplicates(connection, source: str, columns: _Columns, column: str, field_p
                     if missing and field_path == "design.unit" else []
     missing, repeated, extra_rows, examples = connection.execute(
         f"SELECT (SELECT COUNT(*) FROM {source} WHERE {quote(column)} IS NULL), COUNT(*), COALESCE(SUM(c - 1), 0), "
-        f"list(v ORDER BY c DESC, v)[1:3] FROM (SELECT {quote(column)} AS v, COUNT(*) AS c FROM {source} "
-        f"WHERE {quote(column)} IS NOT NULL GROUP BY 1 HAVING COUNT(*) > 1)").fetchone()
+        f"{columns.dialect.first_values('v', 'c DESC, v', 3)} FROM (SELECT {quote(column)} AS v, COUNT(*) AS c FROM {source} "
+        f"WHERE {quote(column)} IS NOT NULL GROUP BY 1 HAVING COUNT(*) > 1) AS repeated").fetchone()
     problems = []
     if repeated:
         problems.append(f"{field_path}: fails unique (column {column!r}: {repeated:,} values repeat, "

@@ -52,3 +52,17 @@ def canonical_json(value: Any) -> str:
 
 def sha256_json(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+WAREHOUSE_SCHEMES = ("postgresql", "postgres")  # a pinned input may be a table or view in PostgreSQL
+
+
+def warehouse_url(uri: Path | str) -> str | None:
+    """`postgresql://[user@]host[:port]/database[?libpq options]#schema.table` when a pinned input is a
+    table or view in a warehouse, else None (the fragment names the relation; the rest is a libpq URL)."""
+    text = str(uri)
+    for scheme in WAREHOUSE_SCHEMES:
+        if text.startswith(f"{scheme}://"):  # without a '#table', backends.warehouse says what is missing
+            return text
+    return None
+

@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 
 from .catalog import Catalog, DatasetEntry
 from .errors import InputError
-from .hashing import remote_url, sha256_file, sha256_url
+from .hashing import remote_url, sha256_file, sha256_url, warehouse_url
 from .project import Project
 
 if TYPE_CHECKING:  # pandas is imported where data is read, not when a run starts (see gates.py)
     import pandas as pd
+
+    from .backends.warehouse import Snapshot
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class ResolvedInput:
 
     def pin(self) -> dict[str, object]:
         """What the kernel is told to read for this dataset (the pin the gate checked)."""
-        return {"uri": remote_url(self.path) or str(self.path), "sha256": self.entry.sha256, "format": self.entry.format}
+        uri = warehouse_url(self.entry.uri) or remote_url(self.path) or str(self.path)
+        return {"uri": uri, "sha256": self.entry.sha256, "format": self.entry.format}
 
     def record(self, pin_seq: int | None = None) -> dict[str, object]:
         return {"parameter": self.parameter, "name": self.name, "uri": self.uri, "sha256": self.entry.sha256,
@@ -44,8 +47,9 @@ def resolve_inputs(project: Project, catalog: Catalog, inputs: dict[str, str]) -
 
 
 def input_path(project: Project, uri: str) -> Path:
-    """A catalog uri as a path: relative to the project, or an s3:// URL kept as given (see hashing.remote_url)."""
-    return Path(uri) if remote_url(uri) else project.resolve(uri)
+    """A catalog uri as a path: relative to the project, or an s3:// URL kept as given (see hashing.remote_url).
+    A warehouse table has no path: its stages read `entry.uri` (hashing.warehouse_url)."""
+    return Path(uri) if remote_url(uri) or warehouse_url(uri) else project.resolve(uri)
 
 
 def latest_pins(entries: list[dict]) -> dict[str, dict]:
@@ -72,6 +76,8 @@ def pin_problem(item: ResolvedInput, pins: dict[str, dict], history: list[dict] 
 
 def hash_problem(item: ResolvedInput) -> str | None:
     where = f"datasets.{item.name}"
+    if warehouse_url(item.entry.uri):
+        return table_problem(item)
     url = remote_url(item.path)
     if url is None and not item.path.is_file():
         return f"{where}.uri: input file {item.uri} does not exist"
@@ -86,10 +92,33 @@ def hash_problem(item: ResolvedInput) -> str | None:
     return None
 
 
+def table_problem(item: ResolvedInput) -> str | None:
+    """A warehouse table's snapshot hash, recomputed in the database, against its pin."""
+    from .backends.warehouse import table_snapshot
+
+    try:
+        return table_mismatch(item, table_snapshot(item.entry.uri))
+    except InputError as exc:
+        return f"datasets.{item.name}.uri: {exc}"
+
+
+def table_mismatch(item: ResolvedInput, found: Snapshot) -> str | None:
+    """A warehouse table's snapshot, computed in the database, against its pin, as a file's hash is."""
+    if found.sha256 == item.entry.sha256:
+        return None
+    return (f"datasets.{item.name}.sha256: warehouse table {item.uri} does not match its pin (pinned "
+            f"{item.entry.sha256[:12]}…, its rows now hash to {found.sha256[:12]}… over {found.rows:,} rows: rows or "
+            f"column types changed; restore the pinned rows, or if the change is intended: "
+            f"`impactbook dataset add {item.name} {item.uri} --replace --reason ...`)")
+
+
 def read_dataset(path: Path, entry: DatasetEntry) -> pd.DataFrame:
     """Read a pinned dataset, parsing the date columns its contract declares."""
     import pandas as pd
 
+    if entry.format == "postgresql":
+        raise InputError("a warehouse table is not read into pandas: its analysis runs in the database "
+                         "(impactbook.notebook.analyse_input)", where=entry.uri.partition("#")[0])
     contract = entry.contract
     path = remote_url(path) or path  # pandas reads s3:// through fsspec (s3fs)
     dates = [c for c, rule in (contract.columns.items() if contract else []) if rule.type in ("date", "datetime")]
@@ -115,9 +144,17 @@ PINS_ENV = "IMPACTBOOK_PINS"
 
 
 def pinned_input(name: str, project: Project | None = None) -> ResolvedInput:
-    """A dataset as a template sees it, its sha256 checked. Under `impactbook run` the kernel is told the
-    exact pins the gate checked (IMPACTBOOK_PINS), so a catalog edited meanwhile changes nothing; by hand,
-    the catalog's pin."""
+    """A dataset as a template sees it, its sha256 checked."""
+    item, shown = run_pin(name, project)
+    if problem := hash_problem(item):
+        raise InputError(problem, where=shown)
+    return item
+
+
+def run_pin(name: str, project: Project | None = None) -> tuple[ResolvedInput, str]:
+    """A dataset's pin, not yet checked, and where it came from. Under `impactbook run` the kernel is told
+    the exact pins the gate checked (IMPACTBOOK_PINS), so a catalog edited meanwhile changes nothing; by
+    hand, the catalog's pin."""
     import json
     import os
 
@@ -131,9 +168,7 @@ def pinned_input(name: str, project: Project | None = None) -> ResolvedInput:
         catalog = Catalog.load(project)
         entry = catalog.dataset(name)
         item, shown = ResolvedInput(name, name, entry, input_path(project, entry.uri)), catalog.shown
-    if problem := hash_problem(item):
-        raise InputError(problem, where=shown)
-    return item
+    return item, shown
 
 
 def load_input(name: str, project: Project | None = None) -> pd.DataFrame:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .designs.randomized import Analysis, analyse_file
+from .designs.aggregate import aggregate_table
+from .designs.randomized import Analysis, analyse, analyse_file
 from .capture import glue
-from .inputs import load_input, pinned_input
+from .errors import InputError
+from .inputs import load_input, pinned_input, run_pin
 from .plan import Plan, load_plan, plan_from_canonical
 from .project import Project
 from .results import ResultRow
@@ -86,12 +88,19 @@ def plan_parameter(value: str | dict[str, Any]) -> Plan:
 def pinned_file(name: str, project: Project | None = None) -> tuple[Path, str]:
     """A dataset's file and format, after checking its sha256 pin (the run's pin under `impactbook run`)."""
     item = pinned_input(name, project)
+    if item.entry.format == "postgresql":
+        raise InputError(f"dataset {name} is a warehouse table: only the A/B analysis (analyse_input) runs in the "
+                         "database so far; the rollout monitor and the other designs read pinned files")
     return item.path, item.entry.format
 
 
 def analyse_input(name: str, plan: Plan, project: Project | None = None) -> Analysis:
     """The whole A/B analysis of a catalog dataset, aggregated in DuckDB over the pinned file (its
-    sha256 checked first); no row is loaded into pandas."""
+    sha256 checked first), or in the warehouse over a pinned table (its snapshot hash checked in the same
+    read-only snapshot the aggregation reads); no row is loaded into pandas."""
+    item, _ = run_pin(name, project)
+    if item.entry.format == "postgresql":
+        return analyse(plan, aggregate_table(plan, item.entry.uri, item.entry.sha256))
     return analyse_file(plan, *pinned_file(name, project))
 
 

@@ -4,6 +4,7 @@ read of any other file — however a query came to be written. Identifiers and l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,6 +17,40 @@ def quote(identifier: str) -> str:
 
 def literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the engines the compiled SQL runs on. The aggregation and the data checks are
+    otherwise plain SQL (GROUPING SETS, FILTER, PERCENTILE_CONT ... WITHIN GROUP, CAST ... AS DOUBLE
+    PRECISION) that DuckDB and PostgreSQL both read; these few constructs have no common spelling."""
+
+    name: str
+    lenient_cast: str  # a cast that gives NULL for an unparsable value, where the engine has one
+    not_finite_sql: str  # {0}: a double
+    iso_utc_sql: str  # {0}: a date or time, shown as 2026-11-23T00:00:00Z
+    first_values_sql: str  # {0}: value, {1}: ORDER BY list, {2}: how many
+    bitset: bool  # bitstring_agg: exact distinct counts of integer ids over a bitset
+
+    def try_cast(self, expression: str, type: str) -> str:
+        return f"{self.lenient_cast}({expression} AS {type})"
+
+    def not_finite(self, expression: str) -> str:
+        return self.not_finite_sql.format(expression)
+
+    def iso_utc(self, expression: str) -> str:
+        return self.iso_utc_sql.format(expression)
+
+    def first_values(self, expression: str, order: str, count: int) -> str:
+        return self.first_values_sql.format(expression, order, count)
+
+
+DUCKDB = Dialect("duckdb", "TRY_CAST", "NOT isfinite({0})", "strftime(CAST({0} AS TIMESTAMPTZ), '%Y-%m-%dT%H:%M:%SZ')",
+                 "list({0} ORDER BY {1})[1:{2}]", bitset=True)
+POSTGRESQL = Dialect(  # no TRY_CAST: a warehouse column is typed, a bad value is an error
+    "postgresql", "CAST", "{0} IN ('Infinity'::float8, '-Infinity'::float8, 'NaN'::float8)",
+    "to_char(CAST({0} AS TIMESTAMPTZ) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+    "(array_agg({0} ORDER BY {1}))[1:{2}]", bitset=False)
 
 
 def source_sql(path: Path, format: str, as_text: bool = False) -> str:

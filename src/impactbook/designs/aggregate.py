@@ -1,9 +1,10 @@
 """Aggregation pushdown: the plan's metric definitions compile to one SQL query that returns
 sufficient statistics per arm — overall, per segment and per day — computed by DuckDB directly
-over the pinned CSV or Parquet file. No row reaches pandas.
+over the pinned CSV or Parquet file, or by PostgreSQL over a pinned warehouse table. No row reaches pandas.
 
-The SQL is deliberately plain (GROUPING SETS, CASE, PERCENTILE_CONT ... WITHIN GROUP) so that the
-same text runs on a warehouse; only `source_sql` (DuckDB's read_csv / read_parquet) is engine-specific.
+The SQL is deliberately plain (GROUPING SETS, CASE, FILTER, PERCENTILE_CONT ... WITHIN GROUP) so that the
+same text runs on a warehouse; only the source (DuckDB's read_csv / read_parquet, or a relation) and
+`sqlengine.Dialect` (the lenient cast) are engine-specific.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Iterator, Union
 
 from ..expressions import parse_filter
 from ..plan import Metric, Plan
-from ..sqlengine import literal, locked_connection, quote, source_sql
+from ..sqlengine import DUCKDB, Dialect, literal, locked_connection, quote, source_sql
 from ..stats import RatioStatistic, RegressionStatistic, SampleMean
 
 Statistic = Union[SampleMean, RatioStatistic, RegressionStatistic]
@@ -25,7 +26,7 @@ def _value(metric: Metric, column: str | None, cap: str | None = None, paired: s
     """A metric's per-unit value: NULL for units the filter leaves out, and (with `paired`) for units
     whose paired column (a ratio's other half, a CUPED covariate) is missing, so every sum covers the
     same units."""
-    expression = f"CAST({quote(column)} AS DOUBLE)"
+    expression = f"CAST({quote(column)} AS DOUBLE PRECISION)"
     if cap:
         expression = f"LEAST({expression}, {cap})"
     conditions = [f"({parse_filter(metric.filter).sql})"] if metric.filter else []
@@ -34,50 +35,50 @@ def _value(metric: Metric, column: str | None, cap: str | None = None, paired: s
     return f"CASE WHEN {' AND '.join(conditions)} THEN {expression} END" if conditions else expression
 
 
-def window_condition(plan: Plan) -> str:
+def window_condition(plan: Plan, dialect: Dialect = DUCKDB) -> str:
     """The preregistered outcome window, as SQL: rows outside it are excluded (and counted)."""
     window = plan.window
     if window.time_column is None or window.time_type != "date":
         return "TRUE"
-    return (f"TRY_CAST({quote(window.time_column)} AS DATE) BETWEEN DATE {literal(window.start.isoformat())} "
+    return (f"{dialect.try_cast(quote(window.time_column), 'DATE')} BETWEEN DATE {literal(window.start.isoformat())} "
             f"AND DATE {literal(window.end.isoformat())}")
 
 
-def exclusions_sql(plan: Plan, source: str) -> str:
+def exclusions_sql(plan: Plan, source: str, dialect: Dialect = DUCKDB) -> str:
     """Rows the analysis leaves out, by reason: outside the window, no variant, a variant not in the plan."""
     arm = f"CAST({quote(plan.design.variant_column)} AS VARCHAR)"
-    inside = window_condition(plan)
+    inside = window_condition(plan, dialect)
     arms = ", ".join(literal(a) for a in plan.design.arms)
     return (f"SELECT COUNT(*) AS rows, COUNT(*) FILTER (WHERE NOT ({inside}) OR ({inside}) IS NULL) AS outside_window, "
             f"COUNT(*) FILTER (WHERE ({inside}) AND {arm} IS NULL) AS no_variant, "
             f"COUNT(*) FILTER (WHERE ({inside}) AND {arm} NOT IN ({arms})) AS variant_not_in_the_plan FROM {source}")
 
 
-def cap_sql(plan: Plan, source: str) -> str | None:
+def cap_sql(plan: Plan, source: str, dialect: Dialect = DUCKDB) -> str | None:
     """One row of caps, each the declared quantile of the control arm (or of both arms)."""
     parts = []
     for metric in plan.metrics:
         if metric.cap is None:
             continue
-        value = f"CAST({quote(metric.column)} AS DOUBLE)"
+        value = f"CAST({quote(metric.column)} AS DOUBLE PRECISION)"
         if metric.cap.basis == "control":
             value = f"CASE WHEN {quote(plan.design.variant_column)} = {literal(plan.design.control)} THEN {value} END"
         parts.append(f"PERCENTILE_CONT({metric.cap.quantile}) WITHIN GROUP (ORDER BY {value}) AS {quote('cap__' + metric.id)}")
-    return f"SELECT {', '.join(parts)} FROM {source} WHERE {window_condition(plan)}" if parts else None
+    return f"SELECT {', '.join(parts)} FROM {source} WHERE {window_condition(plan, dialect)}" if parts else None
 
 
-def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None) -> str:
+def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None, dialect: Dialect = DUCKDB) -> str:
     """The single scan: GROUPING SETS over (arm), (arm, segment) for each segment, (arm, day). Group keys
     are turned into text after grouping (on a few hundred groups, not on every row)."""
     design, caps = plan.design, caps or {}
     arm = quote(design.variant_column)
     columns = [f"{arm} AS arm", "COUNT(*) AS units"]
     grouping_columns = _grouping_columns(plan)
-    as_text = ["CAST(arm AS VARCHAR) AS arm"]
+    as_text = {"arm": "CAST(arm AS VARCHAR) AS arm"}
     for index, column in enumerate(grouping_columns):
         columns.append(f"{quote(column)} AS g{index}_value")
         columns.append(f"GROUPING({quote(column)}) AS g{index}_rolled")
-        as_text.append(f"CAST(g{index}_value AS VARCHAR) AS g{index}_value")
+        as_text[f"g{index}_value"] = f"CAST(g{index}_value AS VARCHAR) AS g{index}_value"
     for metric in plan.metrics:
         prefix = metric.id
         if metric.filter:
@@ -97,8 +98,9 @@ def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None
             columns += [f"SUM({covariate}) AS {prefix}__xs", f"SUM({covariate} * {covariate}) AS {prefix}__xss",
                         f"SUM({value} * {covariate}) AS {prefix}__xy"]
     sets = [f"({arm})"] + [f"({arm}, {quote(c)})" for c in grouping_columns]
-    return (f"SELECT * REPLACE ({', '.join(as_text)}) FROM (\nSELECT {', '.join(columns)}\nFROM {source}\n"
-            f"WHERE {window_condition(plan)}\nGROUP BY GROUPING SETS ({', '.join(sets)}))")
+    outer = [as_text.get(name, name) for name in (column.rsplit(" AS ", 1)[1] for column in columns)]
+    return (f"SELECT {', '.join(outer)} FROM (\nSELECT {', '.join(columns)}\nFROM {source}\n"
+            f"WHERE {window_condition(plan, dialect)}\nGROUP BY GROUPING SETS ({', '.join(sets)})) AS grouped")
 
 
 def _statistic(metric: Metric, row: dict[str, Any]) -> Statistic:
@@ -161,17 +163,39 @@ class Aggregates:
 def aggregate(plan: Plan, path: Path, format: str = "csv", connection=None) -> Aggregates:
     """Run the compiled SQL in DuckDB (in memory, locked to the pinned file) over the pinned file."""
     connection = connection or locked_connection([path])
-    source = source_sql(Path(path), format)
+    return aggregate_source(plan, source_sql(Path(path), format), connection)
+
+
+def aggregate_table(plan: Plan, url: str, sha256: str) -> Aggregates:
+    """Run the compiled SQL in PostgreSQL over a pinned warehouse table: only the sufficient statistics
+    leave the database. The snapshot hash is recomputed in the same read-only snapshot first, so the
+    statistics are exactly those of the pinned rows (a changed table raises InputError, naming the fix)."""
+    from ..backends.warehouse import WarehouseTable, snapshot_in, snapshot_transaction
+    from ..errors import InputError
+    from ..sqlengine import POSTGRESQL
+
+    table = WarehouseTable.parse(url)
+    with snapshot_transaction(table) as connection:
+        found = snapshot_in(connection, table)
+        if found.sha256 != sha256:
+            raise InputError(f"warehouse table {table.relation} does not match its pin (pinned {sha256[:12]}…, "
+                             f"snapshot is {found.sha256[:12]}… over {found.rows:,} rows)", where=url.partition("#")[0])
+        return aggregate_source(plan, table.relation, connection, POSTGRESQL)
+
+
+def aggregate_source(plan: Plan, source: str, connection, dialect: Dialect = DUCKDB) -> Aggregates:
+    """The caps, the single statistics scan and the exclusion counts over `source` (a reader or a
+    relation), on any DB-API connection whose engine `dialect` describes."""
     caps: dict[str, float] = {}
-    if (query := cap_sql(plan, source)) is not None:
+    if (query := cap_sql(plan, source, dialect)) is not None:
         cursor = connection.execute(query)
         names = [d[0] for d in cursor.description]
         caps = {name.removeprefix("cap__"): float(value) for name, value in zip(names, cursor.fetchone())}
-    sql = statistics_sql(plan, source, caps)
+    sql = statistics_sql(plan, source, caps, dialect)
     cursor = connection.execute(sql)
     names = [d[0] for d in cursor.description]
     rows = [dict(zip(names, values)) for values in cursor.fetchall()]
-    cursor = connection.execute(exclusions_sql(plan, source))
+    cursor = connection.execute(exclusions_sql(plan, source, dialect))
     counts = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
     total = counts.pop("rows")
     return replace(_collect(plan, rows, caps, sql), rows=total, excluded=counts)
