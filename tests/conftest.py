@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import shutil
+
 import nbformat
 import pytest
 
@@ -99,6 +101,32 @@ def cli(project: Project | Path, *args: str, timeout: int = 300,
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def project_with_template(root: Path, template: str) -> Project:
+    """An init'd project with the shipped scaffold `template` copied into templates/ and pinned."""
+    project = init_project(root)
+    path = project.root / "templates" / f"{template}.ipynb"
+    shutil.copyfile(REPO / "src/impactbook/scaffold" / f"{template}.ipynb", path)
+    Catalog.load(project).pin_template(template, path)
+    return project
+
+
+def run_design_example(root: Path, template: str, plan_file: Path, plan_path: str, dataset: str, data: Path,
+                       generate, contract) -> tuple[Project, Any]:
+    """A design's example end to end: `generate(path)` writes the data at `data` (pinned as `dataset`, declared
+    synthetic), the plan file is frozen at `plan_path` and run once. Returns (project, outcome)."""
+    project = project_with_template(root, template)
+    Catalog.load(project).pin_dataset(dataset, generate(project.resolve(data)), contract=contract, synthetic=True)
+    shutil.copyfile(plan_file, project.root / plan_path)
+    freeze_plan(project, plan_path)
+    return project, run_plan(project, plan_path)
+
+
+def assert_gate_follows_the_decision_and_verify_passes(project: Project, record) -> None:
+    gate = cli(project, "gate", record.run_id)
+    assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
+    assert cli(project, "verify").returncode == 0
 
 
 def run_plan_copy(project: Project, plan_path: str, plan_id: str, change) -> Any:

@@ -5,7 +5,6 @@ INCONCLUSIVE with the reason, never CONFIRMED."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import pytest
 
@@ -14,13 +13,11 @@ from impactbook.demo import MARKETS_CONTRACT, MARKETS_DATA_PATH, MARKETS_DATASET
     generate_markets_data
 from impactbook.designs.difference_in_differences import analyse_file
 from impactbook.errors import PlanError
-from impactbook.freezing import freeze_plan
 from impactbook.plan import load_plan
 from impactbook.record import Status
-from impactbook.runner import run_plan
-from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, assert_runs_compare_baseline_and_site, cli, run_plan_copy
+from conftest import (REPO, assert_gate_follows_the_decision_and_verify_passes,
+                      assert_runs_compare_baseline_and_site, run_design_example, run_plan_copy)
 
 PLAN = "plans/markets.yaml"
 START = dt.date.today() + dt.timedelta(days=1)
@@ -36,16 +33,9 @@ def _plan_file(folder, **design):
 
 @pytest.fixture(scope="module")
 def markets_project(tmp_path_factory):
-    project = init_project(tmp_path_factory.mktemp("markets") / "project")
-    shutil.copyfile(REPO / "src/impactbook/scaffold/difference_in_differences.ipynb",
-                    project.root / "templates/difference_in_differences.ipynb")
-    Catalog.load(project).pin_template("difference_in_differences",
-                                       project.root / "templates/difference_in_differences.ipynb")
-    data = generate_markets_data(project.resolve(MARKETS_DATA_PATH), START, 14)
-    Catalog.load(project).pin_dataset(MARKETS_DATASET, data, contract=MARKETS_CONTRACT, synthetic=True)
-    shutil.copyfile(_plan_file(project.root), project.root / PLAN)
-    freeze_plan(project, PLAN)
-    return project, run_plan(project, PLAN)
+    root = tmp_path_factory.mktemp("markets")
+    return run_design_example(root / "project", "difference_in_differences", _plan_file(root), PLAN, MARKETS_DATASET,
+                              MARKETS_DATA_PATH, lambda path: generate_markets_data(path, START, 14), MARKETS_CONTRACT)
 
 
 def test_the_event_study_runs_from_a_frozen_plan_to_a_gate(markets_project):
@@ -57,9 +47,7 @@ def test_the_event_study_runs_from_a_frozen_plan_to_a_gate(markets_project):
     assert conversion.difference_low < MARKETS_TRUE_EFFECT < conversion.difference_high  # the known effect
     html = outcome.report.read_text(encoding="utf-8")
     assert "Assumptions and limitations" in html and "Parallel trends" in html
-    gate = cli(project, "gate", record.run_id)
-    assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
-    assert cli(project, "verify").returncode == 0
+    assert_gate_follows_the_decision_and_verify_passes(project, record)
 
 
 def test_compare_baseline_and_the_site_read_difference_in_differences_runs(markets_project):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -20,9 +19,9 @@ from impactbook.designs.interrupted_time_series import analyse_file
 from impactbook.errors import PlanError
 from impactbook.plan import load_plan
 from impactbook.record import Status
-from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, assert_runs_compare_baseline_and_site, cli
+from conftest import (REPO, assert_gate_follows_the_decision_and_verify_passes,
+                      assert_runs_compare_baseline_and_site, project_with_template)
 
 EXAMPLE = REPO / "src/impactbook/scaffold/interrupted_time_series.yaml"
 PLAN = "plans/its.yaml"
@@ -41,11 +40,7 @@ def _plan_file(folder, name="its.yaml", window=None, **design):
 
 @pytest.fixture(scope="module")
 def its_project(tmp_path_factory):
-    project = init_project(tmp_path_factory.mktemp("its") / "project")
-    shutil.copyfile(REPO / "src/impactbook/scaffold/interrupted_time_series.ipynb",
-                    project.root / "templates/interrupted_time_series.ipynb")
-    Catalog.load(project).pin_template("interrupted_time_series",
-                                       project.root / "templates/interrupted_time_series.ipynb")
+    project = project_with_template(tmp_path_factory.mktemp("its") / "project", "interrupted_time_series")
     _plan_file(project.root / "plans")
     # as `impactbook demo` does once plans/its.yaml exists: freeze, generate over the window, pin, run
     outcome, pinned = _quasi_experiment(project, ITS_PLAN_PATH, ITS_DATASET, ITS_DATA_PATH, ITS_CONTRACT,
@@ -73,9 +68,7 @@ def test_the_time_series_runs_from_a_frozen_plan_to_a_gate(its_project):
     assert {row["series"] for row in scraps["series_effects"]} == {"r1", "r2", "r3"}
     html = outcome.report.read_text(encoding="utf-8")
     assert "Assumptions and limitations" in html and "pre-period pattern" in html
-    gate = cli(project, "gate", record.run_id)
-    assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
-    assert cli(project, "verify").returncode == 0
+    assert_gate_follows_the_decision_and_verify_passes(project, record)
 
 
 def test_compare_baseline_and_the_site_read_interrupted_time_series_runs(its_project):

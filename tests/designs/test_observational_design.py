@@ -7,21 +7,17 @@ frozen plan through Papermill to a stored run, report and gate."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import pytest
 
-from impactbook.catalog import Catalog
 from impactbook.demo import OBSERVATIONAL_CONTRACT, OBSERVATIONAL_DATA_PATH, OBSERVATIONAL_DATASET, \
     OBSERVATIONAL_TRUE_EFFECT, generate_observational_data
 from impactbook.errors import PlanError
-from impactbook.freezing import freeze_plan
 from impactbook.plan import load_plan
 from impactbook.record import Status
-from impactbook.runner import run_plan
-from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, assert_runs_compare_baseline_and_site, cli, run_plan_copy
+from conftest import (REPO, assert_gate_follows_the_decision_and_verify_passes,
+                      assert_runs_compare_baseline_and_site, run_design_example, run_plan_copy)
 
 PLAN = "src/impactbook/scaffold/observational.yaml"
 START = dt.date.today() + dt.timedelta(days=1)
@@ -162,14 +158,10 @@ def test_aipw_is_the_primary_estimate_when_the_plan_says_so(tmp_path):
 
 @pytest.fixture(scope="module")
 def accounts_project(tmp_path_factory):
-    project = init_project(tmp_path_factory.mktemp("accounts") / "project")
-    shutil.copyfile(REPO / "src/impactbook/scaffold/observational.ipynb", project.root / "templates/observational.ipynb")
-    Catalog.load(project).pin_template("observational", project.root / "templates/observational.ipynb")
-    data = generate_observational_data(project.resolve(OBSERVATIONAL_DATA_PATH), START, 28)
-    Catalog.load(project).pin_dataset(OBSERVATIONAL_DATASET, data, contract=OBSERVATIONAL_CONTRACT, synthetic=True)
-    shutil.copyfile(_plan_file(project.root), project.root / "plans/accounts.yaml")
-    freeze_plan(project, "plans/accounts.yaml")
-    return project, run_plan(project, "plans/accounts.yaml")
+    root = tmp_path_factory.mktemp("accounts")
+    return run_design_example(root / "project", "observational", _plan_file(root), "plans/accounts.yaml",
+                              OBSERVATIONAL_DATASET, OBSERVATIONAL_DATA_PATH,
+                              lambda path: generate_observational_data(path, START, 28), OBSERVATIONAL_CONTRACT)
 
 
 def test_the_template_runs_from_a_frozen_plan_to_a_stored_run_and_a_gate(accounts_project):
@@ -183,9 +175,7 @@ def test_the_template_runs_from_a_frozen_plan_to_a_stored_run_and_a_gate(account
     assert "Assumptions and limitations" in html and "No unmeasured confounding" in html
     for section in ("Overlap", "Balance", "Sensitivity to unmeasured confounding"):
         assert section in html
-    gate = cli(project, "gate", record.run_id)
-    assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
-    assert cli(project, "verify").returncode == 0
+    assert_gate_follows_the_decision_and_verify_passes(project, record)
 
 
 def test_compare_baseline_and_the_site_read_observational_runs(accounts_project):

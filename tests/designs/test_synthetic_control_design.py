@@ -5,24 +5,20 @@ too few donors ends INCONCLUSIVE with the reason, never CONFIRMED."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from impactbook.catalog import Catalog
 from impactbook.demo import STATES_CONTRACT, STATES_DATA_PATH, STATES_DATASET, STATES_TRUE_EFFECT, \
     generate_states_data
 from impactbook.designs.synthetic_control import analyse_file
 from impactbook.errors import PlanError
-from impactbook.freezing import freeze_plan
 from impactbook.plan import load_plan
 from impactbook.record import Status
-from impactbook.runner import run_plan
-from impactbook.scaffold import init_project
 from impactbook.yamlio import dump_yaml, load_yaml
-from conftest import REPO, assert_runs_compare_baseline_and_site, cli, run_plan_copy
+from conftest import (REPO, assert_gate_follows_the_decision_and_verify_passes,
+                      assert_runs_compare_baseline_and_site, run_design_example, run_plan_copy)
 
 EXAMPLE = REPO / "src/impactbook/scaffold/synthetic_control.yaml"
 PLAN = "plans/states.yaml"
@@ -39,15 +35,9 @@ def _plan_file(folder, **design):
 
 @pytest.fixture(scope="module")
 def states_project(tmp_path_factory):
-    project = init_project(tmp_path_factory.mktemp("states") / "project")
-    shutil.copyfile(REPO / "src/impactbook/scaffold/synthetic_control.ipynb",
-                    project.root / "templates/synthetic_control.ipynb")
-    Catalog.load(project).pin_template("synthetic_control", project.root / "templates/synthetic_control.ipynb")
-    data = generate_states_data(project.resolve(STATES_DATA_PATH), START, 14)
-    Catalog.load(project).pin_dataset(STATES_DATASET, data, contract=STATES_CONTRACT, synthetic=True)
-    shutil.copyfile(_plan_file(project.root), project.root / PLAN)
-    freeze_plan(project, PLAN)
-    return project, run_plan(project, PLAN)
+    root = tmp_path_factory.mktemp("states")
+    return run_design_example(root / "project", "synthetic_control", _plan_file(root), PLAN, STATES_DATASET,
+                              STATES_DATA_PATH, lambda path: generate_states_data(path, START, 14), STATES_CONTRACT)
 
 
 def test_the_synthetic_control_runs_from_a_frozen_plan_to_a_gate(states_project):
@@ -59,9 +49,7 @@ def test_the_synthetic_control_runs_from_a_frozen_plan_to_a_gate(states_project)
     assert conversion.difference_low < STATES_TRUE_EFFECT < conversion.difference_high  # the known effect
     html = outcome.report.read_text(encoding="utf-8")
     assert "Assumptions and limitations" in html and "convex combination of the donor states" in html
-    gate = cli(project, "gate", record.run_id)
-    assert gate.returncode == {"ship": 0, "hold": 10, "rollback": 20}[record.decision.action.value], gate.stderr
-    assert cli(project, "verify").returncode == 0
+    assert_gate_follows_the_decision_and_verify_passes(project, record)
 
 
 def test_compare_baseline_and_the_site_read_synthetic_control_runs(states_project):

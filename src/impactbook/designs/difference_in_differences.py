@@ -136,9 +136,9 @@ def raw_means(plan: Plan, panel) -> list[dict[str, Any]]:
     cohort = panel["adoption"].map(lambda a: "never" if np.isnan(a) else str(int(a)))
     columns = {f"m_{m.id}": m.id for m in plan.metrics}
     means = panel.assign(cohort=cohort).groupby(["cohort", "period"])[list(columns)].mean().reset_index()
-    return [{"metric": columns[c], "cohort": row["cohort"], "period": int(row["period"]),
-             "mean": float(row[c]) if not np.isnan(row[c]) else None}
-            for _, row in means.iterrows() for c in columns]
+    long = means.melt(id_vars=["cohort", "period"], var_name="metric", value_name="mean")
+    long = long.assign(metric=long["metric"].map(columns), period=long["period"].astype(int))
+    return long.astype(object).where(long.notna(), None).to_dict("records")
 
 
 def _estimate(plan: Plan, panel, leads: int, lags: int) -> EventStudy:

@@ -94,10 +94,14 @@ class SyntheticDidResult:
     leave_one_out_estimates: dict[int, float] = field(default_factory=dict)
 
     def interval(self, level: float) -> tuple[float | None, float | None]:
-        if self.standard_error is None:
-            return None, None
-        half = norm.ppf(0.5 + level / 2) * self.standard_error
-        return self.estimate - half, self.estimate + half
+        return normal_interval(self.estimate, self.standard_error, level)
+
+
+def normal_interval(estimate: float, standard_error: float | None, level: float) -> tuple[float | None, float | None]:
+    if standard_error is None:
+        return None, None
+    half = norm.ppf(0.5 + level / 2) * standard_error
+    return estimate - half, estimate + half
 
 
 def placebo_sets(donors: int, treated: int, draws: int, seed: int) -> list[tuple[int, ...]]:
@@ -131,11 +135,9 @@ def synthetic_did(outcomes: np.ndarray, treated: list[int], pre_periods: int, le
     synthetic = weights.unit_intercept + donors @ weights.unit_weights
     gaps = treated_path - synthetic
     p_value = float(2 * norm.sf(abs(estimate) / se)) if se else None
-    result = SyntheticDidResult(
+    return SyntheticDidResult(
         "synthetic difference-in-differences (Arkhangelsky et al. 2021), placebo standard error (their "
         "Algorithm 4), normal interval", estimate, se, float(treated_path[pre_periods:].mean() - estimate), p_value,
-        level, None, None, weights.unit_weights, weights.time_weights, weights.unit_intercept, gaps,
-        float(np.sqrt(np.mean(np.square(gaps[:pre_periods])))), float(treated_path[:pre_periods].mean()),
-        placebo_estimates, pre_periods, len(placebos))
-    low, high = result.interval(level)
-    return SyntheticDidResult(**{**result.__dict__, "interval_low": low, "interval_high": high})
+        level, *normal_interval(estimate, se, level), weights.unit_weights, weights.time_weights,
+        weights.unit_intercept, gaps, float(np.sqrt(np.mean(np.square(gaps[:pre_periods])))),
+        float(treated_path[:pre_periods].mean()), placebo_estimates, pre_periods, len(placebos))
