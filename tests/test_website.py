@@ -3,6 +3,7 @@ The same site is opened in a real headless Chromium by test_website_browser.py."
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from impactbook.catalog import Catalog, Contract
 from impactbook.demo import DEMO_CONTRACT
 from impactbook.freezing import freeze_plan
+from impactbook import website
+from impactbook.compare import RunEffects
 from impactbook.website import build_site
 from conftest import PLAN, cli, edit_yaml, make_project, run
 
@@ -85,22 +88,34 @@ def _pages(out):
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-def test_incremental_build_renders_only_new_runs_and_equals_a_build_from_scratch(frozen_project, tmp_path):
+def test_incremental_build_renders_only_new_runs_and_equals_a_build_from_scratch(frozen_project, tmp_path,
+                                                                                   monkeypatch):
     when = "2026-11-23 07:00 UTC"
     first = run(frozen_project).record.run_id
     out = tmp_path / "site"
-    assert build_site(frozen_project, out, generated=when).rendered == 1
+    messages = []
+    assert build_site(frozen_project, out, generated=when, progress=messages.append).rendered == 1
+    assert messages == ["site: 1 of 1 run pages verified and written"]
     before = _pages(out)
     assert build_site(frozen_project, out, generated=when).rendered == 0
     assert _pages(out) == before
     second = run(frozen_project).record.run_id
+    loaded = []
+    real_load = RunEffects.load.__func__
+    monkeypatch.setattr(RunEffects, "load", classmethod(lambda cls, folder: loaded.append(folder.name)
+                                                        or real_load(cls, folder)))
     again = build_site(frozen_project, out, generated=when)
     assert again.rendered == 1 and again.runs == 2
+    assert loaded == [second]  # the plan page's trends and baseline use the first run's effects kept by the last build
     assert (out / "runs" / f"{second}.html").read_bytes() != b""
     assert (out / "runs" / f"{first}.html").read_bytes() == before[f"runs/{first}.html"]
     scratch = tmp_path / "scratch"
     assert build_site(frozen_project, scratch, full=True, generated=when).rendered == 2
     assert _pages(out) == _pages(scratch)
+    assert "across 2 runs, by model version" in (out / "plans/example.html").read_text()
+    monkeypatch.setattr(website, "TREND_RUNS", 1)  # a plan with many runs plots its latest ones
+    capped = build_site(frozen_project, tmp_path / "capped", generated=when)
+    assert "across the latest 1 of 2 runs, by model version" in (capped.out / "plans/example.html").read_text()
 
 
 def test_a_changed_run_is_rerendered_and_shows_the_failed_check(frozen_project, tmp_path):
@@ -114,3 +129,12 @@ def test_a_changed_run_is_rerendered_and_shows_the_failed_check(frozen_project, 
     assert again.rendered == 1
     page = (out / "runs" / f"{first.record.run_id}.html").read_text()
     assert "edited after publishing" in page and "ib-verify-failed" in page
+    assert "The ledger does not verify" not in (out / "index.html").read_text()
+    lines = frozen_project.ledger_path.read_text().splitlines()
+    entry = json.loads(lines[1])
+    entry["reason"] = "edited"
+    lines[1] = json.dumps(entry)
+    frozen_project.ledger_path.write_text("\n".join(lines) + "\n")
+    index = (build_site(frozen_project, out).out / "index.html").read_text()
+    assert "The ledger does not verify" in index
+    assert "ledger.jsonl entry 2: content does not match its hash (the entry was edited)" in index

@@ -64,8 +64,10 @@ def record_problems(record: RunRecord, entry: dict[str, Any]) -> list[str]:
     return found
 
 
-def run_problems(project: Project, folder: Path, entry: dict[str, Any] | None) -> list[str]:
-    """Everything that would make a published run untrustworthy, each named by its path."""
+def run_problems(project: Project, folder: Path, entry: dict[str, Any] | None,
+                 record: RunRecord | None = None) -> list[str]:
+    """Everything that would make a published run untrustworthy, each named by its path; `record` is its
+    run.json when the caller has already read it."""
     shown = project.relative(project.runs_dir)
     problems = [f"{shown}/{p}" for p in artifact_problems(folder)]
     name = folder.name
@@ -75,7 +77,7 @@ def run_problems(project: Project, folder: Path, entry: dict[str, Any] | None) -
         problems.append(f"{shown}/{name}/{SUMS}: does not match the hash in ledger entry {entry['seq']}")
     if not problems:
         try:
-            record = load_record(folder)
+            record = record or load_record(folder)
         except (OSError, ValueError) as exc:
             return [f"{shown}/{name}/run.json: unreadable ({exc})"]
         problems += [f"{shown}/{name}/run.json: {p} (entry {entry['seq']})" for p in record_problems(record, entry)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 
 import jinja2
 
@@ -162,10 +162,14 @@ def warm_up() -> None:
 SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.I | re.S)
 
 
-def strip_scripts(html: str) -> str:
+SCRIPT_BYTES = re.compile(SCRIPT.pattern.encode(), SCRIPT.flags & ~re.U)
+
+
+def strip_scripts(html: AnyStr) -> AnyStr:
     """A report runs no script and fetches nothing, so none is kept: nbconvert's lab template links
-    require.js and MathJax from a CDN and adds loaders (mermaid, widgets) that would import more."""
-    return SCRIPT.sub("", html)
+    require.js and MathJax from a CDN and adds loaders (mermaid, widgets) that would import more.
+    Bytes are stripped as bytes: the site copies thousands of reports and never needs their text."""
+    return SCRIPT.sub("", html) if isinstance(html, str) else SCRIPT_BYTES.sub(b"", html)
 
 
 def _without_scrap_outputs(notebook):

@@ -10,19 +10,19 @@ import hashlib
 import io
 import json
 import os
-import re
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jinja2
 
-from .audit import verify
-from .compare import Comparison, RunEffects, baseline_check, compare_effects, frozen_plan_of
-from .errors import ImpactbookError
-from .index import open_index
+from .audit import ledger_problems, run_problems
+from .backends.run_store import RunStore, open_run_store
+from .compare import Comparison, RunEffects, compare_effects, frozen_plan_of, judge_against_history
+from .index import open_index, run_folder
 from .ledger import Ledger
 from .project import Project
 from .record import Action, Status
@@ -66,6 +66,8 @@ LAYOUT = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 INDEX = PAGE.from_string(LAYOUT + """
 <h1>Impact assessments</h1>
 <p class="muted">Generated {{ generated }} from {{ runs | length }} runs of {{ plans | length }} plans.</p>
+{% if ledger_problems %}<section class="ib-verify-failed"><h2>The ledger does not verify</h2><ul>{% for p in ledger_problems %}<li>{{ p }}</li>{% endfor %}</ul>
+<p>Run pages check each run against its ledger entry, but the chain itself is broken: run <code>impactbook verify</code>.</p></section>{% endif %}
 <h2>Plans</h2>
 <table id="plans"><thead><tr><th>Plan</th><th>Title</th><th>Latest decision</th><th>Runs</th><th>Last run</th></tr></thead><tbody>
 {% for plan in plans %}<tr><td><a href="plans/{{ plan.id }}.html">{{ plan.id }}</a></td><td>{{ plan.title }}</td>
@@ -155,8 +157,19 @@ def _page(template: jinja2.Template, root: str, title: str, **values: Any) -> st
     return template.render(csp=CSP, style=STYLE, root=root, title=title, **values)
 
 
-def _trend_images(plan, runs: list[dict[str, Any]], effects: dict[str, RunEffects]) -> list[dict[str, str]]:
-    """One plot per preregistered metric: relative effect with interval per run, coloured by model."""
+TREND_RUNS = 200  # a trend plot shows a plan's latest runs; its table lists every run
+EffectPoints = dict[str, list[Any]]  # metric -> [relative, relative_low, relative_high]: what plan pages read of a run
+
+
+def _effect_points(run: RunEffects) -> EffectPoints:
+    """A run's effects as plan pages use them; kept in the manifest so an unchanged run is never reloaded."""
+    return {metric: [row.get("relative"), row.get("relative_low"), row.get("relative_high")]
+            for metric, row in run.results.items()}
+
+
+def _trend_images(plan, runs: list[dict[str, Any]], points: dict[str, EffectPoints]) -> list[dict[str, str]]:
+    """One plot per preregistered metric: relative effect with interval per run, coloured by model, over the
+    latest TREND_RUNS runs that have one (numbered among all the plan's runs)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,18 +179,19 @@ def _trend_images(plan, runs: list[dict[str, Any]], effects: dict[str, RunEffect
     images = []
     palette = ["#0969da", "#bc4c00", "#1a7f37", "#8250df", "#cf222e", "#57606a"]
     for metric in plan.hypotheses:
-        points = [(i, run, effects[run["run_id"]].results[metric.id]) for i, run in enumerate(runs)
-                  if run["run_id"] in effects and isinstance(effects[run["run_id"]].results.get(metric.id, {}).get("relative"), (int, float))]
-        if not points:
+        plotted = [(i, run, points[run["run_id"]][metric.id]) for i, run in enumerate(runs, start=1)
+                   if all(isinstance(v, (int, float)) for v in points.get(run["run_id"], {}).get(metric.id, [None]))]
+        if not plotted:
             continue
+        shown = plotted[-TREND_RUNS:]
         fig, ax = plt.subplots(figsize=(8, 3))
-        models = sorted({str(run["candidate"]) for _, run, _ in points})
+        models = sorted({str(run["candidate"]) for _, run, _ in shown})
         for colour, model in zip(palette * 10, models):
-            chosen = [(i, row) for i, run, row in points if str(run["candidate"]) == model]
+            chosen = [(i, effect) for i, run, effect in shown if str(run["candidate"]) == model]
             xs = [i for i, _ in chosen]
-            ys = [row["relative"] * 100 for _, row in chosen]
-            low = [y - row["relative_low"] * 100 for y, (_, row) in zip(ys, chosen)]
-            high = [row["relative_high"] * 100 - y for y, (_, row) in zip(ys, chosen)]
+            ys = [effect * 100 for _, (effect, _, _) in chosen]
+            low = [y - low * 100 for y, (_, (_, low, _)) in zip(ys, chosen)]
+            high = [high * 100 - y for y, (_, (_, _, high)) in zip(ys, chosen)]
             ax.errorbar(xs, ys, yerr=[low, high], fmt="o", capsize=3, color=colour, label=f"model {model}")
         if metric.margin is not None and metric.margin_type == "relative":
             ax.axhline(metric.margin * 100 * (1 if metric.direction == "increase" else -1), color="#cf222e",
@@ -192,8 +206,9 @@ def _trend_images(plan, runs: list[dict[str, Any]], effects: dict[str, RunEffect
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=80)
         plt.close(fig)
+        which = f"the latest {len(shown)} of {len(plotted)} runs" if len(shown) < len(plotted) else f"{len(shown)} runs"
         images.append({"png": base64.b64encode(buffer.getvalue()).decode(),
-                       "alt": f"Relative effect of {metric.id} with intervals across {len(points)} runs, by model version"})
+                       "alt": f"Relative effect of {metric.id} with intervals across {which}, by model version"})
     return images
 
 
@@ -211,19 +226,58 @@ def _folder_state(folder: Path) -> list[tuple[str, int, int]]:
     return sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_file())
 
 
-def _load_manifest(out: Path) -> dict[str, dict[str, str]]:
-    try:
-        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-        return {"runs": dict(manifest["runs"]), "plans": dict(manifest["plans"])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {"runs": {}, "plans": {}}
+@dataclass
+class _Manifest:
+    """What the last build rendered: each run's and plan's fingerprint, and each run's effect points."""
+
+    runs: dict[str, str] = field(default_factory=dict)
+    plans: dict[str, str] = field(default_factory=dict)
+    effects: dict[str, EffectPoints] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, out: Path) -> "_Manifest":
+        try:
+            manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+            return cls(dict(manifest["runs"]), dict(manifest["plans"]), dict(manifest["effects"]))
+        except (OSError, ValueError, KeyError, TypeError):  # none, or an older format: render everything
+            return cls()
+
+    def save(self, out: Path) -> None:
+        (out / MANIFEST).write_text(json.dumps(asdict(self)), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """Everything the ledger says that pages show: plan versions, human decisions, run entries, chain problems."""
+
+    versions: dict[str, list[dict[str, Any]]]
+    human: dict[str, list[dict[str, Any]]]
+    run_entries: dict[str, dict[str, Any]]
+    problems: list[str]
+
+    @classmethod
+    def read(cls, project: Project) -> "_Sources":
+        entries, problems = ledger_problems(Ledger(project.ledger_path))
+        versions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        human: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        runs = {}
+        for entry in entries:
+            if entry["kind"] in ("freeze", "amend"):
+                versions[entry["plan_id"]].append(entry)
+            elif entry["kind"] == "decision":
+                human[entry["run_id"]].append(entry)
+            elif entry["kind"] == "run":
+                runs[entry["run_id"]] = entry
+        return cls(versions, human, runs, problems)
 
 
 def build_site(project: Project, out: Path, comparisons: list[list[str]] | None = None, full: bool = False,
-               generated: str | None = None) -> SiteSummary:
+               generated: str | None = None, progress: Callable[[str], None] = lambda message: None) -> SiteSummary:
     """Build the site, re-rendering only runs and plans whose fingerprint (index row, run folder files,
     human decisions, this module) differs from the manifest of the last build in `out`; `full` ignores it.
-    Verification runs over the re-rendered runs only; `impactbook verify` remains the full check."""
+    Each re-rendered run is verified (its artifacts against SHA256SUMS, SHA256SUMS and its record against
+    its ledger entry) as its page is written, on a thread pool: hashing and file I/O release the GIL.
+    Runs held only in a remote run store are fetched (verified) into runs/.cache when they need rendering."""
     start = time.perf_counter()
     generated = generated or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     index = open_index(project)
@@ -231,56 +285,46 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("plans", "runs", "compare"):
         (out / sub).mkdir(exist_ok=True)
-    previous = {"runs": {}, "plans": {}} if full else _load_manifest(out)
+    previous = _Manifest() if full else _Manifest.load(out)
     (out / MANIFEST).unlink(missing_ok=True)  # a build that stops half-way leaves no manifest to trust
+    sources = _Sources.read(project)
+    store = open_run_store(project)
+    in_store = set(store.published()) if store.remote else set()
 
-    versions: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    human: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in Ledger(project.ledger_path).entries():
-        if entry["kind"] in ("freeze", "amend"):
-            versions[entry["plan_id"]].append(entry)
-        elif entry["kind"] == "decision":
-            human[entry["run_id"]].append(entry)
-    present = [r for r in rows if (project.runs_dir / r["run_id"]).is_dir()]
-    run_prints = {r["run_id"]: _fingerprint(SITE_FORMAT, r, _folder_state(project.runs_dir / r["run_id"]),
-                                            human.get(r["run_id"], [])) for r in present}
+    run_prints = {}
+    for row in rows:
+        run_id, local = row["run_id"], project.runs_dir / row["run_id"]
+        if local.is_dir() or run_id in in_store:  # a store-only run's row carries its SHA256SUMS hash
+            state = _folder_state(local) if local.is_dir() else row["sums_sha256"]
+            run_prints[run_id] = _fingerprint(SITE_FORMAT, row, state, sources.human.get(run_id, []))
     stale = [run_id for run_id, fp in run_prints.items()
-             if previous["runs"].get(run_id) != fp or not (out / "runs" / f"{run_id}.html").exists()]
+             if previous.runs.get(run_id) != fp or run_id not in previous.effects
+             or not (out / "runs" / f"{run_id}.html").exists()]
+    points = {run_id: previous.effects[run_id] for run_id in run_prints if run_id not in stale}
+    points.update(_render_runs(project, store, out, stale, sources, generated, progress))
+    for gone in set(previous.runs) - set(run_prints):
+        (out / "runs" / f"{gone}.html").unlink(missing_ok=True)
+
     by_plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_plan[row["plan_id"]].append(row)
-    plan_prints = {plan_id: _fingerprint(SITE_FORMAT, [run_prints.get(r["run_id"], r) for r in plan_runs],
-                                         versions.get(plan_id, []))
-                   for plan_id, plan_runs in by_plan.items()}
-    stale_plans = [plan_id for plan_id, fp in sorted(plan_prints.items())
-                   if previous["plans"].get(plan_id) != fp or not (out / "plans" / f"{plan_id}.html").exists()]
-
-    if not stale:
-        problem_list: list[str] = []
-    else:
-        problem_list = verify(project, stale if len(stale) < len(present) else None).problems
-    problems_by_run: dict[str, list[str]] = defaultdict(list)
-    for problem in problem_list:
-        match = re.search(r"runs/([^/: ]+)", problem)
-        if match:
-            problems_by_run[match.group(1)].append(problem)
-    wanted = set(stale) | {r["run_id"] for p in stale_plans for r in by_plan[p]} | {run for g in comparisons or [] for run in g}
-    effects = {run_id: RunEffects.load(project.runs_dir / run_id) for run_id in run_prints if run_id in wanted}
-    for run_id in stale:
-        _write_run_page(project, out, effects[run_id], problems_by_run.get(run_id, []), human.get(run_id, []), generated)
-    for gone in set(previous["runs"]) - set(run_prints):
-        (out / "runs" / f"{gone}.html").unlink(missing_ok=True)
-
     plans = []
+    plan_prints = {}
     for plan_id, plan_runs in sorted(by_plan.items()):
-        plan = frozen_plan_of(project.runs_dir / plan_runs[-1]["run_id"])
-        if plan_id in stale_plans:
-            _write_plan_page(project, out, plan, plan_runs, versions.get(plan_id, []), effects)
+        located = [r for r in plan_runs if r["run_id"] in run_prints]
+        if not located:
+            continue
+        plan_prints[plan_id] = _fingerprint(SITE_FORMAT, [run_prints.get(r["run_id"], r) for r in plan_runs],
+                                            sources.versions.get(plan_id, []))
+        plan = frozen_plan_of(run_folder(project, located[-1]["run_id"], store))
+        if previous.plans.get(plan_id) != plan_prints[plan_id] or not (out / "plans" / f"{plan_id}.html").exists():
+            _write_plan_page(project, store, out, plan, plan_runs, sources.versions.get(plan_id, []), points)
         plans.append({"id": plan_id, "title": plan.title, "latest": plan_runs[-1], "count": len(plan_runs)})
 
     written = []
     for group in comparisons or []:
-        comparison = compare_effects([_effects_of(project, effects, index.find(run)["run_id"]) for run in group])
+        comparison = compare_effects([RunEffects.load(run_folder(project, index.find(run)["run_id"], store))
+                                      for run in group])
         name = "--".join(r["run_id"] for r in comparison.runs) + ".html"
         (out / "compare" / name).write_text(render_comparison(comparison, root="../"), encoding="utf-8")
         written.append({"file": name, "label": " vs ".join(r["run_id"] for r in comparison.runs)})
@@ -291,40 +335,63 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     (out / "index.html").write_text(_page(
         INDEX, "", "Impact assessments", plans=plans, runs=list(reversed(rows)), options=options,
         filters=[("plan", "Plan"), ("model", "Model version"), ("decision", "Decision"), ("status", "Status")],
-        comparisons=written, generated=generated, script=FILTER_SCRIPT), encoding="utf-8")
-    (out / MANIFEST).write_text(json.dumps({"runs": run_prints, "plans": plan_prints}), encoding="utf-8")
+        comparisons=written, generated=generated, script=FILTER_SCRIPT, ledger_problems=sources.problems),
+        encoding="utf-8")
+    _Manifest(run_prints, plan_prints, {run_id: points[run_id] for run_id in run_prints}).save(out)
     return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written], round(time.perf_counter() - start, 3),
                        rendered=len(stale))
 
 
-def _effects_of(project: Project, effects: dict[str, RunEffects], run_id: str) -> RunEffects:
-    if run_id not in effects:
-        effects[run_id] = RunEffects.load(project.runs_dir / run_id)
-    return effects[run_id]
+def _render_runs(project: Project, store: RunStore, out: Path, stale: list[str], sources: _Sources, generated: str,
+                 progress: Callable[[str], None]) -> dict[str, EffectPoints]:
+    """Verify and write each stale run's page; its effect points, by run id."""
+    def render(run_id: str) -> tuple[str, EffectPoints]:
+        folder = run_folder(project, run_id, store)
+        run = RunEffects.load(folder)
+        problems = run_problems(project, folder, sources.run_entries.get(run_id), run.record)
+        _write_run_page(folder, out, run, problems, sources.human.get(run_id, []), generated)
+        return run_id, _effect_points(run)
+
+    found = {}
+    step = max(100, len(stale) // 10)
+    with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
+        for done, (run_id, effects) in enumerate(pool.map(render, stale), start=1):
+            found[run_id] = effects
+            if done % step == 0 or done == len(stale):
+                progress(f"site: {done:,} of {len(stale):,} run pages verified and written")
+    return found
 
 
-def _write_run_page(project: Project, out: Path, run: RunEffects, problems: list[str],
+def _write_run_page(folder: Path, out: Path, run: RunEffects, problems: list[str],
                     decisions: list[dict[str, Any]], generated: str) -> None:
+    """The stored report with the site's navigation and checks added, handled as bytes (no decode, no
+    re-encode of a report that is mostly embedded images)."""
     run_id = run.record.run_id
     extra = RUN_EXTRA.render(r=run.record, results=list(run.results.values()), env=run.record.environment,
                              packages=PACKAGES, problems=problems, generated=generated, decisions=decisions)
-    html = strip_scripts((project.runs_dir / run_id / "report.html").read_text(encoding="utf-8"))
-    nav = RUN_NAV.render(r=run.record)
-    html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, html, count=1)
-    html = html.replace("</section>\n<hr/>", "</section>\n" + extra + "\n<hr/>", 1)
-    (out / "runs" / f"{run_id}.html").write_text(html, encoding="utf-8")
+    html = strip_scripts((folder / "report.html").read_bytes())
+    body = html.find(b"<body")
+    body = html.find(b">", body) + 1 if body >= 0 else 0
+    html = html[:body] + RUN_NAV.render(r=run.record).encode() + html[body:]
+    html = html.replace(b"</section>\n<hr/>", b"</section>\n" + extra.encode() + b"\n<hr/>", 1)
+    (out / "runs" / f"{run_id}.html").write_bytes(html)
 
 
-def _write_plan_page(project: Project, out: Path, plan, plan_runs: list[dict[str, Any]],
-                     versions: list[dict[str, Any]], effects: dict[str, RunEffects]) -> None:
-    try:
-        baseline = baseline_check(project, plan.id)
-    except ImpactbookError:
-        baseline = None
+def _write_plan_page(project: Project, store: RunStore, out: Path, plan, plan_runs: list[dict[str, Any]],
+                     versions: list[dict[str, Any]], points: dict[str, EffectPoints]) -> None:
+    """The plan's page; its baseline check judges from the effect points, exactly as `impactbook baseline`."""
+    completed = [r["run_id"] for r in plan_runs if r["status"] == "COMPLETED" and r["run_id"] in points]
+    baseline = None
+    if completed:
+        settings = frozen_plan_of(run_folder(project, completed[-1], store)).history
+        relative = {run_id: {metric: p[0] for metric, p in points[run_id].items()} for run_id in completed}
+        baseline = judge_against_history(plan.id, (completed[-1], relative[completed[-1]]),
+                                         [(run_id, relative[run_id]) for run_id in completed[:-1]],
+                                         settings.threshold_sd, settings.min_runs)
     (out / "plans" / f"{plan.id}.html").write_text(_page(
         PLAN_PAGE, "../", plan.title, plan=plan, runs=plan_runs, versions=versions,
         baseline=baseline or {"flags": [], "note": "No completed run yet."},
-        trends=_trend_images(plan, plan_runs, effects)), encoding="utf-8")
+        trends=_trend_images(plan, plan_runs, points)), encoding="utf-8")
 
 
 def render_comparison(comparison: Comparison, root: str = "") -> str:

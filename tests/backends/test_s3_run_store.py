@@ -92,6 +92,13 @@ def test_run_published_to_s3_is_verified_from_the_store_and_read_back(s3_project
 
     compared = compare_runs(s3_project, [run_id, "latest"])  # compare reads the fetched copy too
     assert compared.metrics and all(r["run_id"] == run_id for m in compared.metrics for r in m.rows)
+    from impactbook.website import build_site
+
+    site = build_site(s3_project, s3_project.root / "site")  # so does the site, verifying what it fetched
+    page = (site.out / "runs" / f"{run_id}.html").read_text()
+    assert site.runs == site.rendered == 1 and "All artifacts match" in page and "Decision:" in page
+    assert f'href="runs/{run_id}.html"' in (site.out / "index.html").read_text()
+    assert build_site(s3_project, site.out).rendered == 0
     unreachable = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_server.free_port()}", "AWS_MAX_ATTEMPTS": "1"}
     cli(s3_project, "runs", "list", env=unreachable)  # a store out of reach is no reason to forget its runs
     assert [row["run_id"] for row in open_index(s3_project).rows()] == [run_id]
