@@ -59,3 +59,38 @@ def test_unparseable_line_is_named(tmp_path):
     with open(ledger.path, "a") as handle:
         handle.write("{not json\n")
     assert "ledger.jsonl:4" in ledger.problems()[0]
+
+
+def test_append_chains_to_the_last_entry_read_from_the_end(tmp_path):
+    ledger = _ledger(tmp_path, count=2)
+    big = {"number": 2, "padding": "x" * 200_000}  # longer than the first window read from the end
+    ledger.append("note", big)
+    with open(ledger.path, "a") as handle:
+        handle.write("\n\n")  # blank lines are skipped, as entries() skips them
+    last = ledger.append("note", {"number": 3})
+    entries = ledger.entries()
+    assert last == entries[-1] and last["seq"] == 4 and last["prev_hash"] == entries[2]["hash"]
+    assert ledger.problems() == []
+
+
+def test_append_once_records_a_value_once(tmp_path):
+    ledger = _ledger(tmp_path)
+    assert ledger.append("decision", {"run_id": "r1"})["seq"] == 4  # another kind mentioning the value
+    first = ledger.append_once("run", {"run_id": "r1", "status": "COMPLETED"}, "run_id")
+    assert first is not None and first["seq"] == 5
+    assert ledger.append_once("run", {"run_id": "r1", "status": "FAILED"}, "run_id") is None
+    assert ledger.append_once("run", {"run_id": "r2"}, "run_id")["seq"] == 6
+    assert [e["run_id"] for e in ledger.entries() if e["kind"] == "run"] == ["r1", "r2"]
+
+
+def test_an_unreadable_last_entry_stops_appends_naming_the_ledger(tmp_path):
+    import pytest
+    from impactbook.errors import LedgerError
+
+    ledger = _ledger(tmp_path)
+    with open(ledger.path, "a") as handle:
+        handle.write("{not json\n")
+    with pytest.raises(LedgerError, match="last entry is not valid JSON") as raised:
+        ledger.append("note", {"number": 4})
+    assert str(ledger.path) in str(raised.value)
+    assert len(ledger.path.read_text().splitlines()) == 4  # nothing appended

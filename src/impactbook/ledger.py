@@ -77,26 +77,45 @@ class Ledger:
                     raise LedgerError(f"entry is not valid JSON ({reason})", where=f"{self.path}:{number}") from exc
 
     def append(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        entry = self.append_with(lambda entries: (kind, body))
+        """Append one entry. Only the last entry is read (for its hash and number), so an append costs the
+        same at entry 10 as at entry 100,000."""
+        entry = self._append(lambda fd: (kind, body))
         assert entry is not None
         return entry
+
+    def append_once(self, kind: str, body: dict[str, Any], key: str) -> dict[str, Any] | None:
+        """Append unless an entry of `kind` already holds `body[key]` (a run is recorded once), checked under
+        the lock; None when it was already there. The entries are parsed only when the ledger's bytes
+        mention the value at all, so recording a new value costs one read, not a parse of every entry."""
+        needle = json.dumps({key: body[key]}, ensure_ascii=False)[1:-1].encode("utf-8")
+
+        def build(fd: int) -> tuple[str, dict[str, Any]] | None:
+            if needle in os.pread(fd, os.fstat(fd).st_size, 0) and any(
+                    e.get("kind") == kind and e.get(key) == body[key] for e in self.entries()):
+                return None
+            return kind, body
+        return self._append(build)
 
     def append_with(self, build: Callable[[list[dict[str, Any]]], tuple[str, dict[str, Any]] | None]
                     ) -> dict[str, Any] | None:
         """Under an exclusive lock, `build` sees every entry and returns (kind, body) to append, or None
         to append nothing — so "check, then append" is one step and concurrent writers cannot fork the
-        chain or record the same thing twice. A write that fails (disk full) is undone, never left half."""
+        chain or record the same thing twice."""
+        return self._append(lambda fd: build(self.entries()))
+
+    def _append(self, build: Callable[[int], tuple[str, dict[str, Any]] | None]) -> dict[str, Any] | None:
+        """`build(fd)` decides under the lock what to append, if anything. A write that fails (disk full) is
+        undone, never left half."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _drop_torn_tail(fd)
-            entries = self.entries()
-            built = build(entries)
+            built = build(fd)
             if built is None:
                 return None
             kind, body = built
-            previous = entries[-1] if entries else None
+            previous = _last_entry(fd, self.path)
             entry = {"seq": (previous["seq"] + 1) if previous else 1, "time": utc_now(), "kind": kind, **body,
                      "prev_hash": previous["hash"] if previous else GENESIS}
             entry["hash"] = entry_hash(entry)
@@ -149,6 +168,33 @@ class Ledger:
 
     def runs(self) -> dict[str, dict[str, Any]]:
         return {e["run_id"]: e for e in self.entries() if e["kind"] == "run"}
+
+
+def _last_entry(fd: int, path: Path) -> dict[str, Any] | None:
+    """The ledger's last committed entry (blank lines skipped, as `entries` does), read from the end."""
+    size, window = os.fstat(fd).st_size, 1 << 16
+    while True:
+        start = max(0, size - window)
+        tail = os.pread(fd, size - start, start).rstrip()
+        cut = tail.rfind(b"\n")
+        if cut >= 0 or start == 0:
+            break
+        if window > MAX_ENTRY_BYTES:
+            raise LedgerError(f"the ledger's last line is longer than {MAX_ENTRY_BYTES:,} bytes", where=str(path),
+                              hint="restore the ledger from version control")
+        window *= 4
+    line = tail[cut + 1:]
+    if not line:
+        return None
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LedgerError("its last entry is not valid JSON", where=str(path),
+                          hint="restore the ledger from version control") from exc
+    if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int) or "hash" not in entry:
+        raise LedgerError("its last entry has no sequence number or hash", where=str(path),
+                          hint="restore the ledger from version control")
+    return entry
 
 
 def _drop_torn_tail(fd: int) -> None:

@@ -77,8 +77,7 @@ def _record_published(project: Project, folder: Path, record: RunRecord, recover
     sums = sha256_file(folder / SUMS)
     body = {**run_ledger_body(record, sums), **({"recovered": True} if recovered else {})}
     ledger = Ledger(project.ledger_path)
-    appended = ledger.append_with(lambda entries: None if any(
-        e.get("kind") == "run" and e.get("run_id") == record.run_id for e in entries) else ("run", body))
+    appended = ledger.append_once("run", body, "run_id")
     faults.point("publish.ledgered")
     entry = appended or ledger.runs()[record.run_id]
     try:
