@@ -3,6 +3,7 @@ The same site is opened in a real headless Chromium by test_website_browser.py."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -51,6 +52,11 @@ def test_every_page_is_written_and_linked(site):
     run_page = (summary.out / "runs" / f"{runs[0]}.html").read_text()
     assert "Decision: SHIP" in run_page and "Artifact verification" in run_page and "All artifacts match" in run_page
     assert "conversion rose" in run_page and " pp (95% CI " in run_page
+    stored = (project.runs_dir / runs[0] / "report.html").stat().st_size
+    assert len(run_page.encode()) < stored / 2  # the report's theme is shared, not copied into every page
+    shared = list((summary.out / "assets").glob("*.css"))
+    assert shared and all(f'href="../assets/{css.name}"' in run_page for css in shared)
+    assert all(hashlib.sha256(css.read_bytes()).hexdigest().startswith(css.stem) for css in shared)
     plan_page = (summary.out / "plans/example.html").read_text()
     assert "Versions and amendments" in plan_page and plan_page.count("data:image/png;base64,") >= 3
     compare_page = (summary.out / "compare" / summary.comparisons[0]).read_text()

@@ -41,6 +41,8 @@ def test_site_in_a_real_browser(browser, site):  # noqa: F811
     page.on("request", lambda request: requests.append(request.url))
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.on("pageerror", lambda error: errors.append(str(error)))
+    blocked = []  # a Content Security Policy violation is reported on the console
+    page.on("console", lambda message: "Content Security Policy" in message.text and blocked.append(message.text))
 
     page.goto((summary.out / "index.html").as_uri())
     assert page.title() == "Impact assessments — impactbook"
@@ -59,6 +61,8 @@ def test_site_in_a_real_browser(browser, site):  # noqa: F811
     assert page.locator(".ib-decision").inner_text().startswith("SIMULATED Decision: SHIP"), "labels lead the banner"
     assert "All artifacts match SHA256SUMS" in page.locator(".ib-site").inner_text()
     assert EVIL_PLATFORM in page.inner_text("body"), "a hostile category value shows as text"
+    theme = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--jp-ui-font-size1')")
+    assert theme.strip(), "the report's theme, shared by every run page under assets/, applies"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "run-page.png"), full_page=False)
 
@@ -73,6 +77,6 @@ def test_site_in_a_real_browser(browser, site):  # noqa: F811
     page.screenshot(path=str(ARTIFACTS / "plan-page.png"), full_page=True)
 
     assert page.evaluate("window.__pwned") is None, "no script from data ran"
-    assert dialogs == [] and errors == []
+    assert dialogs == [] and errors == [] and blocked == []
     outside = [url for url in requests if not url.startswith(("file://", "data:"))]
     assert outside == [], f"requests left the machine: {outside}"

@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -283,7 +285,7 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     index = open_index(project)
     rows = index.rows()
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("plans", "runs", "compare"):
+    for sub in ("plans", "runs", "compare", ASSETS):
         (out / sub).mkdir(exist_ok=True)
     previous = _Manifest() if full else _Manifest.load(out)
     (out / MANIFEST).unlink(missing_ok=True)  # a build that stops half-way leaves no manifest to trust
@@ -362,6 +364,31 @@ def _render_runs(project: Project, store: RunStore, out: Path, stale: list[str],
     return found
 
 
+ASSETS = "assets"
+SHARED_STYLE_BYTES = 4096
+STYLE_BLOCK = re.compile(rb"<style[^>]*>(.*?)</style>", re.S | re.I)
+REPORT_CSP_STYLES = b"style-src 'unsafe-inline'"
+RUN_PAGE_CSP_STYLES = b"style-src 'self' 'unsafe-inline'"  # the site's own shared stylesheets, nothing else
+
+
+def _share_styles(html: bytes, assets: Path) -> bytes:
+    """Move each large style block into a content-addressed file under assets/ and link it. Two thirds of
+    every stored report is nbconvert's JupyterLab theme, the same in every run: the site writes it once
+    instead of once per run page (a name from the content can never point at other content)."""
+    def link(match: re.Match[bytes]) -> bytes:
+        css = match.group(1)
+        if len(css) < SHARED_STYLE_BYTES:
+            return match.group(0)
+        name = hashlib.sha256(css).hexdigest()[:24] + ".css"
+        target = assets / name
+        if not target.exists():
+            partial = assets / f".{name}.{threading.get_ident()}"
+            partial.write_bytes(css)
+            os.replace(partial, target)  # pages on other threads may be writing the same file
+        return b'<link rel="stylesheet" href="../' + f"{ASSETS}/{name}".encode() + b'">'
+    return STYLE_BLOCK.sub(link, html)
+
+
 def _write_run_page(folder: Path, out: Path, run: RunEffects, problems: list[str],
                     decisions: list[dict[str, Any]], generated: str) -> None:
     """The stored report with the site's navigation and checks added, handled as bytes (no decode, no
@@ -369,7 +396,8 @@ def _write_run_page(folder: Path, out: Path, run: RunEffects, problems: list[str
     run_id = run.record.run_id
     extra = RUN_EXTRA.render(r=run.record, results=list(run.results.values()), env=run.record.environment,
                              packages=PACKAGES, problems=problems, generated=generated, decisions=decisions)
-    html = strip_scripts((folder / "report.html").read_bytes())
+    html = _share_styles(strip_scripts((folder / "report.html").read_bytes()), out / ASSETS)
+    html = html.replace(REPORT_CSP_STYLES, RUN_PAGE_CSP_STYLES, 1)
     body = html.find(b"<body")
     body = html.find(b">", body) + 1 if body >= 0 else 0
     html = html[:body] + RUN_NAV.render(r=run.record).encode() + html[body:]
