@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -90,6 +92,29 @@ def test_site_command(site):
     assert (project.root / "public/index.html").exists()
 
 
+PARALLEL_BUILD = """
+import os, sys
+from pathlib import Path
+from impactbook import website
+from impactbook.project import Project
+
+root, out, when, workers = sys.argv[1:]
+Path(workers).mkdir()
+render_task = website._render_task
+
+
+def marked(*args, **kwargs):
+    assert os.getpid() != parent, "rendered in the parent"
+    (Path(workers) / str(os.getpid())).touch()
+    return render_task(*args, **kwargs)
+
+
+parent = os.getpid()
+website._render_task, website.PARALLEL_FROM, website.RUNS_PER_TASK = marked, 1, 1
+website.build_site(Project(Path(root)), Path(out), full=True, generated=when)
+"""
+
+
 def _pages(out):
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
@@ -119,6 +144,11 @@ def test_incremental_build_renders_only_new_runs_and_equals_a_build_from_scratch
     assert build_site(frozen_project, scratch, full=True, generated=when).rendered == 2
     assert _pages(out) == _pages(scratch)
     assert "across 2 runs, by model version" in (out / "plans/example.html").read_text()
+    forked = tmp_path / "forked"  # many stale runs: pages written by a pool of processes, same bytes
+    subprocess.run([sys.executable, "-c", PARALLEL_BUILD, str(frozen_project.root), str(forked), when,
+                    str(tmp_path / "workers")], check=True)
+    assert _pages(forked) == _pages(scratch)
+    assert list((tmp_path / "workers").iterdir()), "no worker process rendered a page"
     monkeypatch.setattr(website, "TREND_RUNS", 1)  # a plan with many runs plots its latest ones
     capped = build_site(frozen_project, tmp_path / "capped", generated=when)
     assert "across the latest 1 of 2 runs, by model version" in (capped.out / "plans/example.html").read_text()

@@ -12,7 +12,7 @@ from .backends.run_store import RunStore, open_run_store
 from .errors import RunNotFoundError
 from .hashing import sha256_file
 from .index import IndexUnusable, load_record, open_index, row_problems, run_folder
-from .ledger import Ledger
+from .ledger import Ledger, chain_problems
 from .project import Project
 from .publication import DAMAGED
 from .record import GATE_EXIT, Action, RunRecord
@@ -37,18 +37,22 @@ class VerifyReport:
 
 def ledger_problems(ledger: Ledger) -> tuple[list[dict[str, Any]], list[str]]:
     """The entries, and what is wrong with the chain: edits, gaps, a plan version or a run recorded twice."""
-    problems = ledger.problems()
     try:
         entries = ledger.entries()
     except Exception as exc:  # an unreadable ledger is itself the finding
-        return [], problems or [str(exc)]
-    name = ledger.path.name
+        return [], [str(exc)]
+    return entries, chain_problems(entries, ledger.path.name)[0] + recorded_twice(entries, ledger.path.name)
+
+
+def recorded_twice(entries: list[dict[str, Any]], name: str) -> list[str]:
+    """A plan version or a run recorded more than once."""
+    problems = []
     versions = Counter((e.get("plan_id"), e.get("version")) for e in entries if e.get("kind") in ("freeze", "amend"))
     problems += [f"{name}: plan {plan!r} version {version} is recorded {count} times"
                  for (plan, version), count in versions.items() if count > 1]
     runs = Counter(e.get("run_id") for e in entries if e.get("kind") == "run")
     problems += [f"{name}: run {run} is recorded {count} times" for run, count in runs.items() if count > 1]
-    return entries, problems
+    return problems
 
 
 def record_problems(record: RunRecord, entry: dict[str, Any]) -> list[str]:

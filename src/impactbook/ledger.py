@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from . import faults
 from .errors import LedgerError
@@ -65,16 +66,23 @@ class Ledger:
         if not self.path.exists():
             return
         with open(self.path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.endswith(b"\n"):
-                    return
-                if not raw.strip():
-                    continue
-                try:
-                    yield json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-                    raise LedgerError(f"entry is not valid JSON ({reason})", where=f"{self.path}:{number}") from exc
+            yield from self._parse(handle)
+
+    def entries_in(self, data: bytes) -> list[dict[str, Any]]:
+        """The committed entries in `data`, this ledger's bytes as the caller read them once."""
+        return list(self._parse(io.BytesIO(data)))
+
+    def _parse(self, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.endswith(b"\n"):
+                return
+            if not raw.strip():
+                continue
+            try:
+                yield json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                raise LedgerError(f"entry is not valid JSON ({reason})", where=f"{self.path}:{number}") from exc
 
     def append(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """Append one entry. Only the last entry is read (for its hash and number), so an append costs the
@@ -141,23 +149,11 @@ class Ledger:
 
     def problems(self) -> list[str]:
         """Every entry whose own hash, sequence number or link to its predecessor does not match."""
-        found = []
-        previous_hash, expected_seq = GENESIS, 1
         try:
             entries = self.entries()
         except LedgerError as exc:
             return [str(exc)]
-        for entry in entries:
-            seq = entry.get("seq")
-            label = f"{self.path.name} entry {seq}"
-            if seq != expected_seq:
-                found.append(f"{label}: sequence number {seq}, expected {expected_seq} (an entry was removed or inserted)")
-            if entry.get("hash") != entry_hash(entry):
-                found.append(f"{label}: content does not match its hash (the entry was edited)")
-            if entry.get("prev_hash") != previous_hash:
-                found.append(f"{label}: prev_hash does not match the previous entry (the chain is broken)")
-            previous_hash, expected_seq = entry.get("hash"), (seq or expected_seq) + 1
-        return found
+        return chain_problems(entries, self.path.name)[0]
 
     def plan_versions(self, plan_id: str) -> list[dict[str, Any]]:
         return [e for e in self.entries() if e["kind"] in ("freeze", "amend") and e.get("plan_id") == plan_id]
@@ -168,6 +164,28 @@ class Ledger:
 
     def runs(self) -> dict[str, dict[str, Any]]:
         return {e["run_id"]: e for e in self.entries() if e["kind"] == "run"}
+
+
+ChainState = tuple[str, int]  # the hash the next entry must link to, and the sequence number it must have
+
+
+def chain_problems(entries: list[dict[str, Any]], name: str, state: ChainState = (GENESIS, 1)
+                   ) -> tuple[list[str], ChainState]:
+    """Each entry checked for its own hash, its sequence number and its link, starting from `state`; the
+    state after the last one, so a caller that verified a prefix can check only what was appended since."""
+    found = []
+    previous_hash, expected_seq = state
+    for entry in entries:
+        seq = entry.get("seq")
+        label = f"{name} entry {seq}"
+        if seq != expected_seq:
+            found.append(f"{label}: sequence number {seq}, expected {expected_seq} (an entry was removed or inserted)")
+        if entry.get("hash") != entry_hash(entry):
+            found.append(f"{label}: content does not match its hash (the entry was edited)")
+        if entry.get("prev_hash") != previous_hash:
+            found.append(f"{label}: prev_hash does not match the previous entry (the chain is broken)")
+        previous_hash, expected_seq = entry.get("hash"), (seq or expected_seq) + 1
+    return found, (previous_hash, expected_seq)
 
 
 def _last_entry(fd: int, path: Path) -> dict[str, Any] | None:
