@@ -236,9 +236,10 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def _folder_state(folder: Path) -> list[tuple[str, int, int]]:
+def _folder_state(folder: str) -> list[tuple[str, int, int]]:
     """Name, size and mtime of every file: a changed artifact shows here even if SHA256SUMS did not change."""
-    return sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_file())
+    with os.scandir(folder) as found:
+        return sorted((e.name, (st := e.stat()).st_size, st.st_mtime_ns) for e in found if e.is_file())
 
 
 @dataclass
@@ -329,14 +330,19 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     in_store = set(store.published()) if store.remote else set()
 
     run_prints = {}
+    runs_dir = str(project.runs_dir)  # plain strings and one scandir per run: this loop visits every run
     for row in rows:
-        run_id, local = row["run_id"], project.runs_dir / row["run_id"]
-        if local.is_dir() or run_id in in_store:  # a store-only run's row carries its SHA256SUMS hash
-            state = _folder_state(local) if local.is_dir() else row["sums_sha256"]
-            run_prints[run_id] = _fingerprint(SITE_FORMAT, row, state, sources.human.get(run_id, []))
+        run_id = row["run_id"]
+        try:
+            state: Any = _folder_state(os.path.join(runs_dir, run_id))
+        except (FileNotFoundError, NotADirectoryError):
+            if run_id not in in_store:
+                continue
+            state = row["sums_sha256"]  # a store-only run: its row carries its SHA256SUMS hash
+        run_prints[run_id] = _fingerprint(SITE_FORMAT, row, state, sources.human.get(run_id, []))
+    pages = set(os.listdir(out / "runs"))
     stale = [run_id for run_id, fp in run_prints.items()
-             if previous.runs.get(run_id) != fp or run_id not in previous.effects
-             or not (out / "runs" / f"{run_id}.html").exists()]
+             if previous.runs.get(run_id) != fp or run_id not in previous.effects or f"{run_id}.html" not in pages]
     points = {run_id: previous.effects[run_id] for run_id in run_prints if run_id not in stale}
     points.update(_render_runs(project, store, out, stale, sources, generated, progress))
     for gone in set(previous.runs) - set(run_prints):
