@@ -314,8 +314,8 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     """Build the site, re-rendering only runs and plans whose fingerprint (index row, run folder files,
     human decisions, this module) differs from the manifest of the last build in `out`; `full` ignores it.
     Each re-rendered run is verified (its artifacts against SHA256SUMS, SHA256SUMS and its record against
-    its ledger entry) as its page is written, on a thread pool: hashing and file I/O release the GIL.
-    Runs held only in a remote run store are fetched (verified) into runs/.cache when they need rendering."""
+    its ledger entry) as its page is written. Runs held only in a remote run store are fetched (verified)
+    into runs/.cache when they need rendering."""
     start = time.perf_counter()
     generated = generated or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     index = open_index(project)
@@ -324,7 +324,6 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     for sub in ("plans", "runs", "compare", ASSETS):
         (out / sub).mkdir(exist_ok=True)
     previous = _Manifest() if full else _Manifest.load(out)
-    (out / MANIFEST).unlink(missing_ok=True)  # a build that stops half-way leaves no manifest to trust
     sources = _Sources.read(project, previous.ledger)
     store = open_run_store(project)
     in_store = set(store.published()) if store.remote else set()
@@ -343,24 +342,30 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     pages = set(os.listdir(out / "runs"))
     stale = [run_id for run_id, fp in run_prints.items()
              if previous.runs.get(run_id) != fp or run_id not in previous.effects or f"{run_id}.html" not in pages]
-    points = {run_id: previous.effects[run_id] for run_id in run_prints if run_id not in stale}
-    points.update(_render_runs(project, store, out, stale, sources, generated, progress))
-    for gone in set(previous.runs) - set(run_prints):
-        (out / "runs" / f"{gone}.html").unlink(missing_ok=True)
-
     by_plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_plan[row["plan_id"]].append(row)
+    by_plan = {plan_id: plan_runs for plan_id, plan_runs in by_plan.items()  # a plan none of whose runs is here
+               if any(r["run_id"] in run_prints for r in plan_runs)}       # has no page
+    plan_prints = {plan_id: _fingerprint(SITE_FORMAT, [run_prints.get(r["run_id"], r) for r in plan_runs],
+                                         sources.versions.get(plan_id, []))
+                   for plan_id, plan_runs in by_plan.items()}
+    stale_plans = {plan_id for plan_id, fp in plan_prints.items()
+                   if previous.plans.get(plan_id) != fp or not (out / "plans" / f"{plan_id}.html").exists()}
+    gone = set(previous.runs) - set(run_prints)
+    changed = bool(stale or stale_plans or gone) or previous.plans.keys() != plan_prints.keys()
+    if changed:
+        (out / MANIFEST).unlink(missing_ok=True)  # a build that stops half-way leaves no manifest to trust
+    points = {run_id: previous.effects[run_id] for run_id in run_prints if run_id not in stale}
+    points.update(_render_runs(project, store, out, stale, sources, generated, progress))
+    for run_id in gone:
+        (out / "runs" / f"{run_id}.html").unlink(missing_ok=True)
+
     plans = []
-    plan_prints = {}
     for plan_id, plan_runs in sorted(by_plan.items()):
         located = [r for r in plan_runs if r["run_id"] in run_prints]
-        if not located:
-            continue
-        plan_prints[plan_id] = _fingerprint(SITE_FORMAT, [run_prints.get(r["run_id"], r) for r in plan_runs],
-                                            sources.versions.get(plan_id, []))
         plan = frozen_plan_of(run_folder(project, located[-1]["run_id"], store))
-        if previous.plans.get(plan_id) != plan_prints[plan_id] or not (out / "plans" / f"{plan_id}.html").exists():
+        if plan_id in stale_plans:
             _write_plan_page(project, store, out, plan, plan_runs, sources.versions.get(plan_id, []), points)
         plans.append({"id": plan_id, "title": plan.title, "latest": plan_runs[-1], "count": len(plan_runs)})
 
@@ -380,7 +385,9 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
         filters=[("plan", "Plan"), ("model", "Model version"), ("decision", "Decision"), ("status", "Status")],
         comparisons=written, generated=generated, script=FILTER_SCRIPT, ledger_problems=sources.problems),
         encoding="utf-8")
-    _Manifest(run_prints, plan_prints, {run_id: points[run_id] for run_id in run_prints}, sources.verified).save(out)
+    if changed:  # (unchanged, the last manifest still describes every page; the ledger is re-checked from it)
+        _Manifest(run_prints, plan_prints, {run_id: points[run_id] for run_id in run_prints},
+                  sources.verified).save(out)
     return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written], round(time.perf_counter() - start, 3),
                        rendered=len(stale))
 
