@@ -1,4 +1,4 @@
-"""website.py: the static site — index, plan, run and comparison pages — self-contained and escaped.
+"""website.py and sitepages.py: the static site — index, plan, run and comparison pages — self-contained and escaped.
 The same site is opened in a real headless Chromium by test_website_browser.py."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from impactbook.catalog import Catalog, Contract
 from impactbook.demo import DEMO_CONTRACT
 from impactbook.freezing import freeze_plan
-from impactbook import website
+from impactbook import sitepages
 from impactbook.compare import RunEffects
 from impactbook.website import build_site
 from conftest import PLAN, cli, edit_yaml, make_project, run
@@ -149,7 +149,7 @@ def test_incremental_build_renders_only_new_runs_and_equals_a_build_from_scratch
                     str(tmp_path / "workers")], check=True)
     assert _pages(forked) == _pages(scratch)
     assert list((tmp_path / "workers").iterdir()), "no worker process rendered a page"
-    monkeypatch.setattr(website, "TREND_RUNS", 1)  # a plan with many runs plots its latest ones
+    monkeypatch.setattr(sitepages, "TREND_RUNS", 1)  # a plan with many runs plots its latest ones
     capped = build_site(frozen_project, tmp_path / "capped", generated=when)
     assert "across the latest 1 of 2 runs, by model version" in (capped.out / "plans/example.html").read_text()
 
