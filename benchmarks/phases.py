@@ -6,6 +6,7 @@ process's exit. Every figure is in seconds since the benchmark launched the comm
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 
@@ -14,14 +15,14 @@ def _epoch(text: str) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp()  # papermill: naive UTC
 
 
-def run_phases(root: Path, record: dict, launched: float, exited: float) -> dict[str, list[float]]:
-    timings = record["timings"]
+def run_phases(root: Path, folder: Path, launched: float, exited: float) -> dict[str, list[float]]:
+    """`folder`: the published run (`impactbook run --json` prints it); `root`: its project."""
+    timings = json.loads((folder / "run.json").read_text())["timings"]
     offset = _epoch(timings["process_started_at"]) - launched if timings.get("process_started_at") else 0.0
     phases = {name: [round(start + offset, 2), round(end + offset, 2)] for name, (start, end) in timings["phases"].items()}
     for number, cell in enumerate(timings["cells"], 1):
         if cell.get("start") and cell.get("end"):
             phases[f"cell {number}"] = [round(_epoch(cell["start"]) - launched, 2), round(_epoch(cell["end"]) - launched, 2)]
-    folder = root / "runs" / record["run_id"]
     mtime = lambda path: path.stat().st_mtime - launched  # noqa: E731
     index = max((mtime(p) for p in (root / "runs").glob("index.sqlite*")), default=None)
     marks = [("report", mtime(folder / "scraps.json"), mtime(folder / "report.html")),

@@ -98,7 +98,7 @@ def main() -> None:
         bin_dir = Path(sys.executable).parent
         ours = measured([str(bin_dir / "impactbook"), "run", "plans/scale.yaml", "--json"], root)
         record = json.loads(ours.pop("stdout"))
-        phases = run_phases(root, record, ours.pop("launched"), ours.pop("exited"))
+        phases = run_phases(root, Path(record["folder"]), ours.pop("launched"), ours.pop("exited"))
         bare = measured([str(bin_dir / "papermill"), "templates/ab_test.ipynb", str(Path(tmp) / "bare.ipynb"),
                          "-f", str(parameters), "-k", "python3", "--cwd", str(root), "--no-progress-bar"], root)
         for key in ("stdout", "launched", "exited"):

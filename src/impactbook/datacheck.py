@@ -1,4 +1,4 @@
-"""Stage 3, the data: every check on a pinned input that can be made before a kernel starts, compiled to
+"""Stage 3, the data: every check on a pinned input that can be made before a kernel runs a cell, compiled to
 SQL and run by DuckDB over the pinned file (locked to that file), or by PostgreSQL over a pinned warehouse
 table (backends.warehouse). No row is loaded into Python.
 

@@ -303,6 +303,9 @@ def execute_template(project: Project, template: Path, output: Path, parameters:
                                    on_cell_start=cell_started,
                                    cwd=str(project.root), progress_bar=False, log_output=False,
                                    execution_timeout=timeout_s, report_mode=False,
+                                   # once the last cell has answered, the kernel holds nothing of the run's:
+                                   # stop it at once rather than wait for its interpreter's teardown
+                                   shutdown_kernel="immediate",
                                    # the kernel's own start-up warnings (e.g. "running over TCP without
                                    # encryption" on a local loopback kernel) are not the user's business
                                    extra_arguments=["--IPKernelApp.log_level=ERROR", *preload])

@@ -1,6 +1,6 @@
-"""Stage 3 of a run: admissibility checks, all before a kernel starts.
+"""Stage 3 of a run: admissibility checks, all before the kernel runs a cell (it starts beside them).
 
-A failed gate makes the run INADMISSIBLE (stored, never executed). Time is checked against the data,
+A failed gate makes the run INADMISSIBLE (stored, never executed: runner.py stops the kernel first). Time is checked against the data,
 not only the calendar: rows dated after the run began make it INADMISSIBLE unless the data is declared
 synthetic (then the run is SIMULATED and its clock is the end of the data); a fixed-horizon plan looked
 at before its window closes is an INTERIM look; an outcome window that opened before the freeze turns

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from . import faults
 from .durable import write_json
-from .capture import output_contract, read_scraps, scrap_problems
+from .capture import output_contract, read_scraps, scrap_problems, warm_up as warm_up_capture
 from .catalog import Catalog, TemplateEntry
 from .decision import decide, final_verdicts
 from .execute import KERNEL, KERNEL_LOG, capture_environment, execute_template
@@ -67,9 +67,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 class _WhileTheKernelWorks(threading.Thread):
-    """The parent is idle while the kernel computes: warm up the report renderer then (once the gate has
-    ruled: until then the gate and the kernel's start-up need both cores). A warm-up that fails costs
-    only the time it would have saved; the real render raises properly later."""
+    """The parent is idle while the kernel computes: import the scrap reader and warm up the report
+    renderer then (once the gate has ruled: until then the gate and the kernel's start-up need both
+    cores). A warm-up that fails costs only the time it would have saved; the real work raises later."""
 
     def __init__(self, ruled: Future) -> None:
         super().__init__(daemon=True, name="impactbook-warm-up")
@@ -78,6 +78,7 @@ class _WhileTheKernelWorks(threading.Thread):
     def run(self) -> None:
         try:
             futures_wait([self.ruled])
+            warm_up_capture()
             warm_up()
         except Exception:
             pass
