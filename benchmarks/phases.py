@@ -19,7 +19,8 @@ def run_phases(root: Path, folder: Path, launched: float, exited: float) -> dict
     """`folder`: the published run (`impactbook run --json` prints it); `root`: its project."""
     timings = json.loads((folder / "run.json").read_text())["timings"]
     offset = _epoch(timings["process_started_at"]) - launched if timings.get("process_started_at") else 0.0
-    phases = {name: [round(start + offset, 2), round(end + offset, 2)] for name, (start, end) in timings["phases"].items()}
+    phases = {name: [round(start + offset, 2), round(end + offset, 2)]
+              for name, (start, end) in timings.get("phases", {}).items()}  # none before the record kept them
     for number, cell in enumerate(timings["cells"], 1):
         if cell.get("start") and cell.get("end"):
             phases[f"cell {number}"] = [round(_epoch(cell["start"]) - launched, 2), round(_epoch(cell["end"]) - launched, 2)]
