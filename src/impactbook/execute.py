@@ -165,7 +165,6 @@ class Admission:
     def __init__(self, ruling: Future) -> None:
         self.ruling = ruling
         self.kernel_pid: int | None = None
-        self.waited_s: float | None = None
         self._lock = threading.Lock()
         ruling.add_done_callback(self._ruled)
 
@@ -190,13 +189,10 @@ class Admission:
                 _kill(pid)
 
     async def before_first_cell(self) -> None:
-        clock = time.perf_counter()
         try:
             admitted = await asyncio.wrap_future(self.ruling)
         except Exception as exc:
             raise NotAdmitted(f"the gate failed ({type(exc).__name__})") from None
-        finally:
-            self.waited_s = round(time.perf_counter() - clock, 3)
         if not admitted:
             raise NotAdmitted("the gate refused the run")
 
