@@ -48,7 +48,7 @@ def _without_kernels(deadline_s: float = 10.0) -> bool:
 
 
 def test_the_gate_runs_while_the_kernel_starts_and_the_first_cell_waits_for_it(frozen_project, monkeypatch):
-    monkeypatch.setenv(FAULT_ENV, "sleep=4@inputs.checking")  # a slow data check, as a large table's is
+    monkeypatch.setenv(FAULT_ENV, "sleep=6@inputs.checking")  # a data check slower than start-up, as at 100M rows
     record = run(frozen_project).record
     assert record.status is Status.COMPLETED, record.errors
     phases = record.timings.phases
