@@ -26,11 +26,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ab_scale import generate, plan  # noqa: E402  (the same cached table and plan as ab_scale.py)
+from phases import run_phases, table  # noqa: E402
 
 
 def measured(command: list[str], cwd: Path) -> dict:
     """Wall seconds and the peak of the summed RSS of the process and all its descendants."""
-    clock = time.perf_counter()
+    clock, launched = time.perf_counter(), time.time()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     root, peak = psutil.Process(process.pid), 0
     while process.poll() is None:
@@ -41,10 +42,11 @@ def measured(command: list[str], cwd: Path) -> dict:
             pass
         time.sleep(0.02)
     out, err = process.communicate()
-    seconds = time.perf_counter() - clock
+    seconds, exited = time.perf_counter() - clock, time.time()
     if process.returncode not in (0,):
         raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{err[-3000:]}")
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak / 2**20), "stdout": out}
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak / 2**20), "stdout": out, "launched": launched,
+            "exited": exited}
 
 
 def project_for(rows: int, folder: Path) -> Path:
@@ -84,7 +86,7 @@ def naive_gate(rows: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000_000)
-    parser.add_argument("--naive-rows", type=int, default=10_000_000)
+    parser.add_argument("--naive-rows", type=int, default=10_000_000, help="0: skip the old gate's reference")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from impactbook.plan import load_plan
@@ -96,17 +98,20 @@ def main() -> None:
         bin_dir = Path(sys.executable).parent
         ours = measured([str(bin_dir / "impactbook"), "run", "plans/scale.yaml", "--json"], root)
         record = json.loads(ours.pop("stdout"))
+        phases = run_phases(root, Path(record["folder"]), ours.pop("launched"), ours.pop("exited"))
         bare = measured([str(bin_dir / "papermill"), "templates/ab_test.ipynb", str(Path(tmp) / "bare.ipynb"),
                          "-f", str(parameters), "-k", "python3", "--cwd", str(root), "--no-progress-bar"], root)
-        bare.pop("stdout")
-    naive = naive_gate(args.naive_rows)
-    naive.pop("stdout")
+        for key in ("stdout", "launched", "exited"):
+            bare.pop(key)
+    naive = naive_gate(args.naive_rows) if args.naive_rows else {"stdout": "", "launched": 0, "exited": 0}
+    for key in ("stdout", "launched", "exited"):
+        naive.pop(key)
     result = {"benchmark": "run_scale", "rows": args.rows, "impactbook_run": ours, "status": record["status"],
               "bare_papermill": bare, "ratio_to_papermill": round(ours["seconds"] / bare["seconds"], 3),
-              f"old_gate_pandas_load_{args.naive_rows}_rows": naive,
+              f"old_gate_pandas_load_{args.naive_rows}_rows": naive, "phases_s": phases,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                          f"{round(psutil.virtual_memory().total / 2**30)} GiB, Python {platform.python_version()}"}
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2) if args.json else f"{json.dumps({k: v for k, v in result.items() if k != 'phases_s'}, indent=2)}\n\n{table(phases)}")
 
 
 if __name__ == "__main__":

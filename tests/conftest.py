@@ -69,6 +69,15 @@ def edit_yaml(path: Path, *changes: tuple[tuple[Any, ...], Any]) -> None:
     dump_yaml(data, path)
 
 
+def relabel_a_row(project: Project) -> None:
+    """Pin demo data whose sixth line's arm is 'holdout': a contract violation (variant's allowed values)."""
+    path = project.resolve("data/demo_experiment.csv")
+    text = path.read_text().splitlines(keepends=True)
+    text[5] = text[5].replace(",control,", ",holdout,").replace(",treatment,", ",holdout,")
+    path.write_text("".join(text))
+    Catalog.load(project).pin_dataset("demo_experiment", path, replace=True, reason="a row relabelled")
+
+
 def edit_template(project: Project, name: str, change) -> Path:
     """Write a variant of the ab_test template as templates/<name>.ipynb and pin it under that name."""
     notebook = nbformat.read(project.root / "templates/ab_test.ipynb", as_version=4)

@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 FLOORS = [
     ["stats", "examples"],                                               # pure statistics; example user code
-    ["errors", "hashing", "faults", "processes", "gitinfo", "project", "yamlio", "expressions", "durable",
+    ["errors", "hashing", "faults", "processes", "timeline", "gitinfo", "project", "yamlio", "expressions", "durable",
      "sqlengine"],                                                       # plumbing
     ["ledger"],                                                          # the hash chain
     ["designspecs", "template", "results", "plan"],                      # the data model

@@ -19,7 +19,7 @@ from impactbook.ledger import Ledger
 from impactbook.record import Action, Status, Verdict
 from impactbook.store import published_runs
 from impactbook.freezing import amend_plan, freeze_plan
-from conftest import PLAN, edit_template, edit_yaml, read_json, run, run_variant, write_data
+from conftest import PLAN, edit_template, edit_yaml, read_json, relabel_a_row, run, run_variant, write_data
 
 
 def test_completed_run_publishes_every_artifact_read_only(frozen_project):
@@ -79,11 +79,7 @@ def test_input_hash_mismatch_makes_the_run_inadmissible_without_a_kernel(frozen_
 
 
 def test_contract_violation_makes_the_run_inadmissible_naming_the_column(project):
-    path = project.resolve("data/demo_experiment.csv")
-    text = path.read_text().splitlines(keepends=True)
-    text[5] = text[5].replace(",control,", ",holdout,").replace(",treatment,", ",holdout,")
-    path.write_text("".join(text))
-    Catalog.load(project).pin_dataset("demo_experiment", path, replace=True, reason="a row relabelled")
+    relabel_a_row(project)
     freeze_plan(project, PLAN)
     outcome = run(project)
     assert outcome.record.status is Status.INADMISSIBLE

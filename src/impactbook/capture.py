@@ -46,6 +46,14 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     scrapbook.glue(name, _plain(value), encoder="json", display=display)
 
 
+def warm_up() -> None:
+    """Import scrapbook while the kernel works (the parent is idle then): reading the scraps after the
+    last cell then costs only the reading."""
+    import importlib
+
+    importlib.import_module("scrapbook")
+
+
 def read_scraps(notebook_path: Path) -> dict[str, Any]:
     if not notebook_path.exists():
         return {}

@@ -1,4 +1,4 @@
-"""Stage 3, the data: every check on a pinned input that can be made before a kernel starts, compiled to
+"""Stage 3, the data: every check on a pinned input that can be made before a kernel runs a cell, compiled to
 SQL and run by DuckDB over the pinned file (locked to that file), or by PostgreSQL over a pinned warehouse
 table (backends.warehouse). No row is loaded into Python.
 
@@ -15,14 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .catalog import ColumnRule, Contract
 from .expressions import ExpressionError, parse_filter
 from .errors import InputError
 from .hashing import warehouse_url
-from .inputs import ResolvedInput, hash_problem, table_mismatch
+from .inputs import ResolvedInput, hash_check, table_mismatch
 from .plan import Plan
 from .sqlengine import DUCKDB, POSTGRESQL, Dialect, literal, locked_connection, quote, source_sql
 
@@ -64,6 +64,7 @@ class InputFacts:
     arms: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
     synthetic: bool = False
+    steady: dict[str, int] | None = None  # the file's identity as hashed (inputs.sha256_steady); not recorded
 
     def record(self) -> dict[str, Any]:
         return {"name": self.name, "rows": self.rows, "first_time": self.first_time, "last_time": self.last_time,
@@ -129,8 +130,9 @@ def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: 
     faults.point("inputs.checking")
     if warehouse_url(item.entry.uri):
         return _check_table(item, plan, now, role)
-    if problem := hash_problem(item):
-        return InputFacts(item.name, problems=[problem], synthetic=item.entry.synthetic)
+    hashed = hash_check(item)
+    if hashed.problem:
+        return InputFacts(item.name, problems=[hashed.problem], synthetic=item.entry.synthetic)
     import duckdb
 
     connection = locked_connection([item.path])
@@ -138,8 +140,8 @@ def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: 
     try:
         types = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
         columns = _Columns(item.entry.format != "parquet", types)
-        return _check_rows(connection, item, plan, now, role, columns, typed,
-                           source_sql(item.path, item.entry.format, as_text=True))
+        return replace(_check_rows(connection, item, plan, now, role, columns, typed,
+                                   source_sql(item.path, item.entry.format, as_text=True)), steady=hashed.steady)
     except duckdb.Error as exc:
         return InputFacts(item.name, problems=[f"datasets.{item.name}: cannot read {item.uri} "
                                                f"({str(exc).splitlines()[0]})"], synthetic=item.entry.synthetic)

@@ -6,13 +6,17 @@ notebook: that is what a FAILED run publishes.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import json
 import logging
 import os
 import platform
+import signal
 import sys
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +30,7 @@ from .ledger import utc_now
 from .inputs import PINS_ENV
 from .processes import die_with_parent
 from .project import PROJECT_ENV, Project
+from .timeline import Timeline
 
 KERNEL = "python3"
 
@@ -38,6 +43,8 @@ class Execution:
     duration_s: float
     error: str | None = None
     cells: list[dict[str, Any]] = field(default_factory=list)
+    refused: bool = False  # the gate refused (or failed) while the kernel started: no cell ran
+    interrupted: bool = False  # SIGINT/SIGTERM while the kernel ran
 
 
 def capture_environment(project: Project, kernel_name: str = KERNEL) -> dict[str, Any]:
@@ -116,65 +123,194 @@ def _route_saves_through_handler(folder: Path) -> None:
 KERNEL_LOG = "kernel.log"
 
 
-def _kernel_manager_class(log: Path):
+def _kernel_manager_class(log: Path, admission: "Admission | None" = None, timeline: Timeline | None = None):
     """A kernel manager whose kernel dies with this process (jupyter_client starts kernels in a session
     of their own, so a kill of our process group would not reach them) and whose own output (start-up
-    noise, the traceback of a kernel being shut down mid-cell) goes to `log`, not to the user's terminal."""
+    noise, the traceback of a kernel being shut down mid-cell) goes to `log`, not to the user's terminal.
+    With an `admission`, no kernel is launched once the gate has refused, and one launched is killed
+    the moment it refuses."""
     from jupyter_client.manager import AsyncKernelManager
 
     class KernelDyingWithItsRun(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             parent = os.getpid()
             kw["preexec_fn"] = lambda: die_with_parent(parent)
+            if admission is not None:
+                admission.before_launch()
+            if timeline is not None:  # papermill's import and preparation, then the launch (ends when it answers)
+                timeline.add("kernel_prepare", timeline.phases.get("kernel_prepare", [timeline.now()])[0])
+                timeline.add("kernel_start", timeline.now())
             with open(log, "ab") as handle:
                 kw["stdout"] = kw["stderr"] = handle
-                return await super()._async_launch_kernel(kernel_cmd, **kw)
+                launched = await super()._async_launch_kernel(kernel_cmd, **kw)
+            if admission is not None:
+                admission.launched(self.provisioner.pid)
+            return launched
 
     return KernelDyingWithItsRun
+
+
+class NotAdmitted(Exception):
+    """The gate refused the run (or broke) while the kernel started: no cell may run."""
+
+
+class Admission:
+    """The gate's ruling (a future: True admits) that the kernel waits for before its first cell.
+
+    The kernel starts while the gate still checks the inputs (the gate's SQL and hashing release the
+    GIL, and start-up is the kernel's own process), but no cell runs before the ruling: the hook on the
+    first cell awaits it. A refusal, or a gate that raised, skips a launch not yet made and kills a
+    kernel already launched, so an INADMISSIBLE run never reaches its analysis."""
+
+    def __init__(self, ruling: Future) -> None:
+        self.ruling = ruling
+        self.kernel_pid: int | None = None
+        self._lock = threading.Lock()
+        ruling.add_done_callback(self._ruled)
+
+    @property
+    def refused(self) -> bool:
+        return self.ruling.done() and (self.ruling.exception() is not None or not self.ruling.result())
+
+    def _ruled(self, _: Future) -> None:
+        with self._lock:
+            if self.refused and self.kernel_pid is not None:
+                _kill(self.kernel_pid)
+
+    def before_launch(self) -> None:
+        with self._lock:
+            if self.refused:
+                raise NotAdmitted("the gate refused the run before its kernel was launched")
+
+    def launched(self, pid: int) -> None:
+        with self._lock:
+            self.kernel_pid = pid
+            if self.refused:
+                _kill(pid)
+
+    async def before_first_cell(self) -> None:
+        try:
+            admitted = await asyncio.wrap_future(self.ruling)
+        except Exception as exc:
+            raise NotAdmitted(f"the gate failed ({type(exc).__name__})") from None
+        if not admitted:
+            raise NotAdmitted("the gate refused the run")
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def preloaded_modules(template: Path, project_root: Path) -> list[str]:
+    """The modules a template imports at the top level of its code cells, to import while the kernel
+    starts (kernel start-up overlaps the gate; importing runs no template code and reads no data).
+    Only modules the environment provides: the project's own (found under its folder, beside the data)
+    are left to the template's cells, which run after the gate; `impactbook` itself is the framework."""
+    import ast
+    import importlib.util
+
+    names: list[str] = []
+    for cell in nbformat.read(template, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython magics: that cell's imports stay where they are
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+    root = project_root.resolve()
+    kept = []
+    for name in dict.fromkeys(names):
+        top = name.split(".")[0]
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            continue
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        if origin is not None and (top == "impactbook" or not origin.is_relative_to(root)):
+            kept.append(name)
+    return kept
+
+
+def _preload_argument(modules: list[str]) -> list[str]:
+    """ipykernel runs `exec_lines` before it answers its first request: the imports happen during
+    start-up, silently (a module that fails to import fails again, loudly, in the template's cell)."""
+    if not modules:
+        return []
+    code = (f"for __impactbook_module in {tuple(modules)!r}:\n    try:\n        __import__(__impactbook_module)\n"
+            "    except Exception:\n        pass\ndel __impactbook_module")
+    return [f"--IPKernelApp.exec_lines={code}"]
 
 
 def execute_template(project: Project, template: Path, output: Path, parameters: dict[str, Any], *,
                      seed: int, timeout_s: int | None = None, kernel_name: str = KERNEL,
                      pins: dict[str, dict[str, Any]] | None = None,
-                     on_cell: Callable[[int, int, float], None] | None = None) -> Execution:
-    """Run the notebook in a fresh kernel with the project as cwd and hash randomisation fixed."""
+                     on_cell: Callable[[int, int, float], None] | None = None,
+                     admitted: Future | None = None, timeline: Timeline | None = None,
+                     environment: dict[str, str] | None = None) -> Execution:
+    """Run the notebook in a fresh kernel with the project as cwd, hash randomisation fixed and `environment`
+    added. With `admitted` (the gate's ruling, still pending), the kernel starts and imports the template's
+    modules meanwhile, and its first cell waits for the ruling (see Admission)."""
+    if timeline is not None:
+        timeline.add("kernel_prepare", timeline.now())
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     logging.getLogger("papermill").setLevel(logging.CRITICAL)  # its errors become the run's, stated once
     logging.getLogger("traitlets").setLevel(logging.ERROR)
-    environment = {PROJECT_ENV: str(project.root), "PYTHONHASHSEED": str(seed), "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-                   "MPLBACKEND": "module://matplotlib_inline.backend_inline", PINS_ENV: json.dumps(pins or {})}
+    environment = {**(environment or {}), PROJECT_ENV: str(project.root), "PYTHONHASHSEED": str(seed),
+                   "PYDEVD_DISABLE_FILE_VALIDATION": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                   PINS_ENV: json.dumps(pins or {})}
     saved = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)
     started, clock = utc_now(), time.perf_counter()
-    error = None
+    error, interrupted = None, False
+    admission = Admission(admitted) if admitted is not None else None
     _route_saves_through_handler(output.parent)
-    hooks: dict[str, Callable] = {}
-    if on_cell is not None:
-        total = sum(1 for cell in nbformat.read(template, as_version=4).cells if cell.cell_type == "code") + 1
-        started_cells = []
+    total = sum(1 for cell in nbformat.read(template, as_version=4).cells if cell.cell_type == "code") + 1
+    started_cells: list[int] = []
+    first = [True]
 
-        def cell_started(cell, cell_index, **_):  # nbclient's hook; the +1 is papermill's injected parameters
-            if cell.cell_type == "code":
-                started_cells.append(cell_index)
-                on_cell(len(started_cells), total, time.perf_counter() - clock)
-        hooks["on_cell_start"] = cell_started
+    async def cell_started(cell, cell_index, **_):  # nbclient's hook (awaited); the +1 is papermill's parameters
+        if first[0]:
+            first[0] = False
+            if timeline is not None and "kernel_start" in timeline.phases:
+                timeline.add("kernel_start", timeline.phases["kernel_start"][0])
+            if admission is not None:
+                ready = timeline.now() if timeline is not None else 0.0
+                await admission.before_first_cell()
+                if timeline is not None:
+                    timeline.add("gate_wait", ready)
+        if cell.cell_type == "code" and on_cell is not None:
+            started_cells.append(cell_index)
+            on_cell(len(started_cells), total, time.perf_counter() - clock)
+    preload = _preload_argument(preloaded_modules(template, project.root)) if admission is not None else []
     try:
         papermill.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=kernel_name,
-                                   kernel_manager_class=_kernel_manager_class(output.parent / KERNEL_LOG),
-                                   **hooks,
+                                   kernel_manager_class=_kernel_manager_class(output.parent / KERNEL_LOG, admission,
+                                                                              timeline),
+                                   on_cell_start=cell_started,
                                    cwd=str(project.root), progress_bar=False, log_output=False,
                                    execution_timeout=timeout_s, report_mode=False,
+                                   # once the last cell has answered, the kernel holds nothing of the run's:
+                                   # stop it at once rather than wait for its interpreter's teardown
+                                   shutdown_kernel="immediate",
                                    # the kernel's own start-up warnings (e.g. "running over TCP without
                                    # encryption" on a local loopback kernel) are not the user's business
-                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR", *preload])
     except NotebookSaveFailed as exc:
         raise exc.error from None
     except PapermillExecutionError as exc:
         error = f"cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
     except KeyboardInterrupt:
-        error = "interrupted (SIGINT/SIGTERM) while the kernel was running"
+        error, interrupted = "interrupted (SIGINT/SIGTERM) while the kernel was running", True
     except Exception as exc:  # kernel death, timeout, bad notebook: all end as a FAILED run, never lost
         error = f"{type(exc).__name__}: {exc}".strip()
     finally:
@@ -183,5 +319,26 @@ def execute_template(project: Project, template: Path, output: Path, parameters:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    refused = error is not None and not interrupted and admission is not None and admission.refused
+    cells = [] if refused else cell_timings(output)
+    if timeline is not None:
+        _cells_phase(timeline, cells)
     return Execution(ok=error is None, started_at=started, finished_at=utc_now(),
-                     duration_s=round(time.perf_counter() - clock, 3), error=error, cells=cell_timings(output))
+                     duration_s=round(time.perf_counter() - clock, 3), error=error, cells=cells, refused=refused,
+                     interrupted=interrupted)
+
+
+def _cells_phase(timeline: Timeline, cells: list[dict[str, Any]]) -> None:
+    """The cells as papermill timed them (UTC in cell metadata), then the kernel's shutdown, on the run's clock."""
+    import datetime as dt
+
+    def seconds(text: str) -> float:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+        return moment.timestamp() - timeline.origin
+
+    timed = [c for c in cells if c.get("start") and c.get("end")]
+    if timed:
+        start, end = seconds(timed[0]["start"]), seconds(timed[-1]["end"])
+        timeline.add("cells", start, end)
+        timeline.add("kernel_stop", end)

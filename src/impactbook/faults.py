@@ -24,7 +24,7 @@ FAULT_ENV = "IMPACTBOOK_FAULT"
 POINTS = (
     "staging.created",      # a locked, still hidden staging folder exists; nothing written yet
     "staging.visible",      # plan, draft record and template copy written; the folder has its run id
-    "gates.checked",        # admissibility known; no kernel yet
+    "gates.checked",        # admissibility known (on the gate's thread); the kernel may be starting, no cell ran
     "notebook.saved",       # papermill saved the notebook after a cell (repeats; use #n)
     "execution.done",       # the kernel has finished
     "publish.scraps",       # scraps.json written

@@ -1,6 +1,6 @@
-"""Stage 3 of a run: admissibility checks, all before a kernel starts.
+"""Stage 3 of a run: admissibility checks, all before the kernel runs a cell (it starts beside them).
 
-A failed gate makes the run INADMISSIBLE (stored, never executed). Time is checked against the data,
+A failed gate makes the run INADMISSIBLE (stored, never executed: runner.py stops the kernel first). Time is checked against the data,
 not only the calendar: rows dated after the run began make it INADMISSIBLE unless the data is declared
 synthetic (then the run is SIMULATED and its clock is the end of the data); a fixed-horizon plan looked
 at before its window closes is an INTERIM look; an outcome window that opened before the freeze turns
@@ -25,6 +25,7 @@ from .inputs import ResolvedInput, latest_pins, pin_problem
 from .ledger import Ledger
 from .plan import Plan
 from .template import source_hash
+from .timeline import Timeline
 
 SIMULATED, RETROSPECTIVE, INTERIM = "SIMULATED", "RETROSPECTIVE", "INTERIM"
 
@@ -170,8 +171,9 @@ class InputChecks:
     the template: the second core shortens the time before the kernel may start."""
 
     def __init__(self, inputs: list[ResolvedInput], plan: Plan, now: dt.datetime, ledger_path: Path | None = None,
-                 any_recorded_pin: bool = False) -> None:
+                 any_recorded_pin: bool = False, timeline: Timeline | None = None) -> None:
         self.inputs, self.plan, self.now, self.ledger_path = inputs, plan, now, ledger_path
+        self.timeline = timeline
         self.any_recorded_pin = any_recorded_pin  # a reproduction uses the pin its run used, not the latest
         self.pool: ThreadPoolExecutor | None = None
         self.futures: list = []
@@ -187,9 +189,14 @@ class InputChecks:
 
     def __enter__(self) -> "InputChecks":
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impactbook-inputs")
-        self.futures = [self.pool.submit(check_input, item, self.plan, self.now, self.role(item))
-                        for item in self.inputs]
+        self.futures = [self.pool.submit(self._check, item) for item in self.inputs]
         return self
+
+    def _check(self, item: ResolvedInput) -> InputFacts:
+        if self.timeline is None:
+            return check_input(item, self.plan, self.now, self.role(item))
+        with self.timeline.phase(f"inputs.{item.name}"):
+            return check_input(item, self.plan, self.now, self.role(item))
 
     def results(self) -> list[InputFacts]:
         out = []

@@ -91,6 +91,9 @@ class Timings(_Record):
     duration_s: float | None = None
     execution_s: float | None = None
     cells: list[dict[str, Any]] = Field(default_factory=list)
+    process_started_at: str | None = Field(None, description="when the command's process started (the phases' zero)")
+    phases: dict[str, list[float]] = Field(default_factory=dict,
+                                           description="phase -> [start, end] s since the process started")
 
 
 class RunRecord(_Record):

@@ -8,23 +8,26 @@ by nobody, and the next command publishes it (publication.reconcile).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import faults
-from .capture import output_contract, read_scraps, scrap_problems
+from .durable import write_json
+from .capture import output_contract, read_scraps, scrap_problems, warm_up as warm_up_capture
 from .catalog import Catalog, TemplateEntry
 from .decision import decide, final_verdicts
-from .execute import KERNEL, capture_environment, execute_template
+from .execute import KERNEL, KERNEL_LOG, capture_environment, execute_template
 from .freezing import FrozenPlan, require_bound_template, require_frozen
 from .gates import GateReport, InputChecks, check_admissibility
-from .inputs import ResolvedInput, latest_pins, resolve_inputs
+from .inputs import VERIFIED_ENV, ResolvedInput, latest_pins, resolve_inputs
 from .ledger import Ledger, parse_time, utc_now
 from .project import Project
 from .publication import Progress, publish_run, reconcile
@@ -32,8 +35,9 @@ from .record import Action, DecisionRecord, EffectSummary, PlanRef, RunRecord, S
 from .report import warm_up
 from .results import result_problems
 from .wording import effect_summaries
-from .store import DRAFT, Staging, new_run_id
+from .store import DRAFT, VERIFIED, Staging, new_run_id
 from .template import source_hash
+from .timeline import Timeline
 
 
 @dataclass(frozen=True)
@@ -63,14 +67,18 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 class _WhileTheKernelWorks(threading.Thread):
-    """The parent is idle while the kernel computes: warm up the report renderer then. A warm-up that
-    fails costs only the time it would have saved; the real render raises properly later."""
+    """The parent is idle while the kernel computes: import the scrap reader and warm up the report
+    renderer then (once the gate has ruled: until then the gate and the kernel's start-up need both
+    cores). A warm-up that fails costs only the time it would have saved; the real work raises later."""
 
-    def __init__(self) -> None:
+    def __init__(self, ruled: Future) -> None:
         super().__init__(daemon=True, name="impactbook-warm-up")
+        self.ruled = ruled
 
     def run(self) -> None:
         try:
+            futures_wait([self.ruled])
+            warm_up_capture()
             warm_up()
         except Exception:
             pass
@@ -103,8 +111,13 @@ def resolve_run(project: Project, plan_path: Path | str) -> RunSpec:
 
 def run_plan(project: Project, plan_path: Path | str, *, timeout_s: int | None = None,
              progress: Progress = lambda message: None) -> RunOutcome:
-    reconcile(project, progress)                          # finish whatever an earlier process left
-    return execute_run(project, resolve_run(project, plan_path), timeout_s=timeout_s, progress=progress)
+    timeline = Timeline()
+    timeline.add("startup", 0.0)                          # interpreter, imports, arguments
+    with timeline.phase("reconcile"):
+        reconcile(project, progress)                      # finish whatever an earlier process left
+    with timeline.phase("resolve"):
+        spec = resolve_run(project, plan_path)
+    return execute_run(project, spec, timeout_s=timeout_s, progress=progress, timeline=timeline)
 
 
 @dataclass(frozen=True)
@@ -130,28 +143,32 @@ def dry_run(project: Project, plan_path: Path | str) -> DryRun:
 
 def execute_run(project: Project, spec: RunSpec, *, timeout_s: int | None = None,
                 progress: Progress = lambda message: None,
-                extra: Callable[[RunRecord, dict[str, Any]], dict[str, Any]] | None = None) -> RunOutcome:
-    """Stage, gate, execute, capture, publish. `extra(record, scraps)` adds JSON files to the run folder
-    (a reproduction's comparison) before it is published."""
+                extra: Callable[[RunRecord, dict[str, Any]], dict[str, Any]] | None = None,
+                timeline: Timeline | None = None) -> RunOutcome:
+    """Stage, gate beside the kernel, execute, capture, publish. `extra(record, scraps)` adds JSON files to
+    the run folder (a reproduction's comparison) before it is published; `timeline` times the phases."""
     plan = spec.frozen.plan
     run_id = new_run_id(plan.id)
+    timeline = timeline or Timeline()
     clock, started = time.perf_counter(), utc_now()
+    stage_started = timeline.now()
     draft = _draft(project, spec, run_id, started)
     first_files = {"plan.json": _json_bytes(plan.canonical()), DRAFT: _json_bytes(draft.model_dump(mode="json")),
                    "template.ipynb": spec.template_path.read_bytes()}
     with InputChecks(spec.inputs, plan, parse_time(started), project.ledger_path,
-                     any_recorded_pin=spec.reproduces is not None) as input_checks, \
+                     any_recorded_pin=spec.reproduces is not None, timeline=timeline) as input_checks, \
             _sigterm_as_interrupt():
         staging = Staging.create(project, run_id, first_files)
+        timeline.add("stage", stage_started)
         try:
             try:
                 record, scraps, notebook = _work(project, staging, spec, input_checks, draft, started, clock,
-                                                 timeout_s, progress)
+                                                 timeout_s, progress, timeline)
             except OSError:
                 raise
             except Exception as exc:  # a bug or data nobody foresaw: the run is still stored, with the error
                 errors = [f"internal error: {type(exc).__name__}: {exc}"]
-                record = _finish(draft, plan, GateReport(), Status.FAILED, errors, {}, None, started, clock)
+                record = _finish(draft, plan, GateReport(), Status.FAILED, errors, {}, None, started, clock, timeline)
                 scraps, notebook = {}, staging.path("notebook.ipynb")
                 notebook = notebook if notebook.is_file() else None
             for name, value in (extra(record, scraps) if extra else {}).items():
@@ -166,44 +183,85 @@ def execute_run(project: Project, spec: RunSpec, *, timeout_s: int | None = None
 
 
 def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: InputChecks, draft: RunRecord,
-          started: str, clock: float, timeout_s: int | None,
-          progress: Progress) -> tuple[RunRecord, dict[str, Any], Path | None]:
-    """Gates, then (if admissible) the kernel and the scraps: the final record, the scraps, the notebook."""
+          started: str, clock: float, timeout_s: int | None, progress: Progress,
+          timeline: Timeline) -> tuple[RunRecord, dict[str, Any], Path | None]:
+    """The gate on a thread while the kernel starts; its first cell waits for the gate's ruling (execute.
+    Admission). Refused: the kernel is stopped before any cell and the run is INADMISSIBLE with nothing
+    of the kernel kept. Admitted: the cells, then the scraps. Returns the final record, scraps, notebook."""
     frozen, template, template_path = spec.frozen, spec.template, spec.template_path
     plan, run_id = frozen.plan, staging.run_id
     notebook = staging.path("notebook.ipynb")
+    gate_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impactbook-gate")
     try:
-        progress(f"run {run_id}: checking admissibility")
-        gate = check_admissibility(frozen, template, template_path, input_checks)
-        faults.point("gates.checked")
-        status, errors, scraps, execution = Status.COMPLETED, [], {}, None
-        if not gate.admissible:
-            status = Status.INADMISSIBLE
-            progress(f"run {run_id}: INADMISSIBLE, the kernel will not start")
+        progress(f"run {run_id}: checking admissibility while {template.path} starts in a fresh kernel")
+        gate_future = gate_thread.submit(_gate, frozen, template, template_path, input_checks, timeline,
+                                         staging.path(VERIFIED))
+        admitted: Future = Future()
+        gate_future.add_done_callback(lambda done: admitted.set_exception(done.exception()) if done.exception()
+                                      else admitted.set_result(done.result().admissible))
+        side_work = _WhileTheKernelWorks(admitted)
+        side_work.start()
+        execution = execute_template(project, template_path, notebook, plan.template_parameters(),
+                                     seed=plan.seed, timeout_s=timeout_s,
+                                     pins={item.name: item.pin() for item in spec.inputs},
+                                     environment={VERIFIED_ENV: str(staging.path(VERIFIED))},
+                                     on_cell=_cell_progress(run_id, progress), admitted=admitted, timeline=timeline)
+        if execution.interrupted:  # SIGTERM/Ctrl-C: FAILED at once, with what the kernel saved
+            gate = gate_future.result() if gate_future.done() and not gate_future.exception() else GateReport()
+            record = _finish(draft, plan, gate, Status.FAILED, [execution.error], {}, execution, started, clock,
+                             timeline)
+            return record, {}, notebook if notebook.exists() else None
+        try:
+            gate = gate_future.result()
+        except Exception:  # a broken gate: FAILED (execute_run stores it), and nothing of the kernel is kept
+            _discard_kernel_output(staging)
+            raise
+        status, errors, scraps = Status.COMPLETED, [], {}
+        if not gate.admissible:  # the kernel was stopped before its first cell (or never launched)
+            _discard_kernel_output(staging)
+            status, execution = Status.INADMISSIBLE, None
+            progress(f"run {run_id}: INADMISSIBLE, the kernel was stopped before any cell ran")
         else:
-            progress(f"run {run_id}: executing {template.path} in a fresh kernel")
-            side_work = _WhileTheKernelWorks()
-            side_work.start()
-            execution = execute_template(project, template_path, notebook, plan.template_parameters(),
-                                         seed=plan.seed, timeout_s=timeout_s,
-                                         pins={item.name: item.pin() for item in spec.inputs},
-                                         on_cell=_cell_progress(run_id, progress))
             side_work.join()
             faults.point("execution.done")
-            if execution.error:
-                errors.append(execution.error)
-            scraps = read_scraps(notebook)
-            if execution.ok:
-                errors += scrap_problems(scraps, output_contract(template_path), template.path)
-                errors += result_problems(scraps, [key for _, _, key in plan.hypothesis_keys], [m.id for m in plan.assessed])
+            with timeline.phase("capture"):
+                if execution.error:
+                    errors.append(execution.error)
+                scraps = read_scraps(notebook)
+                if execution.ok:
+                    errors += scrap_problems(scraps, output_contract(template_path), template.path)
+                    errors += result_problems(scraps, [key for _, _, key in plan.hypothesis_keys],
+                                              [m.id for m in plan.assessed])
             status = Status.FAILED if errors else Status.COMPLETED
             if status is Status.COMPLETED and (mismatch := sample_ratio_mismatch(scraps, plan.srm_threshold)):
                 status, gate = Status.INADMISSIBLE, gate.with_inadmissible(mismatch)
     except KeyboardInterrupt as exc:
         gate, status, scraps, execution = GateReport(), Status.FAILED, {}, None
         errors = [f"interrupted before the run finished ({exc or 'SIGINT'})"]
-    record = _finish(draft, plan, gate, status, errors, scraps, execution, started, clock)
+    finally:
+        gate_thread.shutdown(wait=False)
+    record = _finish(draft, plan, gate, status, errors, scraps, execution, started, clock, timeline)
     return record, scraps, notebook if notebook.exists() else None
+
+
+def _gate(frozen: FrozenPlan, template: TemplateEntry, template_path: Path, input_checks: InputChecks,
+          timeline: Timeline, verified: Path) -> GateReport:
+    """The gate's ruling; when it admits, the identities of the files it hashed go to `verified` first, so
+    the kernel (whose cells wait for the ruling) can trust them instead of hashing them again."""
+    with timeline.phase("gate"):
+        gate = check_admissibility(frozen, template, template_path, input_checks)
+        if gate.admissible:
+            steady = {item.name: {"path": str(item.path), "sha256": item.entry.sha256, "identity": facts.steady}
+                      for item, facts in zip(input_checks.inputs, input_checks.results()) if facts.steady}
+            write_json(verified, steady)
+    faults.point("gates.checked")
+    return gate
+
+
+def _discard_kernel_output(staging: Staging) -> None:
+    """A run that never reached its analysis keeps nothing of the kernel that was started for it."""
+    for name in ("notebook.ipynb", KERNEL_LOG):
+        staging.path(name).unlink(missing_ok=True)
 
 
 def _cell_progress(run_id: str, progress: Progress, after_s: float = 3.0) -> Callable[[int, int, float], None]:
@@ -255,12 +313,14 @@ def _draft(project: Project, spec: RunSpec, run_id: str, started: str) -> RunRec
 
 
 def _finish(draft: RunRecord, plan, gate: GateReport, status: Status, errors: list[str], scraps: dict[str, Any],
-            execution, started: str, clock: float) -> RunRecord:
+            execution, started: str, clock: float, timeline: Timeline) -> RunRecord:
     verdicts = final_verdicts(plan, status, scraps.get("verdicts") or {}, gate.inadmissible, gate.deviations, errors,
                               gate.labels, gate.notes)
     timings = Timings(started_at=started, finished_at=utc_now(), duration_s=round(time.perf_counter() - clock, 3),
                       execution_s=execution.duration_s if execution else None,
-                      cells=execution.cells if execution else [])
+                      cells=execution.cells if execution else [], phases=timeline.record(),
+                      process_started_at=dt.datetime.fromtimestamp(timeline.origin, dt.timezone.utc)
+                      .isoformat(timespec="milliseconds").replace("+00:00", "Z"))
     rows = scraps.get("results") if isinstance(scraps.get("results"), list) and status is Status.COMPLETED else []
     effects = [EffectSummary(**e) for e in effect_summaries(rows, {v.key: v.verdict.value for v in verdicts})]
     return draft.model_copy(update={"status": status, "labels": gate.labels, "gate": gate.record(), "errors": errors,

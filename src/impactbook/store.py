@@ -31,7 +31,8 @@ from .project import Project
 HIDDEN_SUFFIX = ".new"
 DRAFT = "draft.json"          # the record as it stands while the run works; replaced by run.json
 CAUSE = "cause.txt"           # why a run stopped, when the process could still say so
-WORKING_FILES = (DRAFT, CAUSE)
+VERIFIED = "inputs.verified.json"  # the identities of the input files the gate hashed, for the kernel
+WORKING_FILES = (DRAFT, CAUSE, VERIFIED)
 EMPTY_IS_NOTHING = ("kernel.log",)  # the kernel's own output; kept only when it said something
 PARTIAL_NOTEBOOK = "notebook.ipynb.partial"
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH

@@ -1,0 +1,71 @@
+"""execute.py: the kernel's start-up imports (beside the gate) change nothing a notebook shows, and a refused
+admission stops the kernel before its first cell."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+import nbformat
+
+from impactbook.execute import execute_template, preloaded_modules
+
+CELLS = [
+    "import matplotlib.pyplot as plt\nimport pandas as pd\nfrom IPython.display import Markdown, display\n"
+    "import helpers",
+    "%matplotlib inline\nimport json",
+    "print(sorted(globals()))\n"
+    "import sys; print(sorted(m for m in ('pandas', 'seaborn', 'json') if m in sys.modules))",
+    "display(pd.DataFrame({'a': [1, 2]}))\nplt.plot([1, 2, 3]); plt.show()\nhelpers.VALUE",
+]
+
+
+def _template(folder, cells=CELLS):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                      *[nbformat.v4.new_code_cell(source) for source in cells]]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / "template.ipynb"
+    nbformat.write(notebook, path)
+    (folder / "helpers.py").write_text("VALUE = 42\n")  # the project's own module: imported by its cell only
+    return path
+
+
+def _ruling(admitted: bool) -> Future:
+    future: Future = Future()
+    future.set_result(admitted)
+    return future
+
+
+def _outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    return [(c.execution_count, [{k: v for k, v in o.items() if k != "metadata"} for o in c.outputs])
+            for c in notebook.cells if c.cell_type == "code"]
+
+
+def test_preloaded_modules_are_the_templates_top_level_imports_the_environment_provides(tmp_path):
+    path = _template(tmp_path)
+    assert preloaded_modules(path, tmp_path) == ["matplotlib.pyplot", "pandas", "IPython.display", "sys"]
+
+
+def test_a_kernel_that_imported_the_templates_modules_at_start_up_shows_the_same_notebook(project, tmp_path):
+    path = _template(project.root)
+    plain, preloaded = tmp_path / "plain" / "out.ipynb", tmp_path / "preloaded" / "out.ipynb"
+    for output in (plain, preloaded):
+        output.parent.mkdir()
+    assert execute_template(project, path, plain, {"x": 2}, seed=1).ok
+    execution = execute_template(project, path, preloaded, {"x": 2}, seed=1, admitted=_ruling(True))
+    assert execution.ok, execution.error
+    shown = _outputs(preloaded)
+    assert shown == _outputs(plain), "start-up imports changed what the notebook shows (names, counts, outputs)"
+    names, modules = shown[4][1][0]["text"].splitlines()  # after the parameters and papermill's injected cell
+    assert "'pd'" in names and "impactbook" not in names and modules == "['json', 'pandas']"
+    assert [kind for kind in shown[5][1] if kind["output_type"] == "display_data"][1]["data"]["image/png"]
+
+
+def test_a_refused_admission_runs_no_cell(project, tmp_path):
+    path = _template(project.root, ["open('ran.txt', 'w').write('ran')"])
+    (tmp_path / "out").mkdir()
+    execution = execute_template(project, path, tmp_path / "out" / "out.ipynb", {"x": 2}, seed=1,
+                                 admitted=_ruling(False))
+    assert execution.refused and not execution.ok and execution.cells == []
+    assert not (project.root / "ran.txt").exists()
