@@ -45,6 +45,9 @@ def _outputs(path):
 def test_preloaded_modules_are_the_templates_top_level_imports_the_environment_provides(tmp_path):
     path = _template(tmp_path)
     assert preloaded_modules(path, tmp_path) == ["matplotlib.pyplot", "pandas", "IPython.display", "sys"]
+    (tmp_path / "pandas.py").write_text("raise SystemExit('project code ran before the gate')\n")
+    assert preloaded_modules(path, tmp_path) == ["matplotlib.pyplot", "IPython.display", "sys"], \
+        "a name the project folder shadows is the project's own module in the kernel: never preloaded"
 
 
 def test_a_kernel_that_imported_the_templates_modules_at_start_up_shows_the_same_notebook(project, tmp_path):

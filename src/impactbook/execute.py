@@ -229,6 +229,8 @@ def preloaded_modules(template: Path, project_root: Path) -> list[str]:
     kept = []
     for name in dict.fromkeys(names):
         top = name.split(".")[0]
+        if top != "impactbook" and ((root / f"{top}.py").exists() or (root / top).is_dir()):
+            continue  # the kernel runs in the project folder, where this name is the project's own module
         try:
             spec = importlib.util.find_spec(top)
         except (ImportError, ValueError):
