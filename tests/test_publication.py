@@ -309,16 +309,3 @@ def test_a_tampered_run_is_never_recorded_or_indexed_from_its_own_edited_record(
     assert any("content does not match SHA256SUMS" in p for p in problems)
     assert any(run_id in p and "ledger" in p for p in problems), problems
     assert cli(frozen_project, "gate", run_id).returncode == 3
-
-
-def test_a_project_with_nothing_interrupted_is_reconciled_without_parsing_the_ledger(frozen_project, monkeypatch):
-    from impactbook import publication
-    from conftest import run
-
-    first = run(frozen_project).record.run_id
-    monkeypatch.setattr(Ledger, "entries", lambda self: pytest.fail("the ledger was parsed"))
-    done = publication.reconcile(frozen_project)  # folders, index and ledger name the same runs
-    assert not (done.recovered or done.finished or done.index_rows or done.damaged)
-    monkeypatch.undo()
-    RunIndex(frozen_project.index_path).remove([first])  # one difference, and the full reconciliation runs
-    assert publication.reconcile(frozen_project).index_rows == [first]

@@ -17,7 +17,6 @@ A folder whose owner still holds its lock is alive and is never touched.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,25 +157,7 @@ def reconcile(project: Project, progress: Progress = lambda message: None) -> Re
     return done
 
 
-LEDGERED_RUN_ID = re.compile(rb'"run_id": "([^"]+)"')
-
-
-def _all_recorded(project: Project, folders: list[Path]) -> bool:
-    """The usual state, told without parsing the ledger or reading any run: the run folders, the index's run ids
-    and the run ids the ledger mentions are the same set. Every interrupted publication breaks that equality (a
-    folder renamed in before its ledger entry or its index row, whether or not it was sealed), so only then does
-    reconciliation look at each run. (`verify` remains the check of each run against its entry.)"""
-    folder_ids = {folder.name for folder in folders}
-    try:
-        ledgered = set(LEDGERED_RUN_ID.findall(project.ledger_path.read_bytes()))
-        return folder_ids == {run_id.decode() for run_id in ledgered} == _index(project).run_ids()
-    except Exception:  # whatever is unreadable or unusable, the full reconciliation below deals with it and says so
-        return False
-
-
 def _finish_published(project: Project, done: Reconciliation, progress: Progress) -> None:
-    if not open_run_store(project).remote and _all_recorded(project, published_runs(project)):
-        return
     ledger = Ledger(project.ledger_path)
     ledger_runs = ledger.runs()
     index = _index(project)

@@ -115,10 +115,6 @@ class IndexStore(ABC):
             args += (limit if limit is not None else self.no_limit, offset)
         return self._select(condition, args, tail)
 
-    def run_ids(self) -> set[str]:
-        """Every indexed run id, and nothing else: what each command's reconciliation compares."""
-        return {row[0] for row in self._fetch("SELECT run_id FROM runs")}
-
     def count(self, plan_id: str | None = None) -> int:
         """How many runs the index holds (of one plan)."""
         condition, args = (f"WHERE plan_id = {self.mark}", (plan_id,)) if plan_id else ("", ())
