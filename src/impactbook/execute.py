@@ -26,7 +26,7 @@ import nbformat
 from . import faults
 from .durable import write_text
 from .gitinfo import git_state
-from .ledger import utc_now
+from .ledger import parse_time, utc_now
 from .inputs import PINS_ENV
 from .processes import die_with_parent
 from .project import PROJECT_ENV, Project
@@ -335,8 +335,8 @@ def _cells_phase(timeline: Timeline, cells: list[dict[str, Any]]) -> None:
     import datetime as dt
 
     def seconds(text: str) -> float:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+        moment = parse_time(text)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)  # papermill writes naive UTC
         return moment.timestamp() - timeline.origin
 
     timed = [c for c in cells if c.get("start") and c.get("end")]

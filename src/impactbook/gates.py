@@ -14,6 +14,7 @@ import difflib
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,9 +194,7 @@ class InputChecks:
         return self
 
     def _check(self, item: ResolvedInput) -> InputFacts:
-        if self.timeline is None:
-            return check_input(item, self.plan, self.now, self.role(item))
-        with self.timeline.phase(f"inputs.{item.name}"):
+        with self.timeline.phase(f"inputs.{item.name}") if self.timeline else nullcontext():
             return check_input(item, self.plan, self.now, self.role(item))
 
     def results(self) -> list[InputFacts]:

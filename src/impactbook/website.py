@@ -100,11 +100,16 @@ class _Sources:
             entries = ledger.entries_in(data)  # parsed from the very bytes whose hash is kept
         except Exception as exc:  # an unreadable ledger is itself the finding
             return cls({}, {}, {}, [str(exc)], {})
-        known = verified.get("bytes", 0)
-        if 0 < known <= len(data) and verified.get("entries", 0) <= len(entries) \
-                and hashlib.sha256(data[:known]).hexdigest() == verified.get("sha256"):
-            chain, state = chain_problems(entries[verified["entries"]:], ledger.path.name, tuple(verified["state"]))
-            chain = verified["problems"] + chain
+        try:
+            known, count, before = int(verified["bytes"]), int(verified["entries"]), list(verified["problems"])
+            previous_state = (str(verified["state"][0]), int(verified["state"][1]))
+            unchanged = 0 < known <= len(data) and count <= len(entries) \
+                and hashlib.sha256(data[:known]).hexdigest() == verified["sha256"]
+        except (KeyError, IndexError, TypeError, ValueError):  # no earlier build, or its record is not ours
+            unchanged = False
+        if unchanged:
+            chain, state = chain_problems(entries[count:], ledger.path.name, previous_state)
+            chain = before + chain
         else:
             chain, state = chain_problems(entries, ledger.path.name)
         complete = data.rfind(b"\n") + 1  # a torn last line is not an entry yet
@@ -252,7 +257,7 @@ def _render_task(project: Project, out: Path, jobs: list[RunJob], generated: str
             run = RunEffects.load(folder)
             problems = run_problems(project, folder, entry, run.record)
             write_run_page(folder, out, run, problems, decisions, generated)
-        except ImpactbookError:
+        except (ImpactbookError, OSError):  # ours, or the file system's (named by the command as storage errors)
             raise
         except Exception as exc:
             raise ImpactbookError(f"run {run_id}: its page could not be written ({type(exc).__name__}: {exc})",

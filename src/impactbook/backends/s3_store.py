@@ -14,7 +14,6 @@ standard AWS settings (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ..., or ~/.aws), nev
 from __future__ import annotations
 
 import hashlib
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +33,6 @@ class S3RunStore(RunStore):
     def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self._client, self._write_once_checked = client, False
-        self._client_lock = threading.Lock()  # boto3's default session is not thread-safe; its clients are
 
     @classmethod
     def from_url(cls, url: str, project: Project | None = None) -> "S3RunStore":
@@ -45,14 +43,13 @@ class S3RunStore(RunStore):
 
     @property
     def client(self) -> Any:
-        with self._client_lock:
-            if self._client is None:
-                try:
-                    import boto3
-                except ImportError as exc:
-                    raise ProjectError(f"{self.where}: the S3 run store needs boto3",
-                                       hint="pip install 'impactbook[s3]'") from exc
-                self._client = boto3.client("s3")
+        if self._client is None:
+            try:
+                import boto3
+            except ImportError as exc:
+                raise ProjectError(f"{self.where}: the S3 run store needs boto3",
+                                   hint="pip install 'impactbook[s3]'") from exc
+            self._client = boto3.client("s3")
         return self._client
 
     @property
