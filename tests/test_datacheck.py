@@ -107,6 +107,30 @@ def test_typed_parquet_columns_are_checked_on_their_own_types(tmp_path, row, exp
     assert len(problems) == len(set(problems))  # a rule found by two paths is reported once
 
 
+MANY_GROUPS = ("COPY (SELECT i + 1 AS user_id, CASE WHEN i = 7777 THEN 'oops' WHEN i % 2 = 0 THEN 'control' ELSE "
+               "'treatment' END AS variant, CAST(CASE WHEN i = 3333 THEN -1 ELSE i % 7 END AS DOUBLE) AS revenue, CAST(CASE WHEN i = "
+               "5555 THEN 2 ELSE i % 2 END AS INTEGER) AS converted, DATE '2026-11-24' + CAST(i % 4 AS INTEGER) AS date "
+               "FROM range(20000) AS t(i)) TO '{}' (FORMAT parquet, ROW_GROUP_SIZE 2048)")
+
+
+def test_a_violation_in_one_row_group_of_many_is_counted_exactly(tmp_path):
+    """Over Parquet, counts come from statistics, dictionaries and pushed-down filters (sqlengine.count_where):
+    one bad value in one of ten row groups must still be found, counted once and shown."""
+    path = tmp_path / "data.parquet"
+    duckdb.execute(MANY_GROUPS.format(path))
+    assert len(duckdb.sql(f"SELECT DISTINCT row_group_id FROM parquet_metadata('{path}')").fetchall()) == 10
+    dataset = DatasetEntry(uri="data.parquet", sha256=sha256_file(path), format="parquet",
+                           contract=Contract.model_validate(CONTRACT))
+    facts = check_input(ResolvedInput("experiment", "exposures", dataset, path), _plan(), NOW, "primary")
+    where = "datasets.exposures.contract.columns"
+    assert sorted(facts.problems) == [
+        f"{where}.converted: fails allowed [0, 1] (1 rows; e.g. 2)",
+        f"{where}.revenue: fails min 0 (1 rows; e.g. -1.0)",
+        f"{where}.variant: fails allowed ['control', 'treatment'] (1 rows; e.g. 'oops')",
+        "metrics[0].column: fails holds 0/1 for a proportion (column 'converted') (1 rows; e.g. 2)"], facts.problems
+    assert facts.rows == 20000 and facts.excluded == {"variant not in the plan": 1}
+
+
 def test_wide_integer_ids_that_repeat_are_found_by_hashing(tmp_path):
     rows = ROWS + ["5000000000,control,1.0,0,2026-11-28", "5000000000,treatment,1.0,0,2026-11-28"]
     problems = _check(tmp_path, rows, fmt="parquet", select=TYPED).problems

@@ -24,7 +24,7 @@ from .errors import InputError
 from .hashing import warehouse_url
 from .inputs import ResolvedInput, hash_check, table_mismatch
 from .plan import Plan
-from .sqlengine import DUCKDB, POSTGRESQL, Dialect, literal, locked_connection, quote, source_sql
+from .sqlengine import DUCKDB, POSTGRESQL, Dialect, count_where, literal, locked_connection, quote, source_sql
 
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT", "UHUGEINT"}
@@ -93,6 +93,11 @@ class _Columns:
     csv: bool
     types: dict[str, str]
     dialect: Dialect = DUCKDB
+
+    @property
+    def pruned(self) -> bool:
+        """A Parquet file read by DuckDB: counts of failing rows are best pushed into the scan (count_where)."""
+        return not self.csv and self.dialect is DUCKDB
 
     def family(self, column: str) -> str | None:
         return None if self.csv else _family(self.types.get(column, ""))
@@ -334,7 +339,9 @@ def _scan(connection, source: str, rules: list[_Rule], columns: _Columns, time_c
           now: dt.datetime) -> dict[str, Any]:
     """Two passes. The first is cheap: the row count, each bounded column's COUNT, MIN and MAX (which
     decide its null, range and finiteness rules), a count of failing rows for each other rule, and the
-    time span. Only rules that fail are read again, for their count and two examples."""
+    time span. Only rules that fail are read again, for their count and two examples. Over a Parquet file
+    DuckDB answers the COUNT, MIN and MAX from the row groups' statistics, and each rule's count is its
+    own subquery whose condition it pushes into the scan (count_where): 100M rows in well under a second."""
     bounded = sorted({rule.bound[1] for rule in rules if rule.bound})
     conditions = list(dict.fromkeys(rule.condition for rule in rules if not rule.bound))
     parts = ["COUNT(*) AS rows"]
@@ -342,7 +349,7 @@ def _scan(connection, source: str, rules: list[_Rule], columns: _Columns, time_c
         parts += [f"COUNT({quote(column)}) AS b{number}_n"]
         if columns.family(column) in ("int", "float"):
             parts += [f"MIN({quote(column)}) AS b{number}_lo", f"MAX({quote(column)}) AS b{number}_hi"]
-    parts += [f"COUNT(*) FILTER (WHERE {condition}) AS q{number}" for number, condition in enumerate(conditions)]
+    parts += [f"{count_where(source, condition, columns.pruned)} AS q{number}" for number, condition in enumerate(conditions)]
     typed_time = time_column is not None and columns.family(time_column) == "date"
     if time_column:
         stamp, text = columns.timestamp(time_column), columns.text(time_column)
@@ -353,7 +360,7 @@ def _scan(connection, source: str, rules: list[_Rule], columns: _Columns, time_c
         if typed_time:  # rows after the cutoff are counted only when the latest is (casting each costs seconds)
             parts += [f"CAST(MAX({quote(time_column)}) AS TIMESTAMPTZ) > {cutoff} AS any_future"]
         else:
-            parts += [f"COUNT(*) FILTER (WHERE {stamp} > {cutoff}) AS future_rows"]
+            parts += [f"{count_where(source, f'{stamp} > {cutoff}', columns.pruned)} AS future_rows"]
         if not typed_time:  # a typed date column always parses
             parts += [f"COUNT(*) FILTER (WHERE {text} IS NOT NULL AND {stamp} IS NULL) AS unparsed_times",
                       f"MIN({text}) FILTER (WHERE {text} IS NOT NULL AND {stamp} IS NULL) AS unparsed_example"]
