@@ -177,3 +177,17 @@ def test_a_changed_run_is_rerendered_and_shows_the_failed_check(frozen_project, 
     index = (build_site(frozen_project, out).out / "index.html").read_text()
     assert "The ledger does not verify" in index
     assert "ledger.jsonl entry 2: content does not match its hash (the entry was edited)" in index
+
+
+def test_a_site_folder_emptied_between_builds_gets_its_shared_styles_again(frozen_project, tmp_path):
+    """The theme written once per build is remembered (so later pages skip hashing it), never across builds."""
+    import shutil
+
+    run(frozen_project)
+    out = tmp_path / "site"
+    for _ in range(2):
+        build_site(frozen_project, out)
+        page = next((out / "runs").glob("*.html")).read_text()
+        linked = re.findall(r'href="\.\./(assets/[0-9a-f]{24}\.css)"', page)
+        assert len(linked) >= 2 and all((out / name).is_file() for name in linked), linked
+        shutil.rmtree(out)

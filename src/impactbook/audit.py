@@ -69,11 +69,11 @@ def record_problems(record: RunRecord, entry: dict[str, Any]) -> list[str]:
 
 
 def run_problems(project: Project, folder: Path, entry: dict[str, Any] | None,
-                 record: RunRecord | None = None) -> list[str]:
+                 record: RunRecord | None = None, kept: dict[str, bytes] | None = None) -> list[str]:
     """Everything that would make a published run untrustworthy, each named by its path; `record` is its
-    run.json when the caller has already read it."""
+    run.json when the caller has already read it; `kept` receives the artifacts' bytes as hashed."""
     shown = project.relative(project.runs_dir)
-    problems = [f"{shown}/{p}" for p in artifact_problems(folder)]
+    problems = [f"{shown}/{p}" for p in artifact_problems(folder, kept)]
     name = folder.name
     if entry is None:
         return problems + [f"{shown}/{name}: not recorded in the ledger"]

@@ -176,15 +176,20 @@ def sha256sums(folder: Path) -> str:
                    if p.is_file() and p.name != SUMS)
 
 
-def artifact_problems(folder: Path) -> list[str]:
-    """Each file that is missing, added or changed since publication, named by its path."""
-    return folder_problems(folder)
+def artifact_problems(folder: Path, kept: dict[str, bytes] | None = None) -> list[str]:
+    """Each file that is missing, added or changed since publication, named by its path (`kept`: see
+    backends.run_store.folder_problems)."""
+    return folder_problems(folder, kept)
 
 
 def published_runs(project: Project) -> list[Path]:
+    """Every run folder, by run id. The entries' types come with the listing (no stat per run: every command
+    reconciles, and at 10,000 runs a stat each cost 0.15 s)."""
     if not project.runs_dir.is_dir():
         return []
-    return sorted(p for p in project.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    with os.scandir(project.runs_dir) as found:
+        names = sorted(e.name for e in found if not e.name.startswith(".") and e.is_dir())
+    return [project.runs_dir / name for name in names]
 
 
 def staged_runs(project: Project) -> list[Path]:

@@ -65,18 +65,20 @@ class _Manifest:
     plans: dict[str, str] = field(default_factory=dict)
     effects: dict[str, EffectPoints] = field(default_factory=dict)
     ledger: dict[str, Any] = field(default_factory=dict)
+    index: str = ""  # the index page's fingerprint
 
     @classmethod
     def load(cls, out: Path) -> "_Manifest":
         try:
             manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
             return cls(dict(manifest["runs"]), dict(manifest["plans"]), dict(manifest["effects"]),
-                       dict(manifest["ledger"]))
+                       dict(manifest["ledger"]), str(manifest.get("index", "")))
         except (OSError, ValueError, KeyError, TypeError):  # none, or an older format: render everything
             return cls()
 
     def save(self, out: Path) -> None:
-        manifest = {"runs": self.runs, "plans": self.plans, "effects": self.effects, "ledger": self.ledger}
+        manifest = {"runs": self.runs, "plans": self.plans, "effects": self.effects, "ledger": self.ledger,
+                    "index": self.index}
         (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")  # (asdict would deep-copy it all)
 
 
@@ -142,6 +144,7 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("plans", "runs", "compare", ASSETS):
         (out / sub).mkdir(exist_ok=True)
+    sitepages.forget_written_styles()
     previous = _Manifest() if full else _Manifest.load(out)
     sources = _Sources.read(project, previous.ledger)
     store = open_run_store(project)
@@ -196,17 +199,22 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
         (out / "compare" / name).write_text(render_comparison(comparison, root="../"), encoding="utf-8")
         written.append({"file": name, "label": " vs ".join(r["run_id"] for r in comparison.runs)})
 
-    known = {"decision": {a.value for a in Action}, "status": {s.value for s in Status}}
-    options = {key: sorted({str(r[column]) for r in rows} | known.get(key, set()))
-               for key, column in (("plan", "plan_id"), ("model", "candidate"), ("decision", "decision"), ("status", "status"))}
-    (out / "index.html").write_text(page(
-        INDEX, "", "Impact assessments", plans=plans, run_rows=run_rows(rows), run_count=len(rows), options=options,
-        filters=[("plan", "Plan"), ("model", "Model version"), ("decision", "Decision"), ("status", "Status")],
-        comparisons=written, generated=generated, script=FILTER_SCRIPT, ledger_problems=sources.problems),
-        encoding="utf-8")
-    if changed:  # (unchanged, the last manifest still describes every page; the ledger is re-checked from it)
+    index_print = _fingerprint(SITE_FORMAT, run_prints, plan_prints, [r for r in rows if r["run_id"] not in run_prints],
+                               sources.problems, written)
+    index_stale = index_print != previous.index or not (out / "index.html").exists()
+    if index_stale:  # (unchanged, the index keeps the time its content was generated)
+        known = {"decision": {a.value for a in Action}, "status": {s.value for s in Status}}
+        options = {key: sorted({str(r[column]) for r in rows} | known.get(key, set())) for key, column in
+                   (("plan", "plan_id"), ("model", "candidate"), ("decision", "decision"), ("status", "status"))}
+        (out / "index.html").write_text(page(
+            INDEX, "", "Impact assessments", plans=plans, run_rows=run_rows(rows), run_count=len(rows),
+            options=options, filters=[("plan", "Plan"), ("model", "Model version"), ("decision", "Decision"),
+                                      ("status", "Status")],
+            comparisons=written, generated=generated, script=FILTER_SCRIPT, ledger_problems=sources.problems),
+            encoding="utf-8")
+    if changed or index_stale:  # (unchanged, the last manifest describes every page; the ledger is re-checked from it)
         _Manifest(run_prints, plan_prints, {run_id: points[run_id] for run_id in run_prints},
-                  sources.verified).save(out)
+                  sources.verified, index_print).save(out)
     return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written], round(time.perf_counter() - start, 3),
                        rendered=len(stale))
 
@@ -255,8 +263,9 @@ def _render_task(project: Project, out: Path, jobs: list[RunJob], generated: str
         try:
             folder = run_folder(project, run_id, store)
             run = RunEffects.load(folder)
-            problems = run_problems(project, folder, entry, run.record)
-            write_run_page(folder, out, run, problems, decisions, generated)
+            kept: dict[str, bytes] = {}  # the page shows the report's bytes as verified, read once
+            problems = run_problems(project, folder, entry, run.record, kept)
+            write_run_page(folder, out, run, problems, decisions, generated, kept.get("report.html"))
         except (ImpactbookError, OSError):  # ours, or the file system's (named by the command as storage errors)
             raise
         except Exception as exc:

@@ -52,14 +52,21 @@ def manifest_problems(shown: str, recorded: dict[str, str], present: Iterable[st
     return problems
 
 
-def folder_problems(folder: Path) -> list[str]:
-    """A run folder checked against its own SHA256SUMS, each problem named `<run id>/<name>: cause`."""
+def folder_problems(folder: Path, kept: dict[str, bytes] | None = None) -> list[str]:
+    """A run folder checked against its own SHA256SUMS, each problem named `<run id>/<name>: cause`. With
+    `kept`, each file is read whole and its bytes kept there as hashed: a caller that shows them then shows
+    exactly the bytes verified, and reads each file once."""
     sums = folder / MANIFEST
     if not sums.is_file():
         return [f"{folder.name}/{MANIFEST}: missing"]
     present = [p.name for p in folder.iterdir() if p.is_file()]
-    return manifest_problems(folder.name, parse_sums(sums.read_text(encoding="utf-8")), present,
-                             lambda name: sha256_file(folder / name))
+
+    def digest_of(name: str) -> str:
+        if kept is None:
+            return sha256_file(folder / name)
+        kept[name] = (folder / name).read_bytes()
+        return hashlib.sha256(kept[name]).hexdigest()
+    return manifest_problems(folder.name, parse_sums(sums.read_text(encoding="utf-8")), present, digest_of)
 
 
 class RunStore(ABC):

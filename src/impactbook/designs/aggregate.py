@@ -52,7 +52,7 @@ def exclusions_sql(plan: Plan, source: str, dialect: Dialect = DUCKDB, pruned: b
     arms = ", ".join(literal(a) for a in plan.design.arms)
     counts = {"outside_window": f"NOT ({inside}) OR ({inside}) IS NULL", "no_variant": f"({inside}) AND {arm} IS NULL",
               "variant_not_in_the_plan": f"({inside}) AND {arm} NOT IN ({arms})"}
-    return (f"SELECT COUNT(*) AS rows, "
+    return ("SELECT COUNT(*) AS rows, "
             + ", ".join(f"{count_where(source, condition, pruned)} AS {name}" for name, condition in counts.items())
             + f" FROM {source}")
 
@@ -79,7 +79,7 @@ def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None
     arm = quote(design.variant_column)
     inner = [f"{arm} AS arm", "COUNT(*) AS units"]
     grouping_columns = _grouping_columns(plan)
-    outer = ["CAST(arm AS VARCHAR) AS arm", "SUM(units) AS units"]
+    outer = ["CAST(arm AS VARCHAR) AS arm"]
     for index, column in enumerate(grouping_columns):
         inner.append(f"{quote(column)} AS g{index}")
         outer += [f"CAST(g{index} AS VARCHAR) AS g{index}_value", f"GROUPING(g{index}) AS g{index}_rolled"]
@@ -104,8 +104,11 @@ def statistics_sql(plan: Plan, source: str, caps: dict[str, float] | None = None
             sums += [(f"SUM({covariate})", f"{prefix}__xs"), (f"SUM({covariate} * {covariate})", f"{prefix}__xss"),
                      (f"SUM({value} * {covariate})", f"{prefix}__xy")]
     inner += [f"{aggregate} AS {name}" for aggregate, name in sums]
-    outer += [f"SUM({name}) AS {name}" for _, name in sums]
     keys = [arm, *map(quote, grouping_columns)]  # not the aliases: PostgreSQL would take a source column so named
+    order = ", ".join(["arm", *(f"g{index}" for index in range(len(grouping_columns)))])
+    # added in one fixed order: the groups leave a parallel aggregation in any order, and floating-point sums
+    # in another order differ in their last bits — the same data must give the same numbers, run after run
+    outer += ["SUM(units) AS units"] + [f"SUM({name} ORDER BY {order}) AS {name}" for _, name in sums]
     sets = ["(arm)"] + [f"(arm, g{index})" for index in range(len(grouping_columns))]
     return (f"SELECT {', '.join(outer)} FROM (\nSELECT {', '.join(inner)}\nFROM {source}\n"
             f"WHERE {window_condition(plan, dialect)}\nGROUP BY {', '.join(keys)}) AS finest\n"
