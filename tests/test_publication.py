@@ -309,3 +309,18 @@ def test_a_tampered_run_is_never_recorded_or_indexed_from_its_own_edited_record(
     assert any("content does not match SHA256SUMS" in p for p in problems)
     assert any(run_id in p and "ledger" in p for p in problems), problems
     assert cli(frozen_project, "gate", run_id).returncode == 3
+
+
+def test_the_reconciliation_hands_on_the_index_rows_only_when_it_changed_none(frozen_project):
+    """A command that lists every run (the site) reuses the rows the reconciliation just checked, never stale ones."""
+    from conftest import run
+    from impactbook.publication import reconcile
+
+    run_id = run(frozen_project).record.run_id
+    index = RunIndex(frozen_project.index_path)
+    assert reconcile(frozen_project).rows == index.rows() != []
+    row = index.rows()[0]
+    index.remove([run_id])
+    index_row_gone = reconcile(frozen_project)
+    assert index_row_gone.index_rows == [run_id] and index_row_gone.rows is None
+    assert index.rows() == [row]

@@ -71,7 +71,7 @@ def _project(folder: Optional[Path], reconcile: bool = True) -> Project:
     if reconcile:
         from .publication import reconcile as finish_interrupted
 
-        finish_interrupted(project, _progress)
+        _state["reconciled"] = finish_interrupted(project, _progress)
     return project
 
 
@@ -600,7 +600,8 @@ def site(out_dir: Path = typer.Option(Path("site"), "--out", help="Folder to wri
 
     project = _project(project_dir)
     summary = build_site(project, out_dir if out_dir.is_absolute() else Path.cwd() / out_dir,
-                         [group.split(",") for group in compare_runs or []], full=full, progress=_progress)
+                         [group.split(",") for group in compare_runs or []], full=full, progress=_progress,
+                         rows=_state["reconciled"].rows)
     if as_json:
         _emit({"out": str(summary.out), "index": str(summary.out / "index.html"), "plans": summary.plans,
                "runs": summary.runs, "rendered": summary.rendered, "comparisons": summary.comparisons,

@@ -118,6 +118,7 @@ class Reconciliation:
     stored: list[str] = field(default_factory=list)
     index_rows: list[str] = field(default_factory=list)
     index_rebuilt: str | None = None
+    rows: list[dict[str, Any]] | None = field(default=None, repr=False)  # the index as checked, if left unchanged
 
     @property
     def changed(self) -> bool:
@@ -162,7 +163,8 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
     ledger_runs = ledger.runs()
     index = _index(project)
     try:
-        rows = {row["run_id"]: row for row in index.rows()}
+        read = index.rows()
+        rows = {row["run_id"]: row for row in read}
     except IndexUnusable as exc:
         count = rebuild(project)
         done.index_rebuilt = str(exc)
@@ -201,6 +203,8 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
     if stored is None:
         return  # which runs the store holds is unknown now: no index row is judged stale
     stale = sorted(set(rows) - {f.name for f in folders} - stored)
+    if not (stale or done.finished or done.index_rows or done.index_rebuilt):
+        done.rows = read  # (a command that lists every run need not read them again)
     if stale:
         index.remove(stale)
         done.index_rows += stale

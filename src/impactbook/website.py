@@ -131,16 +131,18 @@ class _Sources:
 
 
 def build_site(project: Project, out: Path, comparisons: list[list[str]] | None = None, full: bool = False,
-               generated: str | None = None, progress: Callable[[str], None] = lambda message: None) -> SiteSummary:
+               generated: str | None = None, progress: Callable[[str], None] = lambda message: None,
+               rows: list[dict[str, Any]] | None = None) -> SiteSummary:
     """Build the site, re-rendering only runs and plans whose fingerprint (index row, run folder files,
     human decisions, this module) differs from the manifest of the last build in `out`; `full` ignores it.
     Each re-rendered run is verified (its artifacts against SHA256SUMS, SHA256SUMS and its record against
     its ledger entry) as its page is written. Runs held only in a remote run store are fetched (verified)
-    into runs/.cache when they need rendering."""
+    into runs/.cache when they need rendering. `rows`: the index's rows when the caller has just read them
+    (the reconciliation that opens every command)."""
     start = time.perf_counter()
     generated = generated or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     index = open_index(project)
-    rows = index.rows()
+    rows = index.rows() if rows is None else rows
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("plans", "runs", "compare", ASSETS):
         (out / sub).mkdir(exist_ok=True)
