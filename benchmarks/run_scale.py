@@ -4,7 +4,7 @@ whole process tree (sampled every 20 ms), against two references in the same ses
 Papermill on the same template and parameters, and the old admissibility gate's approach (pandas
 loads every row to check the contract).
 
-    python benchmarks/run_scale.py [--rows 100000000] [--json]
+    python benchmarks/run_scale.py [--rows 100000000] [--naive-rows N] [--refused] [--json]
 
 Targets: 100M rows <= 15 s and <= 1.5 GiB for the whole tree; at 10M rows >= 3x faster and >= 4x
 less memory than the run measured before the gate moved to SQL (11.9 s, 1.79 GB; RESULTS.md).
@@ -29,7 +29,7 @@ from ab_scale import generate, plan  # noqa: E402  (the same cached table and pl
 from phases import run_phases, table  # noqa: E402
 
 
-def measured(command: list[str], cwd: Path) -> dict:
+def measured(command: list[str], cwd: Path, exits: tuple[int, ...] = (0,)) -> dict:
     """Wall seconds and the peak of the summed RSS of the process and all its descendants."""
     clock, launched = time.perf_counter(), time.time()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -43,13 +43,14 @@ def measured(command: list[str], cwd: Path) -> dict:
         time.sleep(0.02)
     out, err = process.communicate()
     seconds, exited = time.perf_counter() - clock, time.time()
-    if process.returncode not in (0,):
+    if process.returncode not in exits:
         raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{err[-3000:]}")
     return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak / 2**20), "stdout": out, "launched": launched,
-            "exited": exited}
+            "exited": exited, "exit_code": process.returncode}
 
 
-def project_for(rows: int, folder: Path) -> Path:
+def project_for(rows: int, folder: Path, revenue_max: float | None = None) -> Path:
+    """A project with the table pinned under its contract (`revenue_max`: a contract the data breaks)."""
     from impactbook.catalog import Catalog
     from impactbook.freezing import freeze_plan
     from impactbook.scaffold import init_project
@@ -63,7 +64,7 @@ def project_for(rows: int, folder: Path) -> Path:
     contract = {"unique": ["user_id"], "columns": {
         "user_id": {"type": "int", "min": 0}, "variant": {"type": "str", "allowed": ["control", "treatment"]},
         "platform": {"type": "str", "allowed": ["ios", "android", "web"]}, "date": {"type": "date"},
-        "pre_revenue": {"type": "float", "min": 0}, "revenue": {"type": "float", "min": 0},
+        "pre_revenue": {"type": "float", "min": 0}, "revenue": {"type": "float", "min": 0, "max": revenue_max},
         "converted": {"type": "int", "allowed": [0, 1]}}}
     from impactbook.catalog import Contract
 
@@ -87,6 +88,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000_000)
     parser.add_argument("--naive-rows", type=int, default=10_000_000, help="0: skip the old gate's reference")
+    parser.add_argument("--refused", action="store_true", help="also time a run the data contract refuses "
+                                                                   "(revenue max 1: most rows break it)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from impactbook.plan import load_plan
@@ -103,11 +106,19 @@ def main() -> None:
                          "-f", str(parameters), "-k", "python3", "--cwd", str(root), "--no-progress-bar"], root)
         for key in ("stdout", "launched", "exited"):
             bare.pop(key)
+        refused = {}
+        if args.refused:
+            broken = project_for(args.rows, Path(tmp) / "refused", revenue_max=1.0)
+            refused = measured([str(bin_dir / "impactbook"), "run", "plans/scale.yaml", "--json"], broken, exits=(3, 4))
+            refused["status"] = json.loads(refused.pop("stdout")).get("status")
+            for key in ("launched", "exited"):
+                refused.pop(key)
     naive = naive_gate(args.naive_rows) if args.naive_rows else {"stdout": "", "launched": 0, "exited": 0}
     for key in ("stdout", "launched", "exited"):
         naive.pop(key)
     result = {"benchmark": "run_scale", "rows": args.rows, "impactbook_run": ours, "status": record["status"],
               "bare_papermill": bare, "ratio_to_papermill": round(ours["seconds"] / bare["seconds"], 3),
+              **({"refused_by_the_contract": refused} if refused else {}),
               f"old_gate_pandas_load_{args.naive_rows}_rows": naive, "phases_s": phases,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                          f"{round(psutil.virtual_memory().total / 2**30)} GiB, Python {platform.python_version()}"}
