@@ -88,10 +88,11 @@ def spill_directory() -> Path:
     return folder
 
 
-def locked_connection(readable: Iterable[Path]):
+def locked_connection(readable: Iterable[Path], threads: int | None = None):
     """An in-memory DuckDB that may read exactly `readable` and nothing else, with its configuration
     locked so no query can loosen it again. Its memory is capped (MEMORY_LIMIT; larger work spills to a
-    private temporary folder), so a 100M-row check cannot take the machine's memory."""
+    private temporary folder), so a 100M-row check cannot take the machine's memory. `threads`: how many
+    threads one query may use (default: every core)."""
     import duckdb
 
     connection = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
@@ -105,6 +106,8 @@ def locked_connection(readable: Iterable[Path]):
         connection.execute("SET enable_progress_bar = false")
     except duckdb.Error:  # inside Jupyter DuckDB refuses to touch the setting without ipywidgets
         pass
+    if threads is not None:  # one thread: sums added in one order, the same numbers run after run
+        connection.execute(f"SET threads = {int(threads)}")
     connection.execute(f"SET memory_limit = {literal(MEMORY_LIMIT)}")
     connection.execute(f"SET temp_directory = {literal(spill_directory())}")
     connection.execute(f"SET allowed_paths = [{', '.join(literal(p) for p in paths)}]")

@@ -145,3 +145,32 @@ def test_a_parquet_file_of_many_row_groups_gives_the_csv_statistics(project, sma
             expected = pd.json_normalize(dataclasses.asdict(statistic)).iloc[0].to_dict()
             found = pd.json_normalize(dataclasses.asdict(from_parquet.overall[arm][metric])).iloc[0].to_dict()
             assert found == pytest.approx(expected, rel=1e-12), (arm, metric)
+
+
+def test_a_parquet_file_gives_the_same_numbers_to_the_last_bit_run_after_run(project, tmp_path, monkeypatch):
+    """Slices of rows, each summed by one thread, added in slice order: threads finishing in another order
+    cannot change a bit (an unordered parallel sum did, and `impactbook reproduce` reported it)."""
+    import duckdb
+
+    from impactbook.designs import aggregate as module
+
+    path = tmp_path / "large.parquet"
+    rng = np.random.default_rng(3)
+    n = 400_000
+    frame = pd.DataFrame({"user_id": np.arange(n), "variant": rng.choice(["control", "treatment"], n),
+                          "platform": rng.choice(["ios", "android", "web"], n),
+                          "date": pd.Timestamp("2026-11-23") + pd.to_timedelta(rng.integers(0, 5, n), unit="D"),
+                          "pre_revenue": rng.gamma(2, 5, n), "converted": (rng.random(n) < 0.1).astype(int),
+                          "sessions": 1 + rng.poisson(2, n)})
+    frame["revenue"] = frame.pre_revenue * rng.gamma(4, 0.25, n) + frame.converted * 40
+    duckdb.execute(f"COPY (SELECT * FROM frame) TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE 10000)")
+    monkeypatch.setattr(module, "SLICE_ROWS", 30_000)  # 14 slices
+    plan = _plan(project)
+    results = {repr(dataclasses.astuple(aggregate(plan, path, "parquet"))[:6]) for _ in range(12)}
+    assert len(results) == 1
+    unsliced = aggregate(plan, path, "parquet", connection=duckdb.connect())
+    sliced = aggregate(plan, path, "parquet")
+    assert sliced.units == unsliced.units and sliced.rows == n
+    expected = pd.json_normalize(dataclasses.asdict(unsliced.overall["treatment"]["revenue_per_user"])).iloc[0]
+    found = pd.json_normalize(dataclasses.asdict(sliced.overall["treatment"]["revenue_per_user"])).iloc[0]
+    assert found.to_dict() == pytest.approx(expected.to_dict(), rel=1e-12)
