@@ -195,15 +195,13 @@ class Aggregates:
 SLICE_ROWS = 1 << 22  # rows of a Parquet file aggregated by one thread: fixed, so the same on every machine
 
 
-def aggregate(plan: Plan, path: Path, format: str = "csv", connection=None) -> Aggregates:
-    """Run the compiled SQL in DuckDB (in memory, locked to the pinned file) over the pinned file. On its own
-    connection the numbers are reproducible to the last bit: DuckDB adds floating-point sums in whatever
-    order its threads finish (a 10M-row run's p-values varied by 4e-11 from run to run), so a Parquet file
-    is aggregated in fixed slices of rows, each by one thread, the slices' sums then added in slice order
-    (100M rows: 3.6 s, against 3.0 s unordered and 5.7 s on one thread); a CSV file on one thread."""
+def aggregate(plan: Plan, path: Path, format: str = "csv") -> Aggregates:
+    """Run the compiled SQL in DuckDB (in memory, locked to the pinned file) over the pinned file, with numbers
+    reproducible to the last bit: DuckDB adds floating-point sums in whatever order its threads finish (a
+    10M-row run's p-values varied by 4e-11 from run to run), so a Parquet file is aggregated in fixed slices
+    of rows, each by one thread, the slices' sums then added in slice order (100M rows: 3.6 s, against 3.0 s
+    unordered and 5.7 s on one thread); a CSV file on one thread."""
     path = Path(path)
-    if connection is not None:
-        return aggregate_source(plan, source_sql(path, format), connection, pruned=format == "parquet")
     connection = locked_connection([path], threads=1)
     if format != "parquet":
         return aggregate_source(plan, source_sql(path, format), connection)
@@ -212,8 +210,9 @@ def aggregate(plan: Plan, path: Path, format: str = "csv", connection=None) -> A
 
 
 def _sliced(plan: Plan, query: "_StatisticsQuery", path: Path, connection) -> tuple[str, list[dict[str, Any]]]:
-    """The finest grouping of each slice of SLICE_ROWS rows into a table, two slices at a time (each
-    connection's query on one thread), then the roll-up adding the slices' groups in slice order."""
+    """The finest grouping of each slice of SLICE_ROWS rows into a table, a slice per core at a time (each
+    connection's query on one thread; how many at once changes nothing), then the roll-up adding the
+    slices' groups in slice order."""
     from concurrent.futures import ThreadPoolExecutor
 
     numbered = f"read_parquet({literal(location(path))}, file_row_number = true)"
@@ -232,7 +231,7 @@ def _sliced(plan: Plan, query: "_StatisticsQuery", path: Path, connection) -> tu
             cursor.execute(f"INSERT INTO finest {grouped(index)}")
         finally:
             cursor.close()
-    with ThreadPoolExecutor(max(1, min(2, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(min(os.cpu_count() or 1, 8)) as pool:
         list(pool.map(insert, slices))
     sql = query.rollup("finest", then_by="slice")
     cursor = connection.execute(sql)

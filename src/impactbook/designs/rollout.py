@@ -384,4 +384,4 @@ def monitor_file(plan: Plan, path: Path, format: str = "csv",
     stages = stage_progress(plan, path, format, connection)
     drift = (stage_drift(plan, path, format, reference, stages[-1].name, connection)
              if reference and plan.rollout.drift and stages else None)
-    return monitor(plan, aggregate(plan, path, format, connection), stages, summary, drift)
+    return monitor(plan, aggregate(plan, path, format), stages, summary, drift)  # its own connection: exact sums
