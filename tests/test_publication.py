@@ -324,3 +324,19 @@ def test_the_reconciliation_hands_on_the_index_rows_only_when_it_changed_none(fr
     index_row_gone = reconcile(frozen_project)
     assert index_row_gone.index_rows == [run_id] and index_row_gone.rows is None
     assert index.rows() == [row]
+
+
+def test_the_reconciliation_hands_on_the_ledger_only_when_it_appended_nothing(frozen_project):
+    """The site parses the ledger the reconciliation just read, never a copy older than an entry it appended."""
+    from conftest import run
+    from impactbook.publication import reconcile
+
+    run_id = run(frozen_project).record.run_id
+    ledger = Ledger(frozen_project.ledger_path)
+    handed = reconcile(frozen_project).ledger
+    assert handed.data == frozen_project.ledger_path.read_bytes() and handed.entries == ledger.entries()
+    lines = frozen_project.ledger_path.read_bytes().splitlines(keepends=True)
+    frozen_project.ledger_path.write_bytes(b"".join(lines[:-1]))  # the run's entry was never appended
+    finishing = reconcile(frozen_project)
+    assert finishing.finished == [run_id] and finishing.ledger is None
+    assert reconcile(frozen_project).ledger.runs().keys() == ledger.runs().keys() == {run_id}

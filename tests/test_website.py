@@ -210,3 +210,17 @@ def test_a_site_folder_emptied_between_builds_gets_its_shared_styles_again(froze
         linked = re.findall(r'href="\.\./(assets/[0-9a-f]{24}\.css)"', page)
         assert len(linked) >= 2 and all((out / name).is_file() for name in linked), linked
         shutil.rmtree(out)
+
+
+def test_effect_points_are_read_only_when_pages_change_and_a_run_missing_there_is_rendered_again(frozen_project,
+                                                                                               tmp_path):
+    first = run(frozen_project).record.run_id
+    out = tmp_path / "site"
+    build_site(frozen_project, out)
+    (out / ".site-effects.json").write_text("{not json")
+    assert build_site(frozen_project, out).rendered == 0  # nothing changed: the effect points are not needed
+    second = run(frozen_project).record.run_id
+    again = build_site(frozen_project, out)
+    assert again.rendered == 2  # the new run, and the first, whose effect points the plan page needs
+    assert "across 2 runs, by model version" in (out / "plans/example.html").read_text()
+    assert json.loads((out / ".site-effects.json").read_text()).keys() == {first, second}

@@ -30,7 +30,7 @@ from .hashing import sha256_file
 from .backends.index_store import IndexStore
 from .backends.run_store import RunStore, open_run_store
 from .index import IndexUnusable, load_record, open_index, rebuild, row_problems
-from .ledger import Ledger, utc_now
+from .ledger import Ledger, LedgerSnapshot, utc_now
 from .plan import Plan, plan_from_canonical
 from .project import Project
 from .record import RunRecord, Status
@@ -119,6 +119,7 @@ class Reconciliation:
     index_rows: list[str] = field(default_factory=list)
     index_rebuilt: str | None = None
     rows: list[dict[str, Any]] | None = field(default=None, repr=False)  # the index as checked, if left unchanged
+    ledger: LedgerSnapshot | None = field(default=None, repr=False)  # the ledger as read, if nothing was appended
 
     @property
     def changed(self) -> bool:
@@ -159,8 +160,8 @@ def reconcile(project: Project, progress: Progress = lambda message: None) -> Re
 
 
 def _finish_published(project: Project, done: Reconciliation, progress: Progress) -> None:
-    ledger = Ledger(project.ledger_path)
-    ledger_runs = ledger.runs()
+    snapshot = Ledger(project.ledger_path).snapshot()
+    ledger_runs = snapshot.runs()
     index = _index(project)
     try:
         read = index.rows()
@@ -200,6 +201,8 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
                 done.index_rows.append(run_id)
                 progress(f"index: {'added' if row is None else 'corrected'} the row of run {run_id} "
                          "from its folder and ledger entry")
+    if not done.finished:
+        done.ledger = snapshot  # (a command that reads every entry need not parse them again)
     if stored is None:
         return  # which runs the store holds is unknown now: no index row is judged stale
     stale = sorted(set(rows) - {f.name for f in folders} - stored)

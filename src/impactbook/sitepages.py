@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from .compare import Comparison, RunEffects, frozen_plan_of, judge_against_histo
 from .index import run_folder
 from .project import Project
 from .report import COLOURS, strip_scripts
+from .trendplots import TrendSpec
 from .wording import describe_effect, percent
 
 FILTER_SCRIPT = """
@@ -171,13 +172,10 @@ def effect_points(run: RunEffects) -> EffectPoints:
             for metric, row in run.results.items()}
 
 
-def _trend_images(plan, runs: list[dict[str, Any]], points: dict[str, EffectPoints]) -> list[dict[str, str]]:
+def trend_specs(plan, runs: list[dict[str, Any]], points: dict[str, EffectPoints]) -> list[TrendSpec]:
     """One plot per preregistered metric: relative effect with interval per run, coloured by model, over the
-    latest TREND_RUNS runs that have one (numbered among all the plan's runs)."""
-    import matplotlib.ticker
-    from matplotlib.figure import Figure  # not pyplot: no global state, and half its import time
-
-    images = []
+    latest TREND_RUNS runs that have one (numbered among all the plan's runs); drawn by trendplots.draw."""
+    specs = []
     palette = ["#0969da", "#bc4c00", "#1a7f37", "#8250df", "#cf222e", "#57606a"]
     for metric in plan.hypotheses:
         plotted = [(i, run, points[run["run_id"]][metric.id]) for i, run in enumerate(runs, start=1)
@@ -185,32 +183,22 @@ def _trend_images(plan, runs: list[dict[str, Any]], points: dict[str, EffectPoin
         if not plotted:
             continue
         shown = plotted[-TREND_RUNS:]
-        fig = Figure(figsize=(8, 3))
-        ax = fig.subplots()
+        series = []
         models = sorted({str(run["candidate"]) for _, run, _ in shown})
         for colour, model in zip(palette * 10, models):
             chosen = [(i, effect) for i, run, effect in shown if str(run["candidate"]) == model]
-            xs = [i for i, _ in chosen]
             ys = [effect * 100 for _, (effect, _, _) in chosen]
-            low = [y - low * 100 for y, (_, (_, low, _)) in zip(ys, chosen)]
-            high = [high * 100 - y for y, (_, (_, _, high)) in zip(ys, chosen)]
-            ax.errorbar(xs, ys, yerr=[low, high], fmt="o", capsize=3, color=colour, label=f"model {model}")
+            series.append({"label": f"model {model}", "colour": colour, "x": [i for i, _ in chosen], "y": ys,
+                           "low": [y - low * 100 for y, (_, (_, low, _)) in zip(ys, chosen)],
+                           "high": [high * 100 - y for y, (_, (_, _, high)) in zip(ys, chosen)]})
+        margin = None
         if metric.margin is not None and metric.margin_type == "relative":
-            ax.axhline(metric.margin * 100 * (1 if metric.direction == "increase" else -1), color="#cf222e",
-                       linestyle="--", lw=1, label="guardrail margin")
-        ax.axhline(0, color="grey", lw=1)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_xlabel("run number (oldest to newest)")
-        ax.set_ylabel("relative effect (%)")
-        ax.set_title(f"{metric.id} ({metric.role}) across runs")
-        ax.legend(loc="best", fontsize="small")
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80)
+            margin = metric.margin * 100 * (1 if metric.direction == "increase" else -1)
         which = f"the latest {len(shown)} of {len(plotted)} runs" if len(shown) < len(plotted) else f"{len(shown)} runs"
-        images.append({"png": base64.b64encode(buffer.getvalue()).decode(),
-                       "alt": f"Relative effect of {metric.id} with intervals across {which}, by model version"})
-    return images
+        specs.append({"series": series, "margin": margin, "xlabel": "run number (oldest to newest)",
+                      "ylabel": "relative effect (%)", "title": f"{metric.id} ({metric.role}) across runs",
+                      "alt": f"Relative effect of {metric.id} with intervals across {which}, by model version"})
+    return specs
 
 
 ASSETS = "assets"
@@ -294,9 +282,24 @@ def write_run_page(folder: Path, out: Path, run: RunEffects, problems: list[str]
     (out / "runs" / f"{run_id}.html").write_bytes(html)
 
 
-def write_plan_page(project: Project, store: RunStore, out: Path, plan, plan_runs: list[dict[str, Any]],
-                     versions: list[dict[str, Any]], points: dict[str, EffectPoints]) -> None:
-    """The plan's page; its baseline check judges from the effect points, exactly as `impactbook baseline`."""
+@dataclass(frozen=True)
+class PlanPage:
+    """A plan's page, ready but for its trend plots (`specs`), which are drawn elsewhere (trendplots.Painter)."""
+
+    plan_id: str
+    values: dict[str, Any]
+    specs: list[TrendSpec]
+
+    def write(self, out: Path, images: list[str]) -> None:
+        trends = [{"png": png, "alt": spec["alt"]} for spec, png in zip(self.specs, images, strict=True)]
+        (out / "plans" / f"{self.plan_id}.html").write_text(page(PLAN_PAGE, "../", trends=trends, **self.values),
+                                                            encoding="utf-8")
+
+
+def plan_page(project: Project, store: RunStore, plan, plan_runs: list[dict[str, Any]],
+              versions: list[dict[str, Any]], points: dict[str, EffectPoints], specs: list[TrendSpec]) -> PlanPage:
+    """The plan's page (`specs`: its trend_specs); its baseline check judges from the effect points, exactly as
+    `impactbook baseline`."""
     completed = [r["run_id"] for r in plan_runs if r["status"] == "COMPLETED" and r["run_id"] in points]
     baseline = None
     if completed:
@@ -305,10 +308,9 @@ def write_plan_page(project: Project, store: RunStore, out: Path, plan, plan_run
         baseline = judge_against_history(plan.id, (completed[-1], relative[completed[-1]]),
                                          [(run_id, relative[run_id]) for run_id in completed[:-1]],
                                          settings.threshold_sd, settings.min_runs)
-    (out / "plans" / f"{plan.id}.html").write_text(page(
-        PLAN_PAGE, "../", plan.title, plan=plan, plan_run_rows=plan_run_rows(plan_runs), versions=versions,
-        baseline=baseline or {"flags": [], "note": "No completed run yet."},
-        trends=_trend_images(plan, plan_runs, points)), encoding="utf-8")
+    return PlanPage(plan.id, {"title": plan.title, "plan": plan, "plan_run_rows": plan_run_rows(plan_runs),
+                              "versions": versions, "baseline": baseline or {"flags": [], "note": "No completed run yet."}},
+                    specs)
 
 
 def render_comparison(comparison: Comparison, root: str = "") -> str:

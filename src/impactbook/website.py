@@ -5,6 +5,7 @@ folder says what the last build rendered, so only new or changed runs and their 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -23,11 +24,12 @@ from .backends.run_store import RunStore, open_run_store
 from .compare import RunEffects, compare_effects, frozen_plan_of
 from .errors import ImpactbookError
 from .index import open_index, run_folder
-from .ledger import Ledger, chain_problems
+from .ledger import Ledger, LedgerSnapshot, chain_problems
 from .project import Project
 from .record import Action, Status
-from .sitepages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, page, render_comparison, run_rows,
-                        write_plan_page, write_run_page)
+from .sitepages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, page, plan_page, render_comparison,
+                        run_rows, trend_specs, write_run_page)
+from .trendplots import Painter
 
 @dataclass(frozen=True)
 class SiteSummary:
@@ -40,6 +42,7 @@ class SiteSummary:
 
 
 MANIFEST = ".site-manifest.json"
+EFFECTS = ".site-effects.json"
 # any change to the site's code (templates, wording) makes every page stale
 SITE_FORMAT = hashlib.sha256(Path(__file__).read_bytes() + Path(sitepages.__file__).read_bytes()).hexdigest()
 
@@ -58,27 +61,38 @@ def _folder_state(folder: str) -> list[tuple[str, int, int]]:
 
 @dataclass
 class _Manifest:
-    """What the last build rendered: each run's and plan's fingerprint, each run's effect points, and how far
-    the ledger's chain was verified (a byte length, the sha256 of those bytes, the chain state there)."""
+    """What the last build rendered: each run's and plan's fingerprint, and how far the ledger's chain was
+    verified (a byte length, the sha256 of those bytes, the chain state there). Each run's effect points (4 MB
+    at 10,000 runs, read only when some page must be rendered) are kept beside it, written before it."""
 
     runs: dict[str, str] = field(default_factory=dict)
     plans: dict[str, str] = field(default_factory=dict)
-    effects: dict[str, EffectPoints] = field(default_factory=dict)
     ledger: dict[str, Any] = field(default_factory=dict)
     index: str = ""  # the index page's fingerprint
+    out: Path | None = None  # where its effect points are, if any
 
     @classmethod
     def load(cls, out: Path) -> "_Manifest":
         try:
             manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-            return cls(dict(manifest["runs"]), dict(manifest["plans"]), dict(manifest["effects"]),
-                       dict(manifest["ledger"]), str(manifest.get("index", "")))
+            return cls(dict(manifest["runs"]), dict(manifest["plans"]), dict(manifest["ledger"]),
+                       str(manifest["index"]), out)
         except (OSError, ValueError, KeyError, TypeError):  # none, or an older format: render everything
             return cls()
 
-    def save(self, out: Path) -> None:
-        manifest = {"runs": self.runs, "plans": self.plans, "effects": self.effects, "ledger": self.ledger,
-                    "index": self.index}
+    @functools.cached_property
+    def effects(self) -> dict[str, EffectPoints]:
+        """A run missing here is rendered again (its page is where its effect points come from)."""
+        try:
+            return dict(json.loads((self.out / EFFECTS).read_text(encoding="utf-8"))) if self.out else {}
+        except (OSError, ValueError, TypeError):
+            return {}
+
+    def save(self, out: Path, effects: dict[str, EffectPoints] | None) -> None:
+        """`effects` None: unchanged since the last build, whose file stays."""
+        if effects is not None:
+            (out / EFFECTS).write_text(json.dumps(effects), encoding="utf-8")
+        manifest = {"runs": self.runs, "plans": self.plans, "ledger": self.ledger, "index": self.index}
         (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")  # (asdict would deep-copy it all)
 
 
@@ -93,15 +107,16 @@ class _Sources:
     verified: dict[str, Any]  # for the next build's manifest
 
     @classmethod
-    def read(cls, project: Project, verified: dict[str, Any]) -> "_Sources":
-        """The entries, and their chain checked from where `verified` (the last build's) left off when the
-        ledger still begins with the very bytes it verified: appends are checked, the rest is not re-hashed."""
+    def read(cls, project: Project, verified: dict[str, Any], snapshot: LedgerSnapshot | None = None) -> "_Sources":
+        """The entries (of `snapshot`, the ledger as the caller just read it, if given), and their chain checked
+        from where `verified` (the last build's) left off when the ledger still begins with the very bytes it
+        verified: appends are checked, the rest is not re-hashed."""
         ledger = Ledger(project.ledger_path)
         try:
-            data = project.ledger_path.read_bytes() if project.ledger_path.exists() else b""
-            entries = ledger.entries_in(data)  # parsed from the very bytes whose hash is kept
+            snapshot = snapshot or ledger.snapshot()  # entries parsed from the very bytes whose hash is kept
         except Exception as exc:  # an unreadable ledger is itself the finding
             return cls({}, {}, {}, [str(exc)], {})
+        data, entries = snapshot.data, snapshot.entries
         try:
             known, count, before = int(verified["bytes"]), int(verified["entries"]), list(verified["problems"])
             previous_state = (str(verified["state"][0]), int(verified["state"][1]))
@@ -132,13 +147,13 @@ class _Sources:
 
 def build_site(project: Project, out: Path, comparisons: list[list[str]] | None = None, full: bool = False,
                generated: str | None = None, progress: Callable[[str], None] = lambda message: None,
-               rows: list[dict[str, Any]] | None = None) -> SiteSummary:
+               rows: list[dict[str, Any]] | None = None, ledger: LedgerSnapshot | None = None) -> SiteSummary:
     """Build the site, re-rendering only runs and plans whose fingerprint (index row, run folder files,
     human decisions, this module) differs from the manifest of the last build in `out`; `full` ignores it.
     Each re-rendered run is verified (its artifacts against SHA256SUMS, SHA256SUMS and its record against
     its ledger entry) as its page is written. Runs held only in a remote run store are fetched (verified)
-    into runs/.cache when they need rendering. `rows`: the index's rows when the caller has just read them
-    (the reconciliation that opens every command)."""
+    into runs/.cache when they need rendering. `rows` and `ledger`: the index's rows and the ledger when the
+    caller has just read them (the reconciliation that opens every command)."""
     start = time.perf_counter()
     generated = generated or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     index = open_index(project)
@@ -148,11 +163,77 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
         (out / sub).mkdir(exist_ok=True)
     sitepages.forget_written_styles()
     previous = _Manifest() if full else _Manifest.load(out)
-    sources = _Sources.read(project, previous.ledger)
-    store = open_run_store(project)
-    in_store = set(store.published()) if store.remote else set()
+    sources = _Sources.read(project, previous.ledger, ledger)
+    # after new ledger entries (new runs, plan versions, decisions) plan pages are redrawn: matplotlib is
+    # imported meanwhile by a helper (trendplots.Painter); otherwise any plot is drawn here
+    likely_plots = full or sources.verified.get("bytes") != previous.ledger.get("bytes")
+    with Painter(helper=likely_plots) as painter:
+        store = open_run_store(project)
+        in_store = set(store.published()) if store.remote else set()
 
-    run_prints = {}
+        run_prints = _run_prints(project, rows, in_store, sources)
+        pages = set(os.listdir(out / "runs"))
+        stale = [run_id for run_id, fp in run_prints.items()
+                 if previous.runs.get(run_id) != fp or f"{run_id}.html" not in pages]
+        by_plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            by_plan[row["plan_id"]].append(row)
+        by_plan = {plan_id: plan_runs for plan_id, plan_runs in by_plan.items()  # a plan none of whose runs is here
+                   if any(r["run_id"] in run_prints for r in plan_runs)}       # has no page
+        plan_prints = {plan_id: _fingerprint(SITE_FORMAT, [run_prints.get(r["run_id"], r) for r in plan_runs],
+                                             sources.versions.get(plan_id, []))
+                       for plan_id, plan_runs in by_plan.items()}
+        stale_plans = {plan_id for plan_id, fp in plan_prints.items()
+                       if previous.plans.get(plan_id) != fp or not (out / "plans" / f"{plan_id}.html").exists()}
+        gone = set(previous.runs) - set(run_prints)
+        changed = bool(stale or stale_plans or gone) or previous.plans.keys() != plan_prints.keys()
+        if changed:
+            (out / MANIFEST).unlink(missing_ok=True)  # a build that stops half-way leaves no manifest to trust
+            rendered = set(stale)
+            stale += [run_id for run_id in run_prints if run_id not in rendered and run_id not in previous.effects]
+        rendered = set(stale)
+        points = {run_id: previous.effects[run_id] for run_id in run_prints if run_id not in rendered} if changed else {}
+        points.update(_render_runs(project, store, out, stale, sources, generated, progress))
+        for run_id in gone:
+            (out / "runs" / f"{run_id}.html").unlink(missing_ok=True)
+
+        plans, redrawn = [], []
+        for plan_id, plan_runs in sorted(by_plan.items()):
+            located = [r for r in plan_runs if r["run_id"] in run_prints]
+            plan = frozen_plan_of(run_folder(project, located[-1]["run_id"], store))
+            if plan_id in stale_plans:
+                redrawn.append((plan, plan_runs, trend_specs(plan, plan_runs, points)))
+            plans.append({"id": plan_id, "title": plan.title, "latest": plan_runs[-1], "count": len(plan_runs)})
+        painter.send([spec for *_, specs in redrawn for spec in specs])  # drawn while the pages are prepared
+        plan_pages = [plan_page(project, store, plan, plan_runs, sources.versions.get(plan.id, []), points, specs)
+                      for plan, plan_runs, specs in redrawn]
+
+        written = []
+        for group in comparisons or []:
+            comparison = compare_effects([RunEffects.load(run_folder(project, index.find(run)["run_id"], store))
+                                          for run in group])
+            name = "--".join(r["run_id"] for r in comparison.runs) + ".html"
+            (out / "compare" / name).write_text(render_comparison(comparison, root="../"), encoding="utf-8")
+            written.append({"file": name, "label": " vs ".join(r["run_id"] for r in comparison.runs)})
+
+        index_print = _fingerprint(SITE_FORMAT, run_prints, plan_prints,
+                                   [r for r in rows if r["run_id"] not in run_prints], sources.problems, written)
+        index_stale = index_print != previous.index or not (out / "index.html").exists()
+        if index_stale:  # (unchanged, the index keeps the time its content was generated)
+            _write_index(out, rows, plans, written, generated, sources.problems)
+        images = iter(painter.receive())
+        for page_ in plan_pages:
+            page_.write(out, [next(images) for _ in page_.specs])
+        if changed or index_stale:  # (unchanged, the last manifest describes every page; the ledger is checked from it)
+            _Manifest(run_prints, plan_prints, sources.verified, index_print).save(
+                out, {run_id: points[run_id] for run_id in run_prints} if changed else None)
+        return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written],
+                           round(time.perf_counter() - start, 3), rendered=len(stale))
+
+
+def _run_prints(project: Project, rows: list[dict[str, Any]], in_store: set[str], sources: _Sources) -> dict[str, str]:
+    """Each run's fingerprint: its index row, its folder's file states, its human decisions and this module."""
+    prints = {}
     runs_dir = str(project.runs_dir)  # plain strings and one scandir per run: this loop visits every run
     for row in rows:
         run_id = row["run_id"]
@@ -162,63 +243,20 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
             if run_id not in in_store:
                 continue
             state = row["sums_sha256"]  # a store-only run: its row carries its SHA256SUMS hash
-        run_prints[run_id] = _fingerprint(SITE_FORMAT, row, state, sources.human.get(run_id, []))
-    pages = set(os.listdir(out / "runs"))
-    stale = [run_id for run_id, fp in run_prints.items()
-             if previous.runs.get(run_id) != fp or run_id not in previous.effects or f"{run_id}.html" not in pages]
-    by_plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_plan[row["plan_id"]].append(row)
-    by_plan = {plan_id: plan_runs for plan_id, plan_runs in by_plan.items()  # a plan none of whose runs is here
-               if any(r["run_id"] in run_prints for r in plan_runs)}       # has no page
-    plan_prints = {plan_id: _fingerprint(SITE_FORMAT, [run_prints.get(r["run_id"], r) for r in plan_runs],
-                                         sources.versions.get(plan_id, []))
-                   for plan_id, plan_runs in by_plan.items()}
-    stale_plans = {plan_id for plan_id, fp in plan_prints.items()
-                   if previous.plans.get(plan_id) != fp or not (out / "plans" / f"{plan_id}.html").exists()}
-    gone = set(previous.runs) - set(run_prints)
-    changed = bool(stale or stale_plans or gone) or previous.plans.keys() != plan_prints.keys()
-    if changed:
-        (out / MANIFEST).unlink(missing_ok=True)  # a build that stops half-way leaves no manifest to trust
-    points = {run_id: previous.effects[run_id] for run_id in run_prints if run_id not in stale}
-    points.update(_render_runs(project, store, out, stale, sources, generated, progress))
-    for run_id in gone:
-        (out / "runs" / f"{run_id}.html").unlink(missing_ok=True)
+        prints[run_id] = _fingerprint(SITE_FORMAT, row, state, sources.human.get(run_id, []))
+    return prints
 
-    plans = []
-    for plan_id, plan_runs in sorted(by_plan.items()):
-        located = [r for r in plan_runs if r["run_id"] in run_prints]
-        plan = frozen_plan_of(run_folder(project, located[-1]["run_id"], store))
-        if plan_id in stale_plans:
-            write_plan_page(project, store, out, plan, plan_runs, sources.versions.get(plan_id, []), points)
-        plans.append({"id": plan_id, "title": plan.title, "latest": plan_runs[-1], "count": len(plan_runs)})
 
-    written = []
-    for group in comparisons or []:
-        comparison = compare_effects([RunEffects.load(run_folder(project, index.find(run)["run_id"], store))
-                                      for run in group])
-        name = "--".join(r["run_id"] for r in comparison.runs) + ".html"
-        (out / "compare" / name).write_text(render_comparison(comparison, root="../"), encoding="utf-8")
-        written.append({"file": name, "label": " vs ".join(r["run_id"] for r in comparison.runs)})
-
-    index_print = _fingerprint(SITE_FORMAT, run_prints, plan_prints, [r for r in rows if r["run_id"] not in run_prints],
-                               sources.problems, written)
-    index_stale = index_print != previous.index or not (out / "index.html").exists()
-    if index_stale:  # (unchanged, the index keeps the time its content was generated)
-        known = {"decision": {a.value for a in Action}, "status": {s.value for s in Status}}
-        options = {key: sorted({str(r[column]) for r in rows} | known.get(key, set())) for key, column in
-                   (("plan", "plan_id"), ("model", "candidate"), ("decision", "decision"), ("status", "status"))}
-        (out / "index.html").write_text(page(
-            INDEX, "", "Impact assessments", plans=plans, run_rows=run_rows(rows), run_count=len(rows),
-            options=options, filters=[("plan", "Plan"), ("model", "Model version"), ("decision", "Decision"),
-                                      ("status", "Status")],
-            comparisons=written, generated=generated, script=FILTER_SCRIPT, ledger_problems=sources.problems),
-            encoding="utf-8")
-    if changed or index_stale:  # (unchanged, the last manifest describes every page; the ledger is re-checked from it)
-        _Manifest(run_prints, plan_prints, {run_id: points[run_id] for run_id in run_prints},
-                  sources.verified, index_print).save(out)
-    return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written], round(time.perf_counter() - start, 3),
-                       rendered=len(stale))
+def _write_index(out: Path, rows: list[dict[str, Any]], plans: list[dict[str, Any]], comparisons: list[dict[str, str]],
+                 generated: str, ledger_problems: list[str]) -> None:
+    known = {"decision": {a.value for a in Action}, "status": {s.value for s in Status}}
+    options = {key: sorted({str(r[column]) for r in rows} | known.get(key, set())) for key, column in
+               (("plan", "plan_id"), ("model", "candidate"), ("decision", "decision"), ("status", "status"))}
+    (out / "index.html").write_text(page(
+        INDEX, "", "Impact assessments", plans=plans, run_rows=run_rows(rows), run_count=len(rows), options=options,
+        filters=[("plan", "Plan"), ("model", "Model version"), ("decision", "Decision"), ("status", "Status")],
+        comparisons=comparisons, generated=generated, script=FILTER_SCRIPT, ledger_problems=ledger_problems),
+        encoding="utf-8")
 
 
 PARALLEL_FROM = 200  # stale runs from which pages are rendered by one process per core (start-up ~0.5 s each)
