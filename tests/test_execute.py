@@ -72,3 +72,24 @@ def test_a_refused_admission_runs_no_cell(project, tmp_path):
                                  admitted=_ruling(False))
     assert execution.refused and not execution.ok and execution.cells == []
     assert not (project.root / "ran.txt").exists()
+
+
+def test_a_kernel_launched_but_never_adopted_is_stopped_on_release(project, tmp_path):
+    """The runner launches the kernel before papermill is imported; if nothing ever adopts it (papermill failed
+    first), release stops it and nothing of it is left running."""
+    import os
+
+    from impactbook.execute import LaunchedKernel
+
+    path = _template(project.root)
+    kernel = LaunchedKernel(project, path, tmp_path, seed=1, admitted=_ruling(True))
+    assert kernel.pid is not None
+    os.kill(kernel.pid, 0)  # running
+    kernel.release()
+    try:
+        os.kill(kernel.pid, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        raise AssertionError(f"kernel {kernel.pid} still runs after release")
+    kernel.release()  # (twice: nothing left to do)

@@ -197,6 +197,76 @@ class Admission:
             raise NotAdmitted("the gate refused the run")
 
 
+class LaunchedKernel:
+    """The run's kernel, launched before the gate's thread starts and before papermill is imported (~1 s
+    that was on every run's critical path): it starts and imports the template's modules beside both.
+    nbclient adopts it, started, through `manager_class`, and owns it from then on: it connects, runs the
+    cells and shuts it down as one it launched itself.
+
+    Launched from the main thread: a kernel dies with the thread that forked it (PR_SET_PDEATHSIG). Launched
+    before any other thread imports papermill: a thread importing jupyter_client.manager while another imports
+    papermill (which imports it too, by another path) can meet it half-initialised."""
+
+    def __init__(self, project: Project, template: Path, folder: Path, *, seed: int, kernel_name: str = KERNEL,
+                 pins: dict[str, dict[str, Any]] | None = None, environment: dict[str, str] | None = None,
+                 admitted: Future | None = None, timeline: Timeline | None = None) -> None:
+        if timeline is not None:
+            timeline.add("kernel_prepare", timeline.now())
+        self.admission = Admission(admitted) if admitted is not None else None
+        self.adopted = False
+        self._manager: Any = None
+        self._error: Exception | None = None
+        environment = {**os.environ, **(environment or {}), PROJECT_ENV: str(project.root),
+                       "PYTHONHASHSEED": str(seed), "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+                       "MPLBACKEND": "module://matplotlib_inline.backend_inline", PINS_ENV: json.dumps(pins or {})}
+        preload = _preload_argument(preloaded_modules(template, project.root)) if admitted is not None else []
+        # its start-up warnings (e.g. "running over TCP without encryption" on a local loopback kernel) are not
+        # the user's business; its history is kept in memory, as nbclient has it for the kernels it launches
+        arguments = ["--IPKernelApp.log_level=ERROR", *preload, "--HistoryManager.hist_file=:memory:"]
+        self.base_class = _kernel_manager_class(folder / KERNEL_LOG, self.admission, timeline)
+        try:
+            manager = self.base_class(kernel_name=kernel_name)
+            _run_async(manager.start_kernel(cwd=str(project.root), env=environment, extra_arguments=arguments))
+            self._manager = manager
+        except Exception as exc:  # (NotAdmitted, a kernel that cannot start): raised where nbclient adopts it
+            self._error = exc
+
+    @property
+    def pid(self) -> int | None:
+        provisioner = getattr(self._manager, "provisioner", None)
+        return provisioner.pid if provisioner is not None else None
+
+    def manager_class(self) -> type:
+        """A kernel manager class whose construction hands over the kernel manager launched here."""
+        launched = self
+
+        class AdoptedKernel(self.base_class):
+            def __new__(cls, *args: Any, **kwargs: Any):
+                if launched._error is not None:
+                    raise launched._error
+                launched.adopted = True
+                return launched._manager  # (not an AdoptedKernel: its __init__ is not run again)
+
+        return AdoptedKernel
+
+    def release(self) -> None:
+        """Stop a kernel nbclient never adopted (papermill failed before it needed one)."""
+        if self._manager is not None and not self.adopted and self._manager.has_kernel:
+            try:
+                _run_async(self._manager.shutdown_kernel(now=True))
+            except Exception:
+                if self.pid:
+                    _kill(self.pid)
+
+
+def _run_async(coroutine: Any) -> Any:
+    loop = asyncio.new_event_loop()  # its own loop: nbclient runs its own later, in this thread
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
 def _kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
@@ -252,29 +322,25 @@ def _preload_argument(modules: list[str]) -> list[str]:
 
 
 def execute_template(project: Project, template: Path, output: Path, parameters: dict[str, Any], *,
-                     seed: int, timeout_s: int | None = None, kernel_name: str = KERNEL,
+                     seed: int = 0, timeout_s: int | None = None, kernel_name: str = KERNEL,
                      pins: dict[str, dict[str, Any]] | None = None,
                      on_cell: Callable[[int, int, float], None] | None = None,
                      admitted: Future | None = None, timeline: Timeline | None = None,
-                     environment: dict[str, str] | None = None) -> Execution:
+                     environment: dict[str, str] | None = None, kernel: LaunchedKernel | None = None) -> Execution:
     """Run the notebook in a fresh kernel with the project as cwd, hash randomisation fixed and `environment`
-    added. With `admitted` (the gate's ruling, still pending), the kernel starts and imports the template's
-    modules meanwhile, and its first cell waits for the ruling (see Admission)."""
-    if timeline is not None:
-        timeline.add("kernel_prepare", timeline.now())
+    added: `kernel`, launched by the caller, or one launched here with the other arguments. With `admitted`
+    (the gate's ruling, still pending), the kernel starts and imports the template's modules meanwhile, and
+    its first cell waits for the ruling (see Admission)."""
+    kernel = kernel or LaunchedKernel(project, template, output.parent, seed=seed, kernel_name=kernel_name, pins=pins,
+                                      environment=environment, admitted=admitted, timeline=timeline)
+    admission = kernel.admission
+    started, clock = utc_now(), time.perf_counter()
+    error, interrupted = None, False
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     logging.getLogger("papermill").setLevel(logging.CRITICAL)  # its errors become the run's, stated once
     logging.getLogger("traitlets").setLevel(logging.ERROR)
-    environment = {**(environment or {}), PROJECT_ENV: str(project.root), "PYTHONHASHSEED": str(seed),
-                   "PYDEVD_DISABLE_FILE_VALIDATION": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-                   PINS_ENV: json.dumps(pins or {})}
-    saved = {key: os.environ.get(key) for key in environment}
-    os.environ.update(environment)
-    started, clock = utc_now(), time.perf_counter()
-    error, interrupted = None, False
-    admission = Admission(admitted) if admitted is not None else None
     _route_saves_through_handler(output.parent)
     total = sum(1 for cell in nbformat.read(template, as_version=4).cells if cell.cell_type == "code") + 1
     started_cells: list[int] = []
@@ -293,20 +359,15 @@ def execute_template(project: Project, template: Path, output: Path, parameters:
         if cell.cell_type == "code" and on_cell is not None:
             started_cells.append(cell_index)
             on_cell(len(started_cells), total, time.perf_counter() - clock)
-    preload = _preload_argument(preloaded_modules(template, project.root)) if admission is not None else []
     try:
         papermill.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=kernel_name,
-                                   kernel_manager_class=_kernel_manager_class(output.parent / KERNEL_LOG, admission,
-                                                                              timeline),
+                                   kernel_manager_class=kernel.manager_class(),
                                    on_cell_start=cell_started,
                                    cwd=str(project.root), progress_bar=False, log_output=False,
                                    execution_timeout=timeout_s, report_mode=False,
                                    # once the last cell has answered, the kernel holds nothing of the run's:
                                    # stop it at once rather than wait for its interpreter's teardown
-                                   shutdown_kernel="immediate",
-                                   # the kernel's own start-up warnings (e.g. "running over TCP without
-                                   # encryption" on a local loopback kernel) are not the user's business
-                                   extra_arguments=["--IPKernelApp.log_level=ERROR", *preload])
+                                   shutdown_kernel="immediate")
     except NotebookSaveFailed as exc:
         raise exc.error from None
     except PapermillExecutionError as exc:
@@ -316,11 +377,7 @@ def execute_template(project: Project, template: Path, output: Path, parameters:
     except Exception as exc:  # kernel death, timeout, bad notebook: all end as a FAILED run, never lost
         error = f"{type(exc).__name__}: {exc}".strip()
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        kernel.release()
     refused = error is not None and not interrupted and admission is not None and admission.refused
     cells = [] if refused else cell_timings(output)
     if timeline is not None:

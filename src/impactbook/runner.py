@@ -13,7 +13,7 @@ import json
 import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait as futures_wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from .durable import write_json
 from .capture import output_contract, read_scraps, scrap_problems, warm_up as warm_up_capture
 from .catalog import Catalog, TemplateEntry
 from .decision import decide, final_verdicts
-from .execute import KERNEL, KERNEL_LOG, capture_environment, execute_template
+from .execute import KERNEL, KERNEL_LOG, LaunchedKernel, capture_environment, execute_template
 from .freezing import FrozenPlan, require_bound_template, require_frozen
 from .gates import GateReport, InputChecks, check_admissibility
 from .inputs import VERIFIED_ENV, ResolvedInput, latest_pins, resolve_inputs
@@ -67,21 +67,29 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 class _WhileTheKernelWorks(threading.Thread):
-    """The parent is idle while the kernel computes: import the scrap reader and warm up the report
-    renderer then (once the gate has ruled: until then the gate and the kernel's start-up need both
-    cores). A warm-up that fails costs only the time it would have saved; the real work raises later."""
+    """The parent is idle while the kernel computes its cells: import the scrap reader and warm up the report
+    renderer then. It begins with the first cell: the gate has ruled (until then the gate and the kernel's
+    start-up need both cores), and papermill is imported (two threads importing one package's modules in
+    different orders can meet half-initialised modules). A warm-up that fails costs only the time it would
+    have saved; the real work raises later."""
 
-    def __init__(self, ruled: Future) -> None:
+    def __init__(self) -> None:
         super().__init__(daemon=True, name="impactbook-warm-up")
-        self.ruled = ruled
 
     def run(self) -> None:
         try:
-            futures_wait([self.ruled])
             warm_up_capture()
             warm_up()
         except Exception:
             pass
+
+    def begin(self) -> None:
+        if self.ident is None:
+            self.start()
+
+    def finish(self) -> None:
+        if self.ident is not None:
+            self.join()
 
 
 @dataclass(frozen=True)
@@ -192,20 +200,25 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
     plan, run_id = frozen.plan, staging.run_id
     notebook = staging.path("notebook.ipynb")
     gate_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impactbook-gate")
+    kernel = None
     try:
         progress(f"run {run_id}: checking admissibility while {template.path} starts in a fresh kernel")
+        admitted: Future = Future()
+        kernel = LaunchedKernel(project, template_path, notebook.parent, seed=plan.seed,  # before the gate's thread
+                                pins={item.name: item.pin() for item in spec.inputs},
+                                environment={VERIFIED_ENV: str(staging.path(VERIFIED))}, admitted=admitted,
+                                timeline=timeline)
         gate_future = gate_thread.submit(_gate, frozen, template, template_path, input_checks, timeline,
                                          staging.path(VERIFIED))
-        admitted: Future = Future()
         gate_future.add_done_callback(lambda done: admitted.set_exception(done.exception()) if done.exception()
                                       else admitted.set_result(done.result().admissible))
-        side_work = _WhileTheKernelWorks(admitted)
-        side_work.start()
-        execution = execute_template(project, template_path, notebook, plan.template_parameters(),
-                                     seed=plan.seed, timeout_s=timeout_s,
-                                     pins={item.name: item.pin() for item in spec.inputs},
-                                     environment={VERIFIED_ENV: str(staging.path(VERIFIED))},
-                                     on_cell=_cell_progress(run_id, progress), admitted=admitted, timeline=timeline)
+        side_work, cell_progress = _WhileTheKernelWorks(), _cell_progress(run_id, progress)
+
+        def on_cell(cell: int, total: int, elapsed: float) -> None:
+            side_work.begin()
+            cell_progress(cell, total, elapsed)
+        execution = execute_template(project, template_path, notebook, plan.template_parameters(), kernel=kernel,
+                                     timeout_s=timeout_s, on_cell=on_cell, timeline=timeline)
         if execution.interrupted:  # SIGTERM/Ctrl-C: FAILED at once, with what the kernel saved
             gate = gate_future.result() if gate_future.done() and not gate_future.exception() else GateReport()
             record = _finish(draft, plan, gate, Status.FAILED, [execution.error], {}, execution, started, clock,
@@ -222,7 +235,7 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
             status, execution = Status.INADMISSIBLE, None
             progress(f"run {run_id}: INADMISSIBLE, the kernel was stopped before any cell ran")
         else:
-            side_work.join()
+            side_work.finish()
             faults.point("execution.done")
             with timeline.phase("capture"):
                 if execution.error:
@@ -239,6 +252,8 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
         gate, status, scraps, execution = GateReport(), Status.FAILED, {}, None
         errors = [f"interrupted before the run finished ({exc or 'SIGINT'})"]
     finally:
+        if kernel is not None:
+            kernel.release()  # (one never adopted: something failed before the kernel was needed)
         gate_thread.shutdown(wait=False)
     record = _finish(draft, plan, gate, status, errors, scraps, execution, started, clock, timeline)
     return record, scraps, notebook if notebook.exists() else None
