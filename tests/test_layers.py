@@ -18,7 +18,7 @@ FLOORS = [
     ["backends"],                                                        # executors, index stores: narrow doors
     ["freezing", "anchors", "inputs", "datacheck", "wording"],           # before a kernel starts
     ["designs"],                                                         # analyses, inside the kernel
-    ["capture", "execute", "gates", "store", "decision", "report"],      # the stages of a run
+    ["capture", "execute", "gates", "store", "decision", "report", "trendplots"],  # the stages of a run; plots
     ["index", "publication"],
     ["audit", "decisionlog", "runner", "compare"],
     ["reproduction", "website", "sitepages", "batch"],

@@ -203,9 +203,10 @@ class LaunchedKernel:
     nbclient adopts it, started, through `manager_class`, and owns it from then on: it connects, runs the
     cells and shuts it down as one it launched itself.
 
-    Launched from the main thread: a kernel dies with the thread that forked it (PR_SET_PDEATHSIG). Launched
-    before any other thread imports papermill: a thread importing jupyter_client.manager while another imports
-    papermill (which imports it too, by another path) can meet it half-initialised."""
+    Launched from the calling thread, as nbclient would (see _run_async): a kernel dies with the thread that
+    forked it (PR_SET_PDEATHSIG). Launched before any other thread imports papermill: a thread importing
+    jupyter_client.manager while another imports papermill (which imports it too, by another path) can meet
+    it half-initialised."""
 
     def __init__(self, project: Project, template: Path, folder: Path, *, seed: int, kernel_name: str = KERNEL,
                  pins: dict[str, dict[str, Any]] | None = None, environment: dict[str, str] | None = None,
@@ -226,7 +227,7 @@ class LaunchedKernel:
         self.base_class = _kernel_manager_class(folder / KERNEL_LOG, self.admission, timeline)
         try:
             manager = self.base_class(kernel_name=kernel_name)
-            _run_async(manager.start_kernel(cwd=str(project.root), env=environment, extra_arguments=arguments))
+            _run_async(manager.start_kernel, cwd=str(project.root), env=environment, extra_arguments=arguments)
             self._manager = manager
         except Exception as exc:  # (NotAdmitted, a kernel that cannot start): raised where nbclient adopts it
             self._error = exc
@@ -253,18 +254,19 @@ class LaunchedKernel:
         """Stop a kernel nbclient never adopted (papermill failed before it needed one)."""
         if self._manager is not None and not self.adopted and self._manager.has_kernel:
             try:
-                _run_async(self._manager.shutdown_kernel(now=True))
+                _run_async(self._manager.shutdown_kernel, now=True)
             except Exception:
                 if self.pid:
                     _kill(self.pid)
 
 
-def _run_async(coroutine: Any) -> Any:
-    loop = asyncio.new_event_loop()  # its own loop: nbclient runs its own later, in this thread
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        loop.close()
+def _run_async(coroutine_function: Callable[..., Any], **kwargs: Any) -> Any:
+    """As nbclient runs the kernel manager's coroutines (jupyter_core's run_sync): on this thread's event
+    loop, or, when one is already running here (e.g. under Playwright's sync API), on jupyter_core's task
+    runner thread for this thread, which lives as long as the process (so a kernel forked there lives on)."""
+    from jupyter_core.utils import run_sync
+
+    return run_sync(coroutine_function)(**kwargs)
 
 
 def _kill(pid: int) -> None:
