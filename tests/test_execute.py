@@ -6,6 +6,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 
 import nbformat
+import pytest
 
 from impactbook.execute import execute_template, preloaded_modules
 
@@ -93,3 +94,32 @@ def test_a_kernel_launched_but_never_adopted_is_stopped_on_release(project, tmp_
     else:
         raise AssertionError(f"kernel {kernel.pid} still runs after release")
     kernel.release()  # (twice: nothing left to do)
+
+
+def test_the_adopted_kernel_is_the_launched_one_with_the_runs_environment(project, tmp_path):
+    import json
+    import os
+
+    from impactbook.execute import LaunchedKernel
+
+    path = _template(project.root, ["import os, json\nprint(json.dumps([os.getpid(), os.getcwd(), "
+                                    "os.environ['PYTHONHASHSEED'], os.environ['IMPACTBOOK_PINS'], os.environ['EXTRA']]))"])
+    (tmp_path / "out").mkdir()
+    kernel = LaunchedKernel(project, path, tmp_path / "out", seed=7, pins={"d": {"sha256": "ab"}},
+                            environment={"EXTRA": "yes"}, admitted=_ruling(True))
+    pid = kernel.pid
+    execution = execute_template(project, path, tmp_path / "out" / "out.ipynb", {"x": 2}, kernel=kernel)
+    assert execution.ok, execution.error
+    assert kernel.adopted
+    printed = json.loads(_outputs(tmp_path / "out" / "out.ipynb")[2][1][0]["text"])
+    assert printed == [pid, str(project.root), "7", json.dumps({"d": {"sha256": "ab"}}), "yes"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        raise AssertionError("the kernel outlived its run")
+    with pytest.raises(TypeError):  # the launch's arguments belong to the launch
+        execute_template(project, path, tmp_path / "out" / "again.ipynb", {"x": 2}, kernel=kernel, seed=7)
+    with pytest.raises(TypeError):
+        execute_template(project, path, tmp_path / "out" / "again.ipynb", {"x": 2})

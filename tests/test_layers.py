@@ -18,10 +18,10 @@ FLOORS = [
     ["backends"],                                                        # executors, index stores: narrow doors
     ["freezing", "anchors", "inputs", "datacheck", "wording"],           # before a kernel starts
     ["designs"],                                                         # analyses, inside the kernel
-    ["capture", "execute", "gates", "store", "decision", "report", "trendplots"],  # the stages of a run; plots
+    ["capture", "execute", "gates", "store", "decision", "report"],      # the stages of a run
     ["index", "publication"],
     ["audit", "decisionlog", "runner", "compare"],
-    ["reproduction", "website", "sitepages", "batch"],
+    ["reproduction", "website", "sitepages", "trendplots", "batch"],
     ["notebook", "demo", "scaffold", "cli", "__main__", "__init__"],     # the faces
 ]
 FLOOR = {name: number for number, names in enumerate(FLOORS) for name in names}

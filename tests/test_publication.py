@@ -326,8 +326,9 @@ def test_the_reconciliation_hands_on_the_index_rows_only_when_it_changed_none(fr
     assert index.rows() == [row]
 
 
-def test_the_reconciliation_hands_on_the_ledger_only_when_it_appended_nothing(frozen_project):
-    """The site parses the ledger the reconciliation just read, never a copy older than an entry it appended."""
+def test_the_reconciliation_hands_on_the_ledger_only_with_the_rows_and_when_it_appended_nothing(frozen_project):
+    """The site parses the ledger the reconciliation just read (after the rows it hands on, so every row has
+    its entry), never a copy older than an entry it appended."""
     from conftest import run
     from impactbook.publication import reconcile
 
@@ -340,3 +341,6 @@ def test_the_reconciliation_hands_on_the_ledger_only_when_it_appended_nothing(fr
     finishing = reconcile(frozen_project)
     assert finishing.finished == [run_id] and finishing.ledger is None
     assert reconcile(frozen_project).ledger.runs().keys() == ledger.runs().keys() == {run_id}
+    RunIndex(frozen_project.index_path).remove([run_id])
+    correcting = reconcile(frozen_project)  # the rows are read again by the site, so is the ledger
+    assert correcting.index_rows == [run_id] and correcting.rows is None and correcting.ledger is None

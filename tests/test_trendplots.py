@@ -45,3 +45,28 @@ def test_without_a_helper_the_plots_are_drawn_here():
         assert painter.receive() == [draw(SPECS[0])]
         painter.send([])
         assert painter.receive() == []
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the helper runs only beside a second core")
+def test_a_module_in_the_current_folder_does_not_shadow_the_helpers(tmp_path, monkeypatch):
+    (tmp_path / "json.py").write_text("raise SystemExit('the project folder shadowed the standard library')\n")
+    monkeypatch.chdir(tmp_path)
+    with Painter() as painter:
+        painter.send(SPECS[:1])
+        assert painter.receive() == [draw(SPECS[0])]
+        assert painter.helper_pid is not None, "the helper failed and the plots were drawn here"
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the helper runs only beside a second core")
+def test_a_helper_that_hangs_is_killed_and_the_plots_are_drawn_here(monkeypatch):
+    import time
+
+    from impactbook import trendplots
+
+    monkeypatch.setattr(trendplots, "HELPER_TIMEOUT_S", 1.0)
+    with Painter() as painter:
+        os.kill(painter.helper_pid, signal.SIGSTOP)
+        painter.send(SPECS)
+        started = time.monotonic()
+        assert painter.receive() == [draw(spec) for spec in SPECS]
+        assert painter.helper_pid is None and time.monotonic() - started < 30

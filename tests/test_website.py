@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from impactbook.catalog import Catalog, Contract
 from impactbook.demo import DEMO_CONTRACT
 from impactbook.freezing import freeze_plan
-from impactbook import sitepages
+from impactbook import sitepages, trendplots, website
 from impactbook.compare import RunEffects
 from impactbook.website import build_site
 from conftest import PLAN, cli, edit_yaml, make_project, run
@@ -218,9 +219,21 @@ def test_effect_points_are_read_only_when_pages_change_and_a_run_missing_there_i
     out = tmp_path / "site"
     build_site(frozen_project, out)
     (out / ".site-effects.json").write_text("{not json")
-    assert build_site(frozen_project, out).rendered == 0  # nothing changed: the effect points are not needed
+    with pytest.MonkeyPatch.context() as patch:  # nothing changed: the effect points are not even read
+        patch.setattr(website._Manifest, "effects", property(lambda self: pytest.fail("effect points read")))
+        assert build_site(frozen_project, out).rendered == 0
     second = run(frozen_project).record.run_id
     again = build_site(frozen_project, out)
     assert again.rendered == 2  # the new run, and the first, whose effect points the plan page needs
     assert "across 2 runs, by model version" in (out / "plans/example.html").read_text()
     assert json.loads((out / ".site-effects.json").read_text()).keys() == {first, second}
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the plot helper runs only beside a second core")
+def test_after_new_runs_the_trend_plots_come_from_the_helper(frozen_project, tmp_path, monkeypatch):
+    run(frozen_project)
+    build_site(frozen_project, tmp_path / "site")
+    run(frozen_project)
+    monkeypatch.setattr(trendplots, "draw", lambda spec: pytest.fail("a plot was drawn in the build's own process"))
+    build_site(frozen_project, tmp_path / "site")
+    assert "across 2 runs, by model version" in (tmp_path / "site/plans/example.html").read_text()

@@ -226,11 +226,14 @@ class LaunchedKernel:
         arguments = ["--IPKernelApp.log_level=ERROR", *preload, "--HistoryManager.hist_file=:memory:"]
         self.base_class = _kernel_manager_class(folder / KERNEL_LOG, self.admission, timeline)
         try:
-            manager = self.base_class(kernel_name=kernel_name)
-            _run_async(manager.start_kernel, cwd=str(project.root), env=environment, extra_arguments=arguments)
-            self._manager = manager
+            self._manager = self.base_class(kernel_name=kernel_name)
+            _run_async(self._manager.start_kernel, cwd=str(project.root), env=environment, extra_arguments=arguments)
         except Exception as exc:  # (NotAdmitted, a kernel that cannot start): raised where nbclient adopts it
             self._error = exc
+            self.release()  # (a kernel forked before the error)
+        except BaseException:  # SIGINT/SIGTERM mid-launch: no kernel is left behind
+            self.release()
+            raise
 
     @property
     def pid(self) -> int | None:
@@ -245,13 +248,15 @@ class LaunchedKernel:
             def __new__(cls, *args: Any, **kwargs: Any):
                 if launched._error is not None:
                     raise launched._error
+                if launched.adopted:  # (a restart): a kernel nbclient launched would lack the run's environment
+                    raise RuntimeError("the run's kernel was already adopted; it is not restarted")
                 launched.adopted = True
                 return launched._manager  # (not an AdoptedKernel: its __init__ is not run again)
 
         return AdoptedKernel
 
     def release(self) -> None:
-        """Stop a kernel nbclient never adopted (papermill failed before it needed one)."""
+        """Stop a kernel nbclient never adopted (papermill failed before it needed one, or the launch did)."""
         if self._manager is not None and not self.adopted and self._manager.has_kernel:
             try:
                 _run_async(self._manager.shutdown_kernel, now=True)
@@ -324,17 +329,22 @@ def _preload_argument(modules: list[str]) -> list[str]:
 
 
 def execute_template(project: Project, template: Path, output: Path, parameters: dict[str, Any], *,
-                     seed: int = 0, timeout_s: int | None = None, kernel_name: str = KERNEL,
+                     seed: int | None = None, timeout_s: int | None = None, kernel_name: str = KERNEL,
                      pins: dict[str, dict[str, Any]] | None = None,
                      on_cell: Callable[[int, int, float], None] | None = None,
                      admitted: Future | None = None, timeline: Timeline | None = None,
                      environment: dict[str, str] | None = None, kernel: LaunchedKernel | None = None) -> Execution:
     """Run the notebook in a fresh kernel with the project as cwd, hash randomisation fixed and `environment`
-    added: `kernel`, launched by the caller, or one launched here with the other arguments. With `admitted`
+    added: `kernel`, launched by the caller, or one launched here with seed, pins, environment. With `admitted`
     (the gate's ruling, still pending), the kernel starts and imports the template's modules meanwhile, and
     its first cell waits for the ruling (see Admission)."""
-    kernel = kernel or LaunchedKernel(project, template, output.parent, seed=seed, kernel_name=kernel_name, pins=pins,
-                                      environment=environment, admitted=admitted, timeline=timeline)
+    if kernel is None:
+        if seed is None:
+            raise TypeError("execute_template needs the seed of the kernel it launches (or a launched `kernel`)")
+        kernel = LaunchedKernel(project, template, output.parent, seed=seed, kernel_name=kernel_name, pins=pins,
+                                environment=environment, admitted=admitted, timeline=timeline)
+    elif (pins, environment, admitted) != (None, None, None) or seed is not None:
+        raise TypeError("seed, pins, environment and admitted belong to the launched `kernel`, not execute_template")
     admission = kernel.admission
     started, clock = utc_now(), time.perf_counter()
     error, interrupted = None, False

@@ -119,7 +119,7 @@ class Reconciliation:
     index_rows: list[str] = field(default_factory=list)
     index_rebuilt: str | None = None
     rows: list[dict[str, Any]] | None = field(default=None, repr=False)  # the index as checked, if left unchanged
-    ledger: LedgerSnapshot | None = field(default=None, repr=False)  # the ledger as read, if nothing was appended
+    ledger: LedgerSnapshot | None = field(default=None, repr=False)  # the ledger, read after those rows
 
     @property
     def changed(self) -> bool:
@@ -160,8 +160,6 @@ def reconcile(project: Project, progress: Progress = lambda message: None) -> Re
 
 
 def _finish_published(project: Project, done: Reconciliation, progress: Progress) -> None:
-    snapshot = Ledger(project.ledger_path).snapshot()
-    ledger_runs = snapshot.runs()
     index = _index(project)
     try:
         read = index.rows()
@@ -171,6 +169,9 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
         done.index_rebuilt = str(exc)
         progress(f"the run index was unusable ({exc}); rebuilt it from {count} run folders and the ledger")
         rows = {row["run_id"]: row for row in index.rows()}
+    # read after the rows: a run gets its ledger entry before its index row, so every row read has its entry
+    snapshot = Ledger(project.ledger_path).snapshot()
+    ledger_runs = snapshot.runs()
     folders = published_runs(project)
     store = open_run_store(project)
     stored = _finish_storing(store, folders, done, progress) if store.remote else set()
@@ -201,13 +202,13 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
                 done.index_rows.append(run_id)
                 progress(f"index: {'added' if row is None else 'corrected'} the row of run {run_id} "
                          "from its folder and ledger entry")
-    if not done.finished:
-        done.ledger = snapshot  # (a command that reads every entry need not parse them again)
     if stored is None:
         return  # which runs the store holds is unknown now: no index row is judged stale
     stale = sorted(set(rows) - {f.name for f in folders} - stored)
     if not (stale or done.finished or done.index_rows or done.index_rebuilt):
-        done.rows = read  # (a command that lists every run need not read them again)
+        # a command that lists every run, or reads every entry, need not read them again: the two together,
+        # in the order they were read (a row without its ledger entry would look unrecorded)
+        done.rows, done.ledger = read, snapshot
     if stale:
         index.remove(stale)
         done.index_rows += stale

@@ -85,7 +85,10 @@ class _WhileTheKernelWorks(threading.Thread):
 
     def begin(self) -> None:
         if self.ident is None:
-            self.start()
+            try:
+                self.start()
+            except RuntimeError:  # (no thread to spare: the warm-up is skipped, the run is not)
+                pass
 
     def finish(self) -> None:
         if self.ident is not None:

@@ -296,8 +296,8 @@ class PlanPage:
                                                             encoding="utf-8")
 
 
-def plan_page(project: Project, store: RunStore, plan, plan_runs: list[dict[str, Any]],
-              versions: list[dict[str, Any]], points: dict[str, EffectPoints], specs: list[TrendSpec]) -> PlanPage:
+def plan_page(project: Project, store: RunStore, plan, plan_runs: list[dict[str, Any]], versions: list[dict[str, Any]],
+              points: dict[str, EffectPoints], specs: list[TrendSpec]) -> PlanPage:
     """The plan's page (`specs`: its trend_specs); its baseline check judges from the effect points, exactly as
     `impactbook baseline`."""
     completed = [r["run_id"] for r in plan_runs if r["status"] == "COMPLETED" and r["run_id"] in points]
@@ -308,9 +308,9 @@ def plan_page(project: Project, store: RunStore, plan, plan_runs: list[dict[str,
         baseline = judge_against_history(plan.id, (completed[-1], relative[completed[-1]]),
                                          [(run_id, relative[run_id]) for run_id in completed[:-1]],
                                          settings.threshold_sd, settings.min_runs)
-    return PlanPage(plan.id, {"title": plan.title, "plan": plan, "plan_run_rows": plan_run_rows(plan_runs),
-                              "versions": versions, "baseline": baseline or {"flags": [], "note": "No completed run yet."}},
-                    specs)
+    values = {"title": plan.title, "plan": plan, "plan_run_rows": plan_run_rows(plan_runs), "versions": versions,
+              "baseline": baseline or {"flags": [], "note": "No completed run yet."}}
+    return PlanPage(plan.id, values, specs)
 
 
 def render_comparison(comparison: Comparison, root: str = "") -> str:

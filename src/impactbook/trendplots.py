@@ -13,9 +13,13 @@ import base64
 import io
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 from typing import Any
+
+from .processes import die_with_parent
 
 TrendSpec = dict[str, Any]  # title, axis labels, series (label, colour, x, y, low, high), margin: plain JSON
 
@@ -44,17 +48,25 @@ def draw(spec: TrendSpec) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+HELPER_TIMEOUT_S = 60.0  # from sending the plots to the last image; beyond it the plots are drawn here
+
+
 class Painter:
     """Draws trend plots, in a helper process if `helper` (and more than one core) or else in this one. `send`
-    hands the helper every plot of the build at once; `receive` returns the images in the same order."""
+    hands the helper every plot of the build at once; `receive` returns the images in the same order. A helper
+    that dies, hangs past HELPER_TIMEOUT_S or answers nonsense is killed and the plots are drawn here. It runs
+    with -P (no module of the current folder shadows matplotlib's) and dies with this process."""
 
     def __init__(self, helper: bool = True) -> None:
         self._process: subprocess.Popen | None = None
         self._sent: list[TrendSpec] = []
+        self._deadline = 0.0
         if helper and (os.cpu_count() or 1) > 1:
+            parent = os.getpid()
             try:
-                self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                self._process = subprocess.Popen([sys.executable, "-P", "-m", __name__], stdin=subprocess.PIPE,
+                                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                                 preexec_fn=lambda: die_with_parent(parent))
             except OSError:  # no process to spare: the plots are drawn here
                 self._process = None
 
@@ -63,24 +75,21 @@ class Painter:
         return self._process.pid if self._process is not None else None
 
     def send(self, specs: list[TrendSpec]) -> None:
-        self._sent = specs
+        self._sent, self._deadline = specs, time.monotonic() + HELPER_TIMEOUT_S
         if self._process is not None and specs:
-            try:
-                self._process.stdin.write(json.dumps(specs) + "\n")
-                self._process.stdin.flush()
-            except (OSError, ValueError):
+            if not _write_all(self._process.stdin, (json.dumps(specs) + "\n").encode(), self._deadline):
                 self.close()
 
     def receive(self) -> list[str]:
         specs, self._sent = self._sent, []
         if self._process is not None and specs:
             try:
-                images = json.loads(self._process.stdout.readline())
+                images = json.loads(_read_line(self._process.stdout, self._deadline))
                 if isinstance(images, list) and len(images) == len(specs):
                     return images
-            except (OSError, ValueError):
+            except ValueError:  # none in time (b""), or not JSON
                 pass
-            self.close()  # it died or answered nonsense: not asked again
+            self.close()  # it died, hung or answered nonsense: not asked again
         return [draw(spec) for spec in specs]
 
     def close(self) -> None:
@@ -99,6 +108,37 @@ class Painter:
 
     def __exit__(self, *_: Any) -> None:
         self.close()
+
+
+def _write_all(pipe: Any, data: bytes, deadline: float) -> bool:
+    """Everything written before `deadline` (the helper reads once its imports are done)?"""
+    fd = pipe.fileno()
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    while view:
+        if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+            return False
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            continue
+        except OSError:  # (it died: a broken pipe)
+            return False
+    return True
+
+
+def _read_line(pipe: Any, deadline: float) -> bytes:
+    """One line, or b"" at end of file or past `deadline`."""
+    fd, chunks = pipe.fileno(), []
+    while True:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            return b""
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b""
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            return b"".join(chunks)
 
 
 def _serve() -> None:

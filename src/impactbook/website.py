@@ -192,7 +192,8 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
             rendered = set(stale)
             stale += [run_id for run_id in run_prints if run_id not in rendered and run_id not in previous.effects]
         rendered = set(stale)
-        points = {run_id: previous.effects[run_id] for run_id in run_prints if run_id not in rendered} if changed else {}
+        points = {run_id: previous.effects[run_id] for run_id in run_prints if run_id not in rendered} \
+            if changed else {}
         points.update(_render_runs(project, store, out, stale, sources, generated, progress))
         for run_id in gone:
             (out / "runs" / f"{run_id}.html").unlink(missing_ok=True)
