@@ -6,9 +6,8 @@ from __future__ import annotations
 from concurrent.futures import Future
 
 import nbformat
-import pytest
 
-from impactbook.execute import execute_template, preloaded_modules
+from impactbook.execute import LaunchedKernel, execute_template, preloaded_modules
 
 CELLS = [
     "import matplotlib.pyplot as plt\nimport pandas as pd\nfrom IPython.display import Markdown, display\n"
@@ -56,8 +55,10 @@ def test_a_kernel_that_imported_the_templates_modules_at_start_up_shows_the_same
     plain, preloaded = tmp_path / "plain" / "out.ipynb", tmp_path / "preloaded" / "out.ipynb"
     for output in (plain, preloaded):
         output.parent.mkdir()
-    assert execute_template(project, path, plain, {"x": 2}, seed=1).ok
-    execution = execute_template(project, path, preloaded, {"x": 2}, seed=1, admitted=_ruling(True))
+    assert execute_template(project, path, plain, {"x": 2},
+                            kernel=LaunchedKernel(project, path, plain.parent, seed=1)).ok
+    execution = execute_template(project, path, preloaded, {"x": 2},
+                                 kernel=LaunchedKernel(project, path, preloaded.parent, seed=1, admitted=_ruling(True)))
     assert execution.ok, execution.error
     shown = _outputs(preloaded)
     assert shown == _outputs(plain), "start-up imports changed what the notebook shows (names, counts, outputs)"
@@ -69,8 +70,9 @@ def test_a_kernel_that_imported_the_templates_modules_at_start_up_shows_the_same
 def test_a_refused_admission_runs_no_cell(project, tmp_path):
     path = _template(project.root, ["open('ran.txt', 'w').write('ran')"])
     (tmp_path / "out").mkdir()
-    execution = execute_template(project, path, tmp_path / "out" / "out.ipynb", {"x": 2}, seed=1,
-                                 admitted=_ruling(False))
+    kernel = LaunchedKernel(project, path, tmp_path / "out", seed=1, admitted=_ruling(False))
+    assert kernel.pid is None  # refused before its launch
+    execution = execute_template(project, path, tmp_path / "out" / "out.ipynb", {"x": 2}, kernel=kernel)
     assert execution.refused and not execution.ok and execution.cells == []
     assert not (project.root / "ran.txt").exists()
 
@@ -79,8 +81,6 @@ def test_a_kernel_launched_but_never_adopted_is_stopped_on_release(project, tmp_
     """The runner launches the kernel before papermill is imported; if nothing ever adopts it (papermill failed
     first), release stops it and nothing of it is left running."""
     import os
-
-    from impactbook.execute import LaunchedKernel
 
     path = _template(project.root)
     kernel = LaunchedKernel(project, path, tmp_path, seed=1, admitted=_ruling(True))
@@ -100,10 +100,8 @@ def test_the_adopted_kernel_is_the_launched_one_with_the_runs_environment(projec
     import json
     import os
 
-    from impactbook.execute import LaunchedKernel
-
-    path = _template(project.root, ["import os, json\nprint(json.dumps([os.getpid(), os.getcwd(), "
-                                    "os.environ['PYTHONHASHSEED'], os.environ['IMPACTBOOK_PINS'], os.environ['EXTRA']]))"])
+    path = _template(project.root, ["import os, json\nprint(json.dumps([os.getpid(), os.getcwd(), *(os.environ[name] "
+                                    "for name in ('PYTHONHASHSEED', 'IMPACTBOOK_PINS', 'EXTRA'))]))"])
     (tmp_path / "out").mkdir()
     kernel = LaunchedKernel(project, path, tmp_path / "out", seed=7, pins={"d": {"sha256": "ab"}},
                             environment={"EXTRA": "yes"}, admitted=_ruling(True))
@@ -119,7 +117,5 @@ def test_the_adopted_kernel_is_the_launched_one_with_the_runs_environment(projec
         pass
     else:
         raise AssertionError("the kernel outlived its run")
-    with pytest.raises(TypeError):  # the launch's arguments belong to the launch
-        execute_template(project, path, tmp_path / "out" / "again.ipynb", {"x": 2}, kernel=kernel, seed=7)
-    with pytest.raises(TypeError):
-        execute_template(project, path, tmp_path / "out" / "again.ipynb", {"x": 2})
+    again = execute_template(project, path, tmp_path / "out" / "again.ipynb", {"x": 2}, kernel=kernel)
+    assert not again.ok and "already adopted" in again.error  # one kernel, one run: never a second, bare one

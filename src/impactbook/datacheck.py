@@ -24,7 +24,7 @@ from .errors import InputError
 from .hashing import warehouse_url
 from .inputs import ResolvedInput, hash_check, table_mismatch
 from .plan import Plan
-from .sqlengine import DUCKDB, POSTGRESQL, Dialect, count_where, literal, locked_connection, quote, source_sql
+from .sqlengine import DUCKDB, POSTGRESQL, Dialect, count_where, literal, locked_connection, quote, record, source_sql
 
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT", "UHUGEINT"}
@@ -364,8 +364,7 @@ def _scan(connection, source: str, rules: list[_Rule], columns: _Columns, time_c
         if not typed_time:  # a typed date column always parses
             parts += [f"COUNT(*) FILTER (WHERE {text} IS NOT NULL AND {stamp} IS NULL) AS unparsed_times",
                       f"MIN({text}) FILTER (WHERE {text} IS NOT NULL AND {stamp} IS NULL) AS unparsed_example"]
-    cursor = connection.execute(f"SELECT {', '.join(parts)} FROM {source}")
-    row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+    row = record(connection.execute(f"SELECT {', '.join(parts)} FROM {source}"))
     if row.get("any_future"):
         row["future_rows"], = connection.execute(
             f"SELECT COUNT(*) FROM {source} WHERE {_after(columns, time_column, now)}").fetchone()
@@ -415,8 +414,7 @@ def _examples(connection, source: str, rules: list[_Rule]) -> list[str]:
         parts += [f"COUNT(*) FILTER (WHERE {rule.condition}) AS r{number}_n",
                   f"MIN({rule.example}) FILTER (WHERE {rule.condition}) AS r{number}_low",
                   f"MAX({rule.example}) FILTER (WHERE {rule.condition}) AS r{number}_high"]
-    cursor = connection.execute(f"SELECT {', '.join(parts)} FROM {source}")
-    row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+    row = record(connection.execute(f"SELECT {', '.join(parts)} FROM {source}"))
     problems = []
     for number, rule in enumerate(rules):
         failing = row[f"r{number}_n"]

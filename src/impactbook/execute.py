@@ -214,6 +214,7 @@ class LaunchedKernel:
         if timeline is not None:
             timeline.add("kernel_prepare", timeline.now())
         self.admission = Admission(admitted) if admitted is not None else None
+        self.kernel_name = kernel_name
         self.adopted = False
         self._manager: Any = None
         self._error: Exception | None = None
@@ -329,22 +330,12 @@ def _preload_argument(modules: list[str]) -> list[str]:
 
 
 def execute_template(project: Project, template: Path, output: Path, parameters: dict[str, Any], *,
-                     seed: int | None = None, timeout_s: int | None = None, kernel_name: str = KERNEL,
-                     pins: dict[str, dict[str, Any]] | None = None,
+                     kernel: LaunchedKernel, timeout_s: int | None = None,
                      on_cell: Callable[[int, int, float], None] | None = None,
-                     admitted: Future | None = None, timeline: Timeline | None = None,
-                     environment: dict[str, str] | None = None, kernel: LaunchedKernel | None = None) -> Execution:
-    """Run the notebook in a fresh kernel with the project as cwd, hash randomisation fixed and `environment`
-    added: `kernel`, launched by the caller, or one launched here with seed, pins, environment. With `admitted`
-    (the gate's ruling, still pending), the kernel starts and imports the template's modules meanwhile, and
-    its first cell waits for the ruling (see Admission)."""
-    if kernel is None:
-        if seed is None:
-            raise TypeError("execute_template needs the seed of the kernel it launches (or a launched `kernel`)")
-        kernel = LaunchedKernel(project, template, output.parent, seed=seed, kernel_name=kernel_name, pins=pins,
-                                environment=environment, admitted=admitted, timeline=timeline)
-    elif (pins, environment, admitted) != (None, None, None) or seed is not None:
-        raise TypeError("seed, pins, environment and admitted belong to the launched `kernel`, not execute_template")
+                     timeline: Timeline | None = None) -> Execution:
+    """Run the notebook in `kernel` (launched for this run: fresh, the project as cwd, hash randomisation
+    fixed, the run's environment). With an admission (the gate's ruling, still pending when it launched), the
+    kernel imports the template's modules meanwhile and its first cell waits for the ruling (see Admission)."""
     admission = kernel.admission
     started, clock = utc_now(), time.perf_counter()
     error, interrupted = None, False
@@ -372,7 +363,7 @@ def execute_template(project: Project, template: Path, output: Path, parameters:
             started_cells.append(cell_index)
             on_cell(len(started_cells), total, time.perf_counter() - clock)
     try:
-        papermill.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=kernel_name,
+        papermill.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=kernel.kernel_name,
                                    kernel_manager_class=kernel.manager_class(),
                                    on_cell_start=cell_started,
                                    cwd=str(project.root), progress_bar=False, log_output=False,

@@ -168,7 +168,7 @@ class Ledger:
         return versions[-1] if versions else None
 
     def runs(self) -> dict[str, dict[str, Any]]:
-        return {e["run_id"]: e for e in self.entries() if e["kind"] == "run"}
+        return self.snapshot().runs()
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,17 @@ def count_where(source: str, condition: str, pruned: bool) -> str:
     return f"(SELECT COUNT(*) FROM {source} WHERE {condition})" if pruned else f"COUNT(*) FILTER (WHERE {condition})"
 
 
+def records(cursor) -> list[dict[str, Any]]:
+    """A DB-API cursor's rows, each as {column name: value}."""
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, values)) for values in cursor.fetchall()]
+
+
+def record(cursor) -> dict[str, Any]:
+    """The first row of a DB-API cursor, as {column name: value} (an aggregate query's one row)."""
+    return dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+
+
 def location(path: Path | str) -> str:
     """How DuckDB names a pinned file: its absolute path, or its s3:// URL (read through fsspec)."""
     return remote_url(path) or str(Path(path).resolve())

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import sitepages
+from . import sitepages, trendplots
 from .audit import recorded_twice, run_problems
 from .backends.run_store import RunStore, open_run_store
 from .compare import RunEffects, compare_effects, frozen_plan_of
@@ -29,7 +29,6 @@ from .project import Project
 from .record import Action, Status
 from .sitepages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, page, plan_page, render_comparison,
                         run_rows, trend_specs, write_run_page)
-from .trendplots import Painter
 
 @dataclass(frozen=True)
 class SiteSummary:
@@ -44,7 +43,8 @@ class SiteSummary:
 MANIFEST = ".site-manifest.json"
 EFFECTS = ".site-effects.json"
 # any change to the site's code (templates, wording) makes every page stale
-SITE_FORMAT = hashlib.sha256(Path(__file__).read_bytes() + Path(sitepages.__file__).read_bytes()).hexdigest()
+SITE_FORMAT = hashlib.sha256(b"".join(Path(module).read_bytes() for module in
+                                      (__file__, sitepages.__file__, trendplots.__file__))).hexdigest()
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -167,7 +167,7 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     # after new ledger entries (new runs, plan versions, decisions) plan pages are redrawn: matplotlib is
     # imported meanwhile by a helper (trendplots.Painter); otherwise any plot is drawn here
     likely_plots = full or sources.verified.get("bytes") != previous.ledger.get("bytes")
-    with Painter(helper=likely_plots) as painter:
+    with trendplots.Painter(helper=likely_plots) as painter:
         store = open_run_store(project)
         in_store = set(store.published()) if store.remote else set()
 

@@ -16,7 +16,8 @@ from typing import Any, Iterator, Union
 
 from ..expressions import parse_filter
 from ..plan import Metric, Plan
-from ..sqlengine import DUCKDB, Dialect, count_where, literal, location, locked_connection, quote, source_sql
+from ..sqlengine import (DUCKDB, Dialect, count_where, literal, location, locked_connection, quote, record, records,
+                         source_sql)
 from ..stats import RatioStatistic, RegressionStatistic, SampleMean
 
 Statistic = Union[SampleMean, RatioStatistic, RegressionStatistic]
@@ -234,10 +235,7 @@ def _sliced(plan: Plan, query: "_StatisticsQuery", path: Path, connection) -> tu
     with ThreadPoolExecutor(min(os.cpu_count() or 1, 8)) as pool:
         list(pool.map(insert, slices))
     sql = query.rollup("finest", then_by="slice")
-    cursor = connection.execute(sql)
-    names = [d[0] for d in cursor.description]
-    return f"{grouped(0)}\n-- ... for each slice of {SLICE_ROWS:,} rows, then:\n{sql}", \
-        [dict(zip(names, values)) for values in cursor.fetchall()]
+    return f"{grouped(0)}\n-- ... for each slice of {SLICE_ROWS:,} rows, then:\n{sql}", records(connection.execute(sql))
 
 
 def aggregate_table(plan: Plan, url: str, sha256: str) -> Aggregates:
@@ -264,18 +262,13 @@ def aggregate_source(plan: Plan, source: str, connection, dialect: Dialect = DUC
     sqlengine.count_where; `statistics`: runs the statistics query its own way, giving its SQL and rows)."""
     caps: dict[str, float] = {}
     if (query := cap_sql(plan, source, dialect)) is not None:
-        cursor = connection.execute(query)
-        names = [d[0] for d in cursor.description]
-        caps = {name.removeprefix("cap__"): float(value) for name, value in zip(names, cursor.fetchone())}
+        caps = {name.removeprefix("cap__"): float(value) for name, value in record(connection.execute(query)).items()}
     if statistics is not None:
         sql, rows = statistics(_StatisticsQuery.of(plan, caps))
     else:
         sql = statistics_sql(plan, source, caps, dialect)
-        cursor = connection.execute(sql)
-        names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, values)) for values in cursor.fetchall()]
-    cursor = connection.execute(exclusions_sql(plan, source, dialect, pruned))
-    counts = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+        rows = records(connection.execute(sql))
+    counts = record(connection.execute(exclusions_sql(plan, source, dialect, pruned)))
     total = counts.pop("rows")
     return replace(_collect(plan, rows, caps, sql), rows=total, excluded=counts)
 
