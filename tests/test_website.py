@@ -229,6 +229,30 @@ def test_effect_points_are_read_only_when_pages_change_and_a_run_missing_there_i
     assert json.loads((out / ".site-effects.json").read_text()).keys() == {first, second}
 
 
+def test_new_runs_effect_points_are_appended_and_a_torn_file_renders_every_run_again(frozen_project, tmp_path,
+                                                                                      monkeypatch):
+    first = run(frozen_project).record.run_id
+    out, scratch = tmp_path / "site", tmp_path / "scratch"
+    build_site(frozen_project, out)
+    second, third = run(frozen_project).record.run_id, run(frozen_project).record.run_id
+    rewrites = []
+    real_write_text = website.Path.write_text
+    monkeypatch.setattr(website.Path, "write_text", lambda path, *a, **k: (
+        rewrites.append(path.name), real_write_text(path, *a, **k))[1])
+    assert build_site(frozen_project, out).rendered == 2
+    assert ".site-effects.json" not in rewrites  # appended to, not rewritten
+    build_site(frozen_project, scratch, full=True)
+    effects = (out / ".site-effects.json").read_bytes()
+    assert effects == (scratch / ".site-effects.json").read_bytes()  # the very bytes of a rewrite
+    assert list(json.loads(effects)) == [first, second, third]
+    (out / ".site-effects.json").write_bytes(effects[:-20])  # an append torn by a kill
+    fourth = run(frozen_project).record.run_id
+    assert build_site(frozen_project, out).rendered == 4
+    build_site(frozen_project, scratch, full=True)
+    assert (out / ".site-effects.json").read_bytes() == (scratch / ".site-effects.json").read_bytes()
+    assert list(json.loads((out / ".site-effects.json").read_text())) == [first, second, third, fourth]
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the plot helper runs only beside a second core")
 def test_after_new_runs_the_trend_plots_come_from_the_helper(frozen_project, tmp_path, monkeypatch):
     run(frozen_project)

@@ -596,12 +596,16 @@ def site(out_dir: Path = typer.Option(Path("site"), "--out", help="Folder to wri
          full: bool = typer.Option(False, "--full", help="Re-render every page, not only new or changed runs."),
          project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Build the static report site: index, plan pages with trends, run pages, comparisons (incrementally)."""
-    from .website import build_site
+    from .sitehelpers import SiteHelpers
 
-    project = _project(project_dir)
-    summary = build_site(project, out_dir if out_dir.is_absolute() else Path.cwd() / out_dir,
-                         [group.split(",") for group in compare_runs or []], full=full, progress=_progress,
-                         rows=_state["reconciled"].rows, ledger=_state["reconciled"].ledger)
+    out_dir = out_dir if out_dir.is_absolute() else Path.cwd() / out_dir
+    with SiteHelpers.start(Project.find(project_dir), out_dir, full) as helpers:  # they work meanwhile
+        from .website import build_site
+
+        project = _project(project_dir)
+        summary = build_site(project, out_dir, [group.split(",") for group in compare_runs or []], full=full,
+                             progress=_progress, rows=_state["reconciled"].rows, ledger=_state["reconciled"].ledger,
+                             helpers=helpers)
     if as_json:
         _emit({"out": str(summary.out), "index": str(summary.out / "index.html"), "plans": summary.plans,
                "runs": summary.runs, "rendered": summary.rendered, "comparisons": summary.comparisons,

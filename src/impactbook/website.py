@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import sitepages, trendplots
+from . import folderstates, sitepages, trendplots
+from .sitehelpers import EFFECTS, MANIFEST, SiteHelpers
 from .audit import recorded_twice, run_problems
 from .backends.run_store import RunStore, open_run_store
 from .compare import RunEffects, compare_effects, frozen_plan_of
@@ -40,23 +41,16 @@ class SiteSummary:
     rendered: int = 0  # run pages (re)written by this build
 
 
-MANIFEST = ".site-manifest.json"
-EFFECTS = ".site-effects.json"
 # any change to the site's code (templates, wording) makes every page stale
 SITE_FORMAT = hashlib.sha256(b"".join(Path(module).read_bytes() for module in
-                                      (__file__, sitepages.__file__, trendplots.__file__))).hexdigest()
+                                      (__file__, sitepages.__file__, trendplots.__file__,
+                                       folderstates.__file__))).hexdigest()
 
 
 def _fingerprint(*parts: Any) -> str:
     """Of plain values (index rows in column order, file states, ledger entries as read): their repr is
     deterministic, and cheaper than canonical JSON over 10,000 runs."""
     return hashlib.sha256(repr(parts).encode()).hexdigest()
-
-
-def _folder_state(folder: str) -> list[tuple[str, int, int]]:
-    """Name, size and mtime of every file: a changed artifact shows here even if SHA256SUMS did not change."""
-    with os.scandir(folder) as found:
-        return sorted((e.name, (st := e.stat()).st_size, st.st_mtime_ns) for e in found if e.is_file())
 
 
 @dataclass
@@ -88,10 +82,26 @@ class _Manifest:
         except (OSError, ValueError, TypeError):
             return {}
 
-    def save(self, out: Path, effects: dict[str, EffectPoints] | None) -> None:
-        """`effects` None: unchanged since the last build, whose file stays."""
-        if effects is not None:
-            (out / EFFECTS).write_text(json.dumps(effects), encoding="utf-8")
+    def save_effects(self, out: Path, points: dict[str, EffectPoints], runs: dict[str, str],
+                     rendered: set[str]) -> None:
+        """The effect points of `runs`, written before the manifest that relies on them. When the last build's file
+        holds only runs still here and none of those rendered now, the new ones are appended inside its object
+        (its closing brace moved: 10 new runs cost 10 entries, not a rewrite of 10,000; the same bytes as a
+        rewrite when they come last); a torn append leaves a file that does not parse: every run is then
+        rendered again."""
+        path, known = out / EFFECTS, self.effects
+        if self.out == out and known and rendered.isdisjoint(known) and known.keys() <= runs.keys():
+            with path.open("r+b") as held:
+                held.seek(-1, os.SEEK_END)
+                if held.read(1) == b"}":
+                    if rendered:
+                        held.seek(-1, os.SEEK_END)
+                        added = {run_id: points[run_id] for run_id in runs if run_id in rendered}
+                        held.write(b", " + json.dumps(added)[1:].encode())
+                    return
+        path.write_text(json.dumps({run_id: points[run_id] for run_id in runs}), encoding="utf-8")
+
+    def save(self, out: Path) -> None:
         manifest = {"runs": self.runs, "plans": self.plans, "ledger": self.ledger, "index": self.index}
         (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")  # (asdict would deep-copy it all)
 
@@ -147,13 +157,16 @@ class _Sources:
 
 def build_site(project: Project, out: Path, comparisons: list[list[str]] | None = None, full: bool = False,
                generated: str | None = None, progress: Callable[[str], None] = lambda message: None,
-               rows: list[dict[str, Any]] | None = None, ledger: LedgerSnapshot | None = None) -> SiteSummary:
+               rows: list[dict[str, Any]] | None = None, ledger: LedgerSnapshot | None = None,
+               helpers: SiteHelpers | None = None) -> SiteSummary:
     """Build the site, re-rendering only runs and plans whose fingerprint (index row, run folder files,
     human decisions, this module) differs from the manifest of the last build in `out`; `full` ignores it.
     Each re-rendered run is verified (its artifacts against SHA256SUMS, SHA256SUMS and its record against
     its ledger entry) as its page is written. Runs held only in a remote run store are fetched (verified)
     into runs/.cache when they need rendering. `rows` and `ledger`: the index's rows and the ledger when the
-    caller has just read them (the reconciliation that opens every command)."""
+    caller has just read them (the reconciliation that opens every command); `helpers`: started by the caller
+    before that reconciliation (SiteHelpers.start), else plots are drawn by a helper started here, and file
+    states taken here."""
     start = time.perf_counter()
     generated = generated or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     index = open_index(project)
@@ -164,14 +177,16 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     sitepages.forget_written_styles()
     previous = _Manifest() if full else _Manifest.load(out)
     sources = _Sources.read(project, previous.ledger, ledger)
-    # after new ledger entries (new runs, plan versions, decisions) plan pages are redrawn: matplotlib is
-    # imported meanwhile by a helper (trendplots.Painter); otherwise any plot is drawn here
-    likely_plots = full or sources.verified.get("bytes") != previous.ledger.get("bytes")
-    with trendplots.Painter(helper=likely_plots) as painter:
+    if helpers is None:  # after new ledger entries plan pages are redrawn: matplotlib is imported meanwhile
+        likely_plots = full or sources.verified.get("bytes") != previous.ledger.get("bytes")
+        helpers = SiteHelpers(trendplots.Painter(helper=likely_plots),
+                              folderstates.Scan(str(project.runs_dir), helper=False))
+    with helpers:
+        painter = helpers.painter
         store = open_run_store(project)
         in_store = set(store.published()) if store.remote else set()
 
-        run_prints = _run_prints(project, rows, in_store, sources)
+        run_prints = _run_prints(project, rows, in_store, sources, helpers.scan.digests())
         pages = set(os.listdir(out / "runs"))
         stale = [run_id for run_id, fp in run_prints.items()
                  if previous.runs.get(run_id) != fp or f"{run_id}.html" not in pages]
@@ -222,24 +237,28 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
         index_stale = index_print != previous.index or not (out / "index.html").exists()
         if index_stale:  # (unchanged, the index keeps the time its content was generated)
             _write_index(out, rows, plans, written, generated, sources.problems)
+        if changed:  # (written while the plots are drawn; unchanged, the last build's file stays)
+            previous.save_effects(out, points, run_prints, rendered)
         images = iter(painter.receive())
         for page_ in plan_pages:
             page_.write(out, [next(images) for _ in page_.specs])
         if changed or index_stale:  # (unchanged, the last manifest describes every page; the ledger is checked from it)
-            _Manifest(run_prints, plan_prints, sources.verified, index_print).save(
-                out, {run_id: points[run_id] for run_id in run_prints} if changed else None)
+            _Manifest(run_prints, plan_prints, sources.verified, index_print).save(out)
         return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written],
                            round(time.perf_counter() - start, 3), rendered=len(stale))
 
 
-def _run_prints(project: Project, rows: list[dict[str, Any]], in_store: set[str], sources: _Sources) -> dict[str, str]:
-    """Each run's fingerprint: its index row, its folder's file states, its human decisions and this module."""
+def _run_prints(project: Project, rows: list[dict[str, Any]], in_store: set[str], sources: _Sources,
+                digests: dict[str, str]) -> dict[str, str]:
+    """Each run's fingerprint: its index row, its folder's file states (`digests`: those a helper took, the
+    others taken here), its human decisions and this module."""
     prints = {}
-    runs_dir = str(project.runs_dir)  # plain strings and one scandir per run: this loop visits every run
+    runs_dir = str(project.runs_dir)  # plain strings: this loop visits every run
     for row in rows:
         run_id = row["run_id"]
+        state = digests.get(run_id)
         try:
-            state: Any = _folder_state(os.path.join(runs_dir, run_id))
+            state = state or folderstates.state_digest(os.path.join(runs_dir, run_id))
         except (FileNotFoundError, NotADirectoryError):
             if run_id not in in_store:
                 continue
