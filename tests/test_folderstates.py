@@ -8,8 +8,9 @@ import pytest
 
 from impactbook import folderstates
 from impactbook.folderstates import Scan, scan, state_digest
+from impactbook.processes import usable_cores
 
-TWO_CORES = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the helper runs only beside a second core")
+TWO_CORES = pytest.mark.skipif(usable_cores() < 2, reason="the helper runs only beside a second core")
 
 
 def _runs(root):

@@ -5,21 +5,32 @@ import os
 
 import pytest
 
+from impactbook import folderstates
 from impactbook.sitehelpers import SiteHelpers
+from impactbook.processes import usable_cores
 from impactbook.website import build_site
 from conftest import run
 
-TWO_CORES = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the helpers run only beside a second core")
+TWO_CORES = pytest.mark.skipif(usable_cores() < 2, reason="the helpers run only beside a second core")
 
 
 @TWO_CORES
-def test_a_build_from_the_helpers_digests_equals_one_taken_in_process(frozen_project, tmp_path):
+def test_a_build_from_the_helpers_digests_equals_one_taken_in_process(frozen_project, tmp_path, monkeypatch):
     first = run(frozen_project)
     out = tmp_path / "site"
+    taken_here = []
+    real_digest = folderstates.state_digest
+    monkeypatch.setattr(folderstates, "state_digest", lambda folder: taken_here.append(os.path.basename(folder))
+                        or real_digest(folder))
     with SiteHelpers.start(frozen_project, out) as helpers:
-        assert helpers.painter.helper_pid is not None  # no build yet: the ledger grew
+        assert helpers.painter.helper_pid is not None and helpers.scan.helper_pid is not None  # no build yet
+        assert helpers.scan.digests().keys() == {first.record.run_id}  # (asked now: the helper has answered)
+    with SiteHelpers.start(frozen_project, out) as helpers:
+        helpers.scan.digests = _answered(helpers.scan.digests())  # the scan done before the next run is published
         second = run(frozen_project).record.run_id  # published after the scan: its digest is taken by the build
         assert build_site(frozen_project, out, helpers=helpers).rendered == 2
+    assert taken_here == [second]
+    monkeypatch.undo()
     assert build_site(frozen_project, out).rendered == 0  # the same fingerprints, taken in this process
     with SiteHelpers.start(frozen_project, out) as helpers:
         assert helpers.painter.helper_pid is None  # nothing new in the ledger: any plot is drawn in the build
@@ -32,3 +43,8 @@ def test_a_build_from_the_helpers_digests_equals_one_taken_in_process(frozen_pro
         again = build_site(frozen_project, out, helpers=helpers)
     assert again.rendered == 1 and "ib-verify-failed" in (out / "runs" / f"{first.record.run_id}.html").read_text()
     assert (out / "runs" / f"{second}.html").exists()
+
+
+def _answered(digests):
+    """A scan's `digests` that returns what the helper already answered."""
+    return lambda: digests

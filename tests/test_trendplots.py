@@ -7,6 +7,7 @@ import signal
 import pytest
 
 from impactbook.trendplots import Painter, draw
+from impactbook.processes import usable_cores
 
 SPECS = [{"series": [{"label": "model v2", "colour": "#0969da", "x": [1, 2, 3], "y": [1.5, 2.0, -0.5],
                       "low": [0.5, 1.0, 0.7], "high": [0.6, 0.9, 0.8]},
@@ -17,7 +18,7 @@ SPECS = [{"series": [{"label": "model v2", "colour": "#0969da", "x": [1, 2, 3], 
           "margin": None, "xlabel": "x", "ylabel": "y", "title": "revenue (guardrail) across runs", "alt": "another"}]
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the helper runs only beside a second core")
+@pytest.mark.skipif(usable_cores() < 2, reason="the helper runs only beside a second core")
 def test_the_helper_draws_byte_for_byte_what_this_process_draws():
     here = [draw(spec) for spec in SPECS]
     assert base64.b64decode(here[0]).startswith(b"\x89PNG") and here[0] != here[1]
@@ -47,7 +48,7 @@ def test_without_a_helper_the_plots_are_drawn_here():
         assert painter.receive() == []
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the helper runs only beside a second core")
+@pytest.mark.skipif(usable_cores() < 2, reason="the helper runs only beside a second core")
 def test_a_module_in_the_current_folder_does_not_shadow_the_helpers(tmp_path, monkeypatch):
     (tmp_path / "json.py").write_text("raise SystemExit('the project folder shadowed the standard library')\n")
     monkeypatch.chdir(tmp_path)
@@ -57,7 +58,7 @@ def test_a_module_in_the_current_folder_does_not_shadow_the_helpers(tmp_path, mo
         assert painter.helper_pid is not None, "the helper failed and the plots were drawn here"
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the helper runs only beside a second core")
+@pytest.mark.skipif(usable_cores() < 2, reason="the helper runs only beside a second core")
 def test_a_helper_that_hangs_is_killed_and_the_plots_are_drawn_here(monkeypatch):
     import time
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 from impactbook.catalog import Catalog, Contract
 from impactbook.demo import DEMO_CONTRACT
 from impactbook.freezing import freeze_plan
+from impactbook.processes import usable_cores
 from impactbook import sitepages, trendplots, website
 from impactbook.compare import RunEffects
 from impactbook.website import build_site
@@ -229,8 +229,8 @@ def test_effect_points_are_read_only_when_pages_change_and_a_run_missing_there_i
     assert json.loads((out / ".site-effects.json").read_text()).keys() == {first, second}
 
 
-def test_new_runs_effect_points_are_appended_and_a_torn_file_renders_every_run_again(frozen_project, tmp_path,
-                                                                                      monkeypatch):
+def test_new_runs_effect_points_are_appended_and_a_build_stopped_after_the_append_renders_every_run_again(
+        frozen_project, tmp_path, monkeypatch):
     first = run(frozen_project).record.run_id
     out, scratch = tmp_path / "site", tmp_path / "scratch"
     build_site(frozen_project, out)
@@ -245,15 +245,35 @@ def test_new_runs_effect_points_are_appended_and_a_torn_file_renders_every_run_a
     effects = (out / ".site-effects.json").read_bytes()
     assert effects == (scratch / ".site-effects.json").read_bytes()  # the very bytes of a rewrite
     assert list(json.loads(effects)) == [first, second, third]
-    (out / ".site-effects.json").write_bytes(effects[:-20])  # an append torn by a kill
     fourth = run(frozen_project).record.run_id
-    assert build_site(frozen_project, out).rendered == 4
+    with monkeypatch.context() as stopped:  # the effect points appended, then the build stops before its manifest
+        stopped.setattr(trendplots.Painter, "receive", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            build_site(frozen_project, out)
+    assert len(json.loads((out / ".site-effects.json").read_text())) == 4
+    assert not (out / ".site-manifest.json").exists()
+    assert build_site(frozen_project, out).rendered == 4  # no manifest to trust: every run again
     build_site(frozen_project, scratch, full=True)
-    assert (out / ".site-effects.json").read_bytes() == (scratch / ".site-effects.json").read_bytes()
+    assert _pages(out) == _pages(scratch)
     assert list(json.loads((out / ".site-effects.json").read_text())) == [first, second, third, fourth]
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the plot helper runs only beside a second core")
+def test_an_edited_run_beside_a_new_one_rewrites_the_effect_points_as_a_build_from_scratch_would(frozen_project,
+                                                                                                  tmp_path):
+    first = run(frozen_project)
+    out, scratch = tmp_path / "site", tmp_path / "scratch"
+    build_site(frozen_project, out)
+    report = first.folder / "report.html"
+    report.chmod(0o644)
+    report.write_text(report.read_text().replace("</body>", "<p>edited after publishing</p></body>"))
+    second = run(frozen_project).record.run_id
+    assert build_site(frozen_project, out).rendered == 2
+    build_site(frozen_project, scratch, full=True)
+    assert (out / ".site-effects.json").read_bytes() == (scratch / ".site-effects.json").read_bytes()
+    assert list(json.loads((out / ".site-effects.json").read_text())) == [first.record.run_id, second]
+
+
+@pytest.mark.skipif(usable_cores() < 2, reason="the plot helper runs only beside a second core")
 def test_after_new_runs_the_trend_plots_come_from_the_helper(frozen_project, tmp_path, monkeypatch):
     run(frozen_project)
     build_site(frozen_project, tmp_path / "site")

@@ -28,7 +28,7 @@ from .durable import write_text
 from .gitinfo import git_state
 from .ledger import parse_time, utc_now
 from .inputs import PINS_ENV
-from .processes import die_with_parent
+from .processes import dying_with_this_process
 from .project import PROJECT_ENV, Project
 from .timeline import Timeline
 
@@ -133,8 +133,7 @@ def _kernel_manager_class(log: Path, admission: "Admission | None" = None, timel
 
     class KernelDyingWithItsRun(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            parent = os.getpid()
-            kw["preexec_fn"] = lambda: die_with_parent(parent)
+            kw["preexec_fn"] = dying_with_this_process()
             if admission is not None:
                 admission.before_launch()
             if timeline is not None:  # papermill's import and preparation, then the launch (ends when it answers)

@@ -5,7 +5,6 @@ anything."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import os
 import select
@@ -13,20 +12,29 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Call in the child (a Popen preexec_fn or a pool initializer): SIGKILL it when its parent dies.
-    The death signal follows the thread that forked, so children are started from the main thread."""
+def dying_with_this_process() -> Callable[[], None]:
+    """A Popen preexec_fn that has the child SIGKILLed when this process dies. The C library is found here, in
+    the parent (a lookup in the forked child would run ldconfig there), and the death signal follows the thread
+    that forked, so children are started from the main thread."""
     if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(1)
+        return lambda: None
+    prctl, parent = ctypes.CDLL(None, use_errno=True).prctl, os.getpid()  # (the symbols this process already has)
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+    return arm
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Helper:
@@ -38,13 +46,12 @@ class Helper:
 
     def __init__(self, module: str, *args: str) -> None:
         self._process: subprocess.Popen | None = None
-        if (os.cpu_count() or 1) > 1:
-            parent = os.getpid()
+        if usable_cores() > 1:
             try:
                 self._process = subprocess.Popen([sys.executable, "-P", "-m", module, *args], stdin=subprocess.PIPE,
                                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                                 preexec_fn=lambda: die_with_parent(parent))
-            except OSError:  # no process to spare: the caller does the work
+                                                 preexec_fn=dying_with_this_process())
+            except (OSError, subprocess.SubprocessError):  # no process to spare, or the child could not be set up
                 self._process = None
 
     @property
@@ -94,7 +101,7 @@ def _write_all(pipe: Any, data: bytes, deadline: float) -> bool:
     os.set_blocking(fd, False)
     view = memoryview(data)
     while view:
-        if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+        if not _ready(fd, select.POLLOUT, deadline):
             return False
         try:
             view = view[os.write(fd, view):]
@@ -109,7 +116,7 @@ def _read_line(pipe: Any, deadline: float) -> bytes:
     """One line, or b"" at end of file or past `deadline`."""
     fd, chunks = pipe.fileno(), []
     while True:
-        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        if not _ready(fd, select.POLLIN, deadline):
             return b""
         chunk = os.read(fd, 1 << 16)
         if not chunk:
@@ -117,3 +124,11 @@ def _read_line(pipe: Any, deadline: float) -> bytes:
         chunks.append(chunk)
         if chunk.endswith(b"\n"):
             return b"".join(chunks)
+
+
+def _ready(fd: int, event: int, deadline: float) -> bool:
+    """Is `fd` readable or writable (or closed at the other end) before `deadline`? poll, not select: a
+    process with 1,024 files open gets descriptors select cannot watch."""
+    poller = select.poll()
+    poller.register(fd, event)
+    return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))

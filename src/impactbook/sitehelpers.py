@@ -5,21 +5,21 @@ imports (Jinja2, the data model) take 0.2 s."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .folderstates import Scan
 from .project import Project
+from .sitemanifest import verified_ledger_bytes
 from .trendplots import Painter
-
-MANIFEST = ".site-manifest.json"  # what the last build rendered (website._Manifest)
-EFFECTS = ".site-effects.json"  # each run's effect points, beside it
 
 
 @dataclass
 class SiteHelpers:
+    """A build's painter (trend plots) and scan (run folders' file states), each a helper process or, where
+    none can run, the build's own process doing the work; closed (killed) when the build is done."""
+
     painter: Painter
     scan: Scan
 
@@ -28,7 +28,12 @@ class SiteHelpers:
         """The painter is a helper only when plan pages will likely be redrawn: from scratch, or when the ledger
         has grown since the last build (new runs, plan versions or decisions); otherwise any plot is drawn in
         the build's own process."""
-        return cls(Painter(helper=full or _ledger_grew(project, out)), Scan(str(project.runs_dir)))
+        scan = Scan(str(project.runs_dir))
+        try:
+            return cls(Painter(helper=full or _ledger_grew(project, out)), scan)
+        except BaseException:  # (no helper is left running)
+            scan.close()
+            raise
 
     def close(self) -> None:
         self.painter.close()
@@ -44,7 +49,6 @@ class SiteHelpers:
 def _ledger_grew(project: Project, out: Path) -> bool:
     """Is the ledger's size other than the length the last build verified (none: it grew)?"""
     try:
-        verified = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["ledger"]["bytes"]
-        return project.ledger_path.stat().st_size != verified
-    except (OSError, ValueError, KeyError, TypeError):
+        return project.ledger_path.stat().st_size != verified_ledger_bytes(out)
+    except OSError:
         return True

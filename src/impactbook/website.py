@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import folderstates, sitepages, trendplots
-from .sitehelpers import EFFECTS, MANIFEST, SiteHelpers
+from .sitehelpers import SiteHelpers
+from .sitemanifest import EFFECTS, MANIFEST
 from .audit import recorded_twice, run_problems
 from .backends.run_store import RunStore, open_run_store
 from .compare import RunEffects, compare_effects, frozen_plan_of
@@ -250,13 +251,17 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
 
 def _run_prints(project: Project, rows: list[dict[str, Any]], in_store: set[str], sources: _Sources,
                 digests: dict[str, str]) -> dict[str, str]:
-    """Each run's fingerprint: its index row, its folder's file states (`digests`: those a helper took, the
-    others taken here), its human decisions and this module."""
+    """Each run's fingerprint: its index row, its folder's file states (`digests`: those a helper took of the
+    folders still here, the others taken here), its human decisions and this module."""
     prints = {}
     runs_dir = str(project.runs_dir)  # plain strings: this loop visits every run
+    try:
+        present = set(os.listdir(runs_dir)) if digests else set()  # (a folder deleted since the helper read it)
+    except OSError:
+        present = set()
     for row in rows:
         run_id = row["run_id"]
-        state = digests.get(run_id)
+        state = digests.get(run_id) if run_id in present else None
         try:
             state = state or folderstates.state_digest(os.path.join(runs_dir, run_id))
         except (FileNotFoundError, NotADirectoryError):
