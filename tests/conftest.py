@@ -158,7 +158,7 @@ def assert_runs_compare_baseline_and_site(project: Project, plan_path: str, firs
     import html
 
     from impactbook.compare import RunEffects, baseline_check, compare_runs
-    from impactbook.website import build_site
+    from impactbook.site.build import build_site
     from impactbook.wording import describe_effect
 
     runs = [first_run] + [run_plan(project, plan_path).record.run_id for _ in range(2)]

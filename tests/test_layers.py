@@ -21,8 +21,7 @@ FLOORS = [
     ["capture", "execute", "gates", "store", "decision", "report"],      # the stages of a run
     ["index", "publication"],
     ["audit", "decisionlog", "runner", "compare"],
-    ["reproduction", "website", "sitepages", "trendplots", "folderstates", "sitehelpers", "sitemanifest",
-     "batch"],
+    ["reproduction", "site", "batch"],
     ["notebook", "demo", "scaffold", "cli", "__main__", "__init__"],     # the faces
 ]
 FLOOR = {name: number for number, names in enumerate(FLOORS) for name in names}

@@ -596,11 +596,11 @@ def site(out_dir: Path = typer.Option(Path("site"), "--out", help="Folder to wri
          full: bool = typer.Option(False, "--full", help="Re-render every page, not only new or changed runs."),
          project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Build the static report site: index, plan pages with trends, run pages, comparisons (incrementally)."""
-    from .sitehelpers import SiteHelpers
+    from .site.helpers import SiteHelpers
 
     out_dir = out_dir if out_dir.is_absolute() else Path.cwd() / out_dir
     with SiteHelpers.start(Project.find(project_dir), out_dir, full) as helpers:  # they work meanwhile
-        from .website import build_site
+        from .site.build import build_site
 
         project = _project(project_dir)
         summary = build_site(project, out_dir, [group.split(",") for group in compare_runs or []], full=full,
@@ -622,7 +622,7 @@ def compare(runs: list[str] = typer.Argument(..., help="Two or more runs; the fi
             project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Side-by-side effects of runs on their shared metrics, the deltas, and which conclusions differ."""
     from .compare import compare_runs
-    from .website import render_comparison
+    from .site.build import render_comparison
     from .wording import describe_effect, percent
 
     comparison = compare_runs(_project(project_dir), runs)

@@ -92,7 +92,7 @@ def test_run_published_to_s3_is_verified_from_the_store_and_read_back(s3_project
 
     compared = compare_runs(s3_project, [run_id, "latest"])  # compare reads the fetched copy too
     assert compared.metrics and all(r["run_id"] == run_id for m in compared.metrics for r in m.rows)
-    from impactbook.website import build_site
+    from impactbook.site.build import build_site
 
     site = build_site(s3_project, s3_project.root / "site")  # so does the site, verifying what it fetched
     page = (site.out / "runs" / f"{run_id}.html").read_text()

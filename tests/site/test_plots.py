@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from impactbook.trendplots import Painter, draw
+from impactbook.site.plots import Painter, draw
 from impactbook.processes import usable_cores
 
 SPECS = [{"series": [{"label": "model v2", "colour": "#0969da", "x": [1, 2, 3], "y": [1.5, 2.0, -0.5],
@@ -62,9 +62,9 @@ def test_a_module_in_the_current_folder_does_not_shadow_the_helpers(tmp_path, mo
 def test_a_helper_that_hangs_is_killed_and_the_plots_are_drawn_here(monkeypatch):
     import time
 
-    from impactbook import trendplots
+    from impactbook.site import plots
 
-    monkeypatch.setattr(trendplots, "HELPER_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(plots, "HELPER_TIMEOUT_S", 1.0)
     with Painter() as painter:
         os.kill(painter.helper_pid, signal.SIGSTOP)
         painter.send(SPECS)

@@ -1,5 +1,5 @@
-"""website.py and sitepages.py: the static site — index, plan, run and comparison pages — self-contained and escaped.
-The same site is opened in a real headless Chromium by test_website_browser.py."""
+"""site/build.py and site/pages.py: the static site — index, plan, run and comparison pages — self-contained and escaped.
+The same site is opened in a real headless Chromium by test_browser.py."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from impactbook.catalog import Catalog, Contract
 from impactbook.demo import DEMO_CONTRACT
 from impactbook.freezing import freeze_plan
 from impactbook.processes import usable_cores
-from impactbook import sitepages, trendplots, website
+from impactbook.site import build, pages, plots
 from impactbook.compare import RunEffects
-from impactbook.website import build_site
+from impactbook.site.build import build_site
 from conftest import PLAN, cli, edit_yaml, make_project, run
 
 EVIL_TITLE = "<script>window.__pwned = 1</script> ranker"
@@ -95,14 +95,14 @@ HOSTILE_ROWS = [
 
 def test_run_tables_built_without_jinja_escape_exactly_as_jinja_does():
     """The index's and plan pages' run tables (10,000 rows) skip a template call per row: same bytes as the loop."""
-    loop = sitepages.PAGE.from_string(
+    loop = pages.PAGE.from_string(
         '{% for run in runs %}<tr><td><a href="../runs/{{ run.run_id }}.html">{{ run.run_id }}</a></td><td>'
         '{{ run.plan_version }}</td><td>{{ run.candidate }}</td>\n<td>{{ run.status }}</td><td><span class="badge '
         'decision-{{ run.decision }}">{{ run.decision }}</span></td><td>{% for k, v in run.verdicts.items() %}'
         '{{ k }}: {{ v }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr>{% endfor %}')
-    assert str(sitepages.plan_run_rows(HOSTILE_ROWS)) == loop.render(runs=HOSTILE_ROWS)
-    assert "&lt;img src=x onerror" in str(sitepages.run_rows(HOSTILE_ROWS))
-    assert "<img" not in str(sitepages.run_rows(HOSTILE_ROWS)) + str(sitepages.plan_run_rows(HOSTILE_ROWS))
+    assert str(pages.plan_run_rows(HOSTILE_ROWS)) == loop.render(runs=HOSTILE_ROWS)
+    assert "&lt;img src=x onerror" in str(pages.run_rows(HOSTILE_ROWS))
+    assert "<img" not in str(pages.run_rows(HOSTILE_ROWS)) + str(pages.plan_run_rows(HOSTILE_ROWS))
 
 
 def test_site_command(site):
@@ -115,12 +115,12 @@ def test_site_command(site):
 PARALLEL_BUILD = """
 import os, sys
 from pathlib import Path
-from impactbook import website
+from impactbook.site import build
 from impactbook.project import Project
 
 root, out, when, workers = sys.argv[1:]
 Path(workers).mkdir()
-render_task = website._render_task
+render_task = build._render_task
 
 
 def marked(*args, **kwargs):
@@ -130,8 +130,8 @@ def marked(*args, **kwargs):
 
 
 parent = os.getpid()
-website._render_task, website.PARALLEL_FROM, website.RUNS_PER_TASK = marked, 1, 1
-website.build_site(Project(Path(root)), Path(out), full=True, generated=when)
+build._render_task, build.PARALLEL_FROM, build.RUNS_PER_TASK = marked, 1, 1
+build.build_site(Project(Path(root)), Path(out), full=True, generated=when)
 """
 
 
@@ -169,7 +169,7 @@ def test_incremental_build_renders_only_new_runs_and_equals_a_build_from_scratch
                     str(tmp_path / "workers")], check=True)
     assert _pages(forked) == _pages(scratch)
     assert list((tmp_path / "workers").iterdir()), "no worker process rendered a page"
-    monkeypatch.setattr(sitepages, "TREND_RUNS", 1)  # a plan with many runs plots its latest ones
+    monkeypatch.setattr(pages, "TREND_RUNS", 1)  # a plan with many runs plots its latest ones
     capped = build_site(frozen_project, tmp_path / "capped", generated=when)
     assert "across the latest 1 of 2 runs, by model version" in (capped.out / "plans/example.html").read_text()
 
@@ -220,7 +220,7 @@ def test_effect_points_are_read_only_when_pages_change_and_a_run_missing_there_i
     build_site(frozen_project, out)
     (out / ".site-effects.json").write_text("{not json")
     with pytest.MonkeyPatch.context() as patch:  # nothing changed: the effect points are not even read
-        patch.setattr(website._Manifest, "effects", property(lambda self: pytest.fail("effect points read")))
+        patch.setattr(build._Manifest, "effects", property(lambda self: pytest.fail("effect points read")))
         assert build_site(frozen_project, out).rendered == 0
     second = run(frozen_project).record.run_id
     again = build_site(frozen_project, out)
@@ -236,8 +236,8 @@ def test_new_runs_effect_points_are_appended_and_a_build_stopped_after_the_appen
     build_site(frozen_project, out)
     second, third = run(frozen_project).record.run_id, run(frozen_project).record.run_id
     rewrites = []
-    real_write_text = website.Path.write_text
-    monkeypatch.setattr(website.Path, "write_text", lambda path, *a, **k: (
+    real_write_text = build.Path.write_text
+    monkeypatch.setattr(build.Path, "write_text", lambda path, *a, **k: (
         rewrites.append(path.name), real_write_text(path, *a, **k))[1])
     assert build_site(frozen_project, out).rendered == 2
     assert ".site-effects.json" not in rewrites  # appended to, not rewritten
@@ -247,7 +247,7 @@ def test_new_runs_effect_points_are_appended_and_a_build_stopped_after_the_appen
     assert list(json.loads(effects)) == [first, second, third]
     fourth = run(frozen_project).record.run_id
     with monkeypatch.context() as stopped:  # the effect points appended, then the build stops before its manifest
-        stopped.setattr(trendplots.Painter, "receive", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+        stopped.setattr(plots.Painter, "receive", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
             build_site(frozen_project, out)
     assert len(json.loads((out / ".site-effects.json").read_text())) == 4
@@ -278,6 +278,6 @@ def test_after_new_runs_the_trend_plots_come_from_the_helper(frozen_project, tmp
     run(frozen_project)
     build_site(frozen_project, tmp_path / "site")
     run(frozen_project)
-    monkeypatch.setattr(trendplots, "draw", lambda spec: pytest.fail("a plot was drawn in the build's own process"))
+    monkeypatch.setattr(plots, "draw", lambda spec: pytest.fail("a plot was drawn in the build's own process"))
     build_site(frozen_project, tmp_path / "site")
     assert "across 2 runs, by model version" in (tmp_path / "site/plans/example.html").read_text()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_website import EVIL_PLATFORM, EVIL_TITLE, site  # noqa: F401  (the shared built site)
+from test_build import EVIL_PLATFORM, EVIL_TITLE, site  # noqa: F401  (the shared built site)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from impactbook import folderstates
-from impactbook.sitehelpers import SiteHelpers
+from impactbook.site import filestates
+from impactbook.site.helpers import SiteHelpers
 from impactbook.processes import usable_cores
-from impactbook.website import build_site
+from impactbook.site.build import build_site
 from conftest import run
 
 TWO_CORES = pytest.mark.skipif(usable_cores() < 2, reason="the helpers run only beside a second core")
@@ -19,8 +19,8 @@ def test_a_build_from_the_helpers_digests_equals_one_taken_in_process(frozen_pro
     first = run(frozen_project)
     out = tmp_path / "site"
     taken_here = []
-    real_digest = folderstates.state_digest
-    monkeypatch.setattr(folderstates, "state_digest", lambda folder: taken_here.append(os.path.basename(folder))
+    real_digest = filestates.state_digest
+    monkeypatch.setattr(filestates, "state_digest", lambda folder: taken_here.append(os.path.basename(folder))
                         or real_digest(folder))
     with SiteHelpers.start(frozen_project, out) as helpers:
         assert helpers.painter.helper_pid is not None and helpers.scan.helper_pid is not None  # no build yet

@@ -14,13 +14,13 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from .backends.run_store import RunStore
-from .compare import Comparison, RunEffects, frozen_plan_of, judge_against_history
-from .index import run_folder
-from .project import Project
-from .report import COLOURS, strip_scripts
-from .trendplots import TrendSpec
-from .wording import describe_effect, percent
+from ..backends.run_store import RunStore
+from ..compare import Comparison, RunEffects, frozen_plan_of, judge_against_history
+from ..index import run_folder
+from ..project import Project
+from ..report import COLOURS, strip_scripts
+from .plots import TrendSpec
+from ..wording import describe_effect, percent
 
 FILTER_SCRIPT = """
 document.addEventListener('DOMContentLoaded', function () {
@@ -174,7 +174,7 @@ def effect_points(run: RunEffects) -> EffectPoints:
 
 def trend_specs(plan, runs: list[dict[str, Any]], points: dict[str, EffectPoints]) -> list[TrendSpec]:
     """One plot per preregistered metric: relative effect with interval per run, coloured by model, over the
-    latest TREND_RUNS runs that have one (numbered among all the plan's runs); drawn by trendplots.draw."""
+    latest TREND_RUNS runs that have one (numbered among all the plan's runs); drawn by plots.draw."""
     specs = []
     palette = ["#0969da", "#bc4c00", "#1a7f37", "#8250df", "#cf222e", "#57606a"]
     for metric in plan.hypotheses:
@@ -284,7 +284,7 @@ def write_run_page(folder: Path, out: Path, run: RunEffects, problems: list[str]
 
 @dataclass(frozen=True)
 class PlanPage:
-    """A plan's page, ready but for its trend plots (`specs`), which are drawn elsewhere (trendplots.Painter)."""
+    """A plan's page, ready but for its trend plots (`specs`), which are drawn elsewhere (plots.Painter)."""
 
     plan_id: str
     values: dict[str, Any]

@@ -1,6 +1,6 @@
 """The helper processes a site build hands work to, started by `impactbook site` before anything else (before
 even the site's own imports and the command's reconciliation), so that they work on the second core meanwhile:
-the trend plots' painter and the scan of the run folders' file states. Kept apart from website.py, whose
+the trend plots' painter and the scan of the run folders' file states. Kept apart from build.py, whose
 imports (Jinja2, the data model) take 0.2 s."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .folderstates import Scan
-from .project import Project
-from .sitemanifest import verified_ledger_bytes
-from .trendplots import Painter
+from .filestates import Scan
+from ..project import Project
+from .manifest import verified_ledger_bytes
+from .plots import Painter
 
 
 @dataclass

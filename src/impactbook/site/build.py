@@ -1,5 +1,5 @@
 """`impactbook site`: a static, self-contained report site built from the run index, run folders
-and ledger — index, plan pages with trends, run pages, comparison pages (sitepages.py). No external
+and ledger — index, plan pages with trends, run pages, comparison pages (pages.py). No external
 assets, no network: it works from file:// and any static host. Incremental: a manifest in the output
 folder says what the last build rendered, so only new or changed runs and their plans are rendered."""
 
@@ -18,18 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import folderstates, sitepages, trendplots
-from .sitehelpers import SiteHelpers
-from .sitemanifest import EFFECTS, MANIFEST
-from .audit import recorded_twice, run_problems
-from .backends.run_store import RunStore, open_run_store
-from .compare import RunEffects, compare_effects, frozen_plan_of
-from .errors import ImpactbookError
-from .index import open_index, run_folder
-from .ledger import Ledger, LedgerSnapshot, chain_problems
-from .project import Project
-from .record import Action, Status
-from .sitepages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, page, plan_page, render_comparison,
+from . import filestates, pages, plots
+from .helpers import SiteHelpers
+from .manifest import EFFECTS, MANIFEST
+from ..audit import recorded_twice, run_problems
+from ..backends.run_store import RunStore, open_run_store
+from ..compare import RunEffects, compare_effects, frozen_plan_of
+from ..errors import ImpactbookError
+from ..index import open_index, run_folder
+from ..ledger import Ledger, LedgerSnapshot, chain_problems
+from ..project import Project
+from ..record import Action, Status
+from .pages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, page, plan_page, render_comparison,
                         run_rows, trend_specs, write_run_page)
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class SiteSummary:
 
 # any change to the site's code (templates, wording) makes every page stale
 SITE_FORMAT = hashlib.sha256(b"".join(Path(module).read_bytes() for module in
-                                      (__file__, sitepages.__file__, trendplots.__file__,
-                                       folderstates.__file__))).hexdigest()
+                                      (__file__, pages.__file__, plots.__file__,
+                                       filestates.__file__))).hexdigest()
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -175,22 +175,22 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("plans", "runs", "compare", ASSETS):
         (out / sub).mkdir(exist_ok=True)
-    sitepages.forget_written_styles()
+    pages.forget_written_styles()
     previous = _Manifest() if full else _Manifest.load(out)
     sources = _Sources.read(project, previous.ledger, ledger)
     if helpers is None:  # after new ledger entries plan pages are redrawn: matplotlib is imported meanwhile
         likely_plots = full or sources.verified.get("bytes") != previous.ledger.get("bytes")
-        helpers = SiteHelpers(trendplots.Painter(helper=likely_plots),
-                              folderstates.Scan(str(project.runs_dir), helper=False))
+        helpers = SiteHelpers(plots.Painter(helper=likely_plots),
+                              filestates.Scan(str(project.runs_dir), helper=False))
     with helpers:
         painter = helpers.painter
         store = open_run_store(project)
         in_store = set(store.published()) if store.remote else set()
 
         run_prints = _run_prints(project, rows, in_store, sources, helpers.scan.digests())
-        pages = set(os.listdir(out / "runs"))
+        written_pages = set(os.listdir(out / "runs"))
         stale = [run_id for run_id, fp in run_prints.items()
-                 if previous.runs.get(run_id) != fp or f"{run_id}.html" not in pages]
+                 if previous.runs.get(run_id) != fp or f"{run_id}.html" not in written_pages]
         by_plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             by_plan[row["plan_id"]].append(row)
@@ -263,7 +263,7 @@ def _run_prints(project: Project, rows: list[dict[str, Any]], in_store: set[str]
         run_id = row["run_id"]
         state = digests.get(run_id) if run_id in present else None
         try:
-            state = state or folderstates.state_digest(os.path.join(runs_dir, run_id))
+            state = state or filestates.state_digest(os.path.join(runs_dir, run_id))
         except (FileNotFoundError, NotADirectoryError):
             if run_id not in in_store:
                 continue

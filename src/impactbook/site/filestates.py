@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from .processes import Helper
+from ..processes import Helper
 
 SCAN_TIMEOUT_S = 5.0  # from asking for the digests (10,000 runs: 0.5-0.7 s); beyond it they are taken here
 

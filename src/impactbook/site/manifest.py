@@ -1,12 +1,12 @@
-"""Where a site build records what it rendered, in the site's own folder: read by the build (website.py) and,
-before the build's imports, by the command that starts its helpers (sitehelpers.py)."""
+"""Where a site build records what it rendered, in the site's own folder: read by the build (build.py) and,
+before the build's imports, by the command that starts its helpers (helpers.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-MANIFEST = ".site-manifest.json"  # what the last build rendered (website._Manifest)
+MANIFEST = ".site-manifest.json"  # what the last build rendered (build._Manifest)
 EFFECTS = ".site-effects.json"  # each run's effect points, beside it
 
 

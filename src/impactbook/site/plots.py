@@ -1,7 +1,7 @@
 """A plan page's trend plots: drawn with matplotlib from plain data, in a helper process when one can run.
 
 Importing matplotlib takes ~0.6 s and three plots ~0.4 s: most of an incremental site build after new runs.
-`Painter` starts `python -m impactbook.trendplots` when the site command begins; the helper imports matplotlib
+`Painter` starts `python -m impactbook.site.plots` when the site command begins; the helper imports matplotlib
 while the command reconciles and checks runs, then draws the plots it is sent while the build writes other
 pages. The helper runs the very `draw` below, so its images are byte for byte those drawn in the build's own
 process, which is where they are drawn when the helper cannot start or fails.
@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from .processes import Helper
+from ..processes import Helper
 
 TrendSpec = dict[str, Any]  # title, axis labels, series (label, colour, x, y, low, high), margin: plain JSON
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from impactbook import folderstates
-from impactbook.folderstates import Scan, scan, state_digest
+from impactbook.site import filestates
+from impactbook.site.filestates import Scan, scan, state_digest
 from impactbook.processes import usable_cores
 
 TWO_CORES = pytest.mark.skipif(usable_cores() < 2, reason="the helper runs only beside a second core")
@@ -55,7 +55,7 @@ def test_a_helper_that_died_or_hangs_answers_nothing_and_the_caller_takes_the_di
     died = Scan(str(runs))
     os.kill(died.helper_pid, signal.SIGKILL)
     assert died.digests() == {}
-    monkeypatch.setattr(folderstates, "SCAN_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(filestates, "SCAN_TIMEOUT_S", 1.0)
     hung = Scan(str(runs))
     os.kill(hung.helper_pid, signal.SIGSTOP)
     started = time.monotonic()
