@@ -4,6 +4,8 @@ checked against scipy and statsmodels on a seeded 4-arm experiment."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,7 +137,6 @@ def test_a_k_arm_design_is_validated():
 
 def test_a_four_arm_plan_runs_end_to_end_and_its_runs_compare(tmp_path, experiment):
     import json
-    import shutil
 
     from impactbook.catalog import Catalog, Contract
     from impactbook.scaffold import init_project
@@ -143,14 +144,15 @@ def test_a_four_arm_plan_runs_end_to_end_and_its_runs_compare(tmp_path, experime
     from conftest import cli
 
     project = init_project(tmp_path / "project")
-    frame, path = experiment
+    frame, _ = experiment
+    tomorrow = (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)).isoformat()  # after the freeze
     data = project.resolve("data/four.csv")
-    shutil.copyfile(path, data)
+    frame.assign(date=tomorrow).to_csv(data, index=False)
     Catalog.load(project).pin_dataset("four", data, synthetic=True, contract=Contract.model_validate({
         "unique": ["user_id"], "columns": {"variant": {"type": "str", "allowed": ARMS}, "converted": {"type": "int"},
                                            "revenue": {"type": "float"}, "date": {"type": "date"}}}))
     plan = _plan().canonical()
-    plan["window"] = {"start": "2026-12-01", "end": "2026-12-01", "time_column": "date"}
+    plan["window"] = {"start": tomorrow, "end": tomorrow, "time_column": "date"}
     dump_yaml(plan, project.root / "plans/four.yaml")
     assert cli(project, "plan", "freeze", "plans/four.yaml").returncode == 0
     first = cli(project, "run", "plans/four.yaml", "--json")

@@ -9,10 +9,19 @@ from impactbook.demo import generate_demo_data
 from impactbook.plan import load_plan
 from conftest import PLAN
 
+DAY_ONE = dt.date(2026, 11, 23)  # a fixed calendar: the data and the window do not move with the day the test runs
+
+
+def _plan(project):
+    """The example plan with its window over the generated fortnight (a fresh plan's window opens tomorrow)."""
+    plan = load_plan(project.root / PLAN)
+    window = plan.window.model_copy(update={"start": DAY_ONE, "end": DAY_ONE + dt.timedelta(days=13)})
+    return plan.model_copy(update={"window": window})
+
 
 def test_known_effect_is_found_and_reported(project, tmp_path):
-    path = generate_demo_data(tmp_path / "d.csv", dt.date(2026, 11, 23), 14, users=40_000, conversion_lift=0.03)
-    plan = load_plan(project.root / PLAN)
+    path = generate_demo_data(tmp_path / "d.csv", DAY_ONE, 14, users=40_000, conversion_lift=0.03)
+    plan = _plan(project)
     analysis = analyse_file(plan, path)
     results = {r.metric: r for r in analysis.results}
     conversion = results["conversion"].effect
@@ -30,8 +39,8 @@ def test_known_effect_is_found_and_reported(project, tmp_path):
 
 
 def test_small_segments_are_suppressed(project, tmp_path):
-    path = generate_demo_data(tmp_path / "d.csv", dt.date(2026, 11, 23), 14, users=6000)
-    plan = load_plan(project.root / PLAN)
+    path = generate_demo_data(tmp_path / "d.csv", DAY_ONE, 14, users=6000)
+    plan = _plan(project)
     plan = plan.model_copy(update={"segments": plan.segments.model_copy(update={"min_size": 800})})
     analysis = analyse_file(plan, path)
     suppressed = {s.value for s in analysis.segments if s.suppressed}

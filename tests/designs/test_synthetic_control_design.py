@@ -171,6 +171,24 @@ def _slsqp(target, donors):
                     options={"ftol": 1e-16, "maxiter": 5000}).x
 
 
+def _assert_simplex_optimum(quadratic, linear, weights):
+    """The KKT conditions of min 1/2 w'Pw - q'w on the simplex, an exact certificate for this convex problem:
+    the gradient Pw - q is the same on every weighted donor, and no smaller on any other."""
+    gradient = quadratic @ weights - linear
+    tolerance = 1e-9 * max(float(np.abs(quadratic @ weights).max()), float(np.abs(linear).max()))
+    support = weights > 0
+    level = gradient[support].mean()
+    assert np.ptp(gradient[support]) <= tolerance and (gradient[~support] >= level - tolerance).all()
+    assert abs(weights.sum() - 1) < 1e-12 and (weights >= 0).all()
+
+
+def _assert_matches_pysyncon(ours, theirs, loss):
+    """pysyncon's weight solver (Synth.w_optimize: SLSQP with finite-difference gradients, tolerance tightened)
+    reaches the same loss to 1e-9; its weights only to its gradients' precision (scipy 1.17.1: 1.7e-6 apart)."""
+    assert loss(ours) <= loss(theirs) <= loss(ours) * (1 + 1e-9)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
 def test_proposition_99_outcome_fit_puts_the_weight_on_adh_states_and_matches_references(prop99, tmp_path):
     from pysyncon import Dataprep, Synth
 
@@ -188,19 +206,20 @@ def test_proposition_99_outcome_fit_puts_the_weight_on_adh_states_and_matches_re
     panel = frame.pivot(index="year", columns="state", values="cigsale")
     target, donors = panel.loc[:1988, "California"].to_numpy(), panel.loc[:1988, analysis.donors].to_numpy()
     np.testing.assert_allclose(result.weights, _slsqp(target, donors), atol=1e-8)
-    # pysyncon, same objective: every pre-year a predictor, V = the squared spreads its scaling divides by
+    _assert_simplex_optimum(donors.T @ donors, donors.T @ target, result.weights)
+    # pysyncon, same objective: every pre-year a predictor, scaled by its spread, V = the squared spreads
     years = list(range(1970, 1989))
     prep = Dataprep(foo=frame, predictors=[], predictors_op="mean", time_predictors_prior=years,
                     special_predictors=[("cigsale", [y], "mean") for y in years], dependent="cigsale",
                     unit_variable="state", time_variable="year", treatment_identifier="California",
                     controls_identifier=analysis.donors, time_optimize_ssr=years)
     covariates = pd.concat(prep.make_covariate_mats(), axis=1)
-    synth = Synth()
-    synth.fit(dataprep=prep, custom_V=covariates.std(axis=1).to_numpy() ** 2)
-    theirs = pd.Series(synth.W, index=prep.make_covariate_mats()[0].columns)[analysis.donors].to_numpy()
-    loss = lambda w: float(np.sum((target - donors @ w) ** 2))  # noqa: E731
-    assert loss(result.weights) <= loss(theirs)  # their SLSQP uses numerical gradients and ftol 1e-6
-    np.testing.assert_allclose(result.weights, theirs, atol=1e-5)
+    spread = covariates.std(axis=1)
+    scaled = covariates.divide(spread, axis=0)
+    theirs, _ = Synth.w_optimize(np.diag(spread.to_numpy() ** 2 / (spread ** 2).sum()),
+                                 scaled[analysis.donors].to_numpy(), scaled["California"].to_numpy(),
+                                 qp_options={"maxiter": 5000, "ftol": 1e-15})
+    _assert_matches_pysyncon(result.weights, theirs, lambda w: float(np.sum((target - donors @ w) ** 2)))
 
 
 def test_proposition_99_predictor_fit_matches_pysyncon_with_declared_weights(prop99, tmp_path):
@@ -221,9 +240,10 @@ def test_proposition_99_predictor_fit_matches_pysyncon_with_declared_weights(pro
     scaled = scaled.divide(scaled.std(axis=1), axis=0)
     # pysyncon's own weight solver (SLSQP on X0' V X0) with its tolerance tightened: the default ftol 1e-6
     # is absolute, and this loss is about 1e-3, so it stops 0.012 away in weight
-    theirs, _ = Synth.w_optimize(np.diag(np.array(v) / sum(v)), scaled[analysis.donors].to_numpy(),
-                                 scaled["California"].to_numpy(), qp_options={"maxiter": 5000, "ftol": 1e-15})
-    np.testing.assert_allclose(result.weights, theirs, atol=1e-6)
+    weighting, x0, x1 = np.diag(np.array(v) / sum(v)), scaled[analysis.donors].to_numpy(), scaled["California"].to_numpy()
+    theirs, _ = Synth.w_optimize(weighting, x0, x1, qp_options={"maxiter": 5000, "ftol": 1e-15})
+    _assert_simplex_optimum(x0.T @ weighting @ x0, x0.T @ weighting @ x1, result.weights)
+    _assert_matches_pysyncon(result.weights, theirs, lambda w: float((x1 - x0 @ w) @ weighting @ (x1 - x0 @ w)))
     assert {d for d, w in zip(analysis.donors, result.weights) if w > 0.05} == {"Utah", "New Hampshire", "Nevada",
                                                                                  "Connecticut"}
 
