@@ -281,3 +281,26 @@ def test_after_new_runs_the_trend_plots_come_from_the_helper(frozen_project, tmp
     monkeypatch.setattr(plots, "draw", lambda spec: pytest.fail("a plot was drawn in the build's own process"))
     build_site(frozen_project, tmp_path / "site")
     assert "across 2 runs, by model version" in (tmp_path / "site/plans/example.html").read_text()
+
+
+def test_two_builds_into_one_folder_take_turns(frozen_project, tmp_path):
+    import fcntl
+    import os
+    import threading
+
+    run(frozen_project)
+    out = tmp_path / "site"
+    out.mkdir()
+    holder = os.open(out, os.O_RDONLY | os.O_DIRECTORY)  # another build, as far as the lock can tell
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    messages, built = [], []
+    second = threading.Thread(target=lambda: built.append(build_site(frozen_project, out, progress=messages.append)))
+    second.start()
+    try:
+        second.join(5)
+        assert second.is_alive() and messages == [f"site: another build is writing {out}; waiting for it to finish"]
+        assert not (out / "index.html").exists() and not (out / "runs").exists()
+    finally:
+        os.close(holder)
+    second.join(120)
+    assert built[0].rendered == 1 and (out / "index.html").exists()

@@ -5,6 +5,8 @@ folder says what the last build rendered, so only new or changed runs and their 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -21,6 +23,8 @@ from typing import Any, Callable
 from . import filestates, pages, plots
 from .helpers import SiteHelpers
 from .manifest import EFFECTS, MANIFEST
+from .pages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, page, plan_page, render_comparison,
+                    run_rows, trend_specs, write_run_page)
 from ..audit import recorded_twice, run_problems
 from ..backends.run_store import RunStore, open_run_store
 from ..compare import RunEffects, compare_effects, frozen_plan_of
@@ -29,8 +33,7 @@ from ..index import open_index, run_folder
 from ..ledger import Ledger, LedgerSnapshot, chain_problems
 from ..project import Project
 from ..record import Action, Status
-from .pages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, page, plan_page, render_comparison,
-                        run_rows, trend_specs, write_run_page)
+
 
 @dataclass(frozen=True)
 class SiteSummary:
@@ -167,12 +170,35 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     into runs/.cache when they need rendering. `rows` and `ledger`: the index's rows and the ledger when the
     caller has just read them (the reconciliation that opens every command); `helpers`: started by the caller
     before that reconciliation (SiteHelpers.start), else plots are drawn by a helper started here, and file
-    states taken here."""
+    states taken here. Builds into one folder take turns (an exclusive lock on it): two at once would
+    interleave their pages and manifests."""
+    out.mkdir(parents=True, exist_ok=True)
+    with _taking_turns(out, progress):
+        return _build(project, out, comparisons, full, generated, progress, rows, ledger, helpers)
+
+
+@contextlib.contextmanager
+def _taking_turns(out: Path, progress: Callable[[str], None]):
+    """An exclusive flock on the output folder for the length of a build; a second build waits, and says so."""
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"site: another build is writing {out}; waiting for it to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _build(project: Project, out: Path, comparisons: list[list[str]] | None, full: bool, generated: str | None,
+           progress: Callable[[str], None], rows: list[dict[str, Any]] | None, ledger: LedgerSnapshot | None,
+           helpers: SiteHelpers | None) -> SiteSummary:
     start = time.perf_counter()
     generated = generated or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     index = open_index(project)
     rows = index.rows() if rows is None else rows
-    out.mkdir(parents=True, exist_ok=True)
     for sub in ("plans", "runs", "compare", ASSETS):
         (out / sub).mkdir(exist_ok=True)
     pages.forget_written_styles()
