@@ -304,3 +304,22 @@ def test_two_builds_into_one_folder_take_turns(frozen_project, tmp_path):
         os.close(holder)
     second.join(120)
     assert built[0].rendered == 1 and (out / "index.html").exists()
+
+
+def test_an_output_folder_in_the_project_or_not_a_folder_is_refused_naming_it(frozen_project):
+    run(frozen_project)
+    (frozen_project.root / "afile").write_text("not a folder")
+    (frozen_project.root / "dangling").symlink_to("nowhere")
+    cases = {"runs": "runs: inside the project's runs/ folder, which the site must not write into",
+             "runs/pages": "runs/pages: inside the project's runs/ folder",
+             "plans": "plans: inside the project's plans/ folder",
+             ".": "the project's own folder (or one above it)",
+             "..": "the project's own folder (or one above it)",
+             "afile": "afile: not a folder (give a folder for the site, e.g. --out site)",
+             "dangling": "dangling: a symlink to nowhere, which does not exist"}
+    for out, message in cases.items():
+        done = cli(frozen_project, "site", "--out", out)
+        assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, (out, done.stderr)
+    assert not (frozen_project.root / "runs" / "index.html").exists() and not (frozen_project.root / "index.html").exists()
+    assert cli(frozen_project, "verify").returncode == 0
+    assert cli(frozen_project, "site", "--out", "site").returncode == 0  # beside the project's folders: fine

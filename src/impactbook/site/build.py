@@ -172,9 +172,32 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     before that reconciliation (SiteHelpers.start), else plots are drawn by a helper started here, and file
     states taken here. Builds into one folder take turns (an exclusive lock on it): two at once would
     interleave their pages and manifests."""
+    _check_out_folder(project, out)
     out.mkdir(parents=True, exist_ok=True)
     with _taking_turns(out, progress):
         return _build(project, out, comparisons, full, generated, progress, rows, ledger, helpers)
+
+
+# the project's own folders: a site written there would pollute the run store, plans or templates
+PROJECT_FOLDERS = ("runs", "plans", "templates")
+
+
+def _check_out_folder(project: Project, out: Path) -> None:
+    """Refuse an output folder that is not a folder, or that is (or holds) the project or one of its own
+    folders: `--out runs` wrote pages into the run store, which `verify` then reported as broken runs."""
+    shown, hint = project.relative(out), "give a folder for the site, e.g. --out site"
+    if out.is_symlink() and not out.exists():
+        raise ImpactbookError(f"a symlink to {os.readlink(out)}, which does not exist", where=shown, hint=hint)
+    if out.exists() and not out.is_dir():
+        raise ImpactbookError("not a folder", where=shown, hint=hint)
+    target, root = out.resolve(), project.root.resolve()
+    if target == root or target in root.parents:
+        raise ImpactbookError("the project's own folder (or one above it): the site's pages would be written "
+                              "among the project's files", where=shown, hint=hint)
+    for name in PROJECT_FOLDERS:
+        if target == root / name or root / name in target.parents:
+            raise ImpactbookError(f"inside the project's {name}/ folder, which the site must not write into",
+                                  where=shown, hint=hint)
 
 
 @contextlib.contextmanager
