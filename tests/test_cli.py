@@ -105,3 +105,25 @@ def test_usage_mistakes_exit_2_with_the_usage_line_and_never_an_internal_error(p
         assert done.returncode == 2, (args, done.stderr)
         assert "Usage: impactbook" in done.stderr and problem in done.stderr, done.stderr
         assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_interrupt_while_the_cli_imports_is_one_line_and_exit_130(tmp_path):
+    import subprocess
+    import sys
+
+    interrupted_import = (  # Ctrl-C landing while impactbook.cli is being imported
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'impactbook.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from impactbook.__main__ import run\n"
+        "run()\n")
+    done = subprocess.run([sys.executable, "-c", interrupted_import], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stderr) == (130, "error: interrupted\n")
+    script = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; "
+                             "print(m.entry_points(group='console_scripts')['impactbook'].value)"],
+                            capture_output=True, text=True, timeout=120)
+    assert script.stdout.strip() == "impactbook.__main__:run"  # the installed script goes through run() too
