@@ -323,3 +323,18 @@ def test_an_output_folder_in_the_project_or_not_a_folder_is_refused_naming_it(fr
     assert not (frozen_project.root / "runs" / "index.html").exists() and not (frozen_project.root / "index.html").exists()
     assert cli(frozen_project, "verify").returncode == 0
     assert cli(frozen_project, "site", "--out", "site").returncode == 0  # beside the project's folders: fine
+
+
+def test_a_full_build_removes_the_page_of_a_run_no_longer_in_the_project(frozen_project, tmp_path):
+    import os
+    import shutil
+
+    kept, removed = run(frozen_project), run(frozen_project)
+    out = tmp_path / "site"
+    build_site(frozen_project, out)
+    for folder, _, files in os.walk(removed.folder):  # published runs are read-only
+        os.chmod(folder, 0o755)
+    shutil.rmtree(removed.folder)
+    build_site(frozen_project, out, full=True)  # a build that starts without the last manifest
+    pages_now = {p.name for p in (out / "runs").glob("*.html")}
+    assert pages_now == {f"{kept.record.run_id}.html"}

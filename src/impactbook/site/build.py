@@ -250,7 +250,8 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
                        for plan_id, plan_runs in by_plan.items()}
         stale_plans = {plan_id for plan_id, fp in plan_prints.items()
                        if previous.plans.get(plan_id) != fp or not (out / "plans" / f"{plan_id}.html").exists()}
-        gone = set(previous.runs) - set(run_prints)
+        # runs no longer here: in the last manifest, or left by a build that kept none (--full, a stopped build)
+        gone = (set(previous.runs) | {name[:-5] for name in written_pages if name.endswith(".html")}) - set(run_prints)
         changed = bool(stale or stale_plans or gone) or previous.plans.keys() != plan_prints.keys()
         if changed:
             (out / MANIFEST).unlink(missing_ok=True)  # a build that stops half-way leaves no manifest to trust
