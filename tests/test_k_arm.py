@@ -4,8 +4,6 @@ checked against scipy and statsmodels on a seeded 4-arm experiment."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,12 +138,13 @@ def test_a_four_arm_plan_runs_end_to_end_and_its_runs_compare(tmp_path, experime
 
     from impactbook.catalog import Catalog, Contract
     from impactbook.scaffold import init_project
-    from impactbook.yamlio import dump_yaml
+    from impactbook.yamlio import dump_yaml, load_yaml
     from conftest import cli
 
     project = init_project(tmp_path / "project")
     frame, _ = experiment
-    tomorrow = (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)).isoformat()  # after the freeze
+    scaffolded = load_yaml(project.root / "plans/example.yaml", RuntimeError, "example.yaml")
+    tomorrow = str(scaffolded["window"]["start"])  # a fresh project's window opens tomorrow, after the freeze
     data = project.resolve("data/four.csv")
     frame.assign(date=tomorrow).to_csv(data, index=False)
     Catalog.load(project).pin_dataset("four", data, synthetic=True, contract=Contract.model_validate({

@@ -178,10 +178,6 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
         return _build(project, out, comparisons, full, generated, progress, rows, ledger, helpers)
 
 
-# the project's own folders: a site written there would pollute the run store, plans or templates
-PROJECT_FOLDERS = ("runs", "plans", "templates")
-
-
 def _check_out_folder(project: Project, out: Path) -> None:
     """Refuse an output folder that is not a folder, or that is (or holds) the project or one of its own
     folders: `--out runs` wrote pages into the run store, which `verify` then reported as broken runs."""
@@ -194,9 +190,9 @@ def _check_out_folder(project: Project, out: Path) -> None:
     if target == root or target in root.parents:
         raise ImpactbookError("the project's own folder (or one above it): the site's pages would be written "
                               "among the project's files", where=shown, hint=hint)
-    for name in PROJECT_FOLDERS:
-        if target == root / name or root / name in target.parents:
-            raise ImpactbookError(f"inside the project's {name}/ folder, which the site must not write into",
+    for folder in (project.runs_dir.resolve(), root / "plans", root / "templates"):  # the project's own files
+        if target == folder or folder in target.parents:
+            raise ImpactbookError(f"inside the project's {folder.name}/ folder, which the site must not write into",
                                   where=shown, hint=hint)
 
 
