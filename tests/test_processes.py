@@ -23,9 +23,10 @@ def test_a_child_that_cannot_be_set_up_is_no_helper(monkeypatch):
 
 
 @TWO_CORES
-def test_a_helper_answers_a_line_and_one_answering_nonsense_is_closed():
+def test_a_helper_answers_a_line_and_one_answering_nonsense_is_closed(monkeypatch):
     import time
 
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")  # json.tool does not flush its lines (the site's helpers do)
     with Helper("json.tool", "--compact", "--json-lines") as helper:  # echoes each JSON line it reads
         assert helper.pid is not None
         assert helper.send({"runs": [1, 2]}, time.monotonic() + 30)
