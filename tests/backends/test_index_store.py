@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import secrets
+import sqlite3
+from contextlib import closing
 
 import psycopg
 import pytest
@@ -87,6 +89,38 @@ def test_concurrent_writers_from_several_processes_lose_nothing(backend, frozen_
     assert store.rows(limit=3, newest_first=True) == rows[::-1][:3] and store.rows(limit=5, offset=200) == []
     assert store.count() == workers * count and store.count(rows[0]["plan_id"]) == workers * count
     assert store.count("nope") == 0
+
+
+def _open_fresh_files_together(folder: str, trials: int, barrier) -> None:
+    from pathlib import Path
+
+    for trial in range(trials):
+        barrier.wait(60)
+        SqliteIndexStore(Path(folder) / f"fresh-{trial}.sqlite").rows()
+
+
+def test_processes_opening_one_new_sqlite_index_at_once_all_find_its_schema(tmp_path):
+    """Two first runs at once both create the index: neither may see tables without their version."""
+    workers, trials = 6, 12
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(workers)
+    processes = [context.Process(target=_open_fresh_files_together, args=(str(tmp_path), trials, barrier))
+                 for _ in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0] * workers
+    for trial in range(trials):
+        assert SqliteIndexStore(tmp_path / f"fresh-{trial}.sqlite").rows() == []
+
+
+def test_a_sqlite_file_with_tables_but_no_schema_version_is_unusable(tmp_path):
+    path = tmp_path / "foreign.sqlite"
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(IndexUnusable, match="schema version 0"):
+        SqliteIndexStore(path).rows()
 
 
 def test_default_url_is_the_sqlite_file_at_todays_path(project, monkeypatch):

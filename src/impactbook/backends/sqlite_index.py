@@ -34,12 +34,9 @@ class SqliteIndexStore(IndexStore):
         try:
             connection = sqlite3.connect(self.path, timeout=30)
             version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0 and not connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
-                with connection:
-                    for statement in MIGRATIONS[SCHEMA_VERSION]:
-                        connection.execute(statement)
-                    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
+            if version == 0:
+                version = _create_schema(connection)
+            if version != SCHEMA_VERSION:
                 connection.close()
                 raise IndexUnusable(f"schema version {version}, this release reads {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
@@ -79,3 +76,25 @@ class SqliteIndexStore(IndexStore):
                     Path(str(self.path) + stale).unlink(missing_ok=True)
             finally:
                 fresh.path.unlink(missing_ok=True)
+
+
+def _create_schema(connection: sqlite3.Connection) -> int:
+    """Create the tables of an empty file and return the schema version found.
+
+    Python's sqlite3 runs CREATE statements outside any transaction, one commit each, so a second
+    process could see tables without a version yet and refuse the file. BEGIN IMMEDIATE takes the
+    write lock first: one process creates everything and sets the version in one commit, the others
+    wait, then read its version. A file with tables but no version is not ours and stays refused."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0 and not connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+            for statement in MIGRATIONS[SCHEMA_VERSION]:
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            version = SCHEMA_VERSION
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.rollback()
+        raise
+    return version
