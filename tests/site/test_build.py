@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -298,7 +299,10 @@ def test_two_builds_into_one_folder_take_turns(frozen_project, tmp_path):
     second = threading.Thread(target=lambda: built.append(build_site(frozen_project, out, progress=messages.append)))
     second.start()
     try:
-        second.join(5)
+        deadline = time.monotonic() + 60  # until the second build reaches the lock, however busy the machine
+        while not messages and second.is_alive() and time.monotonic() < deadline:
+            second.join(0.1)
+        second.join(1)  # and a moment more, in which it must not get past the lock
         assert second.is_alive() and messages == [f"site: another build is writing {out}; waiting for it to finish"]
         assert not (out / "index.html").exists() and not (out / "runs").exists()
     finally:
