@@ -25,19 +25,24 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ab_scale import generate, plan  # noqa: E402  (the same cached table and plan as ab_scale.py)
+from ab_scale import OUT, generate, plan  # noqa: E402  (the same cached table and plan as ab_scale.py)
 from phases import run_phases, table  # noqa: E402
 
 
 def measured(command: list[str], cwd: Path, exits: tuple[int, ...] = (0,)) -> dict:
-    """Wall seconds and the peak of the summed RSS of the process and all its descendants."""
+    """Wall seconds, the peak of the summed RSS of the process and all its descendants, and each one's peak
+    (the kernel's apart from the command's own)."""
     clock, launched = time.perf_counter(), time.time()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root, peak = psutil.Process(process.pid), 0
+    root, peak, each = psutil.Process(process.pid), 0, {}
     while process.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            sizes = {p: p.memory_info().rss for p in tree if p.is_running()}
+            peak = max(peak, sum(sizes.values()))
+            for member, size in sizes.items():
+                name = "kernel" if member != root and "ipykernel" in " ".join(member.cmdline()) else member.name()
+                each[name] = max(each.get(name, 0), size)
         except psutil.Error:
             pass
         time.sleep(0.02)
@@ -45,7 +50,8 @@ def measured(command: list[str], cwd: Path, exits: tuple[int, ...] = (0,)) -> di
     seconds, exited = time.perf_counter() - clock, time.time()
     if process.returncode not in exits:
         raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{err[-3000:]}")
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak / 2**20), "stdout": out, "launched": launched,
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak / 2**20),
+            "peak_rss_mib_by_process": {name: round(size / 2**20) for name, size in each.items()}, "stdout": out, "launched": launched,
             "exited": exited, "exit_code": process.returncode}
 
 
@@ -94,7 +100,8 @@ def main() -> None:
     args = parser.parse_args()
     from impactbook.plan import load_plan
 
-    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent / "out") as tmp:
+    OUT.mkdir(parents=True, exist_ok=True)  # the table's cache, and the projects timed beside it
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         root = project_for(args.rows, Path(tmp) / "project")
         parameters = Path(tmp) / "parameters.json"
         parameters.write_text(json.dumps(load_plan(root / "plans/scale.yaml").template_parameters(), default=str))
