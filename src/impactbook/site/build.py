@@ -33,6 +33,7 @@ from ..index import open_index, run_folder
 from ..ledger import Ledger, LedgerSnapshot, chain_problems
 from ..project import Project
 from ..record import Action, Status
+from ..store import try_lock
 
 
 @dataclass(frozen=True)
@@ -199,13 +200,12 @@ def _check_out_folder(project: Project, out: Path) -> None:
 @contextlib.contextmanager
 def _taking_turns(out: Path, progress: Callable[[str], None]):
     """An exclusive flock on the output folder for the length of a build; a second build waits, and says so."""
-    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    fd = try_lock(out)
+    if fd is None:
+        progress(f"site: another build is writing {out}; waiting for it to finish")
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"site: another build is writing {out}; waiting for it to finish")
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # (held already when try_lock got it: a no-op then)
         yield
     finally:
         os.close(fd)
