@@ -19,7 +19,7 @@ def test_two_candidate_models_side_by_side(tmp_path):
     edit_yaml(project.root / PLAN, (("model_change", "candidate"), "ranker-v3"))
     amend_plan(project, PLAN, "evaluate ranker-v3 as well")
     import datetime as dt
-    write_data(project, dt.date.today() + dt.timedelta(days=1), conversion_lift=0.0)
+    write_data(project, dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1), conversion_lift=0.0)
     second = run(project).record.run_id
     comparison = compare_runs(project, [first, second])
     conversion = next(m for m in comparison.metrics if m.metric == "conversion")
@@ -52,7 +52,7 @@ def test_baseline_check_flags_a_deviating_latest_run(tmp_path):
     project = make_project(tmp_path / "p", conversion_lift=0.03)
     freeze_plan(project, PLAN)
     import datetime as dt
-    start = dt.date.today() + dt.timedelta(days=1)
+    start = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
     for seed in (1, 2, 3):
         write_data(project, start, conversion_lift=0.03, seed=seed)
         run(project)

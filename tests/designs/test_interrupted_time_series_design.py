@@ -25,7 +25,7 @@ from conftest import (REPO, assert_gate_follows_the_decision_and_verify_passes,
 
 EXAMPLE = REPO / "src/impactbook/scaffold/interrupted_time_series.yaml"
 PLAN = "plans/its.yaml"
-START = dt.date.today() + dt.timedelta(days=1)
+START = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=2)  # UTC, as freezing: still ahead after midnight
 DAYS = 28
 
 

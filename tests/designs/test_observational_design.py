@@ -20,7 +20,7 @@ from conftest import (REPO, assert_gate_follows_the_decision_and_verify_passes,
                       assert_runs_compare_baseline_and_site, run_design_example, run_plan_copy)
 
 PLAN = "src/impactbook/scaffold/observational.yaml"
-START = dt.date.today() + dt.timedelta(days=1)
+START = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=2)  # UTC, as freezing: still ahead after midnight
 
 
 def _plan_file(folder, name="accounts.yaml", **design):

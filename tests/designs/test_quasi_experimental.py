@@ -16,7 +16,7 @@ from impactbook.plan import Metric, load_plan
 from impactbook.yamlio import dump_yaml, load_yaml
 from conftest import REPO
 
-START = dt.date.today() + dt.timedelta(days=1)
+START = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=2)  # UTC, as freezing: still ahead after midnight
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from conftest import (REPO, assert_gate_follows_the_decision_and_verify_passes,
 
 EXAMPLE = REPO / "src/impactbook/scaffold/synthetic_control.yaml"
 PLAN = "plans/states.yaml"
-START = dt.date.today() + dt.timedelta(days=1)
+START = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=2)  # UTC, as freezing: still ahead after midnight
 
 
 def _plan_file(folder, **design):

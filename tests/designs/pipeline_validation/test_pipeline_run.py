@@ -34,7 +34,7 @@ def pipeline_project(tmp_path_factory):
         Catalog.load(project).pin_dataset(name, generate_ranking_sessions(project.resolve(path), drift, offset),
                                           contract=PIPELINE_CONTRACT, synthetic=True)
     plan = load_yaml(REPO / PLAN, RuntimeError, PLAN)
-    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    tomorrow = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
     plan["window"] = {"start": tomorrow, "end": tomorrow + dt.timedelta(days=13)}
     dump_yaml(plan, project.root / PLAN)
     freeze_plan(project, PLAN)
