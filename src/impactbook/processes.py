@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 PR_SET_PDEATHSIG = 1
 
@@ -132,3 +133,20 @@ def _ready(fd: int, event: int, deadline: float) -> bool:
     poller = select.poll()
     poller.register(fd, event)
     return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """CI cancels with SIGTERM; turn it into KeyboardInterrupt so a run is still published as FAILED (and a
+    batch stops its runs that way)."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

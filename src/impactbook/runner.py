@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from . import faults
 from .durable import write_json
@@ -29,6 +27,7 @@ from .freezing import FrozenPlan, require_bound_template, require_frozen
 from .gates import GateReport, InputChecks, check_admissibility
 from .inputs import VERIFIED_ENV, ResolvedInput, latest_pins, resolve_inputs
 from .ledger import Ledger, parse_time, utc_now
+from .processes import sigterm_as_interrupt
 from .project import Project
 from .publication import Progress, publish_run, reconcile
 from .record import Action, DecisionRecord, EffectSummary, PlanRef, RunRecord, Status, TemplateRef, Timings
@@ -48,22 +47,6 @@ class RunOutcome:
     @property
     def report(self) -> Path:
         return self.folder / "report.html"
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """CI cancels with SIGTERM; turn it into KeyboardInterrupt so the run is still published as FAILED."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class _WhileTheKernelWorks(threading.Thread):
@@ -168,7 +151,7 @@ def execute_run(project: Project, spec: RunSpec, *, timeout_s: int | None = None
                    "template.ipynb": spec.template_path.read_bytes()}
     with InputChecks(spec.inputs, plan, parse_time(started), project.ledger_path,
                      any_recorded_pin=spec.reproduces is not None, timeline=timeline) as input_checks, \
-            _sigterm_as_interrupt():
+            sigterm_as_interrupt():
         staging = Staging.create(project, run_id, first_files)
         timeline.add("stage", stage_started)
         try:
