@@ -13,6 +13,7 @@ from pathlib import Path
 from .backends.executors import Executor, JobResult, RunJob
 from .catalog import Catalog
 from .ledger import Ledger
+from .processes import sigterm_as_interrupt
 from .project import Project
 
 
@@ -56,14 +57,16 @@ def run_many(project: Project, plans: list[str], executor: Executor, timeout_s: 
         progress(f"[{finished}/{len(jobs)}] {describe(result)}")
 
     progress(f"{len(jobs)} run(s) on the {executor.name} executor")
-    return executor.run(jobs, done)
+    with sigterm_as_interrupt():  # a cancelled batch stops its runs, which are stored FAILED (interrupted)
+        return executor.run(jobs, done, progress)
 
 
 def describe(result: JobResult) -> str:
     """One line: the plan, then its run id, status and decision, or why it could not run."""
     summary = result.summary
     if summary is None:
-        return f"{result.job.plan}: not run (exit {result.exit_code}): {result.error}"
+        ended = "" if result.exit_code is None else f" (exit {result.exit_code})"
+        return f"{result.job.plan}: no result{ended}: {result.error}"
     return (f"{result.job.plan}: {summary.get('run_id')} {summary.get('status')}, "
             f"decision {summary.get('decision')} ({result.seconds:.1f} s)")
 
@@ -72,4 +75,4 @@ def batch_exit_code(results: list[JobResult]) -> int:
     """1 when any run could not start; otherwise the highest run exit code (0 all completed, 4, 5)."""
     if any(result.summary is None for result in results):
         return 1
-    return max((result.exit_code for result in results), default=0)
+    return max((result.exit_code or 0 for result in results), default=0)

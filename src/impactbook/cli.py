@@ -148,8 +148,9 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
 
 
 @app.command()
-def run(plans: Optional[list[Path]] = typer.Argument(None, help="Plan YAML file(s), e.g. plans/example.yaml "
-                                                                   "(a plan listed twice runs twice)."),
+def run(plans: Optional[list[Path]] = typer.Argument(None, readable=False,  # each plan's own error, not the batch's
+                                                    help="Plan YAML file(s), e.g. plans/example.yaml "
+                                                         "(a plan listed twice runs twice)."),
         timeout: Optional[int] = typer.Option(None, help="Per-cell timeout in seconds."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Run every check a run makes before its kernel "
                                                               "starts and say what it would do; store nothing."),
@@ -237,7 +238,11 @@ def _dry_run(plan: Path, project_dir: Optional[Path], as_json: bool) -> None:
 
 
 def _plan_path(project: Project, plan: Path) -> Path:
-    return plan if plan.is_absolute() or (Path.cwd() / plan).exists() else project.resolve(plan)
+    """A plan path as the user typed it: from the current folder when it names a file there (made absolute:
+    the run reads it from the project root), else from the project root."""
+    if plan.is_absolute() or not (Path.cwd() / plan).exists():
+        return plan if plan.is_absolute() else project.resolve(plan)
+    return Path(os.path.abspath(plan))
 
 
 def _report_run(outcome, as_json: bool) -> None:
@@ -736,13 +741,18 @@ def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Usage mistakes are typer's (usage line, exit 2); ours are one line and a distinct exit code."""
+    from .processes import sigterm_as_interrupt
+
     try:
-        app(args=argv, prog_name="impactbook")
+        with sigterm_as_interrupt():  # SIGTERM (CI cancelling, a batch stopping its runs) ends as Ctrl-C does
+            app(args=argv, prog_name="impactbook")
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, (int, type(None))):
             print(exc.code, file=sys.stderr)
+        elif code == 130 and _interrupt_behind(exc):  # typer turns an interrupt into a silent exit 130
+            code = _fail(exc, "interrupted", 130)
     except ImpactbookError as exc:
         code = _fail(exc, str(exc), exc.exit_code)
     except click.ClickException as exc:  # a usage mistake found inside a command (see _usage_error)
@@ -760,6 +770,16 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail(exc, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "
                           "and please report it)", 1)
     _exit(code)
+
+
+def _interrupt_behind(exc: BaseException | None) -> bool:
+    """Whether an exit was raised while handling an interrupt (click's Exit from typer's KeyboardInterrupt)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _fail(exc: BaseException, message: str, code: int) -> int:

@@ -150,3 +150,20 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+PARENT_ENV = "IMPACTBOOK_DIE_WITH_PARENT"
+
+
+def die_with_parent_if_asked() -> None:
+    """A run started by a batch (backends/executors.py) is told its parent's pid through PARENT_ENV and arms
+    SIGTERM as its own parent-death signal: when the batch or the Dask worker that started it is killed, the
+    run stops and is stored FAILED (interrupted) instead of running on, unreported, beside a rerun. Armed by
+    the child itself: the batch starts runs from threads, where a preexec_fn is unsafe."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if str(os.getppid()) != parent:  # the parent died before the signal was armed
+        print("error: the batch that started this run has already stopped; not run", file=sys.stderr)
+        raise SystemExit(1)

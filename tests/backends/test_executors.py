@@ -4,11 +4,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import pytest
+
+from impactbook.backends.executors import failure
+from impactbook.faults import FAULT_ENV
 from impactbook.index import RunIndex
 from impactbook.ledger import Ledger
 from impactbook.store import published_runs
-from conftest import PLAN, cli, run
+from conftest import PLAN, cli, read_json, run
 
 
 def _scraps(project, run_id: str) -> bytes:
@@ -58,4 +67,130 @@ def test_executor_mistakes_are_clear(frozen_project):
     assert nothing.returncode == 2 and "give a plan file" in nothing.stderr
     unreachable = cli(frozen_project, "run", PLAN, "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9")
     assert unreachable.returncode == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in unreachable.stderr
+    for address in ("notanaddress", "foo://127.0.0.1:8786"):
+        malformed = cli(frozen_project, "run", PLAN, "--executor", "dask", "--scheduler", address)
+        assert malformed.returncode == 1 and f"cannot reach the Dask scheduler at {address}: " in malformed.stderr
+        assert "internal error" not in malformed.stderr
     assert not list(published_runs(frozen_project))
+
+
+def test_a_run_killed_by_a_signal_is_reported_as_such_and_the_batch_reports_every_run(frozen_project):
+    done = cli(frozen_project, "run", PLAN, PLAN, "--json", env={FAULT_ENV: "kill@notebook.saved#2"}, timeout=900)
+    assert done.returncode == 1, done.stderr
+    results = json.loads(done.stdout)  # every run reported, none with a summary: each was killed mid-run
+    assert [(r["plan"], r["exit_code"]) for r in results] == [(PLAN, -9), (PLAN, -9)]
+    assert all("killed by SIGKILL before it reported" in r["error"] for r in results)
+    assert "internal error" not in done.stderr and done.stderr.count("no result (exit -9)") == 2
+    assert cli(frozen_project, "runs", "list").returncode == 0  # the next command recovers both as FAILED
+    assert cli(frozen_project, "verify").returncode == 0
+    assert [read_json(f / "run.json")["status"] for f in published_runs(frozen_project)] == ["FAILED", "FAILED"]
+    assert failure(-9, "") == failure(-9, "Traceback ...\nnot an error line")  # what it said is not a cause
+    assert failure(1, "· progress\nerror: a cause\n") == "a cause"
+
+
+def _wait_until_sleeping(project, runs: int) -> None:
+    """Until `runs` runs have saved their notebook after its first cell (so each sleeps in its fault)."""
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        saved = [p for p in project.staging_dir.glob("*/notebook.ipynb") if '"execution_count": 1' in _text(p)]
+        if len(saved) >= runs:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{runs} run(s) never reached their first cell")
+
+
+def _text(path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def _run_children(parent: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", "-P", str(parent), "impactbook run"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_batch_stops_its_runs_and_each_is_stored_failed(frozen_project, sent):
+    batch = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, PLAN, PLAN, "--workers", "2"],
+                             cwd=frozen_project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, FAULT_ENV: "sleep=60@notebook.saved#3"})
+    _wait_until_sleeping(frozen_project, 2)
+    children = _run_children(batch.pid)
+    assert len(children) == 2, "the batch never had its two runs in their kernels"
+    batch.send_signal(sent)
+    _, err = batch.communicate(timeout=120)
+    deadline = time.time() + 60
+    while time.time() < deadline and any(_alive(pid) for pid in children):
+        time.sleep(0.3)
+    assert not any(_alive(pid) for pid in children), "a run outlived its stopped batch"
+    if sent == signal.SIGTERM:
+        assert batch.returncode == 130 and err.endswith("error: interrupted\n"), err
+    assert cli(frozen_project, "runs", "list").returncode == 0  # (recovers what a killed run left)
+    assert cli(frozen_project, "verify").returncode == 0
+    records = [read_json(f / "run.json") for f in published_runs(frozen_project)]
+    assert [r["status"] for r in records] == ["FAILED", "FAILED"]  # the third never started
+    assert all("interrupted" in r["errors"][0] for r in records), [r["errors"] for r in records]
+
+
+def test_a_dask_worker_that_dies_mid_run_does_not_get_its_plan_run_twice(frozen_project, monkeypatch):
+    import distributed
+
+    monkeypatch.setenv(FAULT_ENV, "sleep=60@notebook.saved#3")  # inherited by the workers and their runs
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        batch = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, "--executor", "dask",
+                                  "--scheduler", cluster.scheduler_address, "--json"], cwd=frozen_project.root,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_until_sleeping(frozen_project, 1)
+        workers = [w.process.pid for w in cluster.workers.values() if w.process and w.process.pid]
+        running = [(pid, child) for pid in workers for child in _worker_grandchildren(pid)]
+        assert running, "no worker ran the plan"
+        worker, child = running[0]
+        os.kill(worker, signal.SIGKILL)
+        out, err = batch.communicate(timeout=300)
+    assert batch.returncode == 1, err
+    result, = json.loads(out)
+    assert "the Dask worker running it died" in result["error"] and result["exit_code"] is None
+    deadline = time.time() + 60  # (it stores its run FAILED on the SIGTERM its worker's death sent)
+    while time.time() < deadline and _alive(child):
+        time.sleep(0.3)
+    assert not _alive(child), "the run outlived its worker"
+    assert cli(frozen_project, "runs", "list").returncode == 0
+    assert cli(frozen_project, "verify").returncode == 0
+    records = [read_json(f / "run.json") for f in published_runs(frozen_project)]
+    assert [r["status"] for r in records] == ["FAILED"], records  # one run for one job: not run again elsewhere
+    assert "interrupted" in records[0]["errors"][0]
+
+
+def _worker_grandchildren(nanny_child: int) -> list[int]:
+    """The `impactbook run` process under a Dask worker process (the nanny's child)."""
+    return _run_children(nanny_child)
+
+
+def test_plan_paths_are_read_from_the_folder_they_are_typed_in(frozen_project):
+    plans = frozen_project.root / "plans"
+    for typed in ("example.yaml", "./example.yaml", "../plans/example.yaml"):
+        done = subprocess.run([sys.executable, "-m", "impactbook", "run", typed, "--dry-run"], cwd=plans,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (typed, done.stderr)
+    missing = cli(frozen_project, "run", "plans/missing.yaml", "--dry-run")
+    assert missing.returncode == 1 and "plans/missing.yaml" in missing.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions; .ci/run runs the suite as a normal user")
+def test_an_unreadable_plan_is_reported_in_the_batch_and_the_others_run(frozen_project):
+    (frozen_project.root / "plans/locked.yaml").write_text("id: locked\n")
+    (frozen_project.root / "plans/locked.yaml").chmod(0)
+    done = cli(frozen_project, "run", PLAN, "plans/locked.yaml", "--json", timeout=900)
+    assert done.returncode == 1, done.stderr
+    first, locked = json.loads(done.stdout)
+    assert first["status"] == "COMPLETED" and "plans/locked.yaml" in locked["error"]
+    assert "ermission denied" in locked["error"], locked["error"]

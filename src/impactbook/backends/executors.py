@@ -9,15 +9,22 @@ The registry is passed in, never a global (STYLE §2): `executors().get("dask", 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from ..processes import PARENT_ENV
 
 
 @dataclass(frozen=True)
@@ -32,43 +39,86 @@ class RunJob:
 
 @dataclass(frozen=True)
 class JobResult:
-    """How one run ended: the command's exit code and its `--json` summary, or the one-line error."""
+    """How one run ended: the command's exit code (negative: killed by that signal; None: its process never
+    ran here) and its `--json` summary, or the one-line error."""
 
     job: RunJob
-    exit_code: int
+    exit_code: int | None
     summary: dict[str, Any] | None
     error: str | None
     seconds: float
     worker: str = field(default="")
 
 
-def run_job(job: RunJob) -> JobResult:
-    """Run one plan as `impactbook run PLAN --json` in a child process and read its summary."""
+def run_job(job: RunJob, started: Callable[[subprocess.Popen], None] = lambda process: None) -> JobResult:
+    """Run one plan as `impactbook run PLAN --json` in a child process and read its summary. The child dies
+    with this process (processes.PARENT_ENV); `started` is told of it, so an interrupted batch can stop it."""
     command = [sys.executable, "-m", "impactbook", "run", job.plan, "--json", "--project", job.project]
     if job.timeout_s is not None:
         command += ["--timeout", str(job.timeout_s)]
     clock = time.perf_counter()
-    done = subprocess.run(command, cwd=job.project, capture_output=True, text=True)
+    process = subprocess.Popen(command, cwd=job.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, PARENT_ENV: str(os.getpid())})
+    started(process)
+    stdout, stderr = process.communicate()
     seconds = time.perf_counter() - clock
     summary = None
     try:
-        parsed = json.loads(done.stdout) if done.stdout.strip() else None
+        parsed = json.loads(stdout) if stdout.strip() else None
         summary = parsed if isinstance(parsed, dict) else None
     except json.JSONDecodeError:
         pass
-    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    error = lines[-1].removeprefix("error: ") if summary is None else None
-    if summary is None and error is None:
-        error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}, no output"])[-1]
-    return JobResult(job, done.returncode, summary, error, seconds, worker=os.uname().nodename + f":{os.getpid()}")
+    error = None if summary is not None else failure(process.returncode, stderr)
+    return JobResult(job, process.returncode, summary, error, seconds, worker=os.uname().nodename + f":{os.getpid()}")
+
+
+def failure(exit_code: int, stderr: str) -> str:
+    """Why a run reported no summary: its last `error:` line, or how its process ended when it said nothing
+    (killed by a signal, out of memory)."""
+    said = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error:")]
+    if said:
+        return said[-1]
+    if exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return (f"its process was killed by {name} before it reported; a run it had begun is recovered as FAILED "
+                "by the next impactbook command")
+    return (stderr.strip().splitlines() or [f"exit code {exit_code}, no output"])[-1]
 
 
 class Executor(Protocol):
-    """Runs jobs, calling `on_done` with each result as it finishes (in completion order)."""
+    """Runs jobs, calling `on_done` with each result as it finishes (in completion order) and `note` with
+    anything the user should know while they wait."""
 
     name: str
 
-    def run(self, jobs: Iterable[RunJob], on_done: Callable[[JobResult], None]) -> list[JobResult]: ...
+    def run(self, jobs: Iterable[RunJob], on_done: Callable[[JobResult], None],
+            note: Callable[[str], None] = lambda message: None) -> list[JobResult]: ...
+
+
+class _Children:
+    """The batch's run processes, so that an interrupted batch stops them (each then stores its run FAILED,
+    interrupted) instead of leaving them to run on unreported; one started after the interrupt stops at once."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+        self.stopping = False
+        self.lock = threading.Lock()
+
+    def started(self, process: subprocess.Popen) -> None:
+        with self.lock:
+            self.processes.append(process)
+            if self.stopping:
+                process.terminate()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            for process in self.processes:
+                if process.poll() is None:
+                    process.terminate()
 
 
 @dataclass
@@ -78,13 +128,35 @@ class LocalExecutor:
     workers: int | None = None
     name: str = "local"
 
-    def run(self, jobs: Iterable[RunJob], on_done: Callable[[JobResult], None]) -> list[JobResult]:
-        results = []
+    def run(self, jobs: Iterable[RunJob], on_done: Callable[[JobResult], None],
+            note: Callable[[str], None] = lambda message: None) -> list[JobResult]:
+        results, children = [], _Children()
         with ThreadPoolExecutor(max_workers=self.workers or os.cpu_count() or 1) as pool:
-            for future in as_completed([pool.submit(run_job, job) for job in jobs]):
-                results.append(future.result())
-                on_done(results[-1])
+            try:
+                for future in as_completed([pool.submit(run_job, job, children.started) for job in jobs]):
+                    results.append(future.result())
+                    on_done(results[-1])
+            except BaseException:  # Ctrl-C, SIGTERM: no new run starts, and the running ones store FAILED
+                pool.shutdown(wait=False, cancel_futures=True)
+                children.stop()
+                note("interrupted: stopping the runs in progress (each is stored FAILED, interrupted)")
+                raise
         return sorted(results, key=lambda result: result.job.number)
+
+
+def run_once(job: RunJob, marker: str) -> JobResult:
+    """A Dask task: run the job unless an earlier attempt began it. When a worker dies mid-run, Dask runs its
+    tasks again elsewhere; the run the dead worker started has stopped with it (stored FAILED), and a second
+    run of the plan would be one the batch never reports. A scheduler-side Event marks the first attempt."""
+    from distributed import Event
+
+    begun = Event(marker)
+    if begun.is_set():
+        return JobResult(job, None, None, "the Dask worker running it died; a run it had begun stopped with it "
+                                          "(stored FAILED), and it was not started again: a plan runs at most once "
+                                          "per batch entry", 0.0)
+    begun.set()
+    return run_job(job)
 
 
 @dataclass
@@ -94,25 +166,45 @@ class DaskExecutor:
     scheduler: str
     name: str = "dask"
 
-    def run(self, jobs: Iterable[RunJob], on_done: Callable[[JobResult], None]) -> list[JobResult]:
+    def run(self, jobs: Iterable[RunJob], on_done: Callable[[JobResult], None],
+            note: Callable[[str], None] = lambda message: None) -> list[JobResult]:
         try:
-            from distributed import Client, as_completed as completed
+            from distributed import Client, Event, as_completed as completed
         except ImportError:  # pragma: no cover - depends on the installation
             raise ExecutorError("the dask executor needs Dask distributed: pip install 'impactbook[dask]'") from None
+        for name in ("distributed", "distributed.client"):  # its reconnect tracebacks: each lost run says it
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
             client = Client(self.scheduler, timeout="20s")
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
-        results = []
+        results, jobs = [], list(jobs)
+        keys = {job.number: f"impactbook-run-{job.number}-{time.time_ns()}" for job in jobs}
         try:
-            futures = [client.submit(run_job, job, pure=False, key=f"impactbook-run-{job.number}-{time.time_ns()}")
-                       for job in jobs]
+            futures = {client.submit(run_once, job, f"{keys[job.number]}-begun", pure=False, key=keys[job.number]):
+                       job for job in jobs}
+            if not client.scheduler_info().get("workers"):
+                note(f"the Dask scheduler at {self.scheduler} has no worker yet: the runs wait until one joins")
             for future in completed(futures):
-                results.append(future.result())
+                results.append(self._result(future, futures[future]))
                 on_done(results[-1])
         finally:
-            client.close()
+            with contextlib.suppress(Exception):
+                for key in keys.values():
+                    Event(f"{key}-begun", client=client).clear()
+            with contextlib.suppress(Exception):
+                client.close()
         return sorted(results, key=lambda result: result.job.number)
+
+    def _result(self, future: Any, job: RunJob) -> JobResult:
+        """The task's result, or why Dask lost it (scheduler gone, a run that killed its workers): the batch
+        reports that run and goes on with the others."""
+        try:
+            return future.result()
+        except (Exception, asyncio.CancelledError) as exc:
+            said = " ".join(str(exc).split())
+            return JobResult(job, None, None, f"Dask lost this run ({type(exc).__name__}: {said}); if its process "
+                                              "had started it may still finish: see `impactbook runs list`", 0.0)
 
 
 class ExecutorError(RuntimeError):
