@@ -16,6 +16,7 @@ import datetime as dt
 import difflib
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from .catalog import ColumnRule, Contract
@@ -65,6 +66,7 @@ class InputFacts:
     excluded: dict[str, int] = field(default_factory=dict)
     synthetic: bool = False
     steady: dict[str, int] | None = None  # the file's identity as hashed (inputs.sha256_steady); not recorded
+    copy: Path | None = None  # an object's bytes as hashed, on local disk, for the run's kernel; not recorded
 
     def record(self) -> dict[str, Any]:
         return {"name": self.name, "rows": self.rows, "first_time": self.first_time, "last_time": self.last_time,
@@ -125,19 +127,34 @@ class _Columns:
         return self.dialect.try_cast(self.text(column), "TIMESTAMPTZ")
 
 
-def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None = None) -> InputFacts:
+def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None = None,
+                copies: Path | None = None) -> InputFacts:
     """Pin, contract, the plan's columns (`role`: "primary" for the table the design and metrics live in,
     "feedback" for a rollout's feedback table) and time, as problems named by dataset, column and field.
-    Without a plan, only the pin and the contract are checked (`impactbook dataset verify`)."""
+    Without a plan, only the pin and the contract are checked (`impactbook dataset verify`). An object in a
+    store is checked on the local copy of the bytes its hash was taken from, kept in `copies` for the run's
+    kernel (InputFacts.copy), or removed here when `copies` is None."""
     role = role if plan is not None else None
     from . import faults
 
     faults.point("inputs.checking")
     if warehouse_url(item.entry.uri):
         return _check_table(item, plan, now, role)
-    hashed = hash_check(item)
+    hashed = hash_check(item, copies)
     if hashed.problem:
         return InputFacts(item.name, problems=[hashed.problem], synthetic=item.entry.synthetic)
+    if hashed.copy is None:
+        return _check_file(item, plan, now, role, hashed.steady)
+    try:
+        facts = _check_file(replace(item, path=hashed.copy), plan, now, role, hashed.steady)
+        return replace(facts, copy=hashed.copy if copies is not None else None)
+    finally:
+        if copies is None:
+            hashed.copy.unlink(missing_ok=True)
+
+
+def _check_file(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None,
+                steady: dict[str, int] | None) -> InputFacts:
     import duckdb
 
     connection = locked_connection([item.path])
@@ -146,7 +163,7 @@ def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: 
         types = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
         columns = _Columns(item.entry.format != "parquet", types)
         return replace(_check_rows(connection, item, plan, now, role, columns, typed,
-                                   source_sql(item.path, item.entry.format, as_text=True)), steady=hashed.steady)
+                                   source_sql(item.path, item.entry.format, as_text=True)), steady=steady)
     except duckdb.Error as exc:
         return InputFacts(item.name, problems=[f"datasets.{item.name}: cannot read {item.uri} "
                                                f"({str(exc).splitlines()[0]})"], synthetic=item.entry.synthetic)

@@ -13,6 +13,8 @@ import datetime as dt
 import difflib
 import logging
 import re
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from typing import Any
 from .catalog import TemplateEntry
 from .datacheck import InputFacts, check_input
 from .freezing import FrozenPlan
+from .hashing import remote_url
 from .inputs import ResolvedInput, latest_pins, pin_problem
 from .ledger import Ledger
 from .plan import Plan
@@ -178,6 +181,7 @@ class InputChecks:
         self.any_recorded_pin = any_recorded_pin  # a reproduction uses the pin its run used, not the latest
         self.pool: ThreadPoolExecutor | None = None
         self.futures: list = []
+        self.copies: Path | None = None  # objects in a store, copied as hashed, for the kernel; removed at exit
 
     def role(self, item: ResolvedInput) -> str | None:
         feedback = self.plan.rollout.feedback if self.plan.rollout is not None else None
@@ -189,13 +193,15 @@ class InputChecks:
         return "primary" if item is self.inputs[0] else None
 
     def __enter__(self) -> "InputChecks":
+        if any(remote_url(item.path) for item in self.inputs):
+            self.copies = Path(tempfile.mkdtemp(prefix="impactbook-inputs-"))
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impactbook-inputs")
         self.futures = [self.pool.submit(self._check, item) for item in self.inputs]
         return self
 
     def _check(self, item: ResolvedInput) -> InputFacts:
         with self.timeline.phase(f"inputs.{item.name}") if self.timeline else nullcontext():
-            return check_input(item, self.plan, self.now, self.role(item))
+            return check_input(item, self.plan, self.now, self.role(item), self.copies)
 
     def results(self) -> list[InputFacts]:
         out = []
@@ -210,6 +216,8 @@ class InputChecks:
     def __exit__(self, *exc_info) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.copies is not None:
+            shutil.rmtree(self.copies, ignore_errors=True)
 
 
 def _utc(text: str) -> dt.datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,17 @@ def remote_url(path: Path | str) -> str | None:
 FRESH = {"skip_instance_cache": True, "use_listings_cache": False}  # fsspec options: ask the store, never a cache
 
 
-def sha256_url(url: str) -> str:
-    """sha256 of an object streamed from its store through fsspec, never held whole in memory."""
+def sha256_url(url: str, copy_to: Path | None = None) -> str:
+    """sha256 of an object streamed from its store through fsspec, never held whole in memory; with
+    `copy_to`, the same bytes are written there as they are hashed (what a run then reads: a second GET
+    could return another version of the object)."""
     import fsspec
 
     digest = hashlib.sha256()
-    with fsspec.open(url, "rb", **FRESH) as handle:
+    with fsspec.open(url, "rb", **FRESH) as handle, open(copy_to or os.devnull, "wb") as copy:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
+            copy.write(chunk)
     return digest.hexdigest()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,10 +78,13 @@ def pin_problem(item: ResolvedInput, pins: dict[str, dict], history: list[dict] 
 
 @dataclass(frozen=True)
 class HashCheck:
-    """A pin's check: the problem, if any, and the file's identity when it held still while hashed."""
+    """A pin's check: the problem, if any, and the file's identity when it held still while hashed. For an
+    object in a store, `copy` is a local file holding exactly the bytes that were hashed, and `steady` is its
+    identity: every later read uses it, never the store again."""
 
     problem: str | None
     steady: dict[str, int] | None = None
+    copy: Path | None = None
 
 
 STEADY_S = 2.0  # a file changed this recently may change again within the same timestamp tick, unseen
@@ -110,21 +113,42 @@ def hash_problem(item: ResolvedInput) -> str | None:
     return hash_check(item).problem
 
 
-def hash_check(item: ResolvedInput) -> HashCheck:
+def hash_check(item: ResolvedInput, copies: Path | None = None) -> HashCheck:
+    """The pin's check. An object in a store is copied, as it is hashed, into a new file in `copies` (default:
+    the system's temporary folder), which the caller reads and removes."""
     where = f"datasets.{item.name}"
     if warehouse_url(item.entry.uri):
         return HashCheck(table_problem(item))
     url = remote_url(item.path)
-    if url is None and not item.path.is_file():
+    if url is not None:
+        return _remote_check(item, url, copies)
+    if not item.path.is_file():
         return HashCheck(f"{where}.uri: input file {item.uri} does not exist")
-    steady = None
-    try:
-        actual, steady = (sha256_url(url), None) if url else sha256_steady(item.path)
-    except FileNotFoundError:
-        return HashCheck(f"{where}.uri: input object {url} does not exist")
+    actual, steady = sha256_steady(item.path)
     if actual == item.entry.sha256:
         return HashCheck(None, steady)
     return HashCheck(_mismatch(item, where, actual))
+
+
+def _remote_check(item: ResolvedInput, url: str, copies: Path | None) -> HashCheck:
+    import tempfile
+
+    handle, name = tempfile.mkstemp(prefix=f"{item.name}-", suffix=f".{item.entry.format}", dir=copies)
+    os.close(handle)
+    copy = Path(name)
+    try:
+        actual = sha256_url(url, copy)
+    except FileNotFoundError:
+        copy.unlink(missing_ok=True)
+        return HashCheck(f"datasets.{item.name}.uri: input object {url} does not exist")
+    except BaseException:
+        copy.unlink(missing_ok=True)
+        raise
+    if actual != item.entry.sha256:
+        copy.unlink(missing_ok=True)
+        return HashCheck(_mismatch(item, f"datasets.{item.name}", actual))
+    copy.chmod(0o400)
+    return HashCheck(None, file_identity(copy), copy)
 
 
 def _mismatch(item: ResolvedInput, where: str, actual: str) -> str:
@@ -189,11 +213,42 @@ def pinned_input(name: str, project: Project | None = None) -> ResolvedInput:
     """A dataset as a template sees it, its sha256 checked (or, under `impactbook run`, proved unchanged
     since the run's gate hashed it: see verified_unchanged)."""
     item, shown = run_pin(name, project)
+    if remote_url(item.path):  # read from a local copy of the bytes that were hashed (see HashCheck)
+        return replace(item, path=verified_copy(item) or _checked_copy(item, shown))
     if verified_unchanged(item):
         return item
     if problem := hash_problem(item):
         raise InputError(problem, where=shown)
     return item
+
+
+def _checked_copy(item: ResolvedInput, shown: str) -> Path:
+    """An object hashed into a copy by this process (a template run by hand); removed when it exits."""
+    import atexit
+
+    hashed = hash_check(item)
+    if hashed.problem or hashed.copy is None:
+        raise InputError(hashed.problem or f"datasets.{item.name}: no copy", where=shown)
+    atexit.register(hashed.copy.unlink, missing_ok=True)
+    return hashed.copy
+
+
+def verified_copy(item: ResolvedInput) -> Path | None:
+    """The run's gate's copy of this object, when it copied this pin and the copy is unchanged since."""
+    import json
+
+    where = os.environ.get(VERIFIED_ENV)
+    if not where:
+        return None
+    try:
+        verified = json.loads(Path(where).read_text(encoding="utf-8")).get(item.name)
+        if not (isinstance(verified, dict) and verified.get("sha256") == item.entry.sha256
+                and verified.get("path") == remote_url(item.path) and verified.get("copy")):
+            return None
+        copy = Path(verified["copy"])
+        return copy if verified.get("identity") == file_identity(copy) else None
+    except (OSError, ValueError):
+        return None
 
 
 def verified_unchanged(item: ResolvedInput) -> bool:

@@ -25,6 +25,7 @@ from .decision import decide, final_verdicts
 from .execute import KERNEL, KERNEL_LOG, LaunchedKernel, capture_environment, execute_template
 from .freezing import FrozenPlan, require_bound_template, require_frozen
 from .gates import GateReport, InputChecks, check_admissibility
+from .hashing import remote_url
 from .inputs import VERIFIED_ENV, ResolvedInput, latest_pins, resolve_inputs
 from .ledger import Ledger, parse_time, utc_now
 from .processes import sigterm_as_interrupt
@@ -252,7 +253,8 @@ def _gate(frozen: FrozenPlan, template: TemplateEntry, template_path: Path, inpu
     with timeline.phase("gate"):
         gate = check_admissibility(frozen, template, template_path, input_checks)
         if gate.admissible:
-            steady = {item.name: {"path": str(item.path), "sha256": item.entry.sha256, "identity": facts.steady}
+            steady = {item.name: {"path": remote_url(item.path) or str(item.path), "sha256": item.entry.sha256,
+                                  "identity": facts.steady, **({"copy": str(facts.copy)} if facts.copy else {})}
                       for item, facts in zip(input_checks.inputs, input_checks.results()) if facts.steady}
             write_json(verified, steady)
     faults.point("gates.checked")

@@ -80,3 +80,55 @@ def test_a_changed_or_missing_s3_input_is_named(frozen_project, bucket):
     missing = run(frozen_project).record
     assert missing.status == Status.INADMISSIBLE
     assert missing.gate["inadmissible"][0] == f"datasets.{DATASET}.uri: input object {url} does not exist"
+
+
+def test_the_kernel_reads_the_bytes_the_gate_hashed_not_the_store_again(frozen_project, bucket):
+    """An object replaced after its hash was taken (here while the gate's ruling is held back) is never what
+    the run analyses: the gate hashed a local copy as it streamed, and the kernel reads that copy."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from impactbook.faults import FAULT_ENV
+    from impactbook.store import VERIFIED, published_runs
+
+    url = _pin_in_s3(frozen_project, bucket)
+    pinned_run = run(frozen_project)
+    data = (frozen_project.root / DATA_PATH).read_bytes()
+    tampered = data.replace(b",0,", b",1,", 2000)
+    assert len(tampered) == len(data) and tampered != data
+    process = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, "--json"], cwd=frozen_project.root,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, FAULT_ENV: "sleep=6@gates.checked"})
+    deadline, verified = time.time() + 120, []
+    while time.time() < deadline and not verified:
+        verified = list(frozen_project.staging_dir.glob(f"*/{VERIFIED}"))
+        time.sleep(0.1)
+    assert verified, "the gate never ruled"
+    copy = Path(json.loads(verified[0].read_text())[DATASET]["copy"])
+    assert copy.is_file() and hashlib.sha256(copy.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    _upload(bucket, "data/demo.csv", tampered)  # after the hash, before any cell reads the data
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    raced = json.loads(out)
+    assert raced["status"] == "COMPLETED"
+    folders = {f.name: f for f in published_runs(frozen_project)}
+    results = [json.loads((folders[r] / "scraps.json").read_text())["results"]
+               for r in (pinned_run.record.run_id, raced["run_id"])]
+    assert results[1] == results[0]  # the pinned bytes' numbers, not the replaced object's
+    assert not copy.exists() and not copy.parent.exists()  # the copies go with the run
+    assert url in {i["uri"] for i in json.loads((folders[raced["run_id"]] / "run.json").read_text())["inputs"]}
+
+
+def test_a_template_run_by_hand_reads_a_copy_of_the_hashed_object(frozen_project, bucket, monkeypatch):
+    from impactbook.inputs import pinned_input
+
+    _pin_in_s3(frozen_project, bucket)
+    monkeypatch.chdir(frozen_project.root)
+    item = pinned_input(DATASET)
+    data = (frozen_project.root / DATA_PATH).read_bytes()
+    _upload(bucket, "data/demo.csv", data.replace(b",0,", b",1,", 2000))
+    assert remote_url(item.path) is None and item.entry.uri.startswith("s3://")
+    assert item.path.read_bytes() == data  # what the template reads is what was hashed
