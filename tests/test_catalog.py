@@ -66,3 +66,17 @@ def test_bad_settings_name_the_field(project, setting, expected):
     project.catalog_path.write_text(project.catalog_path.read_text() + f"settings:\n  {setting}\n")
     with pytest.raises(CatalogError, match=expected):
         Catalog.load(project)
+
+
+def test_a_refused_url_is_echoed_without_its_password(project):
+    from impactbook.backends.s3_store import S3RunStore
+    from impactbook.errors import ProjectError
+
+    project.catalog_path.write_text(project.catalog_path.read_text()
+                                    + "settings:\n  index: postgresql://ci:hunter2@db/impactbook\n")
+    with pytest.raises(CatalogError) as refused:
+        Catalog.load(project)
+    assert "hunter2" not in str(refused.value) and "postgresql://ci:***@db/impactbook" in str(refused.value)
+    with pytest.raises(ProjectError, match="carries credentials") as credentials:
+        S3RunStore.from_url("s3://AKIAKEY:s3cret@bucket/prefix")
+    assert "s3cret" not in str(credentials.value) and "AKIAKEY" not in str(credentials.value)

@@ -127,3 +127,11 @@ def test_an_interrupt_while_the_cli_imports_is_one_line_and_exit_130(tmp_path):
                              "print(m.entry_points(group='console_scripts')['impactbook'].value)"],
                             capture_output=True, text=True, timeout=120)
     assert script.stdout.strip() == "impactbook.__main__:run"  # the installed script goes through run() too
+
+
+def test_progress_messages_are_text_not_markup(capsys):
+    from impactbook import cli
+
+    cli._progress("s3://Bad Bucket!/p: Invalid bucket name: must match ^[a-z0-9]([/:]|$) [bold]")
+    shown = capsys.readouterr().err  # (rich read "[/:]" as a closing tag: MarkupError, an internal error)
+    assert "([/:]|$) [bold]" in shown

@@ -88,7 +88,9 @@ def _emit(value: Any) -> None:
 
 
 def _progress(message: str) -> None:
-    err.print(f"[dim]· {message}[/dim]")
+    from rich.markup import escape
+
+    err.print(f"[dim]· {escape(message)}[/dim]")  # brackets in a path or an error are text, not markup
 
 
 @app.command()

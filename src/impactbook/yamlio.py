@@ -153,6 +153,19 @@ def explain_validation(exc: Any, data: Any, shown: str, model: Any = None) -> st
         got = error.get("input")
         if error["type"] not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list)) \
                 and "(got" not in message:
-            message += f" (got {got!r})"
+            message += f" (got {_without_password(got)!r})"
         lines.append(f"{where}: {field_path(loc) or '<top level>'}: {message}")
     return "\n".join(lines)
+
+
+def _without_password(value: Any) -> Any:
+    """A value as echoed in an error, a URL's password masked (the error is refusing it for that reason)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or "@" not in value:
+        return value
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        return value
+    return value.replace(f":{password}@", ":***@") if password else value

@@ -39,6 +39,10 @@ class S3RunStore(RunStore):
         parts = urlsplit(url)
         if not parts.netloc:
             raise ProjectError(f"storage URL {url!r} names no bucket", hint="use s3://bucket/prefix")
+        if "@" in parts.netloc:  # s3://key:secret@bucket: a credential in a URL ends up in messages and logs
+            raise ProjectError(f"storage URL s3://…@{parts.netloc.rsplit('@', 1)[1]}{parts.path} carries credentials",
+                               hint="give the bucket only: credentials come from the AWS chain (environment, "
+                                    "~/.aws, an instance role)")
         return cls(parts.netloc, parts.path)
 
     @property
