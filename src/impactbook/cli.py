@@ -738,7 +738,8 @@ def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
 
     project = _project(project_dir)
     where = open_index(project).where
-    out.print(f"indexed {rebuild(project)} runs into {project.relative(where) if '://' not in where else where}")
+    count = rebuild(project, skipped=_progress)
+    out.print(f"indexed {count} runs into {project.relative(where) if '://' not in where else where}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from .backends.index_store import IndexStore, IndexStores, IndexUnusable, default_index_stores, index_row
 from .backends.run_store import RunStore, cache_dir, open_run_store
 from .backends.sqlite_index import SqliteIndexStore
 from .catalog import project_setting
+from .errors import ProjectError, StorageError
 from .hashing import sha256_file
 from .ledger import Ledger
 from .project import Project
@@ -68,16 +69,22 @@ def run_folder(project: Project, run_id: str, run_store: RunStore | None = None)
     return run_store.fetch(run_id, cache_dir(project))
 
 
-def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunStore | None = None) -> int:
+def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunStore | None = None,
+            skipped: Callable[[str], None] = lambda message: None) -> int:
     """Rebuild from the run folders (and a remote run store's runs) and the ledger alone; the index store swaps
-    the content in atomically and concurrent rebuilds take turns."""
+    the content in atomically and concurrent rebuilds take turns. A stored run that cannot be read whole (an
+    object that does not match its SHA256SUMS, one missing) is left out and told to `skipped`: one damaged
+    run must not leave every other run unindexed (`verify` names it)."""
     project.runs_dir.mkdir(parents=True, exist_ok=True)
     ledger_runs = Ledger(project.ledger_path).runs()
     run_store = run_store or open_run_store(project)
     folders = {folder.name: folder for folder in published_runs(project)}
     if run_store.remote:  # the store is the truth: what it holds, read from a fetched copy when not local
-        folders.update({run_id: run_store.fetch(run_id, cache_dir(project))
-                        for run_id in run_store.published() if run_id not in folders})
+        for run_id in sorted(set(run_store.published()) - set(folders)):
+            try:
+                folders[run_id] = run_store.fetch(run_id, cache_dir(project))
+            except (ProjectError, StorageError) as exc:
+                skipped(f"run {run_id} left out of the index: {exc} (run `impactbook verify`)")
     rows = []
     for _, folder in sorted(folders.items()):
         record = load_record(folder)

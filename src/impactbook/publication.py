@@ -165,7 +165,7 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
         read = index.rows()
         rows = {row["run_id"]: row for row in read}
     except IndexUnusable as exc:
-        count = rebuild(project)
+        count = rebuild(project, skipped=progress)
         done.index_rebuilt = str(exc)
         progress(f"the run index was unusable ({exc}); rebuilt it from {count} run folders and the ledger")
         rows = {row["run_id"]: row for row in index.rows()}

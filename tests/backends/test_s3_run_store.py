@@ -202,3 +202,23 @@ def test_a_store_out_of_reach_fails_the_run_and_the_next_command_stores_it(s3_pr
     done = reconcile(s3_project)
     assert done.stored == [folder.name] and done.finished == [folder.name]
     assert verify(s3_project).problems == []
+
+
+def test_one_damaged_stored_run_is_left_out_of_a_rebuild_and_the_others_are_indexed(s3_project, bucket):
+    damaged, sound = run(s3_project), run(s3_project)
+    for outcome in (damaged, sound):
+        _remove_local(outcome.folder)  # another machine: only the ledger and the store
+    key = f"runs/{damaged.record.run_id}/notebook.ipynb"
+    client = boto3.client("s3")
+    body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[100] ^= 1
+    client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    told: list[str] = []
+    assert rebuild(s3_project, skipped=told.append) == 1
+    assert [row["run_id"] for row in open_index(s3_project).rows()] == [sound.record.run_id]
+    assert len(told) == 1 and damaged.record.run_id in told[0] and "does not match SHA256SUMS" in told[0]
+    cache = s3_project.runs_dir / ".cache"
+    assert not [p.name for p in cache.iterdir() if p.name.endswith(".partial")]  # nothing half-fetched is kept
+    done = cli(s3_project, "index", "rebuild")
+    assert done.returncode == 0 and "indexed 1 runs" in done.stdout and damaged.record.run_id in done.stderr
+    assert any("notebook.ipynb" in p for p in verify(s3_project).problems)  # and verify names it

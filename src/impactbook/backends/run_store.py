@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -112,12 +113,16 @@ class RunStore(ABC):
             return folder
         partial = cache / f".{folder.name}.{os.getpid()}.partial"
         partial.mkdir(parents=True, exist_ok=True)
-        for name, digest in parse_sums(sums.decode("utf-8")).items():
-            data = self.read(run_id, name)
-            if hashlib.sha256(data).hexdigest() != digest:
-                raise ProjectError(f"{self.key_url(run_id, name)}: content does not match {MANIFEST}",
-                                   hint="run `impactbook verify`")
-            (partial / name).write_bytes(data)
+        try:
+            for name, digest in parse_sums(sums.decode("utf-8")).items():
+                data = self.read(run_id, name)
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise ProjectError(f"{self.key_url(run_id, name)}: content does not match {MANIFEST}",
+                                       hint="run `impactbook verify`")
+                (partial / name).write_bytes(data)
+        except BaseException:  # nothing half-fetched is left behind
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         (partial / MANIFEST).write_bytes(sums)
         for item in partial.iterdir():
             item.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
