@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import click
 import typer
@@ -770,9 +770,40 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt as exc:
         code = _fail(exc, "interrupted", 130)
     except Exception as exc:  # a bug of ours: say so in one line; the traceback is one flag away
-        code = _fail(exc, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "
-                          "and please report it)", 1)
+        unreachable = _backend_failure(exc)
+        code = _fail(exc, unreachable or f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+                                         "traceback, and please report it)", 1)
     _exit(code)
+
+
+def _backend_failure(exc: Exception) -> str | None:
+    """A server that failed us (S3 through botocore/s3fs, PostgreSQL through psycopg: unreachable, refused
+    credentials, no such bucket or database) is not a bug of ours: one line naming the setting that points at
+    it, never "internal error"."""
+    library = type(exc).__module__.split(".")[0]
+    said = " ".join(str(exc).split())[:400]
+    project = _state.get("project")
+    if library in ("botocore", "boto3", "s3fs", "aiobotocore"):
+        from .backends.run_store import STORAGE_ENV, storage_url
+
+        where = _quietly(lambda: storage_url(project)) if project is not None else None
+        return (f"the S3 store could not be used ({type(exc).__name__}: {said}); the run store is {where or '?'} "
+                f"(${STORAGE_ENV} or settings.storage; credentials and endpoint from the AWS chain, e.g. "
+                "AWS_ENDPOINT_URL), or an s3:// input in catalog.yaml")
+    if library == "psycopg":
+        from .index import INDEX_ENV, open_index
+
+        where = _quietly(lambda: open_index(project).where) if project is not None else None
+        return (f"PostgreSQL could not be used ({type(exc).__name__}: {said}); the run index is {where or '?'} "
+                f"(${INDEX_ENV} or settings.index), or a postgresql:// input in catalog.yaml")
+    return None
+
+
+def _quietly(read: Callable[[], str]) -> str | None:
+    try:
+        return read()
+    except Exception:
+        return None
 
 
 def _interrupt_behind(exc: BaseException | None) -> bool:
