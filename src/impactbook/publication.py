@@ -174,7 +174,7 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
     ledger_runs = snapshot.runs()
     folders = published_runs(project)
     store = open_run_store(project)
-    stored = _finish_storing(store, folders, done, progress) if store.remote else set()
+    stored = _finish_storing(store, folders, ledger_runs, done, progress) if store.remote else set()
     for folder in folders:
         run_id = folder.name
         row, entry = rows.get(run_id), ledger_runs.get(run_id)
@@ -216,16 +216,23 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
                  f"{', ...' if len(stale) > 3 else ''})")
 
 
-def _finish_storing(store: RunStore, folders: list[Path], done: Reconciliation,
+def _finish_storing(store: RunStore, folders: list[Path], ledger_runs: dict[str, dict], done: Reconciliation,
                     progress: Progress) -> set[str] | None:
     """Put into the remote store each sealed local run it lacks (its process died between the local publish
-    and the store's SHA256SUMS); returns the run ids the store holds, None when it is out of reach (later)."""
+    and the store's SHA256SUMS); returns the run ids the store holds, None when it is out of reach (later).
+    A folder whose SHA256SUMS is not the one its ledger entry records is never stored: the store is
+    write-once, and a wrong copy there would keep the true one out for good."""
     stored = None
     try:
         stored = set(store.published())
         for folder in folders:
             if folder.name in stored or folder.stat().st_mode & 0o222 or artifact_problems(folder):
                 continue  # sealing and damage are handled below, before anything reaches the store
+            recorded = ledger_runs.get(folder.name, {}).get("sha256sums")
+            if recorded and sha256_file(folder / SUMS) != recorded:
+                progress(f"not storing run {folder.name} in {store.where}: {folder.parent.name}/{folder.name}/{SUMS} "
+                         "is not the manifest its ledger entry records (run `impactbook verify`)")
+                continue
             with locked(folder) as lock:
                 if lock is None:
                     continue  # its own process is still publishing it

@@ -222,3 +222,30 @@ def test_one_damaged_stored_run_is_left_out_of_a_rebuild_and_the_others_are_inde
     done = cli(s3_project, "index", "rebuild")
     assert done.returncode == 0 and "indexed 1 runs" in done.stdout and damaged.record.run_id in done.stderr
     assert any("notebook.ipynb" in p for p in verify(s3_project).problems)  # and verify names it
+
+
+def test_a_local_run_that_contradicts_its_ledger_entry_is_never_put_into_the_write_once_store(s3_project, bucket):
+    from impactbook.store import seal, sha256sums
+
+    outcome = run(s3_project)
+    run_id, folder = outcome.record.run_id, outcome.folder
+    genuine = {p.name: p.read_bytes() for p in folder.iterdir()}
+    boto3.client("s3").delete_object(Bucket=bucket, Key=f"runs/{run_id}/SHA256SUMS")  # an unfinished upload
+    _remove_local(folder)
+    folder.mkdir()
+    for name, data in genuine.items():
+        (folder / name).write_bytes(data)
+    (folder / "extra.txt").write_text("not part of the run\n")
+    (folder / "SHA256SUMS").unlink()
+    (folder / "SHA256SUMS").write_text(sha256sums(folder))  # self-consistent, but not what the ledger records
+    seal(folder)
+    told: list[str] = []
+    done = reconcile(s3_project, progress=told.append)
+    assert done.stored == [] and "SHA256SUMS" not in _objects(bucket, f"runs/{run_id}/")
+    assert any(f"not storing run {run_id}" in line and "its ledger entry records" in line for line in told), told
+    _remove_local(folder)  # the genuine copy back: now it is stored
+    folder.mkdir()
+    for name, data in genuine.items():
+        (folder / name).write_bytes(data)
+    seal(folder)
+    assert reconcile(s3_project).stored == [run_id] and verify(s3_project).problems == []
