@@ -193,6 +193,9 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
             if writable:
                 seal(folder)
             record = load_record(folder)
+            if entry is None and store.remote and (stored is None or run_id not in stored):
+                progress(f"run {run_id} is not in {store.where} yet: its ledger entry waits until it is")
+                continue  # (the store out of reach, or the upload refused): a ledgered run is a stored run
             if entry is None:
                 _record_published(project, folder, record, recovered=True)
                 done.finished.append(run_id)

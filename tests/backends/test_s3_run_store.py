@@ -199,6 +199,9 @@ def test_a_store_out_of_reach_fails_the_run_and_the_next_command_stores_it(s3_pr
     assert f"but not yet in s3://{bucket}/runs" in refused.stderr and "Traceback" not in refused.stderr
     [folder] = published_runs(s3_project)  # sealed here, not yet stored, not yet in the ledger
     assert open_run_store(s3_project).published() == [] and folder.name not in Ledger(s3_project.ledger_path).runs()
+    still = cli(s3_project, "runs", "list", env=unreachable)  # the next command, the store still out of reach
+    assert f"run {folder.name} is not in s3://{bucket}/runs yet: its ledger entry waits" in still.stderr
+    assert folder.name not in Ledger(s3_project.ledger_path).runs()  # a ledgered run is a stored run
     done = reconcile(s3_project)
     assert done.stored == [folder.name] and done.finished == [folder.name]
     assert verify(s3_project).problems == []
