@@ -442,7 +442,8 @@ def runs_list(plan: Optional[str] = typer.Option(None, "--plan", help="Only runs
         _emit(rows)
         return
     lines = [(row["run_id"], (row["started_at"] or "")[:19].replace("T", " "), row["plan_id"], str(row["plan_version"]),
-              row["status"] + (f" [{row['labels']}]" if row.get("labels") else ""), row["decision"],
+              row["status"] + (f" [{row['labels']}]" if row.get("labels") else "")
+              + (" [NOT IN LEDGER]" if row.get("ledger_seq") is None else ""), row["decision"],
               row.get("primary_effect") or "") for row in rows]
     if sys.stdout.isatty():
         table = Table("run id", "started (UTC)", "plan", "v", "status", "decision", "primary effect")

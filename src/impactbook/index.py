@@ -86,8 +86,12 @@ def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunS
             except (ProjectError, StorageError) as exc:
                 skipped(f"run {run_id} left out of the index: {exc} (run `impactbook verify`)")
     rows = []
-    for _, folder in sorted(folders.items()):
+    for run_id, folder in sorted(folders.items()):
         record = load_record(folder)
+        if record.run_id != run_id:
+            skipped(f"run {run_id} left out of the index: its run.json names run {record.run_id} "
+                    "(run `impactbook verify`)")
+            continue
         entry = ledger_runs.get(record.run_id)
         rows.append(index_row(record, sha256_file(folder / SUMS), entry["seq"] if entry else None))
     open_index(project, stores).replace_all(rows)

@@ -252,3 +252,26 @@ def test_a_local_run_that_contradicts_its_ledger_entry_is_never_put_into_the_wri
         (folder / name).write_bytes(data)
     seal(folder)
     assert reconcile(s3_project).stored == [run_id] and verify(s3_project).problems == []
+
+
+def test_a_run_put_into_the_store_without_a_ledger_entry_is_listed_as_such(s3_project, bucket):
+    outcome = run(s3_project)
+    forged = outcome.record.run_id.replace("-example-", "-example-f0")
+    client = boto3.client("s3")
+    objects = _objects(bucket, f"runs/{outcome.record.run_id}/")
+    copied = {**objects, "run.json": objects["run.json"].replace(outcome.record.run_id.encode(), forged.encode())}
+    copied["SHA256SUMS"] = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in
+                                   sorted(copied.items()) if name != "SHA256SUMS").encode()
+    for name, data in copied.items():  # self-consistent, never ledgered
+        client.put_object(Bucket=bucket, Key=f"runs/{forged}/{name}", Body=data)
+    _remove_local(outcome.folder)
+    assert rebuild(s3_project) == 2
+    listed = cli(s3_project, "runs", "list")
+    lines = {line.split("\t")[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert "[NOT IN LEDGER]" in lines[forged] and "[NOT IN LEDGER]" not in lines[outcome.record.run_id]
+    assert any(forged in p and "ledger" in p for p in verify(s3_project).problems)
+    for name, data in objects.items():  # a copy that still names the run it was copied from: not indexed at all
+        client.put_object(Bucket=bucket, Key=f"runs/{forged}x/{name}", Body=data)
+    told: list[str] = []
+    assert rebuild(s3_project, skipped=told.append) == 2
+    assert f"its run.json names run {outcome.record.run_id}" in told[0]
