@@ -88,15 +88,19 @@ def test_a_run_killed_by_a_signal_is_reported_as_such_and_the_batch_reports_ever
     assert failure(1, "· progress\nerror: a cause\n") == "a cause"
 
 
-def _wait_until_sleeping(project, runs: int) -> None:
-    """Until `runs` runs have saved their notebook after its first cell (so each sleeps in its fault)."""
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        saved = [p for p in project.staging_dir.glob("*/notebook.ipynb") if '"execution_count": 1' in _text(p)]
-        if len(saved) >= runs:
+def _wait_until_sleeping(project, runs: int, batch: subprocess.Popen) -> None:
+    """Until `runs` runs sleep in their `notebook.saved#3` fault: papermill's third save is the one after the
+    template's first cell (markdown) completed, so its file is the first to say "completed". Fails at once,
+    with the batch's output, if the batch ended instead."""
+    deadline = time.time() + 240
+    while time.time() < deadline and batch.poll() is None:
+        sleeping = [p for p in project.staging_dir.glob("*/notebook.ipynb") if '"status": "completed"' in _text(p)]
+        if len(sleeping) >= runs:
             return
         time.sleep(0.3)
-    raise AssertionError(f"{runs} run(s) never reached their first cell")
+    batch.kill()
+    out, err = batch.communicate()
+    raise AssertionError(f"{runs} run(s) never reached their fault (batch exit {batch.returncode}):\n{out}\n{err}")
 
 
 def _text(path) -> str:
@@ -122,8 +126,8 @@ def _alive(pid: int) -> bool:
 def test_a_stopped_batch_stops_its_runs_and_each_is_stored_failed(frozen_project, sent):
     batch = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, PLAN, PLAN, "--workers", "2"],
                              cwd=frozen_project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, FAULT_ENV: "sleep=60@notebook.saved#3"})
-    _wait_until_sleeping(frozen_project, 2)
+                             env={**os.environ, FAULT_ENV: "sleep=600@notebook.saved#3"})
+    _wait_until_sleeping(frozen_project, 2, batch)
     children = _run_children(batch.pid)
     assert len(children) == 2, "the batch never had its two runs in their kernels"
     batch.send_signal(sent)
@@ -144,12 +148,12 @@ def test_a_stopped_batch_stops_its_runs_and_each_is_stored_failed(frozen_project
 def test_a_dask_worker_that_dies_mid_run_does_not_get_its_plan_run_twice(frozen_project, monkeypatch):
     import distributed
 
-    monkeypatch.setenv(FAULT_ENV, "sleep=60@notebook.saved#3")  # inherited by the workers and their runs
+    monkeypatch.setenv(FAULT_ENV, "sleep=600@notebook.saved#3")  # inherited by the workers and their runs
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         batch = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, "--executor", "dask",
                                   "--scheduler", cluster.scheduler_address, "--json"], cwd=frozen_project.root,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _wait_until_sleeping(frozen_project, 1)
+        _wait_until_sleeping(frozen_project, 1, batch)
         workers = [w.process.pid for w in cluster.workers.values() if w.process and w.process.pid]
         running = [(pid, child) for pid in workers for child in _worker_grandchildren(pid)]
         assert running, "no worker ran the plan"
