@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.run_store import RunStore, open_run_store
-from .errors import RunNotFoundError
+from .errors import ProjectError, RunNotFoundError, StorageError
 from .hashing import sha256_file
 from .index import IndexUnusable, load_record, open_index, row_problems, run_folder
 from .ledger import Ledger, chain_problems
@@ -189,21 +189,28 @@ HUMAN_ACTIONS = {"advance": Action.SHIP, "hold": Action.HOLD, "rollback": Action
 @dataclass(frozen=True)
 class GateCheck:
     """What `gate` acts on: a run whose artifacts, ledger entry and record agree, and the decision that
-    stands — the latest human decision recorded for it, else the automatic one."""
+    stands — the latest human decision recorded for it, else the automatic one. `record` is None when the
+    run's objects in a remote store could not be fetched whole: it does not verify, and there is no decision."""
 
-    record: RunRecord
+    run_id: str
+    record: RunRecord | None
     problems: list[str]
     human: dict[str, Any] | None
 
     @property
-    def action(self) -> Action:
+    def action(self) -> Action | None:
+        if self.record is None:
+            return None
         return HUMAN_ACTIONS[self.human["action"]] if self.human else self.record.decision.action
 
     @property
     def exit_code(self) -> int:
-        return 3 if self.problems else GATE_EXIT[self.action]
+        return 3 if self.problems or self.action is None else GATE_EXIT[self.action]
 
     def summary(self) -> dict[str, Any]:
+        if self.record is None:
+            return {"run_id": self.run_id, "verified": False, "problems": self.problems, "automatic_decision": None,
+                    "decision": None, "human_decision": self.human, "exit_code": self.exit_code}
         return {**self.record.summary(), "verified": not self.problems, "problems": self.problems,
                 "automatic_decision": self.record.decision.action.value, "decision": self.action.value,
                 "human_decision": self.human, "exit_code": self.exit_code}
@@ -211,20 +218,26 @@ class GateCheck:
 
 def gate_check(project: Project, run: str) -> GateCheck:
     """Verify the run's folder against SHA256SUMS, the ledger chain, and its one ledger entry before its
-    decision may reach automation."""
-    row = open_index(project).find(run)
+    decision may reach automation. A run kept only in a remote store is fetched first; one whose objects
+    cannot be fetched whole (changed, missing) does not verify, and its problems are the store's (a store out
+    of reach is an error, exit 1: nothing could be checked)."""
+    run_id = open_index(project).find(run)["run_id"]
     store = open_run_store(project)
-    folder = run_folder(project, row["run_id"], store)
-    if not folder.is_dir():
-        raise RunNotFoundError(f"run folder {project.relative(folder)} is missing", hint="run `impactbook verify`")
     entries, problems = ledger_problems(Ledger(project.ledger_path))
-    entry = next((e for e in entries if e.get("kind") == "run" and e.get("run_id") == row["run_id"]), None)
-    problems += run_problems(project, folder, entry)
-    if store.remote:  # the store is the truth: its objects re-hashed, its SHA256SUMS against the ledger
-        problems += store_problems(store, {row["run_id"]: entry} if entry else {}, set(store.published()),
-                                   [row["run_id"]])
-    record = load_record(folder)
-    humans = [e for e in entries if e.get("kind") == "decision" and e.get("run_id") == row["run_id"]]
+    entry = next((e for e in entries if e.get("kind") == "run" and e.get("run_id") == run_id), None)
+    humans = [e for e in entries if e.get("kind") == "decision" and e.get("run_id") == run_id]
     human = {k: humans[-1].get(k) for k in ("seq", "time", "action", "by", "reason", "automatic", "override")} \
         if humans else None
-    return GateCheck(record, problems, human)
+    try:
+        folder = run_folder(project, run_id, store)
+    except (ProjectError, StorageError):  # a changed or missing object; a store out of reach raises again here
+        found = store_problems(store, {run_id: entry} if entry else {}, set(store.published()), [run_id])
+        if not found:
+            raise
+        return GateCheck(run_id, None, problems + found, human)
+    if not folder.is_dir():
+        raise RunNotFoundError(f"run folder {project.relative(folder)} is missing", hint="run `impactbook verify`")
+    problems += run_problems(project, folder, entry)
+    if store.remote:  # the store is the truth: its objects re-hashed, its SHA256SUMS against the ledger
+        problems += store_problems(store, {run_id: entry} if entry else {}, set(store.published()), [run_id])
+    return GateCheck(run_id, load_record(folder), problems, human)

@@ -531,7 +531,7 @@ def gate(run: str = typer.Argument(..., help="Run id, unique prefix, or 'latest'
     if as_json:
         _emit(check.summary())
     elif check.problems:
-        err.print(f"{record.run_id}: does not verify, so it cannot be acted on:", markup=False)
+        err.print(f"{check.run_id}: does not verify, so it cannot be acted on:", markup=False)
         for problem in check.problems:
             err.print(f"  {problem}", markup=False)
     else:

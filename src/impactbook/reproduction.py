@@ -15,6 +15,7 @@ from .catalog import Catalog, DatasetEntry, TemplateEntry
 from .errors import ImpactbookError, InputError, VerifyError
 from .freezing import FrozenPlan
 from .hashing import sha256_file
+from .index import run_folder
 from .ledger import Ledger
 from .project import Project
 from .publication import Progress, reconcile
@@ -105,11 +106,11 @@ def reproduce(project: Project, run: str, *, timeout_s: int | None = None,
               progress: Progress = lambda message: None) -> Reproduction:
     reconcile(project, progress)
     check = gate_check(project, run)
-    original = check.record
-    folder = project.runs_dir / original.run_id
-    if check.problems:
-        raise VerifyError(f"run {original.run_id} does not verify, so there is nothing trustworthy to reproduce: "
+    if check.problems or check.record is None:
+        raise VerifyError(f"run {check.run_id} does not verify, so there is nothing trustworthy to reproduce: "
                           + "; ".join(check.problems[:3]))
+    original = check.record
+    folder = run_folder(project, original.run_id)  # runs/<id>, or the copy fetched from a remote run store
     frozen = _frozen_version(project, original)
     template_path = folder / "template.ipynb"
     if not template_path.is_file():

@@ -104,6 +104,15 @@ def test_run_published_to_s3_is_verified_from_the_store_and_read_back(s3_project
     assert [row["run_id"] for row in open_index(s3_project).rows()] == [run_id]
 
 
+def test_a_run_kept_only_in_the_store_is_reproduced_from_its_fetched_copy(s3_project, bucket):
+    outcome = run(s3_project)
+    _remove_local(outcome.folder)  # another machine: only the ledger and the store
+    reproduced = cli(s3_project, "reproduce", outcome.record.run_id, "--json")
+    assert reproduced.returncode == 0, reproduced.stderr
+    result = json.loads(reproduced.stdout)
+    assert result["reproduces"] == outcome.record.run_id and result["identical"] is True
+
+
 def test_tampered_and_deleted_objects_fail_verify_naming_the_key(s3_project, bucket):
     run_id = run(s3_project).record.run_id
     client, prefix = boto3.client("s3"), f"runs/{run_id}"
@@ -118,6 +127,17 @@ def test_tampered_and_deleted_objects_fail_verify_naming_the_key(s3_project, buc
     assert all(line in done.stdout for line in expected), done.stdout
     gate = cli(s3_project, "gate", run_id, "--json")  # what CI acts on is checked against the store too
     assert gate.returncode == 3 and sorted(json.loads(gate.stdout)["problems"]) == expected
+
+    _remove_local(s3_project.runs_dir / run_id)  # another machine: the run can only be fetched, and is not whole
+    gate = cli(s3_project, "gate", run_id, "--json")
+    assert gate.returncode == 3, gate.stderr
+    summary = json.loads(gate.stdout)
+    assert summary["verified"] is False and summary["decision"] is None and sorted(summary["problems"]) == expected
+    said = cli(s3_project, "gate", run_id)
+    assert said.returncode == 3 and f"{run_id}: does not verify" in said.stderr
+    assert all(line in said.stderr for line in expected), said.stderr
+    refused = cli(s3_project, "reproduce", run_id)
+    assert refused.returncode == 3 and "does not verify" in refused.stderr, refused.stderr
 
 
 def test_interrupted_publication_is_not_published_is_reported_and_then_finished(s3_project, bucket):
