@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends.index_store import IndexFromNewerRelease
 from .backends.run_store import RunStore, open_run_store
 from .errors import ProjectError, RunNotFoundError, StorageError
 from .hashing import sha256_file
-from .index import IndexUnusable, load_record, open_index, row_problems, run_folder
+from .index import IndexUnusable, load_record, open_index, row_problems, run_folder, shown_where
 from .ledger import Ledger, chain_problems
 from .project import Project
 from .publication import DAMAGED
@@ -170,9 +171,12 @@ def _staging_problems(project: Project, in_progress: list[str]) -> list[str]:
 
 
 def _index_problems(project: Project, folders: set[str], ledger_runs: dict[str, dict[str, Any]]) -> list[str]:
-    shown = project.relative(project.index_path)
+    index = open_index(project)
+    shown = shown_where(project, index)
     try:
-        rows = {row["run_id"]: row for row in open_index(project).rows()}
+        rows = {row["run_id"]: row for row in index.rows()}
+    except IndexFromNewerRelease as exc:
+        return [f"{shown}: {exc.message} ({exc.hint})"]
     except IndexUnusable as exc:
         return [f"{shown}: unusable ({exc}); the next impactbook command rebuilds it"]
     problems = [f"{shown}: run {run_id} has a row but no folder" for run_id in sorted(set(rows) - set(folders))]

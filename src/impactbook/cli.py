@@ -735,12 +735,12 @@ def ledger_anchor(file: Optional[Path] = typer.Option(None, "--file",
 @index_app.command("rebuild")
 def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
     """Rebuild the run index from the run folders and the ledger alone."""
-    from .index import open_index, rebuild
+    from .index import open_index, rebuild, shown_where
 
     project = _project(project_dir)
-    where = open_index(project).where
+    shown = shown_where(project, open_index(project))
     count = rebuild(project, skipped=_progress)
-    out.print(f"indexed {count} runs into {project.relative(where) if '://' not in where else where}")
+    out.print(f"indexed {count} runs into {shown}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,6 +44,11 @@ def open_index(project: Project, stores: IndexStores | None = None) -> IndexStor
     return (stores or default_index_stores()).open(index_url(project))
 
 
+def shown_where(project: Project, index: IndexStore) -> str:
+    """The index as users read it: runs/index.sqlite, or its URL without credentials."""
+    return index.where if "://" in index.where else project.relative(index.where)
+
+
 def load_record(folder: Path) -> RunRecord:
     return RunRecord.model_validate_json((folder / "run.json").read_text(encoding="utf-8"))
 

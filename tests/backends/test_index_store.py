@@ -10,11 +10,11 @@ from contextlib import closing
 import psycopg
 import pytest
 
-from impactbook.backends.index_store import IndexStores, IndexUnusable, default_index_stores
+from impactbook.backends.index_store import IndexFromNewerRelease, IndexStores, IndexUnusable, default_index_stores
 from impactbook.backends.sqlite_index import SqliteIndexStore
 from impactbook.errors import ProjectError, RunNotFoundError
 from impactbook.index import INDEX_ENV, index_url, load_record, open_index, rebuild
-from conftest import run
+from conftest import PLAN, cli, run
 from postgres_server import fresh_database, postgres_server
 
 
@@ -139,9 +139,55 @@ def test_registry_is_passed_in_and_unknown_schemes_name_the_known_ones(project, 
     assert "secret" not in str(error.value)
 
 
-def test_postgres_index_from_another_schema_version_is_unusable(postgres_database):
+def _set_schema_version(url_or_path, version: int) -> None:
+    if isinstance(url_or_path, str):
+        with psycopg.connect(url_or_path, autocommit=True) as connection:
+            connection.execute("UPDATE index_schema SET version = %s", (version,))
+    else:
+        with closing(sqlite3.connect(url_or_path)) as connection:
+            connection.execute(f"PRAGMA user_version = {version}")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_index_a_newer_release_wrote_is_named_and_left_alone_and_an_older_one_is_rebuilt(
+        backend, frozen_project, request, monkeypatch):
+    if backend == "postgresql":
+        monkeypatch.setenv(INDEX_ENV, request.getfixturevalue("postgres_database"))
+    run_id = run(frozen_project).record.run_id
+    index = open_index(frozen_project)
+    shown = index.where if backend == "postgresql" else "runs/index.sqlite"  # (was always runs/index.sqlite)
+    target = index.url if backend == "postgresql" else frozen_project.index_path
+
+    _set_schema_version(target, 99)
+    verified = cli(frozen_project, "verify")
+    assert verified.returncode == 3, verified.stderr
+    assert f"{shown}: the run index has schema version 99, written by a newer impactbook" in verified.stdout
+    for command in (("runs", "list"), ("index", "rebuild"), ("run", PLAN)):
+        refused = cli(frozen_project, *command)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, (command, refused.stderr)
+        assert "schema version 99, written by a newer impactbook" in refused.stderr and "upgrade" in refused.stderr
+    with pytest.raises(IndexFromNewerRelease):
+        rebuild(frozen_project)
+    with pytest.raises(IndexFromNewerRelease):  # still the newer release's: never rebuilt or downgraded
+        default_index_stores().open(index_url(frozen_project)).rows()
+
+    _set_schema_version(target, 2)
+    verified = cli(frozen_project, "verify")
+    assert verified.returncode == 3
+    assert f"{shown}: unusable (schema version 2, this release reads 3); the next impactbook command rebuilds it" \
+        in verified.stdout
+    listed = cli(frozen_project, "runs", "list")
+    assert listed.returncode == 0 and run_id in listed.stdout and "rebuilt it" in listed.stderr, listed.stderr
+    assert cli(frozen_project, "verify").returncode == 0
+
+
+def test_a_postgres_table_runs_that_impactbook_did_not_create_is_refused_not_dropped(postgres_database):
     with psycopg.connect(postgres_database, autocommit=True) as connection:
-        connection.execute("CREATE TABLE index_schema (version INTEGER NOT NULL)")
-        connection.execute("INSERT INTO index_schema VALUES (99)")
-    with pytest.raises(IndexUnusable, match="schema version 99"):
-        default_index_stores().open(postgres_database).rows()
+        connection.execute("CREATE TABLE runs (anything TEXT)")
+        connection.execute("INSERT INTO runs VALUES ('kept')")
+    store = default_index_stores().open(postgres_database)
+    for attempt in (store.rows, lambda: store.replace_all([])):
+        with pytest.raises(ProjectError, match="a table `runs` that impactbook did not create"):
+            attempt()
+    with psycopg.connect(postgres_database) as connection:
+        assert connection.execute("SELECT anything FROM runs").fetchall() == [("kept",)]

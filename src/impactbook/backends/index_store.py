@@ -43,7 +43,24 @@ Row = tuple[Any, ...]
 
 
 class IndexUnusable(Exception):
-    """The index is corrupt or from another schema: rebuild it."""
+    """The index is corrupt or from an older schema: rebuild it."""
+
+
+class IndexFromNewerRelease(ProjectError):
+    """The index has a schema version newer than this release's: a newer impactbook, perhaps on another machine
+    sharing it, wrote it. It is neither read nor rebuilt (a rebuild would take it from that release)."""
+
+
+def check_schema(found: int, where: str, undo: str) -> None:
+    """Refuse an index of another schema version: a newer one by name (`undo`: how to start it over
+    deliberately), an older or unknown one as IndexUnusable (rebuilt by the next command)."""
+    if found > SCHEMA_VERSION:
+        raise IndexFromNewerRelease(f"the run index has schema version {found}, written by a newer impactbook; "
+                                    f"this release reads {SCHEMA_VERSION}, so it leaves the index as it is",
+                                    where=where, hint=f"upgrade impactbook here, or {undo} and run "
+                                                      "`impactbook index rebuild` to start it over with this release")
+    if found != SCHEMA_VERSION:
+        raise IndexUnusable(f"schema version {found}, this release reads {SCHEMA_VERSION}")
 
 
 def index_row(record: RunRecord, sums_sha256: str, ledger_seq: int | None) -> Row:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, IndexUnusable, Row
+from ..errors import ProjectError
+
+from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, Row, check_schema
 
 # run ids are compared byte by byte (COLLATE "C", as in SQLite); these let "latest" and the plan filter use
 # an index whatever the database's locale. Physical only: the tables and columns are MIGRATIONS'.
@@ -33,28 +35,36 @@ class PostgresIndexStore(IndexStore):
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"  # no user, no password
 
-    def _connect(self):
+    def _connect(self, rebuilding: bool = False):
         import psycopg
 
         connection = psycopg.connect(self.url)
-        if not self._ready:
-            self._migrate(connection)
+        if not self._ready or rebuilding:
+            self._migrate(connection, rebuilding)
             self._ready = True
         return connection
 
-    def _migrate(self, connection) -> None:
+    def _migrate(self, connection, rebuilding: bool = False) -> None:
+        """Create the schema in an empty database. One of an older version is unusable until rebuilt, and a
+        rebuild starts it over; one a newer release wrote is refused, rebuilt or not (check_schema)."""
         with connection.transaction():
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             connection.execute("CREATE TABLE IF NOT EXISTS index_schema (version INTEGER NOT NULL)")
             row = connection.execute("SELECT version FROM index_schema").fetchone()
+            if row is None and connection.execute("SELECT to_regclass('runs') IS NOT NULL").fetchone()[0]:
+                raise ProjectError("the database has a table `runs` that impactbook did not create (no schema "
+                                   "version)", where=self.where, hint="point settings.index at another database, "
+                                                                      "or drop that table")
+            if row is not None and row[0] != SCHEMA_VERSION:
+                if row[0] > SCHEMA_VERSION or not rebuilding:
+                    check_schema(row[0], self.where, "drop its tables runs and index_schema")
+                connection.execute("DROP TABLE runs")
+                connection.execute("DELETE FROM index_schema")
+                row = None
             if row is None:
-                if connection.execute("SELECT to_regclass('runs') IS NOT NULL").fetchone()[0]:
-                    raise IndexUnusable("a runs table without a schema version")
                 for statement in MIGRATIONS[SCHEMA_VERSION] + BYTE_ORDER_INDEXES:
                     connection.execute(statement)
                 connection.execute("INSERT INTO index_schema VALUES (%s)", (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
-                raise IndexUnusable(f"schema version {row[0]}, this release reads {SCHEMA_VERSION}")
 
     def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
         with self._connect() as connection:
@@ -65,7 +75,7 @@ class PostgresIndexStore(IndexStore):
             cursor.executemany(sql, rows)
 
     def replace_all(self, rows: Iterable[Row]) -> None:
-        with self._connect() as connection, connection.transaction(), connection.cursor() as cursor:
+        with self._connect(rebuilding=True) as connection, connection.transaction(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             cursor.execute("DELETE FROM runs")
             with cursor.copy("COPY runs FROM STDIN") as copy:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
-from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, IndexUnusable, Row
+from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, IndexUnusable, Row, check_schema
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class SqliteIndexStore(IndexStore):
                 version = _create_schema(connection)
             if version != SCHEMA_VERSION:
                 connection.close()
-                raise IndexUnusable(f"schema version {version}, this release reads {SCHEMA_VERSION}")
+                check_schema(version, self.where, f"delete {self.path.name}")
         except sqlite3.DatabaseError as exc:
             raise IndexUnusable(str(exc)) from exc
         return connection
@@ -67,6 +67,7 @@ class SqliteIndexStore(IndexStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            self._refuse_a_newer_schema()
             fresh = SqliteIndexStore(self.path.with_name(f".{self.path.name}.{os.getpid()}."
                                                          f"{secrets.token_hex(4)}.rebuild"))
             try:
@@ -76,6 +77,16 @@ class SqliteIndexStore(IndexStore):
                     Path(str(self.path) + stale).unlink(missing_ok=True)
             finally:
                 fresh.path.unlink(missing_ok=True)
+
+    def _refuse_a_newer_schema(self) -> None:
+        """A rebuild replaces a corrupt or older file, never one a newer release wrote (check_schema)."""
+        try:
+            with closing(sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True)) as connection:
+                found = connection.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError:  # missing or not a database: nothing to keep
+            return
+        if found > SCHEMA_VERSION:
+            check_schema(found, self.where, f"delete {self.path.name}")
 
 
 def _create_schema(connection: sqlite3.Connection) -> int:
