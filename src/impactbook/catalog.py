@@ -20,7 +20,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from .durable import write_text
 from .errors import CatalogError
-from .hashing import FRESH, remote_url, sha256_file, sha256_json, sha256_url, warehouse_url
+from .hashing import fresh_options, remote_url, sha256_file, sha256_json, sha256_url, warehouse_url
 from .ledger import Ledger, current_user
 from .project import Project
 from .template import has_outputs, read_template, source_record, strip_outputs
@@ -258,7 +258,7 @@ def _remote_pin(url: str, name: str) -> tuple[str, int]:
     import fsspec
 
     try:
-        return sha256_url(url), fsspec.core.url_to_fs(url, **FRESH)[0].size(url)
+        return sha256_url(url), fsspec.core.url_to_fs(url, **fresh_options())[0].size(url)
     except FileNotFoundError as exc:
         raise CatalogError(f"no such object: {url}", field=f"datasets.{name}.uri") from exc
 

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import ProjectError
+
 CHUNK = 1 << 20
 
 
@@ -32,7 +34,29 @@ def remote_url(path: Path | str) -> str | None:
     return None
 
 
-FRESH = {"skip_instance_cache": True, "use_listings_cache": False}  # fsspec options: ask the store, never a cache
+S3_TIMEOUT_ENV = "IMPACTBOOK_S3_TIMEOUT"
+S3_TIMEOUT_DEFAULT = 20.0
+
+
+def s3_timeouts() -> dict[str, float]:
+    """botocore's socket timeouts for every S3 request impactbook makes: a store that accepts connections and
+    never answers fails in about a minute, not botocore's default 5 attempts x 60 s. IMPACTBOOK_S3_TIMEOUT
+    (seconds, default 20) is how long one read may wait; a connection waits at most 10 s of it."""
+    raw = os.environ.get(S3_TIMEOUT_ENV, "")
+    try:
+        seconds = float(raw) if raw.strip() else S3_TIMEOUT_DEFAULT
+    except ValueError:
+        raise ProjectError(f"{S3_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ProjectError(f"{S3_TIMEOUT_ENV}={raw!r} must be more than 0 seconds")
+    return {"connect_timeout": min(seconds, 10.0), "read_timeout": seconds}
+
+
+def fresh_options() -> dict[str, Any]:
+    """fsspec options for a pinned input in an object store: ask the store, never a cache; s3fs retries a
+    timed-out request itself (5 times), so botocore's own retries are off beneath it."""
+    return {"skip_instance_cache": True, "use_listings_cache": False,
+            "config_kwargs": {**s3_timeouts(), "retries": {"total_max_attempts": 1}}}
 
 
 def sha256_url(url: str, copy_to: Path | None = None) -> str:
@@ -42,7 +66,7 @@ def sha256_url(url: str, copy_to: Path | None = None) -> str:
     import fsspec
 
     digest = hashlib.sha256()
-    with fsspec.open(url, "rb", **FRESH) as handle, open(copy_to or os.devnull, "wb") as copy:
+    with fsspec.open(url, "rb", **fresh_options()) as handle, open(copy_to or os.devnull, "wb") as copy:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
             copy.write(chunk)

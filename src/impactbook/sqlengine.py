@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .hashing import FRESH, remote_url
+from .hashing import fresh_options, remote_url
 
 
 def quote(identifier: str) -> str:
@@ -111,7 +111,7 @@ def locked_connection(readable: Iterable[Path], threads: int | None = None):
     if any(remote_url(p) for p in paths):  # s3:// through s3fs (DuckDB's fsspec bridge): no httpfs download
         import s3fs
 
-        connection.register_filesystem(s3fs.S3FileSystem(**FRESH))
+        connection.register_filesystem(s3fs.S3FileSystem(**fresh_options()))
     connection.execute("SET TimeZone = 'UTC'")  # times without a zone are UTC, on every machine
     try:  # a long query must not draw a progress bar into the command's (JSON) output
         connection.execute("SET enable_progress_bar = false")

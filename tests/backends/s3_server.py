@@ -43,6 +43,30 @@ def s3_server() -> Iterator[str]:
         process.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def silent_server() -> Iterator[str]:
+    """An endpoint that accepts every connection and never answers (a hung store or proxy)."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
 @pytest.fixture(scope="module")
 def s3_endpoint():
     with s3_server() as url:

@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 
 import boto3
 import pytest
@@ -18,6 +20,7 @@ from impactbook.backends.local_store import LocalRunStore
 from impactbook.backends.s3_store import S3RunStore
 from impactbook.errors import ProjectError, StorageError
 from impactbook.faults import FAULT_ENV
+from impactbook.hashing import S3_TIMEOUT_ENV
 from impactbook.index import load_record, open_index, rebuild, run_folder
 from impactbook.ledger import Ledger
 from impactbook.publication import reconcile
@@ -203,9 +206,6 @@ def test_the_s3_backend_is_not_imported_by_a_local_project(frozen_project):
     probe = ("import sys; from impactbook.project import Project; from impactbook.backends.run_store import "
              "open_run_store; open_run_store(Project.find()).published(); "
              "print(sorted(m for m in ('boto3', 'botocore', 's3fs') if m in sys.modules))")
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != STORAGE_ENV}
     shown = subprocess.run([sys.executable, "-c", probe], cwd=frozen_project.root, env=env, capture_output=True,
                            text=True, timeout=120)
@@ -225,6 +225,23 @@ def test_a_store_out_of_reach_fails_the_run_and_the_next_command_stores_it(s3_pr
     done = reconcile(s3_project)
     assert done.stored == [folder.name] and done.finished == [folder.name]
     assert verify(s3_project).problems == []
+
+
+def test_a_store_that_never_answers_fails_within_the_s3_timeout_naming_it(s3_project, bucket):
+    with s3_server.silent_server() as endpoint:  # (botocore's defaults waited 5 attempts x 60 s: 5 minutes)
+        hung = {"AWS_ENDPOINT_URL": endpoint, S3_TIMEOUT_ENV: "0.5"}
+        refused = cli(s3_project, "run", PLAN, env=hung, timeout=120)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert f"but not yet in s3://{bucket}/runs" in refused.stderr and "timeout" in refused.stderr, refused.stderr
+        listed = cli(s3_project, "runs", "list", env=hung, timeout=60)  # local answers, the store named
+        assert listed.returncode == 0 and f"s3://{bucket}/runs" in listed.stderr and "timeout" in listed.stderr
+        probe = "from impactbook.hashing import sha256_url; sha256_url('s3://anything/data.csv')"
+        read = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **hung}, capture_output=True,
+                              text=True, timeout=60)  # an input in the store goes through s3fs: bounded too
+        assert read.returncode == 1 and "Read timeout" in read.stderr, read.stderr
+        bad = cli(s3_project, "runs", "list", env={**hung, S3_TIMEOUT_ENV: "soon"})
+        assert bad.returncode == 1 and f"{S3_TIMEOUT_ENV}='soon' is not a number of seconds" in bad.stderr
+    assert reconcile(s3_project).stored  # the store back: the run that waited is stored and ledgered
 
 
 def test_one_damaged_stored_run_is_left_out_of_a_rebuild_and_the_others_are_indexed(s3_project, bucket):

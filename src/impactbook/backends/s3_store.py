@@ -14,13 +14,14 @@ standard AWS settings (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ..., or ~/.aws), nev
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from .. import faults
 from ..errors import ProjectError, StorageError
-from ..hashing import CHUNK
+from ..hashing import CHUNK, s3_timeouts
 from ..project import Project
 from .run_store import MANIFEST, RunStore, manifest_problems, parse_sums
 
@@ -43,6 +44,7 @@ class S3RunStore(RunStore):
             raise ProjectError(f"storage URL s3://…@{parts.netloc.rsplit('@', 1)[1]}{parts.path} carries credentials",
                                hint="give the bucket only: credentials come from the AWS chain (environment, "
                                     "~/.aws, an instance role)")
+        s3_timeouts()  # a malformed timeout setting is named before any command starts, not when a request fails
         return cls(parts.netloc, parts.path)
 
     @property
@@ -53,7 +55,12 @@ class S3RunStore(RunStore):
             except ImportError as exc:
                 raise ProjectError(f"{self.where}: the S3 run store needs boto3",
                                    hint="pip install 'impactbook[s3]'") from exc
-            self._client = boto3.client("s3")
+            from botocore.config import Config
+
+            # timeouts bounded (s3_timeouts); standard retries (3 attempts) unless AWS_RETRY_MODE says otherwise,
+            # AWS_MAX_ATTEMPTS still honoured
+            retries = {} if os.environ.get("AWS_RETRY_MODE") else {"retries": {"mode": "standard"}}
+            self._client = boto3.client("s3", config=Config(**s3_timeouts(), **retries))
         return self._client
 
     @property
