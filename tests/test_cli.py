@@ -67,6 +67,7 @@ def test_inadmissible_run_exits_4_and_says_why(project):
     done = cli(project, "run", PLAN)
     assert done.returncode == 4
     assert "INADMISSIBLE" in done.stdout and "does not match its pin" in done.stdout
+    assert all(line.startswith("· ") for line in done.stderr.splitlines()), done.stderr  # progress only
 
 
 def test_dataset_add_and_verify(project, tmp_path):

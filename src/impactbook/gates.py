@@ -62,7 +62,9 @@ def template_parameters(path: Path) -> dict[str, dict[str, Any]]:
     """The template's `parameters` cell, read with papermill's own inspector: name -> default and help."""
     import papermill
 
-    logging.getLogger("papermill").setLevel(logging.ERROR)
+    quiet = logging.getLogger("papermill")  # its warnings, not its errors; never louder than the run made it
+    if quiet.getEffectiveLevel() < logging.ERROR:  # (this runs on the gate's thread beside the kernel's start)
+        quiet.setLevel(logging.ERROR)
     return dict(papermill.inspect_notebook(str(path)))
 
 
