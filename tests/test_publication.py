@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,10 +16,11 @@ import pytest
 
 from impactbook.audit import verify
 from impactbook.faults import FAULT_ENV, POINTS
+from impactbook.freezing import freeze_plan
 from impactbook.index import RunIndex
 from impactbook.ledger import Ledger
-from impactbook.store import published_runs
-from conftest import PLAN, cli, read_json
+from impactbook.store import published_runs, publishing_mark
+from conftest import PLAN, cli, make_project, read_json, run
 
 EXPECTED = {"conversion": "CONFIRMED", "revenue_per_user": "CONFIRMED", "revenue_per_session": "CONFIRMED"}
 COMPLETE_FROM = POINTS.index("publish.record")  # from here on the result is complete and must survive as is
@@ -286,6 +288,26 @@ def test_a_real_full_disk_is_one_clear_line_and_the_next_command_recovers(frozen
     assert outcome["list"] == "0" and outcome["verify"] == "0", done.stdout
 
 
+def test_a_sealed_run_folder_put_in_by_hand_is_never_ledgered_as_recovered(frozen_project, tmp_path):
+    other = make_project(tmp_path / "other")
+    freeze_plan(other, PLAN)
+    foreign = run(other).folder
+    shutil.copytree(foreign, frozen_project.runs_dir / foreign.name)  # the copy is writable: copytree keeps modes
+    listed = cli(frozen_project, "runs", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert f"run {foreign.name}: runs/{foreign.name} has no ledger entry and was not published by this project" \
+        in listed.stderr
+    assert "[NOT IN LEDGER]" in listed.stdout and foreign.name in listed.stdout
+    assert foreign.name not in Ledger(frozen_project.ledger_path).runs()  # nothing vouches for it
+    again = cli(frozen_project, "runs", "list")
+    assert again.returncode == 0 and again.stderr == "" and "[NOT IN LEDGER]" in again.stdout  # said once
+    verified = cli(frozen_project, "verify")
+    assert verified.returncode == 3 and f"runs/{foreign.name}: not recorded in the ledger" in verified.stdout
+    assert cli(frozen_project, "gate", foreign.name).returncode == 3
+    mine = run(frozen_project)  # the project's own runs are published and ledgered as ever
+    assert mine.record.run_id in Ledger(frozen_project.ledger_path).runs()
+
+
 def test_a_tampered_run_is_never_recorded_or_indexed_from_its_own_edited_record(frozen_project):
     """Edit a published run's decision and cut its ledger entry: the next command must not write the edited
     values into the ledger or the index (which would hide the cut); verify and gate keep saying no."""
@@ -338,6 +360,7 @@ def test_the_reconciliation_hands_on_the_ledger_only_with_the_rows_and_when_it_a
     assert handed.data == frozen_project.ledger_path.read_bytes() and handed.entries == ledger.entries()
     lines = frozen_project.ledger_path.read_bytes().splitlines(keepends=True)
     frozen_project.ledger_path.write_bytes(b"".join(lines[:-1]))  # the run's entry was never appended
+    publishing_mark(frozen_project.staging_dir, run_id).write_text("")  # (as its killed process left it)
     finishing = reconcile(frozen_project)
     assert finishing.finished == [run_id] and finishing.ledger is None
     assert reconcile(frozen_project).ledger.runs().keys() == ledger.runs().keys() == {run_id}

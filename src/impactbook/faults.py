@@ -31,6 +31,7 @@ POINTS = (
     "publish.report",       # report.html written
     "publish.record",       # the final run.json written: the result is complete
     "publish.sums",         # SHA256SUMS written, files read-only, not yet renamed
+    "publish.marked",       # the publishing mark written (runs/.staging/.publishing-<id>), not yet renamed
     "publish.renamed",      # renamed into runs/<id>, folder still writable
     "publish.sealed",       # folder read-only
     "publish.ledgered",     # ledger entry appended

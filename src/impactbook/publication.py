@@ -8,7 +8,9 @@ the project calls `reconcile`, which finds each case by what is on disk:
   staging folder, no run.json    killed while working: published FAILED with the cause, salvage kept
   staging folder with run.json   the result was complete: published with its real status and verdicts
   published, folder writable     killed before sealing: sealed
-  published, not in the ledger   killed before the ledger entry: entry appended (marked recovered)
+  published, not in the ledger   killed before the ledger entry (its publishing mark is there): entry
+                                 appended (marked recovered); with no mark, a folder put there by hand:
+                                 never ledgered, indexed as NOT IN LEDGER, reported by verify
   not in the index, or differing the index row is (re)written from the folder and ledger
 
 A folder whose owner still holds its lock is alive and is never touched.
@@ -34,8 +36,8 @@ from .ledger import Ledger, LedgerSnapshot, utc_now
 from .plan import Plan, plan_from_canonical
 from .project import Project
 from .record import RunRecord, Status
-from .store import (CAUSE, DRAFT, PARTIAL_NOTEBOOK, SUMS, Staging, artifact_problems, hidden_stagings, locked,
-                    published_runs, seal, staged_runs)
+from .store import (CAUSE, DRAFT, PARTIAL_NOTEBOOK, PUBLISHING, SUMS, Staging, artifact_problems, hidden_stagings,
+                    locked, published_runs, publishing_mark, seal, staged_runs)
 
 Progress = Callable[[str], None]
 DAMAGED = ".damaged"
@@ -79,6 +81,7 @@ def _record_published(project: Project, folder: Path, record: RunRecord, recover
     ledger = Ledger(project.ledger_path)
     appended = ledger.append_once("run", body, "run_id")
     faults.point("publish.ledgered")
+    publishing_mark(project.staging_dir, record.run_id).unlink(missing_ok=True)
     entry = appended or ledger.runs()[record.run_id]
     try:
         faults.point("index.add", project.index_path)
@@ -181,6 +184,9 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
         writable = folder.stat().st_mode & 0o222
         if entry is not None and row is not None and not writable and not row_problems(row, entry):
             continue
+        if entry is None and row is not None and row["ledger_seq"] is None and not writable \
+                and not publishing_mark(project.staging_dir, run_id).exists():
+            continue  # a folder put here by hand, already listed as not in the ledger
         with locked(folder) as lock:
             if lock is None:
                 continue  # still being published by its own process
@@ -196,6 +202,9 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
             if entry is None and store.remote and (stored is None or run_id not in stored):
                 progress(f"run {run_id} is not in {store.where} yet: its ledger entry waits until it is")
                 continue  # (the store out of reach, or the upload refused): a ledgered run is a stored run
+            if entry is None and not publishing_mark(project.staging_dir, run_id).exists():
+                _index_unrecorded(project, index, folder, record, row, progress)
+                continue
             if entry is None:
                 _record_published(project, folder, record, recovered=True)
                 done.finished.append(run_id)
@@ -205,6 +214,7 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
                 done.index_rows.append(run_id)
                 progress(f"index: {'added' if row is None else 'corrected'} the row of run {run_id} "
                          "from its folder and ledger entry")
+    _remove_spent_marks(project, ledger_runs)
     if stored is None:
         return  # which runs the store holds is unknown now: no index row is judged stale
     stale = sorted(set(rows) - {f.name for f in folders} - stored)
@@ -217,6 +227,31 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
         done.index_rows += stale
         progress(f"index: removed {len(stale)} rows of runs whose folders do not exist ({', '.join(stale[:3])}"
                  f"{', ...' if len(stale) > 3 else ''})")
+
+
+def _index_unrecorded(project: Project, index: IndexStore, folder: Path, record: RunRecord, row: dict | None,
+                      progress: Progress) -> None:
+    """A sealed run folder with no ledger entry that no process of this project was publishing (no publishing
+    mark): copied in by hand, or from another project. It is never ledgered (that would vouch for it); it is
+    listed NOT IN LEDGER, and verify and gate report it."""
+    if row is not None and row["ledger_seq"] is None:
+        return
+    index.add(record, sha256_file(folder / SUMS), None)
+    progress(f"run {folder.name}: {project.relative(folder)} has no ledger entry and was not published by this "
+             "project (put there by hand?): not recorded in the ledger, listed as NOT IN LEDGER; "
+             "`impactbook verify` reports it")
+
+
+def _remove_spent_marks(project: Project, ledger_runs: dict[str, dict]) -> None:
+    """Publishing marks whose run got its ledger entry (its process died just after), or whose run is
+    neither published nor staged any more."""
+    if not project.staging_dir.is_dir():
+        return
+    for mark in project.staging_dir.glob(f"{PUBLISHING}*"):
+        run_id = mark.name[len(PUBLISHING):]
+        if run_id in ledger_runs or not ((project.runs_dir / run_id).exists()
+                                         or (project.staging_dir / run_id).exists()):
+            mark.unlink(missing_ok=True)
 
 
 def _finish_storing(store: RunStore, folders: list[Path], ledger_runs: dict[str, dict], done: Reconciliation,

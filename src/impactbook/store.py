@@ -29,6 +29,14 @@ from .hashing import sha256_file
 from .project import Project
 
 HIDDEN_SUFFIX = ".new"
+# runs/.staging/.publishing-<run id>: written before a run's folder is renamed into runs/, removed once its
+# ledger entry exists. Only a run with this mark is one this project was publishing when its process died;
+# a sealed folder without it and without a ledger entry was put there by hand and is never ledgered.
+PUBLISHING = ".publishing-"
+
+
+def publishing_mark(staging_dir: Path, run_id: str) -> Path:
+    return staging_dir / f"{PUBLISHING}{run_id}"
 DRAFT = "draft.json"          # the record as it stands while the run works; replaced by run.json
 CAUSE = "cause.txt"           # why a run stopped, when the process could still say so
 VERIFIED = "inputs.verified.json"  # the identities of the input files the gate hashed, for the kernel
@@ -141,6 +149,9 @@ class Staging:
         target = runs_dir / self.run_id
         if target.exists():
             raise FileExistsError(f"run folder {target} already exists; runs are never overwritten")
+        write_text(publishing_mark(self.folder.parent, self.run_id), "")
+        fsync_path(self.folder.parent)  # the mark is on disk before the rename can be
+        faults.point("publish.marked")
         try:
             os.rename(self.folder, target)
         except OSError as exc:  # it is runs/ that refused (permission, read-only), so name it
