@@ -14,7 +14,7 @@ from .audit import gate_check
 from .catalog import Catalog, DatasetEntry, TemplateEntry
 from .errors import ImpactbookError, InputError, VerifyError
 from .freezing import FrozenPlan
-from .hashing import sha256_file
+from .hashing import remote_url, warehouse_url
 from .index import run_folder
 from .ledger import Ledger
 from .project import Project
@@ -156,23 +156,27 @@ def _frozen_version(project: Project, record: RunRecord) -> FrozenPlan:
 
 
 def _recorded_inputs(project: Project, record: RunRecord):
-    """The inputs as the run pinned them, each re-hashed; the contract is the catalog's current one."""
-    from .inputs import ResolvedInput
+    """The inputs as the run pinned them, each re-hashed (a file here, an object in its store, a warehouse
+    table in its database); the contract is the catalog's current one."""
+    from .inputs import ResolvedInput, hash_check, input_path
 
     catalog = Catalog.load(project)
     inputs = []
     for item in record.inputs:
         name, uri = item["name"], item["uri"]
-        path = project.resolve(uri)
-        if not path.is_file():
-            raise InputError(f"input {name} ({uri}) is no longer available, so run {record.run_id} cannot be "
-                             "re-executed", where=uri)
-        if sha256_file(path) != item["sha256"]:
-            raise InputError(f"input {name} ({uri}) no longer has the bytes run {record.run_id} used (sha256 "
-                             f"{item['sha256'][:12]}…)", where=uri, hint="restore the pinned file to reproduce the run")
         current = catalog.model.datasets.get(name)
         entry = DatasetEntry(uri=uri, sha256=item["sha256"], size=item.get("size"),
                              format=item.get("format") or (current.format if current else "csv"),
                              synthetic=bool(item.get("synthetic")), contract=current.contract if current else None)
-        inputs.append(ResolvedInput(item["parameter"], name, entry, path))
+        resolved = ResolvedInput(item["parameter"], name, entry, input_path(project, uri))
+        if not (remote_url(uri) or warehouse_url(uri) or resolved.path.is_file()):
+            raise InputError(f"input {name} ({uri}) is no longer available, so run {record.run_id} cannot be "
+                             "re-executed", where=uri)
+        checked = hash_check(resolved)
+        if checked.copy is not None:
+            checked.copy.unlink(missing_ok=True)  # (the run's own gate hashes and copies it again)
+        if checked.problem is not None:
+            raise InputError(f"input {name} ({uri}) no longer has the bytes or rows run {record.run_id} used: "
+                             f"{checked.problem}", where=uri, hint="restore the pinned input to reproduce the run")
+        inputs.append(resolved)
     return inputs

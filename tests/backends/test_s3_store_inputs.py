@@ -67,6 +67,8 @@ def test_s3_pinned_input_runs_end_to_end_with_the_numbers_of_the_local_file(froz
     assert results[0] and results[1] == results[0]  # same engine, same bytes: identical numbers
     assert remote.record.effects == local.record.effects
     assert remote.record.verdicts == local.record.verdicts
+    reproduced = cli(frozen_project, "reproduce", remote.record.run_id, "--json")  # re-hashed from the store
+    assert reproduced.returncode == 0 and json.loads(reproduced.stdout)["identical"] is True, reproduced.stderr
 
 
 def test_a_changed_or_missing_s3_input_is_named(frozen_project, bucket):

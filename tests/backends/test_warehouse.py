@@ -206,6 +206,7 @@ def test_run_on_a_warehouse_table_gives_the_csv_runs_results(frozen_project, dat
     from impactbook.ledger import Ledger
     from impactbook.record import Status
     from conftest import cli, read_json, run
+    from json import loads as read_json_text
 
     project = frozen_project
     on_csv = run(project)
@@ -226,6 +227,8 @@ def test_run_on_a_warehouse_table_gives_the_csv_runs_results(frozen_project, dat
     assert ours["verdicts"] == reference["verdicts"]
     _assert_same_values({k: v for k, v in ours.items() if k != "sql"},
                         {k: v for k, v in reference.items() if k != "sql"})
+    reproduced = cli(project, "reproduce", in_warehouse.record.run_id, "--json")  # the table's snapshot re-hashed
+    assert reproduced.returncode == 0 and read_json_text(reproduced.stdout)["identical"] is True, reproduced.stderr
 
 
 def test_gate_names_changed_rows_and_contract_breaks_in_the_warehouse(frozen_project, database):
