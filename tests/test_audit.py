@@ -71,3 +71,54 @@ def test_missing_run_folder_is_named(frozen_project):
     assert verify(frozen_project).problems == [
         f"runs/{outcome.record.run_id}: ledger records this run but its folder is missing",
         f"runs/index.sqlite: run {outcome.record.run_id} has a row but no folder"]
+
+
+def test_a_run_of_a_plan_this_ledger_never_froze_is_named_even_when_ledgered(frozen_project, tmp_path):
+    from conftest import PLAN, make_project
+    from impactbook.freezing import freeze_plan
+    from impactbook.publication import run_ledger_body
+    from impactbook.hashing import sha256_file
+    import shutil
+
+    other = make_project(tmp_path / "other")
+    (other.root / PLAN).write_text((other.root / PLAN).read_text().replace("alpha: 0.05", "alpha: 0.04"))
+    freeze_plan(other, PLAN)  # another project's plan: not a version this ledger froze
+    foreign = run(other)
+    shutil.copytree(foreign.folder, frozen_project.runs_dir / foreign.record.run_id)
+    (frozen_project.runs_dir / foreign.record.run_id).chmod(0o555)
+    body = run_ledger_body(foreign.record, sha256_file(foreign.folder / "SHA256SUMS"))
+    seq = Ledger(frozen_project.ledger_path).append("run", body)["seq"]  # (as a release before this check did)
+    problem = (f"runs/{foreign.record.run_id}: ran plan example version 1 ({foreign.record.plan.sha256[:12]}…), "
+               f"which this ledger never froze (ledger entry {seq}): not a run of this project's preregistered plans")
+    assert problem in verify(frozen_project).problems
+    gate = cli(frozen_project, "gate", foreign.record.run_id)
+    assert gate.returncode == 3 and "which this ledger never froze" in gate.stderr, gate.stderr
+
+
+def test_a_run_publishing_right_now_is_in_progress_not_a_problem(frozen_project):
+    """Between its rename into runs/ and its ledger entry a live run holds its folder's lock: verify, run
+    beside it (CI checking while another job publishes), must not call it unrecorded or missing from the index."""
+    import subprocess
+    import sys
+    import time
+    from conftest import PLAN
+    from impactbook.faults import FAULT_ENV
+
+    publishing = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN], cwd=frozen_project.root,
+                                  env={**os.environ, FAULT_ENV: "sleep=600@publish.renamed"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(frozen_project.runs_dir.glob("2*")):
+            assert publishing.poll() is None, "the run ended before its rename"
+            time.sleep(0.2)
+        [folder] = list(frozen_project.runs_dir.glob("2*"))
+        report = verify(frozen_project)
+        assert report.intact and report.in_progress == [folder.name], report.problems
+        done = cli(frozen_project, "verify", "--json")
+        assert done.returncode == 0 and json.loads(done.stdout)["in_progress"] == [folder.name], done.stdout
+    finally:
+        publishing.terminate()
+        publishing.wait(timeout=120)
+    assert cli(frozen_project, "runs", "list").returncode == 0
+    assert verify(frozen_project).intact and Ledger(frozen_project.ledger_path).runs().keys() == {folder.name}

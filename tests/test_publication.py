@@ -308,6 +308,26 @@ def test_a_sealed_run_folder_put_in_by_hand_is_never_ledgered_as_recovered(froze
     assert mine.record.run_id in Ledger(frozen_project.ledger_path).runs()
 
 
+def test_a_run_of_another_project_copied_into_staging_is_moved_aside_not_published(frozen_project, tmp_path):
+    other = make_project(tmp_path / "other")
+    (other.root / PLAN).write_text((other.root / PLAN).read_text().replace("alpha: 0.05", "alpha: 0.04"))
+    freeze_plan(other, PLAN)  # a plan version this project's ledger never froze
+    foreign = run(other).folder
+    copy = frozen_project.staging_dir / foreign.name
+    shutil.copytree(foreign, copy)
+    for path in (copy, *copy.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (copy / "SHA256SUMS").unlink()  # as a staging folder looks before publication
+    listed = cli(frozen_project, "runs", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert f"moved runs/.staging/{foreign.name} aside to runs/.staging/.damaged/{foreign.name}: its run records " \
+           "plan example version 1" in listed.stderr and "ledger never froze" in listed.stderr, listed.stderr
+    assert not (frozen_project.runs_dir / foreign.name).exists()
+    assert foreign.name not in Ledger(frozen_project.ledger_path).runs()
+    verified = cli(frozen_project, "verify")
+    assert verified.returncode == 3 and f"runs/.staging/.damaged/{foreign.name}: a staging folder" in verified.stdout
+
+
 def test_a_tampered_run_is_never_recorded_or_indexed_from_its_own_edited_record(frozen_project):
     """Edit a published run's decision and cut its ledger entry: the next command must not write the edited
     values into the ledger or the index (which would hide the cut); verify and gate keep saying no."""

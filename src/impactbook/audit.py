@@ -13,7 +13,7 @@ from .backends.run_store import RunStore, open_run_store
 from .errors import ProjectError, RunNotFoundError, StorageError
 from .hashing import sha256_file
 from .index import IndexUnusable, load_record, open_index, row_problems, run_folder, shown_where
-from .ledger import Ledger, chain_problems
+from .ledger import Ledger, PlanVersion, chain_problems, frozen_versions
 from .project import Project
 from .publication import DAMAGED
 from .record import GATE_EXIT, Action, RunRecord
@@ -69,15 +69,20 @@ def record_problems(record: RunRecord, entry: dict[str, Any]) -> list[str]:
     return found
 
 
-def run_problems(project: Project, folder: Path, entry: dict[str, Any] | None,
+def run_problems(project: Project, folder: Path, entry: dict[str, Any] | None, frozen: set[PlanVersion],
                  record: RunRecord | None = None, kept: dict[str, bytes] | None = None) -> list[str]:
-    """Everything that would make a published run untrustworthy, each named by its path; `record` is its
-    run.json when the caller has already read it; `kept` receives the artifacts' bytes as hashed."""
+    """Everything that would make a published run untrustworthy, each named by its path; `frozen`: the plan
+    versions the ledger froze (a run of another plan is not this project's); `record` is its run.json when
+    the caller has already read it; `kept` receives the artifacts' bytes as hashed."""
     shown = project.relative(project.runs_dir)
     problems = [f"{shown}/{p}" for p in artifact_problems(folder, kept)]
     name = folder.name
     if entry is None:
         return problems + [f"{shown}/{name}: not recorded in the ledger"]
+    if (entry.get("plan_id"), entry.get("plan_version"), entry.get("plan_hash")) not in frozen:
+        problems.append(f"{shown}/{name}: ran plan {entry.get('plan_id')} version {entry.get('plan_version')} "
+                        f"({str(entry.get('plan_hash'))[:12]}…), which this ledger never froze (ledger entry "
+                        f"{entry['seq']}): not a run of this project's preregistered plans")
     if (folder / SUMS).is_file() and sha256_file(folder / SUMS) != entry.get("sha256sums"):
         problems.append(f"{shown}/{name}/{SUMS}: does not match the hash in ledger entry {entry['seq']}")
     if not problems:
@@ -104,7 +109,8 @@ def verify(project: Project, runs: list[str] | None = None, anchor_files: list[P
     store = open_run_store(project)
     stored = set(store.published()) if store.remote else set()  # a remote store is the truth; runs/ a copy
     shown = project.relative(project.runs_dir)
-    in_progress: list[str] = []
+    publishing = {name for name, folder in folders.items() if name not in ledger_runs and _publishing_now(folder)}
+    in_progress: list[str] = sorted(publishing)  # live runs between their rename and their ledger entry
     if runs:
         known = sorted(set(folders) | stored)
         chosen = []
@@ -119,13 +125,21 @@ def verify(project: Project, runs: list[str] | None = None, anchor_files: list[P
             problems += [f"{shown}/{name}: ledger records this run but its folder is missing"
                          for name in sorted(set(ledger_runs) - set(folders))]
         problems += _staging_problems(project, in_progress)
-        problems += _index_problems(project, set(folders) | stored, ledger_runs)
+        problems += _index_problems(project, (set(folders) | stored) - publishing, ledger_runs, publishing)
+    frozen = frozen_versions(entries)
     for name in chosen:
-        if name in folders:
-            problems += run_problems(project, folders[name], ledger_runs.get(name))
+        if name in folders and name not in publishing:
+            problems += run_problems(project, folders[name], ledger_runs.get(name), frozen)
     if store.remote:
         problems += store_problems(store, ledger_runs, stored, chosen if runs else None)
     return VerifyReport(chosen, len(entries), problems, in_progress)
+
+
+def _publishing_now(folder: Path) -> bool:
+    """A published folder whose owner still holds its lock: a live run between its rename and its ledger
+    entry, not a problem (publication.py: the lock moves with the folder)."""
+    with locked(folder) as lock:
+        return lock is None
 
 
 def store_problems(store: RunStore, ledger_runs: dict[str, dict[str, Any]], stored: set[str],
@@ -165,12 +179,14 @@ def _staging_problems(project: Project, in_progress: list[str]) -> list[str]:
                                 "impactbook command publishes it as FAILED")
     damaged = project.staging_dir / DAMAGED
     if damaged.is_dir():
-        problems += [f"{project.relative(p)}: a staging folder without a readable plan and record was moved "
-                     "here; inspect it and delete it" for p in sorted(damaged.iterdir())]
+        problems += [f"{project.relative(p)}: a staging folder that was no run of this project's to finish (no "
+                     "readable plan and record, or a plan its ledger never froze) was moved here; inspect it and "
+                     "delete it" for p in sorted(damaged.iterdir())]
     return problems
 
 
-def _index_problems(project: Project, folders: set[str], ledger_runs: dict[str, dict[str, Any]]) -> list[str]:
+def _index_problems(project: Project, folders: set[str], ledger_runs: dict[str, dict[str, Any]],
+                    publishing: set[str]) -> list[str]:
     index = open_index(project)
     shown = shown_where(project, index)
     try:
@@ -179,7 +195,8 @@ def _index_problems(project: Project, folders: set[str], ledger_runs: dict[str, 
         return [f"{shown}: {exc.message} ({exc.hint})"]
     except IndexUnusable as exc:
         return [f"{shown}: unusable ({exc}); the next impactbook command rebuilds it"]
-    problems = [f"{shown}: run {run_id} has a row but no folder" for run_id in sorted(set(rows) - set(folders))]
+    problems = [f"{shown}: run {run_id} has a row but no folder"
+                for run_id in sorted(set(rows) - set(folders) - publishing)]
     problems += [f"{shown}: run {run_id} is missing" for run_id in sorted(set(folders) - set(rows))]
     for run_id, row in sorted(rows.items()):
         if run_id in folders:
@@ -241,7 +258,7 @@ def gate_check(project: Project, run: str) -> GateCheck:
         return GateCheck(run_id, None, problems + found, human)
     if not folder.is_dir():
         raise RunNotFoundError(f"run folder {project.relative(folder)} is missing", hint="run `impactbook verify`")
-    problems += run_problems(project, folder, entry)
+    problems += run_problems(project, folder, entry, frozen_versions(entries))
     if store.remote:  # the store is the truth: its objects re-hashed, its SHA256SUMS against the ledger
         problems += store_problems(store, {run_id: entry} if entry else {}, set(store.published()), [run_id])
     return GateCheck(run_id, load_record(folder), problems, human)

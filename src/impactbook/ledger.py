@@ -182,6 +182,18 @@ class LedgerSnapshot:
     def runs(self) -> dict[str, dict[str, Any]]:
         return {e["run_id"]: e for e in self.entries if e["kind"] == "run"}
 
+    def frozen(self) -> set[PlanVersion]:
+        return frozen_versions(self.entries)
+
+
+PlanVersion = tuple[Any, Any, Any]  # (plan id, version, plan hash)
+
+
+def frozen_versions(entries: list[dict[str, Any]]) -> set[PlanVersion]:
+    """Every plan version this ledger froze or amended: a run of any other plan is not one of this project's."""
+    return {(e.get("plan_id"), e.get("version"), e.get("plan_hash")) for e in entries
+            if e.get("kind") in ("freeze", "amend")}
+
 
 ChainState = tuple[str, int]  # the hash the next entry must link to, and the sequence number it must have
 

@@ -32,7 +32,7 @@ from .hashing import sha256_file
 from .backends.index_store import IndexStore
 from .backends.run_store import RunStore, open_run_store
 from .index import IndexUnusable, load_record, open_index, rebuild, row_problems
-from .ledger import Ledger, LedgerSnapshot, utc_now
+from .ledger import Ledger, LedgerSnapshot, PlanVersion, utc_now
 from .plan import Plan, plan_from_canonical
 from .project import Project
 from .record import RunRecord, Status
@@ -174,7 +174,7 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
         rows = {row["run_id"]: row for row in index.rows()}
     # read after the rows: a run gets its ledger entry before its index row, so every row read has its entry
     snapshot = Ledger(project.ledger_path).snapshot()
-    ledger_runs = snapshot.runs()
+    ledger_runs, frozen = snapshot.runs(), snapshot.frozen()
     folders = published_runs(project)
     store = open_run_store(project)
     stored = _finish_storing(store, folders, ledger_runs, done, progress) if store.remote else set()
@@ -202,7 +202,8 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
             if entry is None and store.remote and (stored is None or run_id not in stored):
                 progress(f"run {run_id} is not in {store.where} yet: its ledger entry waits until it is")
                 continue  # (the store out of reach, or the upload refused): a ledgered run is a stored run
-            if entry is None and not publishing_mark(project.staging_dir, run_id).exists():
+            ours = publishing_mark(project.staging_dir, run_id).exists() and _plan_frozen(record, frozen)
+            if entry is None and not ours:
                 _index_unrecorded(project, index, folder, record, row, progress)
                 continue
             if entry is None:
@@ -229,6 +230,12 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
                  f"{', ...' if len(stale) > 3 else ''})")
 
 
+def _plan_frozen(record: RunRecord, frozen: set[PlanVersion]) -> bool:
+    """Did this project's ledger freeze the plan version the run records? A run of any other plan (a folder
+    copied in from another project) is never published or ledgered as this project's."""
+    return (record.plan.id, record.plan.version, record.plan.sha256) in frozen
+
+
 def _index_unrecorded(project: Project, index: IndexStore, folder: Path, record: RunRecord, row: dict | None,
                       progress: Progress) -> None:
     """A sealed run folder with no ledger entry that no process of this project was publishing (no publishing
@@ -249,8 +256,9 @@ def _remove_spent_marks(project: Project, ledger_runs: dict[str, dict]) -> None:
         return
     for mark in project.staging_dir.glob(f"{PUBLISHING}*"):
         run_id = mark.name[len(PUBLISHING):]
-        if run_id in ledger_runs or not ((project.runs_dir / run_id).exists()
-                                         or (project.staging_dir / run_id).exists()):
+        # staging first: a live run's rename moves its folder from there to runs/, never back
+        if run_id in ledger_runs or not ((project.staging_dir / run_id).exists()
+                                         or (project.runs_dir / run_id).exists()):
             mark.unlink(missing_ok=True)
 
 
@@ -296,12 +304,11 @@ def recover_staging(project: Project, staging: Staging, progress: Progress) -> s
         source = "run.json" if complete else DRAFT
         record = RunRecord.model_validate_json(staging.path(source).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        target = project.staging_dir / DAMAGED / folder.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        folder.rename(target)
-        progress(f"moved {project.relative(folder)} aside to {project.relative(target)}: it holds no readable "
-                 f"plan and record ({exc})")
-        return None
+        return _move_aside(project, folder, f"it holds no readable plan and record ({exc})", progress)
+    if not _plan_frozen(record, Ledger(project.ledger_path).snapshot().frozen()):
+        return _move_aside(project, folder, f"its run records plan {record.plan.id} version {record.plan.version} "
+                                            f"({record.plan.sha256[:12]}…), which this project's ledger never froze "
+                                            "(copied from another project?); it is not published", progress)
     if complete:
         scraps = json.loads(staging.path("scraps.json").read_text(encoding="utf-8"))
         how = f"finished publishing run {record.run_id} ({record.status.value}): its result was complete"
@@ -316,6 +323,14 @@ def recover_staging(project: Project, staging: Staging, progress: Progress) -> s
     publish_run(project, staging, record, plan, scraps, notebook)
     progress(how)
     return record.run_id
+
+
+def _move_aside(project: Project, folder: Path, why: str, progress: Progress) -> None:
+    """A staging folder that is not a run of this project's to finish: kept in .damaged/ for a person to inspect."""
+    target = project.staging_dir / DAMAGED / folder.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder.rename(target)
+    progress(f"moved {project.relative(folder)} aside to {project.relative(target)}: {why}")
 
 
 def _salvage_notebook(path: Path) -> Path | None:

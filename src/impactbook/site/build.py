@@ -30,7 +30,7 @@ from ..backends.run_store import RunStore, open_run_store
 from ..compare import RunEffects, compare_effects, frozen_plan_of
 from ..errors import ImpactbookError
 from ..index import open_index, run_folder
-from ..ledger import Ledger, LedgerSnapshot, chain_problems
+from ..ledger import Ledger, LedgerSnapshot, PlanVersion, chain_problems, frozen_versions
 from ..project import Project
 from ..record import Action, Status
 from ..store import try_lock
@@ -120,6 +120,10 @@ class _Sources:
     run_entries: dict[str, dict[str, Any]]
     problems: list[str]
     verified: dict[str, Any]  # for the next build's manifest
+
+    @property
+    def frozen(self) -> set[PlanVersion]:
+        return frozen_versions([entry for entries in self.versions.values() for entry in entries])
 
     @classmethod
     def read(cls, project: Project, verified: dict[str, Any], snapshot: LedgerSnapshot | None = None) -> "_Sources":
@@ -341,6 +345,7 @@ def _render_runs(project: Project, store: RunStore, out: Path, stale: list[str],
     hold the GIL for most of a page, so many pages are spread over processes, not threads."""
     jobs: list[RunJob] = [(run_id, sources.run_entries.get(run_id), sources.human.get(run_id, [])) for run_id in stale]
     tasks = [jobs[i:i + RUNS_PER_TASK] for i in range(0, len(jobs), RUNS_PER_TASK)]
+    frozen = sources.frozen
     workers = min(os.cpu_count() or 1, len(tasks), 8)
     found: dict[str, EffectPoints] = {}
 
@@ -356,15 +361,16 @@ def _render_runs(project: Project, store: RunStore, out: Path, stale: list[str],
     if len(jobs) < PARALLEL_FROM or workers < 2 or threading.active_count() > 1 \
             or "fork" not in multiprocessing.get_all_start_methods():
         for task in tasks:
-            collect(_render_task(project, out, task, generated, store))
+            collect(_render_task(project, out, task, generated, frozen, store))
         return found
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        for future in as_completed([pool.submit(_render_task, project, out, task, generated) for task in tasks]):
+        submitted = [pool.submit(_render_task, project, out, task, generated, frozen) for task in tasks]
+        for future in as_completed(submitted):
             collect(future.result())
     return found
 
 
-def _render_task(project: Project, out: Path, jobs: list[RunJob], generated: str,
+def _render_task(project: Project, out: Path, jobs: list[RunJob], generated: str, frozen: set[PlanVersion],
                  store: RunStore | None = None) -> dict[str, EffectPoints]:
     """Run pages for `jobs`, in this process or a pool's; a failure names the run (and crosses processes as a
     plain ImpactbookError)."""
@@ -375,7 +381,7 @@ def _render_task(project: Project, out: Path, jobs: list[RunJob], generated: str
             folder = run_folder(project, run_id, store)
             run = RunEffects.load(folder)
             kept: dict[str, bytes] = {}  # the page shows the report's bytes as verified, read once
-            problems = run_problems(project, folder, entry, run.record, kept)
+            problems = run_problems(project, folder, entry, frozen, run.record, kept)
             write_run_page(folder, out, run, problems, decisions, generated, kept.get("report.html"))
         except (ImpactbookError, OSError):  # ours, or the file system's (named by the command as storage errors)
             raise
