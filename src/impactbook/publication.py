@@ -142,12 +142,14 @@ def reconcile(project: Project, progress: Progress = lambda message: None) -> Re
                 done.discarded.append(hidden.name)
                 progress(f"discarded {project.relative(hidden)}: a run that stopped before its draft record existed "
                          "(nothing of it had started)")
+    frozen: set[PlanVersion] | None = None  # read once, and only when some staging folder is left
     for folder in staged_runs(project):
         staging = Staging.adopt(folder)
         if staging is None:
             continue  # its process is alive
         try:
-            run_id = recover_staging(project, staging, progress)
+            frozen = Ledger(project.ledger_path).snapshot().frozen() if frozen is None else frozen
+            run_id = recover_staging(project, staging, frozen, progress)
         except OSError as exc:  # one folder that cannot be finished now does not stop the others
             done.unfinished.append(folder.name)
             progress(f"could not finish interrupted run {folder.name} yet: {storage_error(exc, project.relative)}")
@@ -291,9 +293,11 @@ def _finish_storing(store: RunStore, folders: list[Path], ledger_runs: dict[str,
     return stored
 
 
-def recover_staging(project: Project, staging: Staging, progress: Progress) -> str | None:
+def recover_staging(project: Project, staging: Staging, frozen: set[PlanVersion],
+                    progress: Progress) -> str | None:
     """Publish what a dead process left in `staging` (which we have locked). Returns the run id, or None
-    when the folder holds no plan or draft (never made by impactbook) and is moved aside."""
+    when the folder is moved aside: no plan or draft (never made by impactbook), or a plan version not in
+    `frozen` (this project's ledger never froze it)."""
     folder = staging.folder
     for leftover in folder.glob(".*.tmp"):
         leftover.unlink()
@@ -305,7 +309,7 @@ def recover_staging(project: Project, staging: Staging, progress: Progress) -> s
         record = RunRecord.model_validate_json(staging.path(source).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return _move_aside(project, folder, f"it holds no readable plan and record ({exc})", progress)
-    if not _plan_frozen(record, Ledger(project.ledger_path).snapshot().frozen()):
+    if not _plan_frozen(record, frozen):
         return _move_aside(project, folder, f"its run records plan {record.plan.id} version {record.plan.version} "
                                             f"({record.plan.sha256[:12]}…), which this project's ledger never froze "
                                             "(copied from another project?); it is not published", progress)

@@ -33,10 +33,6 @@ HIDDEN_SUFFIX = ".new"
 # ledger entry exists. Only a run with this mark is one this project was publishing when its process died;
 # a sealed folder without it and without a ledger entry was put there by hand and is never ledgered.
 PUBLISHING = ".publishing-"
-
-
-def publishing_mark(staging_dir: Path, run_id: str) -> Path:
-    return staging_dir / f"{PUBLISHING}{run_id}"
 DRAFT = "draft.json"          # the record as it stands while the run works; replaced by run.json
 CAUSE = "cause.txt"           # why a run stopped, when the process could still say so
 VERIFIED = "inputs.verified.json"  # the identities of the input files the gate hashed, for the kernel
@@ -45,6 +41,10 @@ EMPTY_IS_NOTHING = ("kernel.log",)  # the kernel's own output; kept only when it
 PARTIAL_NOTEBOOK = "notebook.ipynb.partial"
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 READ_ONLY_FOLDER = READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+
+
+def publishing_mark(staging_dir: Path, run_id: str) -> Path:
+    return staging_dir / f"{PUBLISHING}{run_id}"
 
 
 def new_run_id(plan_id: str) -> str:

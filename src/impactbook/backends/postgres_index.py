@@ -11,7 +11,6 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from ..errors import ProjectError
-
 from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, Row, check_schema
 
 # run ids are compared byte by byte (COLLATE "C", as in SQLite); these let "latest" and the plan filter use
