@@ -4,16 +4,20 @@ each problem names the dataset or plan field, the column, the rule, how many row
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from impactbook.catalog import Contract, DatasetEntry
-from impactbook.datacheck import check_input
+from impactbook.datacheck import FileChecker, check_input
 from impactbook.hashing import sha256_file
 from impactbook.inputs import ResolvedInput
 from impactbook.plan import load_plan, plan_from_canonical
+from impactbook.processes import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2026, 12, 10, 12, tzinfo=dt.timezone.utc)
@@ -41,7 +45,11 @@ def _plan(**changes):
     return plan_from_canonical(data)
 
 
-def _check(tmp_path, lines=ROWS, contract=CONTRACT, plan=None, role="primary", fmt="csv", **entry):
+def _check(tmp_path, lines=ROWS, contract=CONTRACT, plan=None, role="primary", fmt="csv", checker=None, **entry):
+    return check_input(*_input(tmp_path, lines, contract, fmt, **entry), plan or _plan(), NOW, role, checker=checker)
+
+
+def _input(tmp_path, lines=ROWS, contract=CONTRACT, fmt="csv", **entry):
     path = tmp_path / f"data.{fmt}"
     if fmt == "csv":
         path.write_text("\n".join(lines) + "\n")
@@ -51,7 +59,7 @@ def _check(tmp_path, lines=ROWS, contract=CONTRACT, plan=None, role="primary", f
         duckdb.sql(entry.pop("select", "SELECT * FROM read_csv('{}')").format(csv)).write_parquet(str(path))
     dataset = DatasetEntry(uri=f"data.{fmt}", sha256=sha256_file(path), format=fmt,
                            contract=Contract.model_validate(contract) if contract else None, **entry)
-    return check_input(ResolvedInput("experiment", "exposures", dataset, path), plan or _plan(), NOW, role)
+    return (ResolvedInput("experiment", "exposures", dataset, path),)
 
 
 def test_valid_data_passes_and_reports_its_span(tmp_path):
@@ -228,3 +236,72 @@ def test_a_file_that_does_not_match_its_pin_is_not_read(tmp_path):
     entry = DatasetEntry(uri="data.csv", sha256="0" * 64, contract=Contract.model_validate(CONTRACT))
     facts = check_input(ResolvedInput("experiment", "exposures", entry, path), _plan(), NOW, "primary")
     assert len(facts.problems) == 1 and "does not match its pin" in facts.problems[0]
+
+
+TWO_CORES = pytest.mark.skipif(usable_cores() < 2, reason="the helper runs only beside a second core")
+BROKEN = ROWS + ["1,oops,-1.0,2,2026-12-20", "6,,inf,0,2026-02-30"]
+
+
+@TWO_CORES
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("lines", [ROWS, BROKEN], ids=["valid", "broken"])
+def test_a_run_checks_its_files_in_a_helper_process_that_finds_the_same(tmp_path, fmt, lines):
+    """A run's own process never opens a DuckDB database (one keeps ~50 MiB after it is closed): its file checks
+    are made by a helper process. What the helper finds is what the check finds in this process."""
+    for folder in ("here", "helper"):
+        (tmp_path / folder).mkdir()
+    here = _check(tmp_path / "here", lines, fmt=fmt)
+    checker = FileChecker()
+    try:
+        item, = _input(tmp_path / "helper", lines, fmt=fmt)
+        answered = checker.check(item, _plan(), NOW, "primary")  # None would mean: the helper did not answer
+        assert checker.helper_pid is not None and answered is not None
+        assert answered == here
+        assert check_input(item, _plan(), NOW, "primary", checker=checker) == here  # (same helper, again)
+    finally:
+        checker.close()
+    assert here.problems == [] if lines is ROWS else len(here.problems) >= 5
+
+
+@TWO_CORES
+def test_a_helper_that_dies_leaves_the_check_to_the_caller(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPACTBOOK_FAULT", "kill@inputs.helper")  # (the helper is killed before its first answer)
+    checker = FileChecker()
+    try:
+        item, = _input(tmp_path, BROKEN)
+        assert checker.check(item, _plan(), NOW, "primary") is None
+        facts = check_input(item, _plan(), NOW, "primary", checker=checker)
+    finally:
+        checker.close()
+    monkeypatch.delenv("IMPACTBOOK_FAULT")
+    (tmp_path / "again").mkdir()
+    assert facts == _check(tmp_path / "again", BROKEN)
+    assert any("contract.columns.variant: fails allowed" in p for p in facts.problems)
+
+
+CHECKS_APART = """
+import datetime as dt, json, sys
+from pathlib import Path
+from impactbook.catalog import DatasetEntry
+from impactbook.gates import InputChecks
+from impactbook.inputs import ResolvedInput
+from impactbook.plan import plan_from_canonical
+given = json.loads(Path(sys.argv[1]).read_text())
+item = ResolvedInput("experiment", "exposures", DatasetEntry.model_validate(given["entry"]), Path(given["path"]))
+with InputChecks([item], plan_from_canonical(given["plan"]), dt.datetime.fromisoformat(given["now"])) as checks:
+    facts, = checks.results()
+print(json.dumps({"rows": facts.rows, "problems": facts.problems, "duckdb_loaded": "duckdb" in sys.modules}))
+"""
+
+
+@TWO_CORES
+def test_a_runs_gate_never_loads_duckdb_into_the_runs_own_process(tmp_path):
+    item, = _input(tmp_path, BROKEN, fmt="parquet")
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps({"entry": item.entry.model_dump(mode="json"), "path": str(item.path),
+                                 "plan": _plan().canonical(), "now": NOW.isoformat()}))
+    out = subprocess.run([sys.executable, "-c", CHECKS_APART, str(given)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["rows"] == 6 and any("fails allowed" in p for p in answer["problems"])
+    assert answer["duckdb_loaded"] is False

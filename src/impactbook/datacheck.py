@@ -8,23 +8,30 @@ table (backends.warehouse). No row is loaded into Python.
   kind, the arms' labels occur (listing those found), the unit is present and unique, the time column
   holds dates;
 - time: the span of the time column and how many rows are dated after the run began.
+
+A run's checks of a file are made in a helper process (FileChecker): the run's own process never opens a
+DuckDB database, which would keep ~50 MiB there, beside the kernel, until the run ends.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import difflib
+import json
 import math
-from dataclasses import dataclass, field, replace
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .catalog import ColumnRule, Contract
+from .catalog import ColumnRule, Contract, DatasetEntry
 from .expressions import ExpressionError, parse_filter
 from .errors import InputError
 from .hashing import warehouse_url
 from .inputs import ResolvedInput, hash_check, table_mismatch
 from .plan import Plan
+from .processes import Helper
 from .sqlengine import DUCKDB, POSTGRESQL, Dialect, count_where, literal, locked_connection, quote, record, source_sql
 
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
@@ -127,13 +134,65 @@ class _Columns:
         return self.dialect.try_cast(self.text(column), "TIMESTAMPTZ")
 
 
+CHECK_TIMEOUT_S = 6 * 3600.0  # a file check has no natural deadline; a helper silent this long is killed
+
+
+class FileChecker:
+    """DuckDB's checks of pinned files, made by a helper process started now (processes.Helper: it dies with
+    this process). A DuckDB database keeps ~50 MiB in the process that opened it after it is closed (its
+    allocator's and catalog's memory); in a run's own process that stays beside the kernel until the run ends,
+    and sets the peak of the run's process tree. When the helper cannot run, dies or answers nonsense, the
+    caller makes the check itself: the helper changes where a check runs, never what it finds."""
+
+    def __init__(self) -> None:
+        self._helper = Helper(__name__)
+
+    @property
+    def helper_pid(self) -> int | None:
+        return self._helper.pid
+
+    def check(self, item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None) -> InputFacts | None:
+        """The helper's facts about `item`'s file (its pin already checked here), or None: check it yourself."""
+        request = {"parameter": item.parameter, "name": item.name, "entry": item.entry.model_dump(mode="json"),
+                   "path": str(item.path), "plan": plan.canonical() if plan is not None else None,
+                   "now": now.isoformat(), "role": role}
+        deadline = time.monotonic() + CHECK_TIMEOUT_S
+        if not self._helper.send(request, deadline):
+            return None
+        answer = self._helper.receive(deadline)
+        return InputFacts(**answer) if isinstance(answer, dict) and set(answer) == _ANSWERED else None
+
+    def close(self) -> None:
+        self._helper.close()
+
+
+_ANSWERED = {"name", "rows", "problems", "first_time", "last_time", "future_rows", "arms", "excluded", "synthetic"}
+
+
+def _serve() -> None:
+    """The helper: one request per line (FileChecker.check), one InputFacts per line, until stdin closes. A
+    check that raises ends the helper (the caller then makes it itself, and sees the error)."""
+    from . import faults
+
+    for line in sys.stdin:
+        faults.point("inputs.helper")
+        request = json.loads(line)
+        item = ResolvedInput(request["parameter"], request["name"], DatasetEntry.model_validate(request["entry"]),
+                             Path(request["path"]))
+        plan = Plan.model_validate(request["plan"]) if request["plan"] is not None else None
+        facts = _check_file(item, plan, dt.datetime.fromisoformat(request["now"]), request["role"], None)
+        sys.stdout.write(json.dumps({k: v for k, v in asdict(facts).items() if k in _ANSWERED}) + "\n")
+        sys.stdout.flush()
+
+
 def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None = None,
-                copies: Path | None = None) -> InputFacts:
+                copies: Path | None = None, checker: FileChecker | None = None) -> InputFacts:
     """Pin, contract, the plan's columns (`role`: "primary" for the table the design and metrics live in,
     "feedback" for a rollout's feedback table) and time, as problems named by dataset, column and field.
     Without a plan, only the pin and the contract are checked (`impactbook dataset verify`). An object in a
     store is checked on the local copy of the bytes its hash was taken from, kept in `copies` for the run's
-    kernel (InputFacts.copy), or removed here when `copies` is None."""
+    kernel (InputFacts.copy), or removed here when `copies` is None. A file's checks are made by `checker`'s
+    helper when there is one."""
     role = role if plan is not None else None
     from . import faults
 
@@ -144,9 +203,9 @@ def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: 
     if hashed.problem:
         return InputFacts(item.name, problems=[hashed.problem], synthetic=item.entry.synthetic)
     if hashed.copy is None:
-        return _check_file(item, plan, now, role, hashed.steady)
+        return _check_file(item, plan, now, role, hashed.steady, checker)
     try:
-        facts = _check_file(replace(item, path=hashed.copy), plan, now, role, hashed.steady)
+        facts = _check_file(replace(item, path=hashed.copy), plan, now, role, hashed.steady, checker)
         return replace(facts, copy=hashed.copy if copies is not None else None)
     finally:
         if copies is None:
@@ -154,7 +213,9 @@ def check_input(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: 
 
 
 def _check_file(item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None,
-                steady: dict[str, int] | None) -> InputFacts:
+                steady: dict[str, int] | None, checker: FileChecker | None = None) -> InputFacts:
+    if checker is not None and (facts := checker.check(item, plan, now, role)) is not None:
+        return replace(facts, steady=steady)
     import duckdb
 
     connection = locked_connection([item.path])
@@ -497,3 +558,7 @@ def _arms(connection, source: str, plan: Plan, item: ResolvedInput) -> tuple[dic
 def _did_you_mean(name: str, known) -> str:
     close = difflib.get_close_matches(name, list(known), n=3)
     return f"; did you mean {', '.join(map(repr, close))}?" if close else f"; its columns: {', '.join(list(known)[:30])}"
+
+
+if __name__ == "__main__":
+    _serve()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import TemplateEntry
-from .datacheck import InputFacts, check_input
+from .datacheck import FileChecker, InputFacts, check_input
 from .freezing import FrozenPlan
 from .hashing import remote_url
 from .inputs import ResolvedInput, latest_pins, pin_problem
@@ -184,6 +184,7 @@ class InputChecks:
         self.pool: ThreadPoolExecutor | None = None
         self.futures: list = []
         self.copies: Path | None = None  # objects in a store, copied as hashed, for the kernel; removed at exit
+        self.checker: FileChecker | None = None
 
     def role(self, item: ResolvedInput) -> str | None:
         feedback = self.plan.rollout.feedback if self.plan.rollout is not None else None
@@ -197,13 +198,15 @@ class InputChecks:
     def __enter__(self) -> "InputChecks":
         if any(remote_url(item.path) for item in self.inputs):
             self.copies = Path(tempfile.mkdtemp(prefix="impactbook-inputs-"))
+        self.checker = FileChecker()  # (started here, on the calling thread: it dies with the thread that started it)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impactbook-inputs")
         self.futures = [self.pool.submit(self._check, item) for item in self.inputs]
+        self.pool.submit(self.checker.close)  # the last task: the helper's memory is gone before the cells run
         return self
 
     def _check(self, item: ResolvedInput) -> InputFacts:
         with self.timeline.phase(f"inputs.{item.name}") if self.timeline else nullcontext():
-            return check_input(item, self.plan, self.now, self.role(item), self.copies)
+            return check_input(item, self.plan, self.now, self.role(item), self.copies, self.checker)
 
     def results(self) -> list[InputFacts]:
         out = []
@@ -218,6 +221,8 @@ class InputChecks:
     def __exit__(self, *exc_info) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.checker is not None:
+            self.checker.close()
         if self.copies is not None:
             shutil.rmtree(self.copies, ignore_errors=True)
 
