@@ -18,6 +18,7 @@ from impactbook.hashing import sha256_file
 from impactbook.inputs import ResolvedInput
 from impactbook.plan import load_plan, plan_from_canonical
 from impactbook.processes import usable_cores
+from impactbook.yamlio import round_trip
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2026, 12, 10, 12, tzinfo=dt.timezone.utc)
@@ -261,6 +262,26 @@ def test_a_run_checks_its_files_in_a_helper_process_that_finds_the_same(tmp_path
     finally:
         checker.close()
     assert here.problems == [] if lines is ROWS else len(here.problems) >= 5
+
+
+@TWO_CORES
+def test_the_helper_gets_a_contracts_dates_and_times_as_they_were_loaded(tmp_path):
+    """catalog.yaml's loader reads an unquoted `2026-11-24 10:00:00` in `allowed` as a datetime, which is
+    compiled to SQL as such; a JSON round trip to the helper would make it a string with a 'T', refusing data the
+    check in this process admits."""
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join([ROWS[0] + ",slot"] + [row + ",2026-11-24 10:00:00" for row in ROWS[1:]]) + "\n")
+    contract = round_trip().load(json.dumps(CONTRACT)[:-2] + ', "slot": {type: str, allowed: [2026-11-24 10:00:00]}}}')
+    assert isinstance(contract["columns"]["slot"]["allowed"][0], dt.datetime)
+    item = ResolvedInput("experiment", "exposures", DatasetEntry(uri="data.csv", sha256=sha256_file(path),
+                                                                 contract=Contract.model_validate(contract)), path)
+    here = check_input(item, _plan(), NOW, "primary")
+    checker = FileChecker()
+    try:
+        assert checker.check(item, _plan(), NOW, "primary") == here
+    finally:
+        checker.close()
+    assert here.problems == []
 
 
 @TWO_CORES

@@ -33,3 +33,14 @@ def test_a_helper_answers_a_line_and_one_answering_nonsense_is_closed(monkeypatc
         assert helper.receive(time.monotonic() + 30) == {"runs": [1, 2]}
     with Helper("http.server", "--help") as talker:  # prints help text, not JSON
         assert talker.receive(time.monotonic() + 30) is None and talker.pid is None
+
+
+@TWO_CORES
+def test_a_helper_is_out_of_reach_of_a_ctrl_c_to_the_command():
+    """Ctrl-C signals the terminal's foreground process group: the command decides what to do about it, and a
+    helper killed mid-work by it would leave the work to the command, to be done again from the start."""
+    import os
+
+    with Helper("json.tool") as helper:
+        assert helper.pid is not None
+        assert os.getpgid(helper.pid) == helper.pid != os.getpgid(0)

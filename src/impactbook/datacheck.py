@@ -15,17 +15,19 @@ DuckDB database, which would keep ~50 MiB there, beside the kernel, until the ru
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import difflib
 import json
 import math
+import pickle
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .catalog import ColumnRule, Contract, DatasetEntry
+from .catalog import ColumnRule, Contract
 from .expressions import ExpressionError, parse_filter
 from .errors import InputError
 from .hashing import warehouse_url
@@ -153,20 +155,25 @@ class FileChecker:
 
     def check(self, item: ResolvedInput, plan: Plan | None, now: dt.datetime, role: str | None) -> InputFacts | None:
         """The helper's facts about `item`'s file (its pin already checked here), or None: check it yourself."""
-        request = {"parameter": item.parameter, "name": item.name, "entry": item.entry.model_dump(mode="json"),
-                   "path": str(item.path), "plan": plan.canonical() if plan is not None else None,
-                   "now": now.isoformat(), "role": role}
         deadline = time.monotonic() + CHECK_TIMEOUT_S
-        if not self._helper.send(request, deadline):
+        if not self._helper.send({"pickled": _pickled((item, plan, now, role))}, deadline):
             return None
         answer = self._helper.receive(deadline)
-        return InputFacts(**answer) if isinstance(answer, dict) and set(answer) == _ANSWERED else None
+        try:
+            facts = pickle.loads(base64.b64decode(answer["pickled"]))
+        except Exception:  # (None: the helper died or went silent; or nonsense)
+            return None
+        return facts if isinstance(facts, InputFacts) else None
 
     def close(self) -> None:
         self._helper.close()
 
 
-_ANSWERED = {"name", "rows", "problems", "first_time", "last_time", "future_rows", "arms", "excluded", "synthetic"}
+def _pickled(value: Any) -> str:
+    """Requests and answers go pickled (between two processes of this user, over a private pipe): exactly the
+    objects the caller holds, where JSON would turn a contract's date or datetime into a string, and change
+    the SQL compiled from it."""
+    return base64.b64encode(pickle.dumps(value)).decode()
 
 
 def _serve() -> None:
@@ -176,12 +183,8 @@ def _serve() -> None:
 
     for line in sys.stdin:
         faults.point("inputs.helper")
-        request = json.loads(line)
-        item = ResolvedInput(request["parameter"], request["name"], DatasetEntry.model_validate(request["entry"]),
-                             Path(request["path"]))
-        plan = Plan.model_validate(request["plan"]) if request["plan"] is not None else None
-        facts = _check_file(item, plan, dt.datetime.fromisoformat(request["now"]), request["role"], None)
-        sys.stdout.write(json.dumps({k: v for k, v in asdict(facts).items() if k in _ANSWERED}) + "\n")
+        item, plan, now, role = pickle.loads(base64.b64decode(json.loads(line)["pickled"]))
+        sys.stdout.write(json.dumps({"pickled": _pickled(_check_file(item, plan, now, role, None))}) + "\n")
         sys.stdout.flush()
 
 
@@ -560,5 +563,7 @@ def _did_you_mean(name: str, known) -> str:
     return f"; did you mean {', '.join(map(repr, close))}?" if close else f"; its columns: {', '.join(list(known)[:30])}"
 
 
-if __name__ == "__main__":
-    _serve()
+if __name__ == "__main__":  # (the module's own copy, not __main__'s: the answer pickles impactbook.datacheck's class)
+    from impactbook.datacheck import _serve as serve
+
+    serve()

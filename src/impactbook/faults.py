@@ -6,7 +6,8 @@
     IMPACTBOOK_FAULT="eacces@ledger.append"       OSError(EACCES) there
     IMPACTBOOK_FAULT="sleep=5@publish.renamed"    wait 5 s there (overlapping-run tests)
 
-Several faults are separated by commas. Unset (always, outside tests) a point costs one lookup.
+Several faults are separated by commas; helper processes inherit them (`kill@inputs.helper` kills the gate's
+file-check helper before its first answer). Unset (always, outside tests) a point costs one lookup.
 The points a run passes, in order, are listed in POINTS; tests iterate over them.
 """
 

@@ -24,7 +24,7 @@ from typing import Any
 from .catalog import TemplateEntry
 from .datacheck import FileChecker, InputFacts, check_input
 from .freezing import FrozenPlan
-from .hashing import remote_url
+from .hashing import remote_url, warehouse_url
 from .inputs import ResolvedInput, latest_pins, pin_problem
 from .ledger import Ledger
 from .plan import Plan
@@ -198,10 +198,12 @@ class InputChecks:
     def __enter__(self) -> "InputChecks":
         if any(remote_url(item.path) for item in self.inputs):
             self.copies = Path(tempfile.mkdtemp(prefix="impactbook-inputs-"))
-        self.checker = FileChecker()  # (started here, on the calling thread: it dies with the thread that started it)
+        if any(not warehouse_url(item.entry.uri) for item in self.inputs):  # (a file to check)
+            self.checker = FileChecker()  # started on the calling thread: it dies with the thread that started it
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impactbook-inputs")
         self.futures = [self.pool.submit(self._check, item) for item in self.inputs]
-        self.pool.submit(self.checker.close)  # the last task: the helper's memory is gone before the cells run
+        if self.checker is not None:
+            self.pool.submit(self.checker.close)  # the last task: the helper's memory is gone before the cells run
         return self
 
     def _check(self, item: ResolvedInput) -> InputFacts:

@@ -41,7 +41,8 @@ def usable_cores() -> int:
 class Helper:
     """`python -P -m MODULE ARGS...` on the second core, answering lines of JSON with lines of JSON: work a
     command hands off so that it runs beside its own. Only where there is a second core; it runs with -P (no
-    module in the current folder shadows one of its imports) and dies with this process. A helper that dies,
+    module in the current folder shadows one of its imports), in its own process group (a Ctrl-C to the command
+    is the command's to handle: it would kill the helper mid-work) and dies with this process. A helper that dies,
     misses its deadline or answers nonsense is killed and answers None from then on: the caller does the work
     itself, so a helper can only make a command faster, never change what it does."""
 
@@ -50,7 +51,7 @@ class Helper:
         if usable_cores() > 1:
             try:
                 self._process = subprocess.Popen([sys.executable, "-P", "-m", module, *args], stdin=subprocess.PIPE,
-                                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, process_group=0,
                                                  preexec_fn=dying_with_this_process())
             except (OSError, subprocess.SubprocessError):  # no process to spare, or the child could not be set up
                 self._process = None
