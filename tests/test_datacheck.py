@@ -326,3 +326,13 @@ def test_a_runs_gate_never_loads_duckdb_into_the_runs_own_process(tmp_path):
     answer = json.loads(out.stdout)
     assert answer["rows"] == 6 and any("fails allowed" in p for p in answer["problems"])
     assert answer["duckdb_loaded"] is False
+
+
+def test_rows_of_labels_the_plan_does_not_name_are_all_counted_however_many_labels_there_are(tmp_path):
+    """The labels are grouped and only the first groups fetched (to name some): the arms' counts, the rows
+    with no label and the others' total must still be exact beyond that many groups."""
+    junk = [f"{5 + i},junk{i:04d},1.0,0,2026-11-28" for i in range(1500)]
+    facts = _check(tmp_path, ROWS + junk + ["9999,,1.0,0,2026-11-28"], contract={"columns": {"variant": {
+        "type": "str", "nullable": True}}})
+    assert facts.arms == {"control": 2, "treatment": 2}
+    assert facts.excluded == {"no variant": 1, "variant not in the plan": 1500}

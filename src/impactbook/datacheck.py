@@ -41,6 +41,7 @@ INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYIN
 FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
 TEXT_TYPES = {"VARCHAR"}
 DATE_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
+LABEL_ROWS = 1000  # label groups fetched by the arms' check (the arms' always among them)
 LABELS_SHOWN = 20
 
 
@@ -536,19 +537,23 @@ def _duplicates(connection, source: str, columns: _Columns, column: str, field_p
 
 
 def _arms(connection, source: str, plan: Plan, item: ResolvedInput) -> tuple[dict[str, int], dict[str, int], list[str]]:
-    """Rows per label of the variant column; the plan's arms must occur, other rows are counted as excluded."""
+    """Rows per label of the variant column; the plan's arms must occur, other rows are counted as excluded.
+    Exactly, however many labels there are: the arms' and the missing label's groups come first, the
+    others' rows are the total less theirs (only the first LABEL_ROWS groups are fetched, to name some)."""
     design = plan.design
+    kept = f"label IS NULL OR label IN ({', '.join(literal(arm) for arm in design.arms)})"
     rows = connection.execute(
-        f"SELECT CAST({quote(design.variant_column)} AS VARCHAR) AS label, COUNT(*) FROM {source} "
-        f"GROUP BY 1 ORDER BY 2 DESC LIMIT 1000").fetchall()
-    found = {label: count for label, count in rows if label is not None}
+        f"SELECT label, n, SUM(n) OVER () AS total FROM (SELECT CAST({quote(design.variant_column)} AS VARCHAR) "
+        f"AS label, COUNT(*) AS n FROM {source} GROUP BY 1) AS labels "
+        f"ORDER BY ({kept}) DESC, n DESC, label LIMIT {LABEL_ROWS}").fetchall()
+    found = {label: int(count) for label, count, _ in rows if label is not None}
     arms = {arm: found.get(arm, 0) for arm in design.arms}
     excluded = {}
-    if (missing := sum(count for label, count in rows if label is None)):
+    if (missing := sum(int(count) for label, count, _ in rows if label is None)):
         excluded["no variant"] = missing
-    others = {label: count for label, count in found.items() if label not in arms}
-    if others:
-        excluded["variant not in the plan"] = sum(others.values())
+    if (others := (int(rows[0][2]) if rows else 0) - missing - sum(arms.values())):
+        excluded["variant not in the plan"] = others
+    found = dict(sorted(found.items(), key=lambda pair: (-pair[1], pair[0])))  # (named most frequent first)
     problems = []
     absent = [arm for arm, count in arms.items() if not count]
     if absent:
