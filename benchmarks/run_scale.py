@@ -40,7 +40,7 @@ FILED = "14f78d9"  # main when issue 13 was filed (its run overhead, 1.24-1.26x,
 # plan). Its gate's `type: int` refuses the table's int32 `converted` (one of the issue's findings), so that
 # column is left out of its contract: the run reaches its kernel, and its gate checks one column fewer.
 BASELINE_SETUP = """
-import os, sys
+import json, os, sys
 from pathlib import Path
 table, folder, benchmarks = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 sys.path.insert(0, benchmarks)
@@ -53,11 +53,7 @@ project = init_project(folder)
 data = folder / "data/exposures.parquet"
 data.parent.mkdir(parents=True, exist_ok=True)
 os.link(table, data) if table.stat().st_dev == data.parent.stat().st_dev else data.symlink_to(table)
-contract = {"unique": ["user_id"], "columns": {
-    "user_id": {"type": "int", "min": 0}, "variant": {"type": "str", "allowed": ["control", "treatment"]},
-    "platform": {"type": "str", "allowed": ["ios", "android", "web"]}, "date": {"type": "date"},
-    "pre_revenue": {"type": "float", "min": 0}, "revenue": {"type": "float", "min": 0}}}
-Catalog.load(project).pin_dataset("exposures", data, Contract.model_validate(contract))
+Catalog.load(project).pin_dataset("exposures", data, Contract.model_validate(json.loads(sys.argv[4])))
 spec = plan().model_dump(mode="json", exclude_none=True)
 spec["inputs"] = {"experiment": "exposures"}
 dump_yaml(spec, folder / "plans/scale.yaml")
@@ -91,6 +87,15 @@ def measured(command: list[str], cwd: Path, exits: tuple[int, ...] = (0,)) -> di
             "exited": exited, "exit_code": process.returncode}
 
 
+def contract(revenue_max: float | None = None) -> dict:
+    """The table's data contract (`revenue_max`: one the data breaks)."""
+    return {"unique": ["user_id"], "columns": {
+        "user_id": {"type": "int", "min": 0}, "variant": {"type": "str", "allowed": ["control", "treatment"]},
+        "platform": {"type": "str", "allowed": ["ios", "android", "web"]}, "date": {"type": "date"},
+        "pre_revenue": {"type": "float", "min": 0}, "revenue": {"type": "float", "min": 0, "max": revenue_max},
+        "converted": {"type": "int", "allowed": [0, 1]}}}
+
+
 def project_for(rows: int, folder: Path, revenue_max: float | None = None) -> Path:
     """A project with the table pinned under its contract (`revenue_max`: a contract the data breaks)."""
     from impactbook.catalog import Catalog
@@ -103,14 +108,10 @@ def project_for(rows: int, folder: Path, revenue_max: float | None = None) -> Pa
     data = project.resolve(Path("data/exposures.parquet"))
     data.parent.mkdir(parents=True, exist_ok=True)
     os.link(table, data) if table.stat().st_dev == data.parent.stat().st_dev else data.symlink_to(table)
-    contract = {"unique": ["user_id"], "columns": {
-        "user_id": {"type": "int", "min": 0}, "variant": {"type": "str", "allowed": ["control", "treatment"]},
-        "platform": {"type": "str", "allowed": ["ios", "android", "web"]}, "date": {"type": "date"},
-        "pre_revenue": {"type": "float", "min": 0}, "revenue": {"type": "float", "min": 0, "max": revenue_max},
-        "converted": {"type": "int", "allowed": [0, 1]}}}
     from impactbook.catalog import Contract
 
-    Catalog.load(project).pin_dataset("exposures", data, contract=Contract.model_validate(contract), synthetic=True)
+    Catalog.load(project).pin_dataset("exposures", data, contract=Contract.model_validate(contract(revenue_max)),
+                                      synthetic=True)
     spec = plan().canonical()
     spec["inputs"] = {"experiment": "exposures"}
     spec["registration"] = {"mode": "retrospective", "reason": "a benchmark on a generated table"}
@@ -138,8 +139,10 @@ def baseline_bin(revision: str) -> Path:
 
 def baseline_project(bin_dir: Path, rows: int, folder: Path) -> Path:
     source = bin_dir.parent.parent / "src"
+    filed = contract()
+    del filed["columns"]["converted"]  # (see BASELINE_SETUP)
     subprocess.run([str(bin_dir / "python"), "-c", BASELINE_SETUP, str(generate(rows)), str(folder),
-                    str(source / "benchmarks")], check=True, capture_output=True)
+                    str(source / "benchmarks"), json.dumps(filed)], check=True, capture_output=True)
     return folder
 
 

@@ -161,7 +161,7 @@ class FileChecker:
             return None
         answer = self._helper.receive(deadline)
         try:
-            facts = pickle.loads(base64.b64decode(answer["pickled"]))
+            facts = _unpickled(answer)
         except Exception:  # (None: the helper died or went silent; or nonsense)
             return None
         return facts if isinstance(facts, InputFacts) else None
@@ -177,6 +177,10 @@ def _pickled(value: Any) -> str:
     return base64.b64encode(pickle.dumps(value)).decode()
 
 
+def _unpickled(message: dict[str, str]) -> Any:
+    return pickle.loads(base64.b64decode(message["pickled"]))
+
+
 def _serve() -> None:
     """The helper: one request per line (FileChecker.check), one InputFacts per line, until stdin closes. A
     check that raises ends the helper (the caller then makes it itself, and sees the error)."""
@@ -184,7 +188,7 @@ def _serve() -> None:
 
     for line in sys.stdin:
         faults.point("inputs.helper")
-        item, plan, now, role = pickle.loads(base64.b64decode(json.loads(line)["pickled"]))
+        item, plan, now, role = _unpickled(json.loads(line))
         sys.stdout.write(json.dumps({"pickled": _pickled(_check_file(item, plan, now, role, None))}) + "\n")
         sys.stdout.flush()
 

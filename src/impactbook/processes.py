@@ -44,7 +44,7 @@ class Helper:
     module in the current folder shadows one of its imports), in its own process group (a Ctrl-C to the command
     is the command's to handle: it would kill the helper mid-work) and dies with this process. A helper that dies,
     misses its deadline or answers nonsense is killed and answers None from then on: the caller does the work
-    itself, so a helper can only make a command faster, never change what it does."""
+    itself, so a helper can only make a command faster (or its own process leaner), never change what it does."""
 
     def __init__(self, module: str, *args: str) -> None:
         self._process: subprocess.Popen | None = None
