@@ -312,3 +312,36 @@ def test_a_run_put_into_the_store_without_a_ledger_entry_is_listed_as_such(s3_pr
     told: list[str] = []
     assert rebuild(s3_project, skipped=told.append) == 2
     assert f"its run.json names run {outcome.record.run_id}" in told[0]
+
+
+@pytest.mark.parametrize("name", ["../../../victim.txt", "/tmp/impactbook-absolute-victim.txt", "sub/notebook.ipynb"])
+def test_a_stored_manifest_naming_a_path_outside_its_run_fetches_nothing(s3_project, bucket, tmp_path, name):
+    """Names in a stored SHA256SUMS come from the bucket, not from us: a fetch writes none outside its folder."""
+    body = b"written by whoever can write the bucket\n"
+    run_id, client = "20991231T000000000001Z-evil-bbbbbb", boto3.client("s3")
+    client.put_object(Bucket=bucket, Key=f"runs/{run_id}/{name}", Body=body)
+    client.put_object(Bucket=bucket, Key=f"runs/{run_id}/run.json", Body=b"{}")
+    sums = f"{hashlib.sha256(body).hexdigest()}  {name}\n{hashlib.sha256(b'{}').hexdigest()}  run.json\n"
+    client.put_object(Bucket=bucket, Key=f"runs/{run_id}/SHA256SUMS", Body=sums.encode())
+    cache = s3_project.runs_dir / ".cache"
+    with pytest.raises(ProjectError, match="not a file of a run folder"):
+        open_run_store(s3_project).fetch(run_id, cache)
+    written = [p for p in (s3_project.root.parent.rglob("victim.txt"))] + \
+        [p for p in [tmp_path.parent / "impactbook-absolute-victim.txt"] if p.exists()]
+    assert not written and not os.path.exists("/tmp/impactbook-absolute-victim.txt")
+    assert not cache.exists() or not list(cache.iterdir())  # not even a partial folder
+    told: list[str] = []
+    assert rebuild(s3_project, skipped=told.append) == 0  # the rebuild goes on without it, naming it
+    assert len(told) == 1 and run_id in told[0]
+
+
+def test_a_stored_run_whose_manifest_lists_no_record_is_left_out_of_a_rebuild(s3_project, bucket):
+    sound = run(s3_project)
+    _remove_local(sound.folder)
+    run_id, client, body = "20991231T000000000002Z-evil-cccccc", boto3.client("s3"), b"x"
+    client.put_object(Bucket=bucket, Key=f"runs/{run_id}/notes.txt", Body=body)
+    client.put_object(Bucket=bucket, Key=f"runs/{run_id}/SHA256SUMS",
+                      Body=f"{hashlib.sha256(body).hexdigest()}  notes.txt\n".encode())
+    told: list[str] = []
+    assert rebuild(s3_project, skipped=told.append) == 1
+    assert len(told) == 1 and run_id in told[0] and "does not list run.json" in told[0]

@@ -70,6 +70,18 @@ def folder_problems(folder: Path, kept: dict[str, bytes] | None = None) -> list[
     return manifest_problems(folder.name, parse_sums(sums.read_text(encoding="utf-8")), present, digest_of)
 
 
+def _check_names(recorded: dict[str, str], shown: str) -> None:
+    """A stored manifest is read before anything in it is trusted: each name must be a plain file name (a run
+    folder holds no sub-folders), so one written into a bucket cannot make a fetch write outside its folder,
+    and a run's record must be among them."""
+    for name in recorded:
+        if not name or name in (".", "..", MANIFEST) or "/" in name or "\\" in name or "\0" in name:
+            raise ProjectError(f"{shown}: names {name!r}, which is not a file of a run folder; nothing was fetched",
+                               hint="run `impactbook verify`")
+    if "run.json" not in recorded:
+        raise ProjectError(f"{shown}: does not list run.json; nothing was fetched", hint="run `impactbook verify`")
+
+
 class RunStore(ABC):
     """What the rest of impactbook may ask of the place published runs live."""
 
@@ -111,10 +123,12 @@ class RunStore(ABC):
         folder = cache / f"{run_id}-{hashlib.sha256(sums).hexdigest()[:16]}"
         if folder.is_dir() and not folder.stat().st_mode & stat.S_IWUSR:
             return folder
+        recorded = parse_sums(sums.decode("utf-8"))
+        _check_names(recorded, self.key_url(run_id, MANIFEST))
         partial = cache / f".{folder.name}.{os.getpid()}.partial"
         partial.mkdir(parents=True, exist_ok=True)
         try:
-            for name, digest in parse_sums(sums.decode("utf-8")).items():
+            for name, digest in recorded.items():
                 data = self.read(run_id, name)
                 if hashlib.sha256(data).hexdigest() != digest:
                     raise ProjectError(f"{self.key_url(run_id, name)}: content does not match {MANIFEST}",
