@@ -43,7 +43,7 @@ def test_settings_choose_the_index_and_run_store_and_the_environment_overrides_t
     monkeypatch.delenv(INDEX_ENV, raising=False)
     monkeypatch.delenv(STORAGE_ENV, raising=False)
     assert storage_url(project) == project.runs_dir.resolve().as_uri() and index_url(project).startswith("sqlite://")
-    elsewhere = project.root / "shared.sqlite"
+    elsewhere = project.runs_dir / "shared.sqlite"
     catalog = project.catalog_path
     catalog.write_text(catalog.read_text() + f"settings:\n  index: sqlite://{elsewhere}\n  storage: s3://bucket/runs\n")
     assert index_url(project) == f"sqlite://{elsewhere}" and storage_url(project) == "s3://bucket/runs"
@@ -56,7 +56,25 @@ def test_settings_choose_the_index_and_run_store_and_the_environment_overrides_t
     assert index_url(project) == "postgresql://ci@db/impactbook" and storage_url(project) == "s3://other/prefix"
 
 
+def test_a_sqlite_index_setting_outside_runs_is_refused_and_the_file_is_untouched(project, monkeypatch, tmp_path):
+    """catalog.yaml arrives with the project: its index setting must not make a rebuild replace a user's file."""
+    from impactbook.errors import ProjectError
+    from impactbook.index import INDEX_ENV, open_index
+
+    monkeypatch.delenv(INDEX_ENV, raising=False)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious\n")
+    project.catalog_path.write_text(project.catalog_path.read_text() + f"settings:\n  index: sqlite://{precious}\n")
+    with pytest.raises(ProjectError, match=r"catalog.yaml: settings.index .* is outside the project's runs/ folder"):
+        open_index(project).rows()
+    assert precious.read_text() == "precious\n" and not precious.with_name("precious.txt.lock").exists()
+    monkeypatch.setenv(INDEX_ENV, f"sqlite://{tmp_path / 'mine.sqlite'}")  # this machine's own choice: allowed
+    assert open_index(project).rows() == []
+
+
 @pytest.mark.parametrize("setting, expected", [
+    ("index: postgresql://ci@db/impactbook?password=hunter2", r"settings.index: .*a password does not belong"),
+    ("index: postgresql://ci@db/impactbook?passfile=/tmp/x", r"settings.index: .*a password does not belong"),
     ("index: postgresql://ci:hunter2@db/impactbook", r"settings.index: .*a password does not belong in catalog.yaml"),
     ("index: mysql://db/x", r"settings.index: String should match pattern"),
     ("storage: gs://bucket", r"settings.storage: String should match pattern"),
@@ -77,6 +95,11 @@ def test_a_refused_url_is_echoed_without_its_password(project):
     with pytest.raises(CatalogError) as refused:
         Catalog.load(project)
     assert "hunter2" not in str(refused.value) and "postgresql://ci:***@db/impactbook" in str(refused.value)
+    project.catalog_path.write_text(project.catalog_path.read_text().replace(
+        "postgresql://ci:hunter2@db/impactbook", "postgresql://ci@db/impactbook?sslmode=disable&password=hunter2"))
+    with pytest.raises(CatalogError) as in_query:
+        Catalog.load(project)
+    assert "hunter2" not in str(in_query.value) and "sslmode=disable&password=***" in str(in_query.value)
     with pytest.raises(ProjectError, match="carries credentials") as credentials:
         S3RunStore.from_url("s3://AKIAKEY:s3cret@bucket/prefix")
     assert "s3cret" not in str(credentials.value) and "AKIAKEY" not in str(credentials.value)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml.comments import CommentedMap
@@ -87,7 +87,8 @@ class Settings(_Strict):
     @field_validator("index", "storage")
     @classmethod
     def _no_secret(cls, value: str | None) -> str | None:
-        if value and urlsplit(value).password:
+        secret = {"password", "passfile", "sslpassword"} & {key.lower() for key in parse_qs(urlsplit(value or "").query)}
+        if value and (urlsplit(value).password or secret):
             raise ValueError("a password does not belong in catalog.yaml: use PGPASSWORD or ~/.pgpass (PostgreSQL) "
                              "or the AWS credential chain (S3)")
         return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from .backends.index_store import IndexStore, IndexStores, IndexUnusable, default_index_stores, index_row
 from .backends.run_store import RunStore, cache_dir, open_run_store
@@ -35,8 +35,18 @@ RunIndex = SqliteIndexStore  # the default backend, addressed by its file
 def index_url(project: Project) -> str:
     """$IMPACTBOOK_INDEX (e.g. postgresql://host/db), else catalog.yaml's `settings.index`, else the SQLite
     file at today's path."""
-    return (os.environ.get(INDEX_ENV) or project_setting(project, "index")
-            or "sqlite://" + quote(str(project.index_path.resolve())))
+    if url := os.environ.get(INDEX_ENV):
+        return url
+    if (url := project_setting(project, "index")) and urlsplit(url).scheme == "sqlite":
+        # catalog.yaml comes with the project (a pull request can change it): its SQLite file stays in runs/,
+        # where a rebuild may replace it, never a file of the user's elsewhere
+        path = Path(unquote(urlsplit(url).path))
+        if not path.resolve().is_relative_to(project.runs_dir.resolve()):
+            raise ProjectError(f"{project.relative(project.catalog_path)}: settings.index {url!r} is outside the "
+                               f"project's {project.relative(project.runs_dir)}/ folder",
+                               hint=f"remove it (default: {project.relative(project.index_path)}), or set {INDEX_ENV} "
+                                    "on this machine")
+    return url or "sqlite://" + quote(str(project.index_path.resolve()))
 
 
 def open_index(project: Project, stores: IndexStores | None = None) -> IndexStore:

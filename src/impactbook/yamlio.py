@@ -159,11 +159,14 @@ def explain_validation(exc: Any, data: Any, shown: str, model: Any = None) -> st
 
 
 def _without_password(value: Any) -> Any:
-    """A value as echoed in an error, a URL's password masked (the error is refusing it for that reason)."""
+    """A value as echoed in an error, a URL's password (also as a `password=` query parameter) masked (the
+    error is refusing it for that reason)."""
+    import re
     from urllib.parse import urlsplit
 
-    if not isinstance(value, str) or "@" not in value:
+    if not isinstance(value, str) or "://" not in value:
         return value
+    value = re.sub(r"(?i)([?&](?:ssl)?password=)[^&#]*", r"\1***", value)
     try:
         password = urlsplit(value).password
     except ValueError:
