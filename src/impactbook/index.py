@@ -84,6 +84,23 @@ def run_folder(project: Project, run_id: str, run_store: RunStore | None = None)
     return run_store.fetch(run_id, cache_dir(project))
 
 
+def _unsealed_record(folder: Path, entry: dict[str, Any] | None) -> str | None:
+    """Why the run.json the index would be rebuilt from is not the one published, if it is not: its SHA256SUMS
+    differs from the one the ledger recorded, or it differs from its line there. Two small files per run; the
+    other artifacts are `verify`'s (the index holds only what run.json says)."""
+    from .backends.run_store import parse_sums
+
+    sums = folder / SUMS
+    if not sums.is_file():
+        return f"{SUMS} is missing"
+    if entry is not None and sha256_file(sums) != entry.get("sha256sums"):
+        return f"its {SUMS} is not the one the ledger recorded"
+    recorded = parse_sums(sums.read_text(encoding="utf-8")).get("run.json")
+    if not (folder / "run.json").is_file() or sha256_file(folder / "run.json") != recorded:
+        return f"run.json does not match {SUMS}"
+    return None
+
+
 def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunStore | None = None,
             skipped: Callable[[str], None] = lambda message: None) -> int:
     """Rebuild from the run folders (and a remote run store's runs) and the ledger alone; the index store swaps
@@ -102,6 +119,9 @@ def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunS
                 skipped(f"run {run_id} left out of the index: {exc} (run `impactbook verify`)")
     rows = []
     for run_id, folder in sorted(folders.items()):
+        if problem := _unsealed_record(folder, ledger_runs.get(run_id)):
+            skipped(f"run {run_id} left out of the index: {problem} (run `impactbook verify`)")
+            continue
         record = load_record(folder)
         if record.run_id != run_id:
             skipped(f"run {run_id} left out of the index: its run.json names run {record.run_id} "

@@ -193,9 +193,11 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
             if lock is None:
                 continue  # still being published by its own process
             tampered = artifact_problems(folder)
+            if not tampered and entry is not None and sha256_file(folder / SUMS) != entry.get("sha256sums"):
+                tampered = [f"{run_id}/{SUMS}: not the one the ledger recorded"]  # re-sealed after an edit
             if tampered:  # never ledger, index or seal what does not match its own SHA256SUMS: verify reports it
                 progress(f"run {run_id} does not match its SHA256SUMS ({'; '.join(tampered[:2])}): left as it is, "
-                         "not recorded in the ledger or the index; `impactbook verify` reports it")
+                         "nothing of it ledgered, indexed or sealed; `impactbook verify` reports it")
                 done.damaged.append(run_id)
                 continue
             if writable:
