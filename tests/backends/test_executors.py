@@ -122,6 +122,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _all_end(pids, within=60):
+    """Whether every process in pids has ended within the given seconds."""
+    deadline = time.time() + within
+    while time.time() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.3)
+    return not any(_alive(pid) for pid in pids)
+
+
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGKILL])
 def test_a_stopped_batch_stops_its_runs_and_each_is_stored_failed(frozen_project, sent):
     batch = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, PLAN, PLAN, "--workers", "2"],
@@ -132,10 +140,7 @@ def test_a_stopped_batch_stops_its_runs_and_each_is_stored_failed(frozen_project
     assert len(children) == 2, "the batch never had its two runs in their kernels"
     batch.send_signal(sent)
     _, err = batch.communicate(timeout=120)
-    deadline = time.time() + 60
-    while time.time() < deadline and any(_alive(pid) for pid in children):
-        time.sleep(0.3)
-    assert not any(_alive(pid) for pid in children), "a run outlived its stopped batch"
+    assert _all_end(children), "a run outlived its stopped batch"
     if sent == signal.SIGTERM:
         assert batch.returncode == 130 and err.endswith("error: interrupted\n"), err
     assert cli(frozen_project, "runs", "list").returncode == 0  # (recovers what a killed run left)
@@ -163,15 +168,39 @@ def test_a_dask_worker_that_dies_mid_run_does_not_get_its_plan_run_twice(frozen_
     assert batch.returncode == 1, err
     result, = json.loads(out)
     assert "the Dask worker running it died" in result["error"] and result["exit_code"] is None
-    deadline = time.time() + 60  # (it stores its run FAILED on the SIGTERM its worker's death sent)
-    while time.time() < deadline and _alive(child):
-        time.sleep(0.3)
-    assert not _alive(child), "the run outlived its worker"
+    assert _all_end([child]), "the run outlived its worker"  # (stored FAILED on the SIGTERM its worker's death sent)
     assert cli(frozen_project, "runs", "list").returncode == 0
     assert cli(frozen_project, "verify").returncode == 0
     records = [read_json(f / "run.json") for f in published_runs(frozen_project)]
     assert [r["status"] for r in records] == ["FAILED"], records  # one run for one job: not run again elsewhere
     assert "interrupted" in records[0]["errors"][0]
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_dask_batch_stops_its_runs_on_the_workers_and_starts_no_more(frozen_project, monkeypatch, sent):
+    import distributed
+
+    monkeypatch.setenv(FAULT_ENV, "sleep=600@notebook.saved#3")  # inherited by the workers and their runs
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        batch = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, PLAN, PLAN, "--executor", "dask",
+                                  "--scheduler", cluster.scheduler_address], cwd=frozen_project.root,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_until_sleeping(frozen_project, 2, batch)
+        workers = [w.process.pid for w in cluster.workers.values() if w.process and w.process.pid]
+        children = [child for pid in workers for child in _worker_grandchildren(pid)]
+        assert len(children) == 2, "the two workers never had a run each"
+        batch.send_signal(sent)
+        _, err = batch.communicate(timeout=120)
+        assert _all_end(children), "a run on a worker outlived its stopped batch"
+        time.sleep(5)  # (time for the third, queued run to start on the freed workers, were it still wanted)
+        assert not [child for pid in workers for child in _worker_grandchildren(pid)], "a run began after its batch"
+    if sent == signal.SIGTERM:
+        assert batch.returncode == 130 and err.endswith("error: interrupted\n"), err
+    assert cli(frozen_project, "runs", "list").returncode == 0
+    assert cli(frozen_project, "verify").returncode == 0
+    records = [read_json(f / "run.json") for f in published_runs(frozen_project)]
+    assert [r["status"] for r in records] == ["FAILED", "FAILED"], records  # the third never started
+    assert all("interrupted" in r["errors"][0] for r in records), [r["errors"] for r in records]
 
 
 def _worker_grandchildren(nanny_child: int) -> list[int]:

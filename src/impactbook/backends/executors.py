@@ -145,18 +145,52 @@ class LocalExecutor:
 
 
 def run_once(job: RunJob, marker: str) -> JobResult:
-    """A Dask task: run the job unless an earlier attempt began it. When a worker dies mid-run, Dask runs its
-    tasks again elsewhere; the run the dead worker started has stopped with it (stored FAILED), and a second
-    run of the plan would be one the batch never reports. A scheduler-side Event marks the first attempt."""
+    """A Dask task: run the job unless an earlier attempt began it or its batch is gone. When a worker dies
+    mid-run, Dask runs its tasks again elsewhere; the run the dead worker started has stopped with it (stored
+    FAILED), and a second run of the plan would be one the batch never reports. A scheduler-side Event marks the
+    first attempt. A Dask task cannot be interrupted, so the run process is stopped by hand once the batch no
+    longer wants it (`_Wanted`)."""
     from distributed import Event
 
+    wanted = _Wanted()
     begun = Event(marker)
     if begun.is_set():
         return JobResult(job, None, None, "the Dask worker running it died; a run it had begun stopped with it "
                                           "(stored FAILED), and it was not started again: a plan runs at most once "
                                           "per batch entry", 0.0)
+    if not wanted():
+        return JobResult(job, None, None, "its batch stopped before it began; not started", 0.0)
     begun.set()
-    return run_job(job)
+    return run_job(job, wanted.stop_when_unwanted)
+
+
+class _Wanted:
+    """Whether the batch still wants this Dask task: the scheduler releases a batch's tasks when the batch is
+    interrupted or its client dies (even by SIGKILL, its connection closes), and the worker marks a running one
+    cancelled. Its run process is then sent SIGTERM, so it stores its run FAILED, interrupted, instead of
+    publishing a run no one will report."""
+
+    POLL_S = 0.5
+
+    def __init__(self) -> None:
+        from distributed import get_worker
+
+        self.worker = get_worker()
+        self.key = self.worker.get_current_task()
+
+    def __call__(self) -> bool:
+        task = self.worker.state.tasks.get(self.key)
+        return task is not None and task.state == "executing"
+
+    def stop_when_unwanted(self, process: subprocess.Popen) -> None:
+        def watch() -> None:
+            while process.poll() is None:
+                if not self():
+                    process.terminate()
+                    return
+                time.sleep(self.POLL_S)
+
+        threading.Thread(target=watch, name=f"impactbook-watch-{self.key}", daemon=True).start()
 
 
 @dataclass
@@ -178,7 +212,7 @@ class DaskExecutor:
             client = Client(self.scheduler, timeout="20s")
         except (OSError, TimeoutError, ValueError) as exc:
             raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
-        results, jobs = [], list(jobs)
+        results, jobs, futures = [], list(jobs), {}
         keys = {job.number: f"impactbook-run-{job.number}-{time.time_ns()}" for job in jobs}
         try:
             futures = {client.submit(run_once, job, f"{keys[job.number]}-begun", pure=False, key=keys[job.number]):
@@ -188,6 +222,12 @@ class DaskExecutor:
             for future in completed(futures):
                 results.append(self._result(future, futures[future]))
                 on_done(results[-1])
+        except BaseException:  # Ctrl-C, SIGTERM: released tasks never start, running ones stop (`_Wanted`)
+            with contextlib.suppress(Exception):
+                client.cancel(list(futures))
+            note("interrupted: stopping the runs in progress on the Dask workers (each is stored FAILED, "
+                 "interrupted)")
+            raise
         finally:
             with contextlib.suppress(Exception):
                 for key in keys.values():
