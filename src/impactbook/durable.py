@@ -24,10 +24,16 @@ def temporary_name(path: Path) -> Path:
 
 
 def write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Replace `path` (a symlink there is replaced, never followed) with `data`. The temporary file is created
+    afresh, refusing a symlink in its place: its name is predictable, and someone who can write into the
+    folder could otherwise point it at a file elsewhere for us to overwrite."""
     faults.point(f"write:{path.name}", path)
     temporary = temporary_name(path)
     try:
-        with open(temporary, "wb") as handle:
+        with contextlib.suppress(FileNotFoundError):  # left by a killed process that had this pid
+            temporary.unlink()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        with open(os.open(temporary, flags, 0o666), "wb") as handle:
             handle.write(data)
             if sync:
                 handle.flush()

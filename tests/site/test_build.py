@@ -343,3 +343,41 @@ def test_a_full_build_removes_the_page_of_a_run_no_longer_in_the_project(frozen_
     build_site(frozen_project, out, full=True)  # a build that starts without the last manifest
     pages_now = {p.name for p in (out / "runs").glob("*.html")}
     assert pages_now == {f"{kept.record.run_id}.html"}
+
+
+def test_symlinks_planted_in_the_site_folder_are_replaced_or_refused_never_written_through(frozen_project, tmp_path):
+    """Anyone who can write into a shared site folder could point its pages at the building user's files."""
+    import os
+
+    first = run(frozen_project).record.run_id
+    out, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    build_site(frozen_project, out)
+    second = run(frozen_project).record.run_id
+    elsewhere.mkdir()
+    planted = {name: out / name for name in ("index.html", ".site-manifest.json", ".site-effects.json",
+                                             f"runs/{second}.html", "plans/example.html",
+                                             f".index.html.{os.getpid()}.tmp")}
+    victims = {}
+    for name, path in planted.items():  # each a copy of what is there (so the build stays incremental)
+        victim = elsewhere / name.replace("/", "_")
+        victim.write_bytes(path.read_bytes() if path.exists() else b"the user's own file")
+        path.unlink(missing_ok=True)
+        path.symlink_to(victim)
+        victims[victim] = victim.read_bytes()
+    summary = build_site(frozen_project, out)
+    assert summary.rendered == 1 and summary.runs == 2
+    assert {victim: victim.read_bytes() for victim in victims} == victims, "a page was written through a symlink"
+    for name in ("index.html", ".site-manifest.json", ".site-effects.json", f"runs/{second}.html"):
+        assert not planted[name].is_symlink() and planted[name].is_file(), name
+    assert json.loads(planted[".site-effects.json"].read_text()).keys() == {first, second}
+    assert "across 2 runs" in planted["plans/example.html"].read_text()
+    for sub in ("plans", "runs", "compare", "assets"):
+        aside = out / f"{sub}.real"
+        (out / sub).rename(aside)
+        (out / sub).symlink_to(elsewhere)
+        done = cli(frozen_project, "site", "--out", str(out), "--full")
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"{sub}: a symlink (to {elsewhere}); the site writes its pages only into real folders" in done.stderr
+        (out / sub).unlink()
+        aside.rename(out / sub)
+    assert sorted(p.name for p in elsewhere.iterdir()) == sorted(v.name for v in victims)

@@ -28,6 +28,7 @@ from .pages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, p
 from ..audit import recorded_twice, run_problems
 from ..backends.run_store import RunStore, open_run_store
 from ..compare import RunEffects, compare_effects, frozen_plan_of
+from ..durable import write_text
 from ..errors import ImpactbookError
 from ..index import open_index, run_folder
 from ..ledger import Ledger, LedgerSnapshot, PlanVersion, chain_problems, frozen_versions
@@ -95,7 +96,8 @@ class _Manifest:
         rewrite when they come last); a torn append leaves a file that does not parse: every run is then
         rendered again."""
         path, known = out / EFFECTS, self.effects
-        if self.out == out and known and rendered.isdisjoint(known) and known.keys() <= runs.keys():
+        if self.out == out and known and rendered.isdisjoint(known) and known.keys() <= runs.keys() \
+                and not path.is_symlink():  # (appended in place: never through a link to a file elsewhere)
             with path.open("r+b") as held:
                 held.seek(-1, os.SEEK_END)
                 if held.read(1) == b"}":
@@ -104,11 +106,11 @@ class _Manifest:
                         added = {run_id: points[run_id] for run_id in runs if run_id in rendered}
                         held.write(b", " + json.dumps(added)[1:].encode())
                     return
-        path.write_text(json.dumps({run_id: points[run_id] for run_id in runs}), encoding="utf-8")
+        write_text(path, json.dumps({run_id: points[run_id] for run_id in runs}), sync=False)
 
     def save(self, out: Path) -> None:
         manifest = {"runs": self.runs, "plans": self.plans, "ledger": self.ledger, "index": self.index}
-        (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")  # (asdict would deep-copy it all)
+        write_text(out / MANIFEST, json.dumps(manifest), sync=False)  # (asdict would deep-copy it all)
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,15 @@ def _check_out_folder(project: Project, out: Path) -> None:
                                   where=shown, hint=hint)
 
 
+def _real_folder(project: Project, folder: Path) -> None:
+    """Make a page folder of the site, refusing a symlink there: pages written through it would land wherever it
+    points (anyone who can write into the site's folder could aim them at the user's files)."""
+    if folder.is_symlink():
+        raise ImpactbookError(f"a symlink (to {os.readlink(folder)}); the site writes its pages only into real "
+                              "folders", where=str(project.relative(folder)), hint="remove the symlink")
+    folder.mkdir(exist_ok=True)
+
+
 @contextlib.contextmanager
 def _taking_turns(out: Path, progress: Callable[[str], None]):
     """An exclusive flock on the output folder for the length of a build; a second build waits, and says so."""
@@ -223,7 +234,7 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
     index = open_index(project)
     rows = index.rows() if rows is None else rows
     for sub in ("plans", "runs", "compare", ASSETS):
-        (out / sub).mkdir(exist_ok=True)
+        _real_folder(project, out / sub)
     pages.forget_written_styles()
     previous = _Manifest() if full else _Manifest.load(out)
     sources = _Sources.read(project, previous.ledger, ledger)
@@ -280,7 +291,7 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
             comparison = compare_effects([RunEffects.load(run_folder(project, index.find(run)["run_id"], store))
                                           for run in group])
             name = "--".join(r["run_id"] for r in comparison.runs) + ".html"
-            (out / "compare" / name).write_text(render_comparison(comparison, root="../"), encoding="utf-8")
+            write_text(out / "compare" / name, render_comparison(comparison, root="../"), sync=False)
             written.append({"file": name, "label": " vs ".join(r["run_id"] for r in comparison.runs)})
 
         index_print = _fingerprint(SITE_FORMAT, run_prints, plan_prints,
@@ -327,11 +338,11 @@ def _write_index(out: Path, rows: list[dict[str, Any]], plans: list[dict[str, An
     known = {"decision": {a.value for a in Action}, "status": {s.value for s in Status}}
     options = {key: sorted({str(r[column]) for r in rows} | known.get(key, set())) for key, column in
                (("plan", "plan_id"), ("model", "candidate"), ("decision", "decision"), ("status", "status"))}
-    (out / "index.html").write_text(page(
+    write_text(out / "index.html", page(
         INDEX, "", "Impact assessments", plans=plans, run_rows=run_rows(rows), run_count=len(rows), options=options,
         filters=[("plan", "Plan"), ("model", "Model version"), ("decision", "Decision"), ("status", "Status")],
         comparisons=comparisons, generated=generated, script=FILTER_SCRIPT, ledger_problems=ledger_problems),
-        encoding="utf-8")
+        sync=False)
 
 
 PARALLEL_FROM = 200  # stale runs from which pages are rendered by one process per core (start-up ~0.5 s each)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from markupsafe import Markup, escape
 
 from ..backends.run_store import RunStore
 from ..compare import Comparison, RunEffects, frozen_plan_of, judge_against_history
+from ..durable import write_bytes, write_text
 from ..index import run_folder
 from ..project import Project
 from ..report import COLOURS, strip_scripts
@@ -256,9 +256,7 @@ def _write_style(css: bytes, assets: Path) -> str:
     name = hashlib.sha256(css).hexdigest()[:24] + ".css"
     target = assets / name
     if not target.exists():
-        partial = assets / f".{name}.{os.getpid()}"
-        partial.write_bytes(css)
-        os.replace(partial, target)  # other processes may be writing the same file
+        write_bytes(target, css, sync=False)  # (replaced whole: other processes may be writing the same file)
     known = _WRITTEN_STYLES.setdefault(assets, {})
     if len(known) < KNOWN_STYLES:
         known[css] = name
@@ -279,7 +277,7 @@ def write_run_page(folder: Path, out: Path, run: RunEffects, problems: list[str]
     body = html.find(b">", body) + 1 if body >= 0 else 0
     html = html[:body] + RUN_NAV.render(r=run.record).encode() + html[body:]
     html = html.replace(b"</section>\n<hr/>", b"</section>\n" + extra.encode() + b"\n<hr/>", 1)
-    (out / "runs" / f"{run_id}.html").write_bytes(html)
+    write_bytes(out / "runs" / f"{run_id}.html", html, sync=False)
 
 
 @dataclass(frozen=True)
@@ -292,8 +290,8 @@ class PlanPage:
 
     def write(self, out: Path, images: list[str]) -> None:
         trends = [{"png": png, "alt": spec["alt"]} for spec, png in zip(self.specs, images, strict=True)]
-        (out / "plans" / f"{self.plan_id}.html").write_text(page(PLAN_PAGE, "../", trends=trends, **self.values),
-                                                            encoding="utf-8")
+        write_text(out / "plans" / f"{self.plan_id}.html", page(PLAN_PAGE, "../", trends=trends, **self.values),
+                   sync=False)
 
 
 def plan_page(project: Project, store: RunStore, plan, plan_runs: list[dict[str, Any]], versions: list[dict[str, Any]],
