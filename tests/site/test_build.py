@@ -330,6 +330,39 @@ def test_an_output_folder_in_the_project_or_not_a_folder_is_refused_naming_it(fr
     assert cli(frozen_project, "site", "--out", "site").returncode == 0  # beside the project's folders: fine
 
 
+def test_a_run_that_does_not_verify_is_flagged_at_the_top_of_its_page_on_the_index_and_its_plan_page(
+        frozen_project, tmp_path):
+    """An edited report used to be shown as the run's result, its failed check only at the bottom of its page."""
+    import os
+    import shutil
+
+    edited, removed = run(frozen_project), run(frozen_project)
+    out = tmp_path / "site"
+    build_site(frozen_project, out)
+    assert "does not verify" not in (out / "index.html").read_text() + (out / "plans/example.html").read_text()
+    report = edited.folder / "report.html"
+    report.chmod(0o644)
+    report.write_text(report.read_text().replace("</body>", "<p>edited after publishing</p></body>"))
+    for _ in range(2):  # the second build renders nothing: the flags come from its manifest
+        build_site(frozen_project, out)
+        page = (out / "runs" / f"{edited.record.run_id}.html").read_text()
+        alert = page.find("This run does not verify")
+        assert 0 < alert < page.find("All plans and runs") + 600 and alert < page.find("<h1"), page[:3000]
+        assert "report.html" in page[alert:page.find("</section>", alert)]
+        index, plan = (out / "index.html").read_text(), (out / "plans/example.html").read_text()
+        listed = index[index.find("Runs that do not verify"):]
+        assert f'<a href="runs/{edited.record.run_id}.html">{edited.record.run_id}</a>: ' in listed
+        for table in (index[index.find('<table id="runs">'):], plan[plan.find("Runs, oldest first"):]):
+            assert f'{edited.record.run_id}.html">{edited.record.run_id}</a> <strong class="ib-not-verified">' in table
+            assert f'{removed.record.run_id}</a></td>' in table
+    assert "ib-not-verified" not in (out / "runs" / f"{removed.record.run_id}.html").read_text()
+    for folder, _, _ in os.walk(removed.folder):  # published runs are read-only
+        os.chmod(folder, 0o755)
+    shutil.rmtree(removed.folder)
+    index = (build_site(frozen_project, out).out / "index.html").read_text()
+    assert f"{removed.record.run_id}: the ledger records this run, but it is not in the run store" in index
+
+
 def test_a_full_build_removes_the_page_of_a_run_no_longer_in_the_project(frozen_project, tmp_path):
     import os
     import shutil

@@ -69,6 +69,7 @@ class _Manifest:
     plans: dict[str, str] = field(default_factory=dict)
     ledger: dict[str, Any] = field(default_factory=dict)
     index: str = ""  # the index page's fingerprint
+    flagged: dict[str, list[str]] = field(default_factory=dict)  # runs that did not verify: their problems
     out: Path | None = None  # where its effect points are, if any
 
     @classmethod
@@ -76,7 +77,7 @@ class _Manifest:
         try:
             manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
             return cls(dict(manifest["runs"]), dict(manifest["plans"]), dict(manifest["ledger"]),
-                       str(manifest["index"]), out)
+                       str(manifest["index"]), {str(k): list(v) for k, v in dict(manifest["flagged"]).items()}, out)
         except (OSError, ValueError, KeyError, TypeError):  # none, or an older format: render everything
             return cls()
 
@@ -109,7 +110,8 @@ class _Manifest:
         write_text(path, json.dumps({run_id: points[run_id] for run_id in runs}), sync=False)
 
     def save(self, out: Path) -> None:
-        manifest = {"runs": self.runs, "plans": self.plans, "ledger": self.ledger, "index": self.index}
+        manifest = {"runs": self.runs, "plans": self.plans, "ledger": self.ledger, "index": self.index,
+                    "flagged": self.flagged}
         write_text(out / MANIFEST, json.dumps(manifest), sync=False)  # (asdict would deep-copy it all)
 
 
@@ -271,7 +273,11 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
         rendered = set(stale)
         points = {run_id: previous.effects[run_id] for run_id in run_prints if run_id not in rendered} \
             if changed else {}
-        points.update(_render_runs(project, store, out, stale, sources, generated, progress))
+        flagged = {run_id: problems for run_id, problems in previous.flagged.items()
+                   if run_id in run_prints and run_id not in rendered}
+        points.update(_render_runs(project, store, out, stale, sources, generated, progress, flagged))
+        flagged = dict(sorted(flagged.items()))
+        missing = sorted(set(sources.run_entries) - set(run_prints))  # ledgered, yet in neither store nor index
         for run_id in gone:
             (out / "runs" / f"{run_id}.html").unlink(missing_ok=True)
 
@@ -283,7 +289,8 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
                 redrawn.append((plan, plan_runs, trend_specs(plan, plan_runs, points)))
             plans.append({"id": plan_id, "title": plan.title, "latest": plan_runs[-1], "count": len(plan_runs)})
         painter.send([spec for *_, specs in redrawn for spec in specs])  # drawn while the pages are prepared
-        plan_pages = [plan_page(project, store, plan, plan_runs, sources.versions.get(plan.id, []), points, specs)
+        plan_pages = [plan_page(project, store, plan, plan_runs, sources.versions.get(plan.id, []), points, specs,
+                                     flagged)
                       for plan, plan_runs, specs in redrawn]
 
         written = []
@@ -295,17 +302,18 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
             written.append({"file": name, "label": " vs ".join(r["run_id"] for r in comparison.runs)})
 
         index_print = _fingerprint(SITE_FORMAT, run_prints, plan_prints,
-                                   [r for r in rows if r["run_id"] not in run_prints], sources.problems, written)
+                                   [r for r in rows if r["run_id"] not in run_prints], sources.problems, written,
+                                   flagged, missing)
         index_stale = index_print != previous.index or not (out / "index.html").exists()
         if index_stale:  # (unchanged, the index keeps the time its content was generated)
-            _write_index(out, rows, plans, written, generated, sources.problems)
+            _write_index(out, rows, plans, written, generated, sources.problems, flagged, missing)
         if changed:  # (written while the plots are drawn; unchanged, the last build's file stays)
             previous.save_effects(out, points, run_prints, rendered)
         images = iter(painter.receive())
         for page_ in plan_pages:
             page_.write(out, [next(images) for _ in page_.specs])
         if changed or index_stale:  # (unchanged, the last manifest describes every page; the ledger is checked from it)
-            _Manifest(run_prints, plan_prints, sources.verified, index_print).save(out)
+            _Manifest(run_prints, plan_prints, sources.verified, index_print, flagged).save(out)
         return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written],
                            round(time.perf_counter() - start, 3), rendered=len(stale))
 
@@ -334,12 +342,13 @@ def _run_prints(project: Project, rows: list[dict[str, Any]], in_store: set[str]
 
 
 def _write_index(out: Path, rows: list[dict[str, Any]], plans: list[dict[str, Any]], comparisons: list[dict[str, str]],
-                 generated: str, ledger_problems: list[str]) -> None:
+                 generated: str, ledger_problems: list[str], flagged: dict[str, list[str]], missing: list[str]) -> None:
     known = {"decision": {a.value for a in Action}, "status": {s.value for s in Status}}
     options = {key: sorted({str(r[column]) for r in rows} | known.get(key, set())) for key, column in
                (("plan", "plan_id"), ("model", "candidate"), ("decision", "decision"), ("status", "status"))}
     write_text(out / "index.html", page(
-        INDEX, "", "Impact assessments", plans=plans, run_rows=run_rows(rows), run_count=len(rows), options=options,
+        INDEX, "", "Impact assessments", plans=plans, run_rows=run_rows(rows, flagged), run_count=len(rows),
+        options=options, flagged=flagged, missing=missing,
         filters=[("plan", "Plan"), ("model", "Model version"), ("decision", "Decision"), ("status", "Status")],
         comparisons=comparisons, generated=generated, script=FILTER_SCRIPT, ledger_problems=ledger_problems),
         sync=False)
@@ -351,18 +360,20 @@ RunJob = tuple[str, "dict[str, Any] | None", "list[dict[str, Any]]"]  # run id, 
 
 
 def _render_runs(project: Project, store: RunStore, out: Path, stale: list[str], sources: _Sources, generated: str,
-                 progress: Callable[[str], None]) -> dict[str, EffectPoints]:
-    """Verify and write each stale run's page; its effect points, by run id. Parsing, templating and hashing
-    hold the GIL for most of a page, so many pages are spread over processes, not threads."""
+                 progress: Callable[[str], None], flagged: dict[str, list[str]]) -> dict[str, EffectPoints]:
+    """Verify and write each stale run's page; its effect points, by run id (and, into `flagged`, the problems of
+    each that does not verify). Parsing, templating and hashing hold the GIL for most of a page, so many pages are
+    spread over processes, not threads."""
     jobs: list[RunJob] = [(run_id, sources.run_entries.get(run_id), sources.human.get(run_id, [])) for run_id in stale]
     tasks = [jobs[i:i + RUNS_PER_TASK] for i in range(0, len(jobs), RUNS_PER_TASK)]
     frozen = sources.frozen
     workers = min(os.cpu_count() or 1, len(tasks), 8)
     found: dict[str, EffectPoints] = {}
 
-    def collect(done: dict[str, EffectPoints]) -> None:
+    def collect(done: tuple[dict[str, EffectPoints], dict[str, list[str]]]) -> None:
         before = len(found)
-        found.update(done)
+        found.update(done[0])
+        flagged.update(done[1])
         step = max(100, len(jobs) // 10)
         if len(found) // step > before // step or len(found) == len(jobs):
             progress(f"site: {len(found):,} of {len(jobs):,} run pages verified and written")
@@ -382,11 +393,11 @@ def _render_runs(project: Project, store: RunStore, out: Path, stale: list[str],
 
 
 def _render_task(project: Project, out: Path, jobs: list[RunJob], generated: str, frozen: set[PlanVersion],
-                 store: RunStore | None = None) -> dict[str, EffectPoints]:
-    """Run pages for `jobs`, in this process or a pool's; a failure names the run (and crosses processes as a
-    plain ImpactbookError)."""
+                 store: RunStore | None = None) -> tuple[dict[str, EffectPoints], dict[str, list[str]]]:
+    """Run pages for `jobs`, in this process or a pool's: each run's effect points and, for those that do not
+    verify, their problems; a failure names the run (and crosses processes as a plain ImpactbookError)."""
     store = store or open_run_store(project)
-    points = {}
+    points, flagged = {}, {}
     for run_id, entry, decisions in jobs:
         try:
             folder = run_folder(project, run_id, store)
@@ -394,6 +405,8 @@ def _render_task(project: Project, out: Path, jobs: list[RunJob], generated: str
             kept: dict[str, bytes] = {}  # the page shows the report's bytes as verified, read once
             problems = run_problems(project, folder, entry, frozen, run.record, kept)
             write_run_page(folder, out, run, problems, decisions, generated, kept.get("report.html"))
+            if problems:
+                flagged[run_id] = problems
         except (ImpactbookError, OSError):  # ours, or the file system's (named by the command as storage errors)
             raise
         except Exception as exc:
@@ -401,6 +414,6 @@ def _render_task(project: Project, out: Path, jobs: list[RunJob], generated: str
                                   where=str(project.relative(project.runs_dir / run_id)),
                                   hint="run `impactbook verify`") from None
         points[run_id] = effect_points(run)
-    return points
+    return points, flagged
 
 

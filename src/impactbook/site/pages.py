@@ -8,7 +8,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import jinja2
 from markupsafe import Markup, escape
@@ -62,6 +62,13 @@ INDEX = PAGE.from_string(LAYOUT + """
 <p class="muted">Generated {{ generated }} from {{ run_count }} runs of {{ plans | length }} plans.</p>
 {% if ledger_problems %}<section class="ib-verify-failed"><h2>The ledger does not verify</h2><ul>{% for p in ledger_problems %}<li>{{ p }}</li>{% endfor %}</ul>
 <p>Run pages check each run against its ledger entry, but the chain itself is broken: run <code>impactbook verify</code>.</p></section>{% endif %}
+{% if flagged or missing %}<section class="ib-verify-failed" role="alert"><h2>Runs that do not verify</h2>
+<p>Their numbers and decisions cannot be trusted until <code>impactbook verify</code> passes.</p><ul>
+{% for run_id, problems in flagged.items() %}<li><a href="runs/{{ run_id }}.html">{{ run_id }}</a>: {{ problems[0] }}
+{%- if problems | length > 1 %} (and {{ problems | length - 1 }} more){% endif %}</li>{% endfor %}
+{% for run_id in missing %}<li>{{ run_id }}: the ledger records this run, but it is not in the run store or the index
+</li>{% endfor %}
+</ul></section>{% endif %}
 <h2>Plans</h2>
 <table id="plans"><thead><tr><th>Plan</th><th>Title</th><th>Latest decision</th><th>Runs</th><th>Last run</th></tr></thead><tbody>
 {% for plan in plans %}<tr><td><a href="plans/{{ plan.id }}.html">{{ plan.id }}</a></td><td>{{ plan.title }}</td>
@@ -105,6 +112,13 @@ alpha {{ plan.alpha }}; multiple-testing correction {{ plan.correction.method }}
 RUN_NAV = PAGE.from_string("""
 <nav style="font-family: system-ui, sans-serif; max-width: 72em; margin: 1em auto;"><a href="../index.html">All plans and runs</a> &middot;
 <a href="../plans/{{ r.plan.id }}.html">Plan {{ r.plan.id }}</a></nav>""")
+RUN_ALERT = PAGE.from_string("""
+<section class="ib-verify-failed" role="alert" style="font-family: system-ui, sans-serif; max-width: 72em;
+margin: 1em auto; border: 2px solid #cf222e; padding: .5em 1em;">
+<strong>This run does not verify: its numbers and decision cannot be trusted.</strong>
+<ul>{% for p in problems %}<li>{{ p }}</li>{% endfor %}</ul>
+<p>Run <code>impactbook verify</code> to see every problem.</p></section>""")
+NOT_VERIFIED = ' <strong class="ib-not-verified">does not verify</strong>'
 RUN_EXTRA = PAGE.from_string("""
 <section class="ib-site" style="font-family: system-ui, sans-serif; max-width: 72em; margin: 1em auto;">
 <h3>Effects in plain words</h3><ul>{% for row in results %}<li>{{ describe(row) }}{% if row.verdict %} — {{ row.verdict }}{% endif %}</li>{% else %}<li>No effects were computed.</li>{% endfor %}</ul>
@@ -134,25 +148,29 @@ COMPARE_PAGE = PAGE.from_string(LAYOUT + """
 PACKAGES = ("impactbook", "papermill", "pandas", "duckdb", "statsmodels", "scipy", "numpy")
 
 
-def run_rows(rows: list[dict[str, Any]]) -> Markup:
+def run_rows(rows: list[dict[str, Any]], flagged: Collection[str] = ()) -> Markup:
     """The index's table of runs, newest first, built without a template call per row (10,000 rows: 0.8 s
-    through Jinja); every value escaped by markupsafe, exactly as Jinja's autoescaping does."""
+    through Jinja); every value escaped by markupsafe, exactly as Jinja's autoescaping does. A run in
+    `flagged` (it does not verify) is marked as such."""
     def row(run: dict[str, Any]) -> str:
         plan, model, status, decision, run_id = (escape(run[k]) for k in ("plan_id", "candidate", "status", "decision",
                                                                           "run_id"))
+        mark = NOT_VERIFIED if run["run_id"] in flagged else ""
         return (f'<tr data-plan="{plan}" data-model="{model}" data-decision="{decision}" data-status="{status}">\n'
-                f'<td><a href="runs/{run_id}.html">{run_id}</a></td><td>{plan} v{escape(run["plan_version"])}</td>'
+                f'<td><a href="runs/{run_id}.html">{run_id}</a>{mark}</td>'
+                f'<td>{plan} v{escape(run["plan_version"])}</td>'
                 f'<td>{model}</td>\n<td>{status}</td><td><span class="badge decision-{decision}">{decision}</span></td>'
                 f'<td>{escape(run["started_at"])}</td></tr>')
     return Markup("".join(row(run) for run in reversed(rows)))
 
 
-def plan_run_rows(rows: list[dict[str, Any]]) -> Markup:
+def plan_run_rows(rows: list[dict[str, Any]], flagged: Collection[str] = ()) -> Markup:
     """A plan page's table of runs, oldest first, built like run_rows (10,000 rows: 1.1 s through Jinja)."""
     def row(run: dict[str, Any]) -> str:
         run_id, decision = escape(run["run_id"]), escape(run["decision"])
         verdicts = "; ".join(f"{escape(k)}: {escape(v)}" for k, v in run["verdicts"].items())
-        return (f'<tr><td><a href="../runs/{run_id}.html">{run_id}</a></td><td>{escape(run["plan_version"])}</td>'
+        mark = NOT_VERIFIED if run["run_id"] in flagged else ""
+        return (f'<tr><td><a href="../runs/{run_id}.html">{run_id}</a>{mark}</td><td>{escape(run["plan_version"])}</td>'
                 f'<td>{escape(run["candidate"])}</td>\n<td>{escape(run["status"])}</td><td><span class="badge '
                 f'decision-{decision}">{decision}</span></td><td>{verdicts}</td></tr>')
     return Markup("".join(row(run) for run in rows))
@@ -275,7 +293,8 @@ def write_run_page(folder: Path, out: Path, run: RunEffects, problems: list[str]
     html = html.replace(REPORT_CSP_STYLES, RUN_PAGE_CSP_STYLES, 1)
     body = html.find(b"<body")
     body = html.find(b">", body) + 1 if body >= 0 else 0
-    html = html[:body] + RUN_NAV.render(r=run.record).encode() + html[body:]
+    alert = RUN_ALERT.render(problems=problems) if problems else ""  # (at the top: not only below the numbers)
+    html = html[:body] + (RUN_NAV.render(r=run.record) + alert).encode() + html[body:]
     html = html.replace(b"</section>\n<hr/>", b"</section>\n" + extra.encode() + b"\n<hr/>", 1)
     write_bytes(out / "runs" / f"{run_id}.html", html, sync=False)
 
@@ -295,9 +314,9 @@ class PlanPage:
 
 
 def plan_page(project: Project, store: RunStore, plan, plan_runs: list[dict[str, Any]], versions: list[dict[str, Any]],
-              points: dict[str, EffectPoints], specs: list[TrendSpec]) -> PlanPage:
-    """The plan's page (`specs`: its trend_specs); its baseline check judges from the effect points, exactly as
-    `impactbook baseline`."""
+              points: dict[str, EffectPoints], specs: list[TrendSpec], flagged: Collection[str] = ()) -> PlanPage:
+    """The plan's page (`specs`: its trend_specs; `flagged`: runs that do not verify); its baseline check judges
+    from the effect points, exactly as `impactbook baseline`."""
     completed = [r["run_id"] for r in plan_runs if r["status"] == "COMPLETED" and r["run_id"] in points]
     baseline = None
     if completed:
@@ -306,7 +325,8 @@ def plan_page(project: Project, store: RunStore, plan, plan_runs: list[dict[str,
         baseline = judge_against_history(plan.id, (completed[-1], relative[completed[-1]]),
                                          [(run_id, relative[run_id]) for run_id in completed[:-1]],
                                          settings.threshold_sd, settings.min_runs)
-    values = {"title": plan.title, "plan": plan, "plan_run_rows": plan_run_rows(plan_runs), "versions": versions,
+    values = {"title": plan.title, "plan": plan, "plan_run_rows": plan_run_rows(plan_runs, flagged),
+              "versions": versions,
               "baseline": baseline or {"flags": [], "note": "No completed run yet."}}
     return PlanPage(plan.id, values, specs)
 
