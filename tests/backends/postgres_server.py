@@ -58,3 +58,15 @@ def fresh_database(server_url: str, name: str) -> str:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
         connection.execute(f'CREATE DATABASE "{name}"')
     return server_url.replace("/postgres?", f"/{name}?")
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A port on localhost that takes connections and never answers them (as a server behind a firewall
+    that drops its replies looks to libpq); yields the port."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # the kernel completes the handshakes; nothing ever reads or replies
+        yield listener.getsockname()[1]

@@ -15,7 +15,7 @@ from impactbook.backends.sqlite_index import SqliteIndexStore
 from impactbook.errors import ProjectError, RunNotFoundError
 from impactbook.index import INDEX_ENV, index_url, load_record, open_index, rebuild
 from conftest import PLAN, cli, run
-from postgres_server import fresh_database, postgres_server
+from postgres_server import fresh_database, postgres_server, silent_server
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +191,17 @@ def test_a_postgres_table_runs_that_impactbook_did_not_create_is_refused_not_dro
             attempt()
     with psycopg.connect(postgres_database) as connection:
         assert connection.execute("SELECT anything FROM runs").fetchall() == [("kept",)]
+
+
+def test_an_index_server_that_never_answers_is_given_up_on_naming_the_index(frozen_project, monkeypatch):
+    """libpq waited on such a server as long as the operating system let it: `runs list` hung with no word."""
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    with silent_server() as port:
+        url = f"postgresql://impactbook@127.0.0.1:{port}/runs"
+        listed = cli(frozen_project, "runs", "list", env={INDEX_ENV: url}, timeout=120)  # (the default: 10 s)
+        assert listed.returncode == 1 and listed.stderr.count("\n") == 1, listed.stderr
+        assert "PostgreSQL could not be used" in listed.stderr and "timeout expired" in listed.stderr
+        assert f"the run index is postgresql://127.0.0.1:{port}/runs" in listed.stderr, listed.stderr
+        monkeypatch.setenv(INDEX_ENV, url + "?connect_timeout=1")  # the URL's own wait is kept
+        with pytest.raises(psycopg.OperationalError, match="timeout expired"):
+            open_index(frozen_project).rows()

@@ -18,7 +18,7 @@ from impactbook.designs.randomized import analyse
 from impactbook.errors import CatalogError, InputError
 from impactbook.plan import load_plan
 from conftest import PLAN
-from postgres_server import fresh_database, postgres_server
+from postgres_server import fresh_database, postgres_server, silent_server
 from warehouse_data import copy_csv, load_demo, numbers
 
 COLUMNS = ("user_id BIGINT, variant TEXT, platform TEXT, date DATE, pre_revenue DOUBLE PRECISION, "
@@ -108,6 +108,17 @@ def test_uri_with_a_password_is_refused():
     for without_table in ("postgresql://me@db.example/warehouse#", "postgresql://me@db.example/warehouse"):
         with pytest.raises(CatalogError, match="no table"):
             WarehouseTable.parse(without_table)
+
+
+def test_a_warehouse_that_never_answers_is_given_up_on_naming_the_table(monkeypatch):
+    """libpq waited on such a server as long as the operating system let it: a pin or a run hung with no word."""
+    from impactbook.backends import postgres
+
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT", 1)
+    with silent_server() as port:
+        with pytest.raises(InputError, match=f"cannot read warehouse table .*127.0.0.1.*{port}.*timeout expired"):
+            table_snapshot(f"postgresql://me@127.0.0.1:{port}/warehouse#public.exposures")
 
 
 def _plan(project):

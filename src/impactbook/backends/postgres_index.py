@@ -8,10 +8,10 @@ content inside one transaction, so readers see the old index or the new one, nev
 from __future__ import annotations
 
 from typing import Any, Iterable
-from urllib.parse import urlsplit
 
 from ..errors import ProjectError
 from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, Row, check_schema
+from .postgres import connect, shown
 
 # run ids are compared byte by byte (COLLATE "C", as in SQLite); these let "latest" and the plan filter use
 # an index whatever the database's locale. Physical only: the tables and columns are MIGRATIONS'.
@@ -31,13 +31,10 @@ class PostgresIndexStore(IndexStore):
 
     @property
     def where(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"  # no user, no password
+        return shown(self.url)
 
     def _connect(self, rebuilding: bool = False):
-        import psycopg
-
-        connection = psycopg.connect(self.url)
+        connection = connect(self.url)
         if not self._ready or rebuilding:
             self._migrate(connection, rebuilding)
             self._ready = True

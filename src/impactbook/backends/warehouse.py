@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import CatalogError, InputError
 from ..sqlengine import literal, quote
+from .postgres import connect, shown
 
 SNAPSHOT_METHOD = "sha256 over sorted per-row sha256 of ROW(t.*)::text, in 256 buckets, after the column types (v1)"
 CANONICAL_SETTINGS = {"DateStyle": "ISO, YMD", "TimeZone": "UTC", "IntervalStyle": "postgres",
@@ -60,8 +61,7 @@ class WarehouseTable:
     @property
     def shown(self) -> str:
         """Where, for messages: host, database and relation (no user, no options)."""
-        parts = urlsplit(self.dsn)
-        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}#{self.relation}"
+        return f"{shown(self.dsn)}#{self.relation}"
 
 
 def snapshot_sql(table: WarehouseTable) -> str:
@@ -103,7 +103,7 @@ def snapshot_transaction(table: WarehouseTable) -> Iterator:
     import psycopg
 
     try:
-        with psycopg.connect(table.dsn) as connection:
+        with connect(table.dsn) as connection:
             connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             connection.read_only = True
             try:
