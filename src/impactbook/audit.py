@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends.index_store import IndexFromNewerRelease
+from .backends.index_store import IndexFromNewerRelease, IndexOfAnotherProject
 from .backends.run_store import RunStore, open_run_store
 from .errors import ProjectError, RunNotFoundError, StorageError
 from .hashing import sha256_file
@@ -191,7 +191,7 @@ def _index_problems(project: Project, folders: set[str], ledger_runs: dict[str, 
     shown = shown_where(project, index)
     try:
         rows = {row["run_id"]: row for row in index.rows()}
-    except IndexFromNewerRelease as exc:
+    except (IndexFromNewerRelease, IndexOfAnotherProject) as exc:
         return [f"{shown}: {exc.message} ({exc.hint})"]
     except IndexUnusable as exc:
         return [f"{shown}: unusable ({exc}); the next impactbook command rebuilds it"]

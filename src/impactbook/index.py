@@ -6,6 +6,7 @@ and the ledger (see recovery.py); `verify` compares every row with both.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -50,8 +51,19 @@ def index_url(project: Project) -> str:
 
 
 def open_index(project: Project, stores: IndexStores | None = None) -> IndexStore:
-    """The project's index store, chosen by its URL among `stores` (default: SQLite and PostgreSQL)."""
-    return (stores or default_index_stores()).open(index_url(project))
+    """The project's index store, chosen by its URL among `stores` (default: SQLite and PostgreSQL); at first
+    use it checks that it holds this project's runs (IndexStore.own)."""
+    return (stores or default_index_stores()).open(index_url(project)).expect_owner(ledger_identity(project))
+
+
+def ledger_identity(project: Project) -> str | None:
+    """The hash of the project's first ledger entry: the same on every machine that has the project's ledger,
+    another for any other project; None before the first entry."""
+    try:
+        with open(project.ledger_path, "rb") as ledger:
+            return str(json.loads(ledger.readline())["hash"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def shown_where(project: Project, index: IndexStore) -> str:
@@ -129,5 +141,11 @@ def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunS
             continue
         entry = ledger_runs.get(record.run_id)
         rows.append(index_row(record, sha256_file(folder / SUMS), entry["seq"] if entry else None))
-    open_index(project, stores).replace_all(rows)
+    index = open_index(project, stores)
+    try:
+        index.own()  # never replace another project's runs
+    except IndexUnusable:
+        pass  # an older or broken index: replaced whole
+    index.replace_all(rows)
+    index.own(again=True)  # (a replaced SQLite file is claimed anew)
     return len(rows)

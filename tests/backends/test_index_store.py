@@ -10,7 +10,8 @@ from contextlib import closing
 import psycopg
 import pytest
 
-from impactbook.backends.index_store import IndexFromNewerRelease, IndexStores, IndexUnusable, default_index_stores
+from impactbook.backends.index_store import (SCHEMA_VERSION, IndexFromNewerRelease, IndexOfAnotherProject, IndexStores,
+                                             IndexUnusable, default_index_stores)
 from impactbook.backends.sqlite_index import SqliteIndexStore
 from impactbook.errors import ProjectError, RunNotFoundError
 from impactbook.index import INDEX_ENV, index_url, load_record, open_index, rebuild
@@ -174,8 +175,8 @@ def test_an_index_a_newer_release_wrote_is_named_and_left_alone_and_an_older_one
     _set_schema_version(target, 2)
     verified = cli(frozen_project, "verify")
     assert verified.returncode == 3
-    assert f"{shown}: unusable (schema version 2, this release reads 3); the next impactbook command rebuilds it" \
-        in verified.stdout
+    assert (f"{shown}: unusable (schema version 2, this release reads {SCHEMA_VERSION}); the next impactbook "
+            "command rebuilds it") in verified.stdout
     listed = cli(frozen_project, "runs", "list")
     assert listed.returncode == 0 and run_id in listed.stdout and "rebuilt it" in listed.stderr, listed.stderr
     assert cli(frozen_project, "verify").returncode == 0
@@ -205,3 +206,36 @@ def test_an_index_server_that_never_answers_is_given_up_on_naming_the_index(froz
         monkeypatch.setenv(INDEX_ENV, url + "?connect_timeout=1")  # the URL's own wait is kept
         with pytest.raises(psycopg.OperationalError, match="timeout expired"):
             open_index(frozen_project).rows()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_second_project_pointed_at_an_index_is_refused_and_removes_none_of_its_rows(
+        backend, frozen_project, tmp_path, request, monkeypatch):
+    """Two projects sharing one index database removed each other's rows (runs without folders) on every command,
+    and a rebuild in either replaced the other's."""
+    from conftest import make_project
+    from impactbook.freezing import freeze_plan
+
+    url = request.getfixturevalue("postgres_database") if backend == "postgresql" else \
+        "sqlite://" + str(tmp_path / "shared.sqlite")
+    monkeypatch.setenv(INDEX_ENV, url)
+    ours = run(frozen_project).record.run_id
+    other = make_project(tmp_path / "other")
+    for _ in range(2):  # before and after it has a ledger
+        for command in (("runs", "list"), ("index", "rebuild")):
+            refused = cli(other, *command)
+            assert refused.returncode == 1 and refused.stderr.count("\n") == 1, (command, refused.stderr)
+            assert "the run index holds the runs of another project" in refused.stderr, refused.stderr
+            assert "index_owner" in refused.stderr or "delete shared.sqlite" in refused.stderr, refused.stderr
+        verified = cli(other, "verify")
+        assert verified.returncode == 3 and "the run index holds the runs of another project" in verified.stdout
+        freeze_plan(other, PLAN)
+    with pytest.raises(IndexOfAnotherProject, match="with no ledger entry yet|whose ledger begins with"):
+        rebuild(other)
+    started = cli(other, "run", PLAN)
+    assert started.returncode == 1 and "another project" in started.stderr, started.stderr
+    listed = cli(frozen_project, "runs", "list")
+    assert listed.returncode == 0 and ours in listed.stdout, listed.stderr
+    assert [r["run_id"] for r in open_index(frozen_project).rows()] == [ours]
+    assert cli(frozen_project, "verify").returncode == 0
+    assert rebuild(frozen_project) == 1 and cli(other, "runs", "list").returncode == 1  # still ours after a rebuild

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 from ..errors import ProjectError, RunNotFoundError
 from ..record import RunRecord
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # migration to each version from the one before (0 = empty); both backends apply the same statements
-MIGRATIONS: dict[int, tuple[str, ...]] = {3: (
+MIGRATIONS: dict[int, tuple[str, ...]] = {4: (
     """CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     plan_id TEXT NOT NULL,
@@ -36,6 +36,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {3: (
     primary_effect TEXT
 )""",
     "CREATE INDEX IF NOT EXISTS runs_by_plan ON runs (plan_id, run_id)",
+    # the project whose runs these are: the hash of its ledger's first entry (see IndexStore.own)
+    "CREATE TABLE IF NOT EXISTS index_owner (one INTEGER PRIMARY KEY CHECK (one = 1), ledger TEXT NOT NULL)",
 )}
 COLUMNS = ("run_id", "plan_id", "plan_version", "plan_sha256", "status", "decision", "verdicts", "baseline",
            "candidate", "template", "started_at", "finished_at", "sums_sha256", "ledger_seq", "labels", "primary_effect")
@@ -49,6 +51,11 @@ class IndexUnusable(Exception):
 class IndexFromNewerRelease(ProjectError):
     """The index has a schema version newer than this release's: a newer impactbook, perhaps on another machine
     sharing it, wrote it. It is neither read nor rebuilt (a rebuild would take it from that release)."""
+
+
+class IndexOfAnotherProject(ProjectError):
+    """The index holds another project's runs (its ledger begins elsewhere). Used as this project's, each
+    command would remove the other project's rows as runs without folders, and a rebuild would replace them."""
 
 
 def check_schema(found: int, where: str, undo: str) -> None:
@@ -83,11 +90,43 @@ class IndexStore(ABC):
     mark = "?"  # the driver's parameter placeholder
     no_limit: Any = -1  # the LIMIT value that means none (SQLite: -1)
     order = "run_id"  # byte order of run ids, whatever the database's collation
+    owner_checked = True  # open_index sets False and `ledger`: the store then checks whose index it is, once
+    ledger: str | None = None  # the hash of the first entry of the ledger of the project using the index
 
     @property
     @abstractmethod
     def where(self) -> str:
         """Where the index lives, for messages (never with a password)."""
+
+    @property
+    @abstractmethod
+    def start_over(self) -> str:
+        """How a user empties this index on purpose (for hints)."""
+
+    def expect_owner(self, ledger: str | None) -> "IndexStore":
+        """Check, at first use, that the index is the project's whose ledger begins with `ledger`."""
+        self.ledger, self.owner_checked = ledger, False
+        return self
+
+    def own(self, again: bool = False) -> None:
+        """Refuse an index another project owns; claim an unowned one for ours (when we have a ledger). Two
+        projects sharing one database would otherwise remove each other's rows."""
+        if self.owner_checked and not again:
+            return
+        found = self._fetch("SELECT ledger FROM index_owner")
+        if not found and self.ledger:
+            self._write(f"INSERT INTO index_owner VALUES (1, {self.mark}) ON CONFLICT (one) DO NOTHING",
+                        [(self.ledger,)])
+            found = self._fetch("SELECT ledger FROM index_owner")
+        owner = found[0][0] if found else None
+        if owner is not None and owner != self.ledger:
+            ours = f"whose ledger begins with entry {self.ledger[:12]}…" if self.ledger else "with no ledger entry yet"
+            raise IndexOfAnotherProject(
+                f"the run index holds the runs of another project (its ledger begins with entry {owner[:12]}…), "
+                f"not of this one, {ours}; it is left as it is", where=self.where,
+                hint=f"point settings.index (or IMPACTBOOK_INDEX) at a database of this project's own; to give this "
+                     f"one to this project, {self.start_over} and run `impactbook index rebuild`")
+        self.owner_checked = True
 
     @abstractmethod
     def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
@@ -108,12 +147,15 @@ class IndexStore(ABC):
 
     def add(self, record: RunRecord, sums_sha256: str, ledger_seq: int | None) -> None:
         """Insert or refresh a run's row (the folder and ledger are the truth, so the latest wins)."""
+        self.own()
         self._write(self._upsert(), [index_row(record, sums_sha256, ledger_seq)])
 
     def remove(self, run_ids: list[str]) -> None:
+        self.own()
         self._write(f"DELETE FROM runs WHERE run_id = {self.mark}", [(r,) for r in run_ids])
 
     def _select(self, condition: str = "", args: tuple[Any, ...] = (), tail: str = "") -> list[dict[str, Any]]:
+        self.own()
         rows = self._fetch(f"SELECT {','.join(COLUMNS)} FROM runs {condition} ORDER BY {self.order}{tail}", args)
         at, decode = COLUMNS.index("verdicts"), json.JSONDecoder().decode
         try:  # plain tuples zipped into dicts: the driver's row objects cost more than the query at 100k rows
@@ -135,6 +177,7 @@ class IndexStore(ABC):
     def count(self, plan_id: str | None = None) -> int:
         """How many runs the index holds (of one plan)."""
         condition, args = (f"WHERE plan_id = {self.mark}", (plan_id,)) if plan_id else ("", ())
+        self.own()
         return int(self._fetch(f"SELECT COUNT(*) FROM runs {condition}", args)[0][0])
 
     def find(self, run: str) -> dict[str, Any]:

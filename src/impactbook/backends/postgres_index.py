@@ -33,6 +33,10 @@ class PostgresIndexStore(IndexStore):
     def where(self) -> str:
         return shown(self.url)
 
+    @property
+    def start_over(self) -> str:
+        return "drop its tables runs, index_schema and index_owner"
+
     def _connect(self, rebuilding: bool = False):
         connection = connect(self.url)
         if not self._ready or rebuilding:
@@ -53,8 +57,9 @@ class PostgresIndexStore(IndexStore):
                                                                       "or drop that table")
             if row is not None and row[0] != SCHEMA_VERSION:
                 if row[0] > SCHEMA_VERSION or not rebuilding:
-                    check_schema(row[0], self.where, "drop its tables runs and index_schema")
+                    check_schema(row[0], self.where, self.start_over)
                 connection.execute("DROP TABLE runs")
+                connection.execute("DROP TABLE IF EXISTS index_owner")
                 connection.execute("DELETE FROM index_schema")
                 row = None
             if row is None:

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, IndexUnusable, Row, check_schema
 
 
-@dataclass(frozen=True)
+@dataclass
 class SqliteIndexStore(IndexStore):
     path: Path
 
@@ -29,6 +29,10 @@ class SqliteIndexStore(IndexStore):
     def where(self) -> str:
         return str(self.path)
 
+    @property
+    def start_over(self) -> str:
+        return f"delete {self.path.name}"
+
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -38,7 +42,7 @@ class SqliteIndexStore(IndexStore):
                 version = _create_schema(connection)
             if version != SCHEMA_VERSION:
                 connection.close()
-                check_schema(version, self.where, f"delete {self.path.name}")
+                check_schema(version, self.where, self.start_over)
         except sqlite3.DatabaseError as exc:
             raise IndexUnusable(str(exc)) from exc
         return connection
@@ -86,7 +90,7 @@ class SqliteIndexStore(IndexStore):
         except sqlite3.DatabaseError:  # missing or not a database: nothing to keep
             return
         if found > SCHEMA_VERSION:
-            check_schema(found, self.where, f"delete {self.path.name}")
+            check_schema(found, self.where, self.start_over)
 
 
 def _create_schema(connection: sqlite3.Connection) -> int:
