@@ -228,7 +228,13 @@ def test_killed_run_leaves_no_half_published_folder_and_is_recovered_as_failed(p
     folder = published_runs(project)[0]
     record = read_json(folder / "run.json")
     assert record["status"] == "FAILED" and "killed" in record["errors"][0]
+    assert "SIMULATED" in record["labels"] and record["gate"]["labels"] == record["labels"], \
+        "the gate's ruling outlives the process that made it"
     assert (folder / "notebook.ipynb").exists(), "the partial notebook is kept"
+    shown = subprocess.run([sys.executable, "-m", "impactbook", "runs", "show", folder.name], cwd=project.root,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "never finished" in shown.stdout and "None" not in shown.stdout, shown.stdout
     assert [r["run_id"] for r in RunIndex(project.index_path).rows()] == [folder.name]
     assert verify(project).intact
 

@@ -489,8 +489,13 @@ def runs_show(run: str = typer.Argument(..., help="Run id, unique prefix, or 'la
     for problem in record.gate.get("inadmissible", []) + record.gate.get("deviations", []) + record.errors:
         out.print(f"note: {problem}", markup=False)
     out.print(f"decision {record.decision.action.value}: {record.decision.reason}", markup=False)
-    out.print(f"python {record.environment['python']} on {record.environment['platform']}; "
-              f"{record.timings.duration_s}s total, {record.timings.execution_s}s in the kernel")
+    environment, timings = record.environment, record.timings
+    took = (f"{timings.duration_s}s total" if timings.duration_s is not None
+            else f"started {timings.started_at}, never finished")
+    if timings.execution_s is not None:
+        took += f", {timings.execution_s}s in the kernel"
+    out.print(f"python {environment.get('python', 'unrecorded')} on {environment.get('platform', 'unrecorded')}; "
+              f"{took}", markup=False)
 
 
 @app.command()

@@ -321,9 +321,10 @@ def recover_staging(project: Project, staging: Staging, frozen: set[PlanVersion]
     else:
         cause = _cause(staging, notebook)
         errors = [f"interrupted: {cause}; recovered at {utc_now()}"]
-        verdicts = final_verdicts(plan, Status.FAILED, {}, [], [], errors)
+        verdicts = final_verdicts(plan, Status.FAILED, {}, [], [], errors, record.labels)
         record = record.model_copy(update={"status": Status.FAILED, "errors": errors, "verdicts": verdicts,
-                                           "decision": decide(plan, Status.FAILED, verdicts)})
+                                           "decision": decide(plan, Status.FAILED, verdicts,
+                                                              labels=record.labels)})
         scraps = {}
         how = f"recovered interrupted run {record.run_id} as FAILED ({cause})"
     publish_run(project, staging, record, plan, scraps, notebook)

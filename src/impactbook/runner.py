@@ -196,7 +196,7 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
                                 environment={VERIFIED_ENV: str(staging.path(VERIFIED))}, admitted=admitted,
                                 timeline=timeline)
         gate_future = gate_thread.submit(_gate, frozen, template, template_path, input_checks, timeline,
-                                         staging.path(VERIFIED))
+                                         staging, draft)
         gate_future.add_done_callback(lambda done: admitted.set_exception(done.exception()) if done.exception()
                                       else admitted.set_result(done.result().admissible))
         side_work, cell_progress = _WhileTheKernelWorks(), _cell_progress(run_id, progress)
@@ -247,11 +247,15 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
 
 
 def _gate(frozen: FrozenPlan, template: TemplateEntry, template_path: Path, input_checks: InputChecks,
-          timeline: Timeline, verified: Path) -> GateReport:
-    """The gate's ruling; when it admits, the identities of the files it hashed go to `verified` first, so
-    the kernel (whose cells wait for the ruling) can trust them instead of hashing them again."""
+          timeline: Timeline, staging: Staging, draft: RunRecord) -> GateReport:
+    """The gate's ruling, kept in the staged draft (a run recovered after its process died keeps its labels);
+    when it admits, the identities of the files it hashed go to VERIFIED first, so the kernel (whose cells
+    wait for the ruling) can trust them instead of hashing them again."""
     with timeline.phase("gate"):
         gate = check_admissibility(frozen, template, template_path, input_checks)
+        ruled = draft.model_copy(update={"labels": gate.labels, "gate": gate.record()})
+        staging.write(DRAFT, _json_bytes(ruled.model_dump(mode="json")))
+        verified = staging.path(VERIFIED)
         if gate.admissible:
             steady = {item.name: {"path": remote_url(item.path) or str(item.path), "sha256": item.entry.sha256,
                                   "identity": facts.steady, **({"copy": str(facts.copy)} if facts.copy else {})}
