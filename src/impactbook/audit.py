@@ -10,6 +10,7 @@ from typing import Any
 
 from .backends.index_store import IndexFromNewerRelease, IndexOfAnotherProject
 from .backends.run_store import RunStore, open_run_store
+from .durable import locked
 from .errors import ProjectError, RunNotFoundError, StorageError
 from .hashing import sha256_file
 from .index import IndexUnusable, load_record, open_index, row_problems, run_folder, shown_where
@@ -17,7 +18,7 @@ from .ledger import Ledger, PlanVersion, chain_problems, frozen_versions
 from .project import Project
 from .publication import DAMAGED
 from .record import GATE_EXIT, Action, RunRecord
-from .store import SUMS, artifact_problems, hidden_stagings, locked, published_runs, staged_runs
+from .store import SUMS, artifact_problems, hidden_stagings, published_runs, staged_runs
 
 
 @dataclass(frozen=True)

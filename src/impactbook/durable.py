@@ -1,16 +1,18 @@
 """Durable files: every artifact is written under a temporary name, fsynced and renamed into place,
-so no reader ever sees half a file; an OS error becomes one line naming the path and the cause."""
+so no reader ever sees half a file; an OS error becomes one line naming the path and the cause. Folder
+locks (`flock`) tell a live owner from a dead one, whatever its pid was."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import getpass
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import faults
 from .errors import StorageError
@@ -109,3 +111,28 @@ def storage_error(exc: OSError, shown_path=lambda path: str(path), doing: str | 
             errno.EACCES: "check the ownership and permissions of that path",
             errno.EROFS: "run from a writable copy of the project"}.get(code)
     return StorageError(message, where=where, hint=hint)
+
+
+def try_lock(folder: Path) -> int | None:
+    """An exclusive lock on a folder, or None when a live process holds it (or the folder is gone)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[int | None]:
+    """`try_lock` for the length of a block; yields None when a live process owns the folder."""
+    fd = try_lock(folder)
+    try:
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)

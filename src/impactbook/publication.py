@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from . import faults
 from .decision import decide, final_verdicts
-from .durable import storage_error, write_json
+from .durable import locked, storage_error, write_json
 from .errors import ImpactbookError, StorageError
 from .hashing import sha256_file
 from .backends.index_store import IndexStore
@@ -37,7 +37,7 @@ from .plan import Plan, plan_from_canonical
 from .project import Project
 from .record import RunRecord, Status
 from .store import (CAUSE, DRAFT, PARTIAL_NOTEBOOK, PUBLISHING, SUMS, Staging, artifact_problems, hidden_stagings,
-                    locked, published_runs, publishing_mark, seal, staged_runs)
+                    published_runs, publishing_mark, seal, staged_runs)
 
 Progress = Callable[[str], None]
 DAMAGED = ".damaged"

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import secrets
 import shutil
 import stat
 from pathlib import Path
-from typing import Iterator
 
 from . import faults
 from .backends.run_store import MANIFEST as SUMS, folder_problems
-from .durable import TEMPORARY_SUFFIX, fsync_path, write_bytes, write_text
+from .durable import TEMPORARY_SUFFIX, fsync_path, try_lock, write_bytes, write_text
 from .hashing import sha256_file
 from .project import Project
 
@@ -51,31 +49,6 @@ def new_run_id(plan_id: str) -> str:
     """UTC time to the microsecond first (sorts by time), then the plan id and a random suffix."""
     now = dt.datetime.now(dt.timezone.utc)
     return f"{now:%Y%m%dT%H%M%S%fZ}-{plan_id}-{secrets.token_hex(3)}"
-
-
-def try_lock(folder: Path) -> int | None:
-    """An exclusive lock on a folder, or None when a live process holds it (or the folder is gone)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-@contextlib.contextmanager
-def locked(folder: Path) -> Iterator[int | None]:
-    """`try_lock` for the length of a block; yields None when a live process owns the folder."""
-    fd = try_lock(folder)
-    try:
-        yield fd
-    finally:
-        if fd is not None:
-            os.close(fd)
 
 
 class Staging:

@@ -28,13 +28,12 @@ from .pages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, p
 from ..audit import recorded_twice, run_problems
 from ..backends.run_store import RunStore, open_run_store
 from ..compare import RunEffects, compare_effects, frozen_plan_of
-from ..durable import write_text
+from ..durable import try_lock, write_text
 from ..errors import ImpactbookError
 from ..index import open_index, run_folder
 from ..ledger import Ledger, LedgerSnapshot, PlanVersion, chain_problems, frozen_versions
 from ..project import Project
 from ..record import Action, Status
-from ..store import try_lock
 
 
 @dataclass(frozen=True)
