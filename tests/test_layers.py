@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 FLOORS = [
     ["stats", "examples"],                                               # pure statistics; example user code
     ["errors", "hashing", "faults", "processes", "timeline", "gitinfo", "project", "yamlio", "expressions", "durable",
-     "sqlengine"],                                                       # plumbing
+     "sqlengine", "scratch"],                                            # plumbing
     ["ledger"],                                                          # the hash chain
     ["designspecs", "template", "results", "plan"],                      # the data model
     ["record", "catalog"],

@@ -13,8 +13,6 @@ import datetime as dt
 import difflib
 import logging
 import re
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -28,8 +26,11 @@ from .hashing import remote_url, warehouse_url
 from .inputs import ResolvedInput, latest_pins, pin_problem
 from .ledger import Ledger
 from .plan import Plan
+from .scratch import ScratchFolder
 from .template import source_hash
 from .timeline import Timeline
+
+COPIES_PREFIX = "impactbook-inputs-"
 
 SIMULATED, RETROSPECTIVE, INTERIM = "SIMULATED", "RETROSPECTIVE", "INTERIM"
 
@@ -184,6 +185,7 @@ class InputChecks:
         self.pool: ThreadPoolExecutor | None = None
         self.futures: list = []
         self.copies: Path | None = None  # objects in a store, copied as hashed, for the kernel; removed at exit
+        self.scratch: ScratchFolder | None = None  # (the folder of copies: a killed run's is swept by a later one)
         self.checker: FileChecker | None = None
 
     def role(self, item: ResolvedInput) -> str | None:
@@ -197,7 +199,8 @@ class InputChecks:
 
     def __enter__(self) -> "InputChecks":
         if any(remote_url(item.path) for item in self.inputs):
-            self.copies = Path(tempfile.mkdtemp(prefix="impactbook-inputs-"))
+            self.scratch = ScratchFolder(COPIES_PREFIX)
+            self.copies = self.scratch.path
         if any(not warehouse_url(item.entry.uri) for item in self.inputs):  # (a file to check)
             self.checker = FileChecker()  # started on the calling thread: it dies with the thread that started it
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impactbook-inputs")
@@ -225,8 +228,8 @@ class InputChecks:
             self.pool.shutdown(wait=True, cancel_futures=True)
         if self.checker is not None:
             self.checker.close()
-        if self.copies is not None:
-            shutil.rmtree(self.copies, ignore_errors=True)
+        if self.scratch is not None:
+            self.scratch.remove()
 
 
 def _utc(text: str) -> dt.datetime:

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
+import time
+from pathlib import Path
 
 import boto3
 import duckdb
@@ -14,8 +18,10 @@ import pytest
 from impactbook.catalog import Catalog
 from impactbook.demo import DATA_PATH, DATASET
 from impactbook.freezing import freeze_plan
+from impactbook.gates import COPIES_PREFIX
 from impactbook.hashing import remote_url, sha256_url
 from impactbook.record import Status
+from impactbook.scratch import GRACE_S
 from impactbook.sqlengine import locked_connection, source_sql
 from conftest import PLAN, cli, run
 import s3_server
@@ -60,7 +66,13 @@ def _pin_in_s3(project, bucket: str) -> str:
 def test_s3_pinned_input_runs_end_to_end_with_the_numbers_of_the_local_file(frozen_project, bucket):
     local = run(frozen_project)
     url = _pin_in_s3(frozen_project, bucket)
+    killed = Path(tempfile.mkdtemp(prefix=COPIES_PREFIX))  # as a SIGKILLed run leaves its copies (tests/test_scratch)
+    (killed / "demo-1.csv").write_bytes(b"a copy")
+    os.utime(killed, (time.time() - GRACE_S - 5,) * 2)
+    before = set(Path(tempfile.gettempdir()).glob(f"{COPIES_PREFIX}*"))
     remote = run(frozen_project)
+    assert not killed.exists(), "a dead run's copies are removed by the next run that makes copies"
+    assert set(Path(tempfile.gettempdir()).glob(f"{COPIES_PREFIX}*")) <= before, "and this run leaves none"
     assert remote.record.status == Status.COMPLETED, remote.record.errors
     assert [i["uri"] for i in remote.record.inputs] == [url]
     results = [json.loads((o.folder / "scraps.json").read_text())["results"] for o in (local, remote)]
