@@ -22,6 +22,19 @@ def test_entries_chain_to_their_predecessor(tmp_path):
     assert Ledger(tmp_path / "ledger.jsonl").problems() == []
 
 
+def test_identity_is_the_first_entrys_hash_and_stays_as_entries_are_added(tmp_path):
+    empty = Ledger(tmp_path / "none" / "ledger.jsonl")
+    assert empty.identity() is None, "no entry yet: no identity"
+    ledger = _ledger(tmp_path, count=1)
+    first = ledger.entries()[0]["hash"]
+    assert ledger.identity() == first
+    ledger.append("note", {"number": 1})
+    assert ledger.identity() == first
+    other = Ledger(tmp_path / "other.jsonl")
+    other.append("note", {"number": 0, "project": "another"})
+    assert other.identity() not in (None, first)
+
+
 def _rewrite(ledger: Ledger, change) -> None:
     lines = [json.loads(line) for line in ledger.path.read_text().splitlines()]
     change(lines)

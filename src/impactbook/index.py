@@ -6,7 +6,6 @@ and the ledger (see recovery.py); `verify` compares every row with both.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -53,17 +52,8 @@ def index_url(project: Project) -> str:
 def open_index(project: Project, stores: IndexStores | None = None) -> IndexStore:
     """The project's index store, chosen by its URL among `stores` (default: SQLite and PostgreSQL); at first
     use it checks that it holds this project's runs (IndexStore.own)."""
-    return (stores or default_index_stores()).open(index_url(project)).expect_owner(ledger_identity(project))
-
-
-def ledger_identity(project: Project) -> str | None:
-    """The hash of the project's first ledger entry: the same on every machine that has the project's ledger,
-    another for any other project; None before the first entry."""
-    try:
-        with open(project.ledger_path, "rb") as ledger:
-            return str(json.loads(ledger.readline())["hash"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    index = (stores or default_index_stores()).open(index_url(project))
+    return index.expect_owner(Ledger(project.ledger_path).identity())
 
 
 def shown_where(project: Project, index: IndexStore) -> str:

@@ -60,6 +60,15 @@ class Ledger:
     def entries(self) -> list[dict[str, Any]]:
         return list(self._read())
 
+    def identity(self) -> str | None:
+        """The hash of the first entry: the same on every machine that has this ledger, another for any other
+        project's (an index records it to know its project); None before the first entry."""
+        try:
+            with open(self.path, "rb") as handle:
+                return str(json.loads(handle.readline())["hash"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def _read(self) -> Iterator[dict[str, Any]]:
         """Every committed entry. A last line without its newline is an append still being written (or
         torn by a kill): it is not an entry yet, and the next append removes it."""
