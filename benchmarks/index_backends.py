@@ -1,7 +1,7 @@
 """Run-index queries over many runs on both backends: list, filter by plan, latest, find by prefix.
 
 N synthetic rows (default 100,000; 20 plans) go in through the stores' own rebuild path
-(`replace_all`). Each query is timed (median of --repeat) against a reference in the same run: the
+(`replace_all`). Each query, and `latest` on a store opened afresh as a command opens it, is timed (median of --repeat) against a reference in the same run: the
 bare driver (sqlite3 / psycopg) fetching every row of the same table with `SELECT *`, no parsing.
 PostgreSQL is a real throwaway server started here (tests/backends/postgres_server.py).
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "backends"))
+LEDGER = "c" * 64  # the hash of the project's first ledger entry, which the index records as its owner
 
 
 def synthetic_rows(count: int) -> list[tuple]:
@@ -40,7 +41,8 @@ def median_ms(action, repeat: int) -> float:
     return statistics.median(times)
 
 
-def measure(store, bare_select_all, rows: list[tuple], repeat: int) -> dict:
+def measure(store, reopen, bare_select_all, rows: list[tuple], repeat: int) -> dict:
+    """`reopen()` opens the store afresh, as each CLI command does (schema and owner checks included)."""
     started = time.perf_counter()
     store.replace_all(rows)
     load_s = time.perf_counter() - started
@@ -49,6 +51,7 @@ def measure(store, bare_select_all, rows: list[tuple], repeat: int) -> dict:
         "list_all_ms": median_ms(lambda: store.rows(), repeat),
         "filter_plan_ms": median_ms(lambda: store.rows("plan07"), repeat),
         "latest_ms": median_ms(lambda: store.find("latest"), repeat),
+        "open_and_latest_ms": median_ms(lambda: reopen().find("latest"), repeat),
         "find_prefix_ms": median_ms(lambda: store.find(probe[:-2]), repeat),
         "reference_bare_select_all_ms": median_ms(bare_select_all, repeat),
         "rebuild_load_s": round(load_s, 2),
@@ -75,20 +78,22 @@ def main() -> None:
     results = {"runs": args.runs, "machine": f"{platform.python_version()} on {platform.machine()}"}
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "index.sqlite"
-        sqlite = stores.open(f"sqlite://{path}")
+        sqlite = stores.open(f"sqlite://{path}").expect_owner(LEDGER)
 
         def bare_sqlite():
             with sqlite3.connect(path) as connection:
                 connection.execute("SELECT * FROM runs ORDER BY run_id").fetchall()
-        results["sqlite"] = measure(sqlite, bare_sqlite, rows, args.repeat)
+        results["sqlite"] = measure(sqlite, lambda: stores.open(f"sqlite://{path}").expect_owner(LEDGER),
+                                    bare_sqlite, rows, args.repeat)
     with postgres_server() as server:
         url = fresh_database(server, "bench")
-        postgres = stores.open(url)
+        postgres = stores.open(url).expect_owner(LEDGER)
 
         def bare_postgres():
             with psycopg.connect(url) as connection:
                 connection.execute('SELECT * FROM runs ORDER BY run_id COLLATE "C"').fetchall()
-        results["postgresql"] = measure(postgres, bare_postgres, rows, args.repeat)
+        results["postgresql"] = measure(postgres, lambda: stores.open(url).expect_owner(LEDGER), bare_postgres, rows,
+                                        args.repeat)
     print(json.dumps(results, indent=None if args.json else 2))
 
 
