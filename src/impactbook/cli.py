@@ -170,7 +170,7 @@ def run(plans: Optional[list[Path]] = typer.Argument(None, readable=False,  # ea
     from .runner import run_plan
 
     plans = list(plans or [])
-    if all_plans or len(plans) > 1 or executor is not None:
+    if all_plans or len(plans) > 1 or executor is not None or workers is not None or scheduler is not None:
         _run_many(plans, all_plans, executor or "local", scheduler, workers, timeout, dry_run, project_dir, as_json)
     if not plans:
         _usage_error("give a plan file (or several, or --all)")
@@ -190,11 +190,12 @@ def _run_many(plans: list[Path], all_plans: bool, executor: str, scheduler: Opti
     if all_plans and plans:
         _usage_error("give plan files or --all, not both")
     project = _project(project_dir)
+    skipped = []
     if all_plans:
         selection = runnable_plans(project)
         for plan, why in selection.skipped:
             _progress(f"skipped {plan}: {why}")
-        chosen = selection.plans
+        chosen, skipped = selection.plans, [{"plan": plan, "skipped": why} for plan, why in selection.skipped]
     else:
         chosen = [project.relative(_plan_path(project, plan)) for plan in plans]
     if not chosen:
@@ -206,7 +207,7 @@ def _run_many(plans: list[Path], all_plans: bool, executor: str, scheduler: Opti
         raise InputError(str(exc), where=f"--executor {executor}") from None
     if as_json:
         _emit([{"plan": r.job.plan, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "error": r.error,
-                **(r.summary or {})} for r in results])
+                **(r.summary or {})} for r in results] + skipped)
     else:
         for result in results:
             out.print(describe(result), markup=False)

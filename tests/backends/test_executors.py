@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,10 +15,11 @@ import pytest
 
 from impactbook.backends.executors import failure
 from impactbook.faults import FAULT_ENV
+from impactbook.freezing import freeze_plan
 from impactbook.index import RunIndex
 from impactbook.ledger import Ledger
 from impactbook.store import published_runs
-from conftest import PLAN, cli, read_json, run
+from conftest import PLAN, cli, edit_yaml, read_json, run
 
 
 def _scraps(project, run_id: str) -> bytes:
@@ -55,6 +57,21 @@ def test_all_frozen_plans_on_a_real_dask_cluster_match_a_sequential_run(frozen_p
     assert _scraps(frozen_project, results[0]["run_id"]) == _scraps(frozen_project, sequential)
 
 
+def test_all_lists_the_plans_it_skipped_in_its_json(frozen_project):
+    gone = frozen_project.root / "plans" / "gone.yaml"
+    shutil.copy(frozen_project.root / PLAN, gone)
+    edit_yaml(gone, (("id",), "gone"))
+    freeze_plan(frozen_project, "plans/gone.yaml")
+    gone.unlink()
+    done = cli(frozen_project, "run", "--all", "--json", timeout=900)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [r["plan"] for r in results] == [PLAN, "plans/gone.yaml"]
+    assert results[0]["status"] == "COMPLETED" and "exit_code" not in results[1]
+    assert results[1]["skipped"] == "plan gone: its file 'plans/gone.yaml' is not in the project"
+    assert "skipped plans/gone.yaml: plan gone" in done.stderr
+
+
 def test_executor_mistakes_are_clear(frozen_project):
     no_scheduler = cli(frozen_project, "run", PLAN, "--executor", "dask")
     assert no_scheduler.returncode == 1 and "--scheduler" in no_scheduler.stderr
@@ -67,6 +84,12 @@ def test_executor_mistakes_are_clear(frozen_project):
     assert nothing.returncode == 2 and "give a plan file" in nothing.stderr
     unreachable = cli(frozen_project, "run", PLAN, "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9")
     assert unreachable.returncode == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in unreachable.stderr
+    for options, said in ((["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "--workers", "2"],
+                           "--workers is for --executor local"),
+                          (["--scheduler", "tcp://127.0.0.1:9"], "--scheduler is for --executor dask"),
+                          (["--executor", "local", "--scheduler", "tcp://127.0.0.1:9"], "--scheduler is for")):
+        ignored = cli(frozen_project, "run", PLAN, *options)
+        assert ignored.returncode == 1 and said in ignored.stderr, (options, ignored.stderr)
     for address in ("notanaddress", "foo://127.0.0.1:8786"):
         malformed = cli(frozen_project, "run", PLAN, "--executor", "dask", "--scheduler", address)
         assert malformed.returncode == 1 and f"cannot reach the Dask scheduler at {address}: " in malformed.stderr

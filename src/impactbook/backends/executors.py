@@ -269,12 +269,19 @@ class Executors:
 def executors() -> Executors:
     """The executors impactbook ships: `local` (workers=N) and `dask` (scheduler=ADDRESS)."""
     registry = Executors()
-    registry.register("local", lambda workers=None, scheduler=None: LocalExecutor(workers))
+    def local(workers=None, scheduler=None) -> Executor:
+        if scheduler:
+            raise ExecutorError("--scheduler is for --executor dask; the local executor runs on this machine")
+        return LocalExecutor(workers)
 
     def dask(workers=None, scheduler=None) -> Executor:
+        if workers:
+            raise ExecutorError("--workers is for --executor local; a Dask cluster runs as many runs at once as "
+                                "its workers have threads")
         if not scheduler:
             raise ExecutorError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
         return DaskExecutor(scheduler)
 
+    registry.register("local", local)
     registry.register("dask", dask)
     return registry
