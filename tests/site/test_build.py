@@ -113,6 +113,16 @@ def test_site_command(site):
     assert (project.root / "public/index.html").exists()
 
 
+def test_a_mistaken_comparison_is_said_before_any_page_is_written(site):
+    project, runs, _ = site
+    for group, said in ((f"{runs[0]},nope", "nope"), (runs[0], "name at least two runs")):
+        done = cli(project, "site", "--out", "mistaken", "--compare", group)
+        assert done.returncode != 0 and said in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        written = [p for p in (project.root / "mistaken").rglob("*") if p.is_file()]
+        assert written == [], f"nothing is written when the command fails: {written}"
+
+
 PARALLEL_BUILD = """
 import os, sys
 from pathlib import Path

@@ -27,7 +27,8 @@ from .pages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, p
                     run_rows, trend_specs, write_run_page)
 from ..audit import recorded_twice, run_problems
 from ..backends.run_store import RunStore, open_run_store
-from ..compare import RunEffects, compare_effects, frozen_plan_of
+from ..backends.index_store import IndexStore
+from ..compare import Comparison, RunEffects, compare_effects, frozen_plan_of
 from ..durable import try_lock, write_text
 from ..errors import ImpactbookError
 from ..index import open_index, run_folder
@@ -232,8 +233,9 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
            helpers: SiteHelpers | None) -> SiteSummary:
     start = time.perf_counter()
     generated = generated or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    index = open_index(project)
-    rows = index.rows() if rows is None else rows
+    index, store = open_index(project), open_run_store(project)
+    compared = [_comparison(project, index, store, group) for group in comparisons or []]  # (a mistake in one is
+    rows = index.rows() if rows is None else rows                                          # said before any write)
     for sub in ("plans", "runs", "compare", ASSETS):
         _real_folder(project, out / sub)
     pages.forget_written_styles()
@@ -245,7 +247,6 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
                               filestates.Scan(str(project.runs_dir), helper=False))
     with helpers:
         painter = helpers.painter
-        store = open_run_store(project)
         in_store = set(store.published()) if store.remote else set()
 
         run_prints = _run_prints(project, rows, in_store, sources, helpers.scan.digests())
@@ -293,9 +294,7 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
                       for plan, plan_runs, specs in redrawn]
 
         written = []
-        for group in comparisons or []:
-            comparison = compare_effects([RunEffects.load(run_folder(project, index.find(run)["run_id"], store))
-                                          for run in group])
+        for comparison in compared:
             name = "--".join(r["run_id"] for r in comparison.runs) + ".html"
             write_text(out / "compare" / name, render_comparison(comparison, root="../"), sync=False)
             written.append({"file": name, "label": " vs ".join(r["run_id"] for r in comparison.runs)})
@@ -315,6 +314,12 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
             _Manifest(run_prints, plan_prints, sources.verified, index_print, flagged).save(out)
         return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written],
                            round(time.perf_counter() - start, 3), rendered=len(stale))
+
+
+def _comparison(project: Project, index: IndexStore, store: RunStore, runs: list[str]) -> Comparison:
+    if len(runs) < 2:
+        raise ImpactbookError(f"--compare {','.join(runs)}: name at least two runs, comma-separated", field="--compare")
+    return compare_effects([RunEffects.load(run_folder(project, index.find(run)["run_id"], store)) for run in runs])
 
 
 def _run_prints(project: Project, rows: list[dict[str, Any]], in_store: set[str], sources: _Sources,
