@@ -49,6 +49,21 @@ def test_added_and_deleted_files_are_named(frozen_project):
     assert f"runs/{outcome.record.run_id}/extra.txt: not listed in SHA256SUMS (added after publication)" in problems
 
 
+def test_a_file_cut_from_the_manifest_is_not_called_added(frozen_project):
+    outcome = run(frozen_project)
+    folder, run_id = outcome.folder, outcome.record.run_id
+    os.chmod(folder, 0o755)
+    sums = folder / "SHA256SUMS"
+    os.chmod(sums, 0o644)
+    sums.write_text("".join(line + "\n" for line in sums.read_text().splitlines() if "report.html" not in line))
+    os.chmod(folder, 0o555)
+    problems = verify(frozen_project, [run_id]).problems
+    assert problems[0].startswith(f"runs/{run_id}/SHA256SUMS: does not match the hash in ledger entry ")
+    assert f"runs/{run_id}/report.html: not listed in SHA256SUMS, which was itself changed after publication: " \
+           "added, or its line removed" in problems
+    assert not any("added after publication" in p for p in problems), problems
+
+
 def test_tampered_ledger_entry_is_named(frozen_project):
     run(frozen_project)
     lines = frozen_project.ledger_path.read_text().splitlines()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.index_store import IndexFromNewerRelease, IndexOfAnotherProject
-from .backends.run_store import RunStore, open_run_store
+from .backends.run_store import UNLISTED, UNLISTED_IN_CHANGED, RunStore, open_run_store
 from .durable import locked
 from .errors import ProjectError, RunNotFoundError, StorageError
 from .hashing import sha256_file
@@ -85,7 +85,7 @@ def run_problems(project: Project, folder: Path, entry: dict[str, Any] | None, f
                         f"({str(entry.get('plan_hash'))[:12]}…), which this ledger never froze (ledger entry "
                         f"{entry['seq']}): not a run of this project's preregistered plans")
     if (folder / SUMS).is_file() and sha256_file(folder / SUMS) != entry.get("sha256sums"):
-        problems.append(f"{shown}/{name}/{SUMS}: does not match the hash in ledger entry {entry['seq']}")
+        problems = against_a_changed_manifest(f"{shown}/{name}/{SUMS}", entry, problems)
     if not problems:
         try:
             record = record or load_record(folder)
@@ -143,6 +143,13 @@ def _publishing_now(folder: Path) -> bool:
         return lock is None
 
 
+def against_a_changed_manifest(manifest: str, entry: dict[str, Any], found: list[str]) -> list[str]:
+    """A manifest unlike the one the ledger recorded comes first, and a file it does not list is not called
+    added: the manifest may have lost its line."""
+    return [f"{manifest}: does not match the hash in ledger entry {entry['seq']}"] + \
+        [problem.replace(UNLISTED, UNLISTED_IN_CHANGED) for problem in found]
+
+
 def store_problems(store: RunStore, ledger_runs: dict[str, dict[str, Any]], stored: set[str],
                    runs: list[str] | None) -> list[str]:
     """A remote store checked on its own: every object re-hashed from the store against its SHA256SUMS, that
@@ -155,8 +162,8 @@ def store_problems(store: RunStore, ledger_runs: dict[str, dict[str, Any]], stor
         entry = ledger_runs.get(run_id)
         if entry is None and run_id in stored:
             found.append(f"{store.where}/{run_id}: not recorded in the ledger")
-        elif not found and store.manifest_sha256(run_id) != entry.get("sha256sums"):
-            found.append(f"{store.key_url(run_id, SUMS)}: does not match the hash in ledger entry {entry['seq']}")
+        elif entry is not None and run_id in stored and store.manifest_sha256(run_id) != entry.get("sha256sums"):
+            found = against_a_changed_manifest(store.key_url(run_id, SUMS), entry, found)
         problems += found
     if runs is None:
         problems += [f"{store.where}/{run_id}/: objects without {SUMS}: its publication to the store was "

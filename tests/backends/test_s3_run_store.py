@@ -116,6 +116,19 @@ def test_a_run_kept_only_in_the_store_is_reproduced_from_its_fetched_copy(s3_pro
     assert result["reproduces"] == outcome.record.run_id and result["identical"] is True
 
 
+def test_an_object_cut_from_the_stored_manifest_is_not_called_added(s3_project, bucket):
+    run_id = run(s3_project).record.run_id
+    client, key = boto3.client("s3"), f"runs/{run_id}/SHA256SUMS"
+    sums = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    cut = "".join(line + "\n" for line in sums.splitlines() if "report.html" not in line)
+    client.put_object(Bucket=bucket, Key=key, Body=cut.encode())  # a plain put, as someone with the keys could
+    entry = Ledger(s3_project.ledger_path).runs()[run_id]
+    expected = [f"s3://{bucket}/{key}: does not match the hash in ledger entry {entry['seq']}",
+                f"s3://{bucket}/runs/{run_id}/report.html: not listed in SHA256SUMS, which was itself changed after "
+                "publication: added, or its line removed"]
+    assert [p for p in verify(s3_project, [run_id]).problems if p.startswith("s3://")] == expected
+
+
 def test_tampered_and_deleted_objects_fail_verify_naming_the_key(s3_project, bucket):
     run_id = run(s3_project).record.run_id
     client, prefix = boto3.client("s3"), f"runs/{run_id}"

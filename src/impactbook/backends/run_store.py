@@ -37,6 +37,11 @@ def parse_sums(text: str) -> dict[str, str]:
     return recorded
 
 
+UNLISTED = f"not listed in {MANIFEST} (added after publication)"
+UNLISTED_IN_CHANGED = (f"not listed in {MANIFEST}, which was itself changed after publication: added, or its line "
+                       "removed")
+
+
 def manifest_problems(shown: str, recorded: dict[str, str], present: Iterable[str],
                       digest_of: Callable[[str], str]) -> list[str]:
     """Each artifact missing, changed or added since publication, named `<shown>/<name>: cause`; shared by the
@@ -48,7 +53,7 @@ def manifest_problems(shown: str, recorded: dict[str, str], present: Iterable[st
             problems.append(f"{shown}/{name}: missing")
         elif digest_of(name) != digest:
             problems.append(f"{shown}/{name}: content does not match {MANIFEST}")
-    problems += [f"{shown}/{name}: not listed in {MANIFEST} (added after publication)"
+    problems += [f"{shown}/{name}: {UNLISTED}"
                  for name in sorted(present - set(recorded))]
     return problems
 
