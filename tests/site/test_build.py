@@ -224,6 +224,28 @@ def test_a_site_folder_emptied_between_builds_gets_its_shared_styles_again(froze
         shutil.rmtree(out)
 
 
+def test_a_damaged_or_deleted_shared_style_is_restored_by_an_incremental_build(frozen_project, tmp_path):
+    import hashlib
+
+    run(frozen_project)
+    out = tmp_path / "site"
+    build_site(frozen_project, out)
+    styles = sorted((out / "assets").glob("*.css"))
+    assert len(styles) >= 2
+    originals = {path.name: path.read_bytes() for path in styles}
+    assert build_site(frozen_project, out).rendered == 0, "nothing changed, nothing rendered"
+    styles[0].write_bytes(b"body { display: none }")  # edited in place
+    styles[1].unlink()                                 # and deleted
+    (out / "assets" / ("0" * 24 + ".css")).write_text("a { color: red }")  # and one slipped in under a false name
+    told = []
+    again = build_site(frozen_project, out, progress=told.append)
+    assert again.rendered == 1, "the run page that links them is rendered again"
+    assert {path.name: path.read_bytes() for path in (out / "assets").glob("*.css")} == originals
+    assert all(hashlib.sha256(data).hexdigest()[:24] + ".css" == name for name, data in originals.items())
+    assert any(styles[0].name in line and styles[1].name in line and "missing or changed" in line for line in told)
+    assert build_site(frozen_project, out).rendered == 0, "and the next build finds nothing to repair"
+
+
 def test_effect_points_are_read_only_when_pages_change_and_a_run_missing_there_is_rendered_again(frozen_project,
                                                                                                tmp_path):
     first = run(frozen_project).record.run_id

@@ -23,8 +23,8 @@ from typing import Any, Callable
 from . import filestates, pages, plots
 from .helpers import SiteHelpers
 from .manifest import EFFECTS, MANIFEST
-from .pages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, effect_points, page, plan_page, render_comparison,
-                    run_rows, trend_specs, write_run_page)
+from .pages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, damaged_assets, effect_points, page, plan_page,
+                    render_comparison, run_rows, trend_specs, write_run_page)
 from ..audit import recorded_twice, run_problems
 from ..backends.run_store import RunStore, open_run_store
 from ..backends.index_store import IndexStore
@@ -71,13 +71,15 @@ class _Manifest:
     index: str = ""  # the index page's fingerprint
     flagged: dict[str, list[str]] = field(default_factory=dict)  # runs that did not verify: their problems
     out: Path | None = None  # where its effect points are, if any
+    assets: list[str] = field(default_factory=list)  # the shared stylesheets the run pages link
 
     @classmethod
     def load(cls, out: Path) -> "_Manifest":
         try:
             manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
             return cls(dict(manifest["runs"]), dict(manifest["plans"]), dict(manifest["ledger"]),
-                       str(manifest["index"]), {str(k): list(v) for k, v in dict(manifest["flagged"]).items()}, out)
+                       str(manifest["index"]), {str(k): list(v) for k, v in dict(manifest["flagged"]).items()}, out,
+                       [str(name) for name in manifest.get("assets", [])])
         except (OSError, ValueError, KeyError, TypeError):  # none, or an older format: render everything
             return cls()
 
@@ -111,7 +113,7 @@ class _Manifest:
 
     def save(self, out: Path) -> None:
         manifest = {"runs": self.runs, "plans": self.plans, "ledger": self.ledger, "index": self.index,
-                    "flagged": self.flagged}
+                    "flagged": self.flagged, "assets": self.assets}
         write_text(out / MANIFEST, json.dumps(manifest), sync=False)  # (asdict would deep-copy it all)
 
 
@@ -251,8 +253,12 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
 
         run_prints = _run_prints(project, rows, in_store, sources, helpers.scan.digests())
         written_pages = set(os.listdir(out / "runs"))
+        damaged = damaged_assets(out / ASSETS, previous.assets)
+        if damaged:  # (the run pages that link them write them again)
+            progress(f"site: {', '.join(damaged)} in {out / ASSETS} missing or changed; every run page is rendered "
+                     "again to restore them")
         stale = [run_id for run_id, fp in run_prints.items()
-                 if previous.runs.get(run_id) != fp or f"{run_id}.html" not in written_pages]
+                 if previous.runs.get(run_id) != fp or f"{run_id}.html" not in written_pages or damaged]
         by_plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             by_plan[row["plan_id"]].append(row)
@@ -311,7 +317,8 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
         for page_ in plan_pages:
             page_.write(out, [next(images) for _ in page_.specs])
         if changed or index_stale:  # (unchanged, the last manifest describes every page; the ledger is checked from it)
-            _Manifest(run_prints, plan_prints, sources.verified, index_print, flagged).save(out)
+            _Manifest(run_prints, plan_prints, sources.verified, index_print, flagged,
+                      assets=sorted(os.listdir(out / ASSETS))).save(out)
         return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written],
                            round(time.perf_counter() - start, 3), rendered=len(stale))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection
@@ -270,8 +271,27 @@ def _known_style(html: bytes, opened: int, assets: Path) -> tuple[str | None, in
     return None, -1
 
 
+def style_name(css: bytes) -> str:
+    """A shared stylesheet's file name: its content's hash, so a name can never point at other content."""
+    return hashlib.sha256(css).hexdigest()[:24] + ".css"
+
+
+def damaged_assets(assets: Path, expected: list[str]) -> list[str]:
+    """The shared stylesheets a build left (`expected`) that are gone, and any there whose content no longer
+    matches its name; the changed ones are removed, so the run pages that link them write them again."""
+    damaged = []
+    for name in sorted(set(expected) | {n for n in os.listdir(assets) if n.endswith(".css")}):
+        path = assets / name
+        if path.is_symlink() or (path.is_file() and style_name(path.read_bytes()) != name):
+            path.unlink()
+            damaged.append(name)
+        elif not path.exists():
+            damaged.append(name)
+    return damaged
+
+
 def _write_style(css: bytes, assets: Path) -> str:
-    name = hashlib.sha256(css).hexdigest()[:24] + ".css"
+    name = style_name(css)
     target = assets / name
     if not target.exists():
         write_bytes(target, css, sync=False)  # (replaced whole: other processes may be writing the same file)
