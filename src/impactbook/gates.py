@@ -23,14 +23,12 @@ from .catalog import TemplateEntry
 from .datacheck import FileChecker, InputFacts, check_input
 from .freezing import FrozenPlan
 from .hashing import remote_url, warehouse_url
-from .inputs import ResolvedInput, latest_pins, pin_problem
+from .inputs import COPIES_PREFIX, ResolvedInput, latest_pins, pin_problem
 from .ledger import Ledger
 from .plan import Plan
 from .scratch import ScratchFolder
 from .template import source_hash
 from .timeline import Timeline
-
-COPIES_PREFIX = "impactbook-inputs-"
 
 SIMULATED, RETROSPECTIVE, INTERIM = "SIMULATED", "RETROSPECTIVE", "INTERIM"
 

@@ -13,6 +13,7 @@ from .catalog import Catalog, DatasetEntry
 from .errors import InputError
 from .hashing import remote_url, sha256_file, sha256_url, warehouse_url
 from .project import Project
+from .scratch import ScratchFolder
 
 if TYPE_CHECKING:  # pandas is imported where data is read, not when a run starts (see gates.py)
     import pandas as pd
@@ -113,9 +114,25 @@ def hash_problem(item: ResolvedInput) -> str | None:
     return hash_check(item).problem
 
 
+COPIES_PREFIX = "impactbook-inputs-"  # scratch folders of copies of objects in a store
+_own_copies: list[ScratchFolder] = []
+
+
+def _process_copies() -> Path:
+    """Where this process copies the objects it hashes for itself (a template run by hand, a reproduction's
+    check): one scratch folder, removed when the process exits, or by a later one if this one is killed."""
+    if not _own_copies:
+        import atexit
+
+        folder = ScratchFolder(COPIES_PREFIX)
+        atexit.register(folder.remove)
+        _own_copies.append(folder)
+    return _own_copies[0].path
+
+
 def hash_check(item: ResolvedInput, copies: Path | None = None) -> HashCheck:
     """The pin's check. An object in a store is copied, as it is hashed, into a new file in `copies` (default:
-    the system's temporary folder), which the caller reads and removes."""
+    this process's own scratch folder), which the caller reads and removes."""
     where = f"datasets.{item.name}"
     if warehouse_url(item.entry.uri):
         return HashCheck(table_problem(item))
@@ -133,7 +150,8 @@ def hash_check(item: ResolvedInput, copies: Path | None = None) -> HashCheck:
 def _remote_check(item: ResolvedInput, url: str, copies: Path | None) -> HashCheck:
     import tempfile
 
-    handle, name = tempfile.mkstemp(prefix=f"{item.name}-", suffix=f".{item.entry.format}", dir=copies)
+    handle, name = tempfile.mkstemp(prefix=f"{item.name}-", suffix=f".{item.entry.format}",
+                                    dir=copies if copies is not None else _process_copies())
     os.close(handle)
     copy = Path(name)
     try:
@@ -224,12 +242,9 @@ def pinned_input(name: str, project: Project | None = None) -> ResolvedInput:
 
 def _checked_copy(item: ResolvedInput, shown: str) -> Path:
     """An object hashed into a copy by this process (a template run by hand); removed when it exits."""
-    import atexit
-
     hashed = hash_check(item)
     if hashed.problem or hashed.copy is None:
         raise InputError(hashed.problem or f"datasets.{item.name}: no copy", where=shown)
-    atexit.register(hashed.copy.unlink, missing_ok=True)
     return hashed.copy
 
 

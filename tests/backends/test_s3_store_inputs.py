@@ -18,10 +18,10 @@ import pytest
 from impactbook.catalog import Catalog
 from impactbook.demo import DATA_PATH, DATASET
 from impactbook.freezing import freeze_plan
-from impactbook.gates import COPIES_PREFIX
 from impactbook.hashing import remote_url, sha256_url
+from impactbook.inputs import COPIES_PREFIX
 from impactbook.record import Status
-from impactbook.scratch import GRACE_S
+from impactbook.scratch import GRACE_S, sweep
 from impactbook.sqlengine import locked_connection, source_sql
 from conftest import PLAN, cli, run
 import s3_server
@@ -146,3 +146,7 @@ def test_a_template_run_by_hand_reads_a_copy_of_the_hashed_object(frozen_project
     _upload(bucket, "data/demo.csv", data.replace(b",0,", b",1,", 2000))
     assert remote_url(item.path) is None and item.entry.uri.startswith("s3://")
     assert item.path.read_bytes() == data  # what the template reads is what was hashed
+    held = item.path.parent  # this process's scratch folder: removed at exit, or by a later run if it is killed
+    assert held.name.startswith(COPIES_PREFIX) and held.parent == Path(tempfile.gettempdir())
+    os.utime(held, (time.time() - GRACE_S - 5,) * 2)
+    assert held not in sweep(COPIES_PREFIX) and item.path.is_file(), "a live process's copies are never swept"
