@@ -22,7 +22,6 @@ from .aggregate import Aggregates, aggregate, window_condition
 from .randomized import arm_estimates
 from ..plan import Metric, Plan
 from ..sqlengine import literal, locked_connection, quote, source_sql
-from .pipeline_validation.drift_tables import drift_rows
 
 ADVANCE, CONTINUE, ROLLBACK = "advance", "continue", "rollback"
 
@@ -228,6 +227,8 @@ def stage_drift(plan: Plan, path: Path, format: str, reference: tuple[Path, str]
         f"CAST({quote(plan.rollout.stage_column)} AS VARCHAR) = {literal(stage)} AND "
         f"CAST({quote(design.variant_column)} AS VARCHAR) = {literal(design.treatment)}").df()
     baseline = connection.execute(f"SELECT {columns} FROM {source_sql(*reference)}").df()
+    from .pipeline_validation.drift_tables import drift_rows  # (scipy.stats: only for a plan with drift checks)
+
     rows = drift_rows(baseline, current, drift.checks, connection)
     return [{"stage": stage, "column": r.column, "statistic": r.statistic, "method": r.method, "value": r.value,
              "p_value": r.p_value, "threshold": r.threshold, "breached": r.breached} for r in rows]

@@ -10,8 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from scipy import stats as sps
-
+from .distributions import Reference
 from .statistics import ArmEstimate, RatioStatistic, RegressionStatistic, SampleMean
 
 Distribution = Literal["t", "z"]
@@ -59,7 +58,7 @@ def _welch_df(control: ArmEstimate, treatment: ArmEstimate) -> float:
 
 def reference_distribution(effect: Effect):
     """The distribution an effect's test uses: Student's t with its Welch df, else the normal."""
-    return sps.t(effect.df) if effect.df is not None else sps.norm()
+    return Reference(effect.df)
 
 
 def relative_lift(control: ArmEstimate, treatment: ArmEstimate) -> tuple[float, float]:
@@ -86,7 +85,7 @@ def compare(control: ArmEstimate, treatment: ArmEstimate, alpha: float = 0.05, d
         raise NotEstimable(f"no variation in either arm (control mean {control.mean:g}, treatment mean "
                            f"{treatment.mean:g}), so there is no standard error")
     df = _welch_df(control, treatment) if distribution == "t" else None
-    reference = sps.t(df) if df is not None else sps.norm()
+    reference = Reference(df)
     statistic = difference / se
     critical = reference.ppf(1 - alpha / 2)
     note = None

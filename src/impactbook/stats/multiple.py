@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Literal, Sequence
 
-from statsmodels.stats.multitest import multipletests
-
 Correction = Literal["holm", "bh", "dunnett", "none"]
 _METHODS = {"holm": "holm", "bh": "fdr_bh"}
 
@@ -18,6 +16,8 @@ def adjust_p_values(p_values: Sequence[float], method: Correction) -> list[float
         return [float(p) for p in p_values]
     if method == "holm":
         return holm(p_values)
+    from statsmodels.stats.multitest import multipletests  # (~0.2 s: only for the methods that need it)
+
     return [float(p) for p in multipletests(list(p_values), method=_METHODS[method])[1]]
 
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scipy import stats as sps
+from .distributions import NORMAL
 
 
 
@@ -31,9 +31,9 @@ class Power:
 
 
 def power_for(absolute_effect: float, standard_error: float, alpha: float) -> float:
-    z = sps.norm.ppf(1 - alpha / 2)
+    z = NORMAL.ppf(1 - alpha / 2)
     shift = abs(absolute_effect) / standard_error
-    return float(sps.norm.cdf(shift - z) + sps.norm.cdf(-shift - z))
+    return float(NORMAL.cdf(shift - z) + NORMAL.cdf(-shift - z))
 
 
 def achieved_power(control_mean: float, standard_error: float, units_per_arm: float, relative_effect: float,
@@ -42,7 +42,7 @@ def achieved_power(control_mean: float, standard_error: float, units_per_arm: fl
     variance reduction); the units per arm a balanced design needs for `target_power`, scaling the
     standard error by sqrt(n_observed / n); and the relative effect detectable at that power."""
     absolute = relative_effect * control_mean
-    z_alpha, z_beta = sps.norm.ppf(1 - alpha / 2), sps.norm.ppf(target_power)
+    z_alpha, z_beta = NORMAL.ppf(1 - alpha / 2), NORMAL.ppf(target_power)
     needed = math.ceil(units_per_arm * (standard_error * (z_alpha + z_beta) / absolute) ** 2) if absolute else 0
     mde = (z_alpha + z_beta) * standard_error / abs(control_mean) if control_mean else math.inf
     return Power("two-sided normal approximation", alpha, relative_effect, absolute,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from scipy import stats as sps
+from .distributions import chi2_sf
 
 
 @dataclass(frozen=True)
@@ -29,4 +29,4 @@ def cochran_q(estimates: Sequence[float], standard_errors: Sequence[float]) -> H
     q = sum(w * (e - pooled) ** 2 for w, e in zip(weights, estimates))
     df = len(estimates) - 1
     return Heterogeneity("Cochran's Q (inverse-variance weights)", float(q), df,
-                         float(sps.chi2.sf(q, df)) if df > 0 else 1.0, max(0.0, (q - df) / q) if q > 0 else 0.0)
+                         chi2_sf(q, df) if df > 0 else 1.0, max(0.0, (q - df) / q) if q > 0 else 0.0)

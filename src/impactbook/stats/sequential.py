@@ -13,8 +13,8 @@ from functools import lru_cache
 from typing import Literal, Sequence
 
 import numpy as np
-from scipy import optimize
-from scipy import stats as sps
+
+from .distributions import NORMAL
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def spending(fraction: float, alpha: float, kind: Literal["obrien_fleming", "poc
     if t == 0:
         return 0.0
     if kind == "obrien_fleming":
-        return float(2 * (2 - 2 * sps.norm.cdf(sps.norm.ppf(1 - alpha / 4) / math.sqrt(t))))
+        return float(2 * (2 - 2 * NORMAL.cdf(NORMAL.ppf(1 - alpha / 4) / math.sqrt(t))))
     return float(alpha * math.log(1 + (math.e - 1) * t))
 
 
@@ -79,7 +79,9 @@ def _continue_probability(bounds: Sequence[float], fractions: Sequence[float]) -
     """P(|Z_1| < c_1, ..., |Z_k| < c_k) for the canonical joint distribution of sequential z statistics."""
     k = len(bounds)
     if k == 1:
-        return float(1 - 2 * sps.norm.sf(bounds[0]))
+        return float(1 - 2 * NORMAL.sf(bounds[0]))
+    from scipy import stats as sps  # (Genz's integral: only with two looks or more)
+
     upper = np.asarray(bounds, dtype=float)
     mvn = sps.multivariate_normal(mean=np.zeros(k), cov=_correlation(fractions), allow_singular=True,
                                   seed=np.random.default_rng(0), maxpts=200_000 * k, abseps=1e-7, releps=1e-7)
@@ -100,6 +102,8 @@ def _next_bound(bounds: tuple[float, ...], fractions: tuple[float, ...], alpha: 
 
     def gap(c: float) -> float:
         return _continue_probability([*bounds, c], fractions) - target
+
+    from scipy import optimize
 
     return float(optimize.brentq(gap, 0.5, 12.0, xtol=1e-7))
 
