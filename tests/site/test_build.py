@@ -14,6 +14,7 @@ import pytest
 
 from impactbook.catalog import Catalog, Contract
 from impactbook.demo import DEMO_CONTRACT
+from impactbook.errors import ImpactbookError
 from impactbook.freezing import freeze_plan
 from impactbook.processes import usable_cores
 from impactbook.site import build, pages, plots
@@ -244,6 +245,22 @@ def test_a_damaged_or_deleted_shared_style_is_restored_by_an_incremental_build(f
     assert all(hashlib.sha256(data).hexdigest()[:24] + ".css" == name for name, data in originals.items())
     assert any(styles[0].name in line and styles[1].name in line and "missing or changed" in line for line in told)
     assert build_site(frozen_project, out).rendered == 0, "and the next build finds nothing to repair"
+
+    precious = tmp_path / "precious.txt"  # a manifest naming another file makes the build delete nothing
+    precious.write_text("keep")
+    (out / "assets" / "README.txt").write_text("the site's maintainers' notes")
+    manifest = json.loads((out / ".site-manifest.json").read_text())
+    assert manifest["assets"] == sorted(originals)
+    manifest["assets"] += ["../../precious.txt", "README.txt"]
+    (out / ".site-manifest.json").write_text(json.dumps(manifest))
+    for _ in range(2):
+        assert build_site(frozen_project, out).rendered == 0
+    assert precious.read_text() == "keep" and (out / "assets" / "README.txt").is_file()
+    styles[0].unlink()
+    styles[0].mkdir()  # a folder where a stylesheet belongs: named, not removed
+    with pytest.raises(ImpactbookError, match="a folder where the site keeps a shared stylesheet") as refused:
+        build_site(frozen_project, out)
+    assert refused.value.where == str(styles[0])
 
 
 def test_effect_points_are_read_only_when_pages_change_and_a_run_missing_there_is_rendered_again(frozen_project,

@@ -24,7 +24,7 @@ from . import filestates, pages, plots
 from .helpers import SiteHelpers
 from .manifest import EFFECTS, MANIFEST
 from .pages import (ASSETS, FILTER_SCRIPT, INDEX, EffectPoints, damaged_assets, effect_points, page, plan_page,
-                    render_comparison, run_rows, trend_specs, write_run_page)
+                    render_comparison, run_rows, style_names, trend_specs, write_run_page)
 from ..audit import recorded_twice, run_problems
 from ..backends.run_store import RunStore, open_run_store
 from ..backends.index_store import IndexStore
@@ -318,7 +318,7 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
             page_.write(out, [next(images) for _ in page_.specs])
         if changed or index_stale:  # (unchanged, the last manifest describes every page; the ledger is checked from it)
             _Manifest(run_prints, plan_prints, sources.verified, index_print, flagged,
-                      assets=sorted(os.listdir(out / ASSETS))).save(out)
+                      assets=style_names(out / ASSETS)).save(out)
         return SiteSummary(out, len(plans), len(rows), [w["file"] for w in written],
                            round(time.perf_counter() - start, 3), rendered=len(stale))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection
@@ -17,6 +18,7 @@ from markupsafe import Markup, escape
 from ..backends.run_store import RunStore
 from ..compare import Comparison, RunEffects, frozen_plan_of, judge_against_history
 from ..durable import write_bytes, write_text
+from ..errors import ImpactbookError
 from ..index import run_folder
 from ..project import Project
 from ..report import COLOURS, strip_scripts
@@ -271,17 +273,29 @@ def _known_style(html: bytes, opened: int, assets: Path) -> tuple[str | None, in
     return None, -1
 
 
+STYLE_NAME = re.compile(r"[0-9a-f]{24}\.css")
+
+
 def style_name(css: bytes) -> str:
     """A shared stylesheet's file name: its content's hash, so a name can never point at other content."""
     return hashlib.sha256(css).hexdigest()[:24] + ".css"
 
 
+def style_names(assets: Path) -> list[str]:
+    """The shared stylesheets in `assets` (nothing else there is the site's)."""
+    return sorted(name for name in os.listdir(assets) if STYLE_NAME.fullmatch(name))
+
+
 def damaged_assets(assets: Path, expected: list[str]) -> list[str]:
     """The shared stylesheets a build left (`expected`) that are gone, and any there whose content no longer
-    matches its name; the changed ones are removed, so the run pages that link them write them again."""
+    matches its name; the changed ones are removed, so the run pages that link them write them again. Only
+    names a stylesheet can have are looked at: a manifest naming another file (../x) deletes nothing."""
     damaged = []
-    for name in sorted(set(expected) | {n for n in os.listdir(assets) if n.endswith(".css")}):
+    for name in sorted({n for n in expected if STYLE_NAME.fullmatch(n)} | set(style_names(assets))):
         path = assets / name
+        if path.is_dir() and not path.is_symlink():
+            raise ImpactbookError("a folder where the site keeps a shared stylesheet", where=str(path),
+                                  hint="remove it; the next build writes the stylesheet again")
         if path.is_symlink() or (path.is_file() and style_name(path.read_bytes()) != name):
             path.unlink()
             damaged.append(name)
