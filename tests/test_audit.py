@@ -49,6 +49,25 @@ def test_added_and_deleted_files_are_named(frozen_project):
     assert f"runs/{outcome.record.run_id}/extra.txt: not listed in SHA256SUMS (added after publication)" in problems
 
 
+def test_folders_links_and_pipes_added_to_a_run_folder_are_named(frozen_project, tmp_path):
+    outcome = run(frozen_project)
+    folder, run_id = outcome.folder, outcome.record.run_id
+    os.chmod(folder, 0o755)
+    (folder / "subdir").mkdir()
+    (folder / "subdir" / "evil.html").write_text("payload")
+    (folder / "dangling").symlink_to(tmp_path / "nowhere")
+    (folder / "etc").symlink_to("/etc")
+    os.mkfifo(folder / "fifo")
+    (folder / "report.html").unlink()
+    os.mkfifo(folder / "report.html")  # a pipe where a recorded file was: named, never read (it would block)
+    os.chmod(folder, 0o555)
+    problems = verify(frozen_project, [run_id]).problems
+    for name in ("subdir", "dangling", "etc", "fifo"):
+        assert f"runs/{run_id}/{name}: not listed in SHA256SUMS (added after publication)" in problems, problems
+    assert f"runs/{run_id}/report.html: content does not match SHA256SUMS" in problems
+    assert cli(frozen_project, "verify").returncode == 3
+
+
 def test_a_file_cut_from_the_manifest_is_not_called_added(frozen_project):
     outcome = run(frozen_project)
     folder, run_id = outcome.folder, outcome.record.run_id

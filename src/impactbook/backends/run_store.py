@@ -65,9 +65,11 @@ def folder_problems(folder: Path, kept: dict[str, bytes] | None = None) -> list[
     sums = folder / MANIFEST
     if not sums.is_file():
         return [f"{folder.name}/{MANIFEST}: missing"]
-    present = [p.name for p in folder.iterdir() if p.is_file()]
+    present = [p.name for p in folder.iterdir()]  # folders, links and pipes too: anything added is named
 
     def digest_of(name: str) -> str:
+        if not (folder / name).is_file():  # a folder or a pipe where a file was: nothing to hash (a pipe would block)
+            return "not a file"
         if kept is None:
             return sha256_file(folder / name)
         kept[name] = (folder / name).read_bytes()
