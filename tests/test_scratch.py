@@ -89,3 +89,19 @@ def test_a_fresh_folder_a_symlink_and_a_file_are_left_alone(prefix, tmp_path):
     assert fresh.is_dir() and (target / "keep").is_file() and link.is_symlink() and plain.is_file()
     _age(fresh)
     assert sweep(prefix) == [fresh], "once old and unheld, it is a leftover"
+
+
+def test_a_folder_that_cannot_be_opened_is_left_and_fails_nothing(prefix):
+    closed = Path(tempfile.gettempdir()) / f"{prefix}closed"
+    closed.mkdir()
+    _age(closed)
+    closed.chmod(0)
+    try:
+        if os.access(closed, os.R_OK):  # (root opens it anyway: then it is swept as any leftover)
+            assert sweep(prefix) == [closed]
+        else:
+            assert sweep(prefix) == [] and closed.is_dir()
+            ScratchFolder(prefix).remove()
+    finally:
+        if closed.exists():
+            closed.chmod(0o700)

@@ -47,12 +47,16 @@ def sweep(prefix: str, grace_s: float = GRACE_S) -> list[Path]:
             continue
         if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mtime > oldest:
             continue
-        lock = try_lock(Path(entry.path))
+        try:
+            lock = try_lock(Path(entry.path))
+        except OSError:  # one we cannot open (its mode changed): left as it is, never a reason to fail a run
+            continue
         if lock is None:  # its owner is alive (or it went away meanwhile)
             continue
         try:
             shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(Path(entry.path))
+            if not os.path.lexists(entry.path):
+                removed.append(Path(entry.path))
         finally:
             os.close(lock)
     return removed
