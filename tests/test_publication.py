@@ -20,7 +20,7 @@ from impactbook.freezing import freeze_plan
 from impactbook.index import RunIndex
 from impactbook.ledger import Ledger
 from impactbook.store import published_runs, publishing_mark
-from conftest import PLAN, cli, make_project, read_json, run
+from conftest import DATA_PATH, PLAN, cli, make_project, read_json, run
 
 EXPECTED = {"conversion": "CONFIRMED", "revenue_per_user": "CONFIRMED", "revenue_per_session": "CONFIRMED"}
 COMPLETE_FROM = POINTS.index("publish.record")  # from here on the result is complete and must survive as is
@@ -65,6 +65,25 @@ def test_a_kill_at_any_step_is_finished_by_the_next_command(frozen_project, poin
         assert record["decision"]["action"] == "hold"
     if point in ("publish.renamed", "publish.sealed", "publish.ledgered"):
         assert "recorded run" in after.stderr or "index:" in after.stderr
+
+
+def test_a_run_killed_after_its_gate_refused_it_is_recovered_inadmissible_without_its_kernels_output(frozen_project):
+    data = frozen_project.resolve(DATA_PATH)
+    data.write_bytes(data.read_bytes() + data.read_bytes().splitlines(keepends=True)[-1])  # not the pinned bytes
+    killed = cli(frozen_project, "run", PLAN, env={FAULT_ENV: "kill@gates.checked"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    after = cli(frozen_project, "runs", "list", "--json")
+    assert after.returncode == 0, after.stderr
+    [record] = consistent(frozen_project).values()
+    assert record["status"] == "INADMISSIBLE", record["errors"]
+    assert record["errors"][0].startswith("interrupted: the process was killed after its gate refused the run")
+    assert any("does not match its pin" in reason for reason in record["gate"]["inadmissible"])
+    assert "SIMULATED" in record["labels"] and record["decision"]["action"] == "hold"
+    assert {v["verdict"] for v in record["verdicts"]} == {"INADMISSIBLE"}
+    folder = frozen_project.runs_dir / record["run_id"]
+    assert not (folder / "notebook.ipynb").exists() and not (folder / "kernel.log").exists()
+    assert "as INADMISSIBLE" in after.stderr
+    assert cli(frozen_project, "verify").returncode == 0
 
 
 def test_a_completed_result_that_missed_only_its_rename_keeps_its_scraps(frozen_project):

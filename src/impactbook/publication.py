@@ -319,14 +319,20 @@ def recover_staging(project: Project, staging: Staging, frozen: set[PlanVersion]
         scraps = json.loads(staging.path("scraps.json").read_text(encoding="utf-8"))
         how = f"finished publishing run {record.run_id} ({record.status.value}): its result was complete"
     else:
-        cause = _cause(staging, notebook)
+        refused = list(record.gate.get("inadmissible") or [])
+        if refused:  # its gate had refused it, so no cell ran: stored as it would have been, without the kernel's
+            staging.discard_kernel_output()
+            notebook, status = None, Status.INADMISSIBLE
+            cause = "the process was killed after its gate refused the run, before it was stored"
+        else:
+            status, cause = Status.FAILED, _cause(staging, notebook)
         errors = [f"interrupted: {cause}; recovered at {utc_now()}"]
-        verdicts = final_verdicts(plan, Status.FAILED, {}, [], [], errors, record.labels)
-        record = record.model_copy(update={"status": Status.FAILED, "errors": errors, "verdicts": verdicts,
-                                           "decision": decide(plan, Status.FAILED, verdicts,
-                                                              labels=record.labels)})
+        verdicts = final_verdicts(plan, status, {}, refused, list(record.gate.get("deviations") or []), errors,
+                                  record.labels)
+        record = record.model_copy(update={"status": status, "errors": errors, "verdicts": verdicts,
+                                           "decision": decide(plan, status, verdicts, labels=record.labels)})
         scraps = {}
-        how = f"recovered interrupted run {record.run_id} as FAILED ({cause})"
+        how = f"recovered interrupted run {record.run_id} as {status.value} ({cause})"
     publish_run(project, staging, record, plan, scraps, notebook)
     progress(how)
     return record.run_id
@@ -365,7 +371,8 @@ def _cause(staging: Staging, notebook: Path | None) -> str:
 
         cells = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
         ran = sum(1 for c in cells if c.get("metadata", {}).get("papermill", {}).get("status") == "completed")
-        where = f"while its kernel was executing the template ({ran} of {len(cells)} code cells completed)"
+        where = (f"while its kernel was executing the template ({ran} of {len(cells)} code cells completed)"
+                 if ran < len(cells) else f"after its kernel had run all {ran} code cells, before the run was stored")
     elif staging.path(PARTIAL_NOTEBOOK).is_file():
         where = "while its kernel was executing the template (the notebook it left is unreadable and kept as is)"
     return f"the process running it was killed {where}"

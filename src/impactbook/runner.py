@@ -22,7 +22,7 @@ from .durable import write_json
 from .capture import output_contract, read_scraps, scrap_problems, warm_up as warm_up_capture
 from .catalog import Catalog, TemplateEntry
 from .decision import decide, final_verdicts
-from .execute import KERNEL, KERNEL_LOG, LaunchedKernel, capture_environment, execute_template
+from .execute import KERNEL, LaunchedKernel, capture_environment, execute_template
 from .freezing import FrozenPlan, require_bound_template, require_frozen
 from .gates import GateReport, InputChecks, check_admissibility
 from .hashing import remote_url
@@ -214,11 +214,11 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
         try:
             gate = gate_future.result()
         except Exception:  # a broken gate: FAILED (execute_run stores it), and nothing of the kernel is kept
-            _discard_kernel_output(staging)
+            staging.discard_kernel_output()
             raise
         status, errors, scraps = Status.COMPLETED, [], {}
         if not gate.admissible:  # the kernel was stopped before its first cell (or never launched)
-            _discard_kernel_output(staging)
+            staging.discard_kernel_output()
             status, execution = Status.INADMISSIBLE, None
             progress(f"run {run_id}: INADMISSIBLE, the kernel was stopped before any cell ran")
         else:
@@ -263,12 +263,6 @@ def _gate(frozen: FrozenPlan, template: TemplateEntry, template_path: Path, inpu
             write_json(verified, steady)
     faults.point("gates.checked")
     return gate
-
-
-def _discard_kernel_output(staging: Staging) -> None:
-    """A run that never reached its analysis keeps nothing of the kernel that was started for it."""
-    for name in ("notebook.ipynb", KERNEL_LOG):
-        staging.path(name).unlink(missing_ok=True)
 
 
 def _cell_progress(run_id: str, progress: Progress, after_s: float = 3.0) -> Callable[[int, int, float], None]:

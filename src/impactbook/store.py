@@ -98,6 +98,11 @@ class Staging:
         write_bytes(target, data.encode("utf-8") if isinstance(data, str) else data)
         return target
 
+    def discard_kernel_output(self) -> None:
+        """A run that never reached its analysis keeps nothing of the kernel that was started for it."""
+        for name in ("notebook.ipynb", *EMPTY_IS_NOTHING):
+            self.path(name).unlink(missing_ok=True)
+
     def note_cause(self, text: str) -> None:
         """Best effort: why this run stops (it may be the disk that is full). A published folder is never
         written again (root could)."""
