@@ -199,12 +199,15 @@ def _run_many(plans: list[Path], all_plans: bool, executor: str, scheduler: Opti
     else:
         chosen = [project.relative(_plan_path(project, plan)) for plan in plans]
     if not chosen:
-        raise InputError("no frozen plan with pinned inputs to run", where=str(project.root))
+        if as_json and skipped:
+            _emit(skipped)
+        raise InputError("no frozen plan with pinned inputs to run" + (f": all {len(skipped)} were skipped (see above)"
+                                                                       if skipped else ""), where=str(project.root))
     try:
         results = run_many(project, chosen, executors().get(executor, workers=workers, scheduler=scheduler), timeout,
                            _progress)
     except ExecutorError as exc:
-        raise InputError(str(exc), where=f"--executor {executor}") from None
+        raise InputError(str(exc)) from None  # (it names the option itself)
     if as_json:
         _emit([{"plan": r.job.plan, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "error": r.error,
                 **(r.summary or {})} for r in results] + skipped)

@@ -70,11 +70,16 @@ def test_all_lists_the_plans_it_skipped_in_its_json(frozen_project):
     assert results[0]["status"] == "COMPLETED" and "exit_code" not in results[1]
     assert results[1]["skipped"] == "plan gone: its file 'plans/gone.yaml' is not in the project"
     assert "skipped plans/gone.yaml: plan gone" in done.stderr
+    (frozen_project.root / PLAN).unlink()  # now every frozen plan is skipped: the JSON still lists them
+    none = cli(frozen_project, "run", "--all", "--json")
+    assert none.returncode == 1 and "all 2 were skipped" in none.stderr, none.stderr
+    assert [r["plan"] for r in json.loads(none.stdout)] == [PLAN, "plans/gone.yaml"]
 
 
 def test_executor_mistakes_are_clear(frozen_project):
     no_scheduler = cli(frozen_project, "run", PLAN, "--executor", "dask")
     assert no_scheduler.returncode == 1 and "--scheduler" in no_scheduler.stderr
+    assert no_scheduler.stderr.count("--executor dask") == 1, no_scheduler.stderr
     unknown = cli(frozen_project, "run", PLAN, "--executor", "spark")
     assert unknown.returncode == 1 and "unknown executor 'spark' (choose from local, dask)" in unknown.stderr
     both = cli(frozen_project, "run", PLAN, PLAN, "--dry-run")

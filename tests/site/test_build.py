@@ -116,10 +116,12 @@ def test_site_command(site):
 
 def test_a_mistaken_comparison_is_said_before_any_page_is_written(site):
     project, runs, _ = site
-    for group, said in ((f"{runs[0]},nope", "nope"), (runs[0], "name at least two runs")):
+    for group, said in ((f"{runs[0]},nope", "nope"), (runs[0], "names fewer than two different runs"),
+                        (f"{runs[0]},{runs[0]}", "names fewer than two different runs"),
+                        (f"{runs[0]},", "has an empty run name"), (",,", "has an empty run name")):
         done = cli(project, "site", "--out", "mistaken", "--compare", group)
         assert done.returncode != 0 and said in done.stderr, done.stderr
-        assert "Traceback" not in done.stderr
+        assert "Traceback" not in done.stderr and done.stderr.count("--compare") <= 1, done.stderr
         written = [p for p in (project.root / "mistaken").rglob("*") if p.is_file()]
         assert written == [], f"nothing is written when the command fails: {written}"
 

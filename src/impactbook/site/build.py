@@ -324,9 +324,15 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
 
 
 def _comparison(project: Project, index: IndexStore, store: RunStore, runs: list[str]) -> Comparison:
-    if len(runs) < 2:
-        raise ImpactbookError(f"--compare {','.join(runs)}: name at least two runs, comma-separated", field="--compare")
-    return compare_effects([RunEffects.load(run_folder(project, index.find(run)["run_id"], store)) for run in runs])
+    given = ",".join(runs)
+    if any(not run.strip() for run in runs):
+        raise ImpactbookError(f"{given!r} has an empty run name", field="--compare",
+                              hint="give run ids (or unique prefixes) separated by commas, e.g. RUN1,RUN2")
+    ids = [index.find(run.strip())["run_id"] for run in runs]
+    if len(set(ids)) < 2:
+        raise ImpactbookError(f"{given!r} names fewer than two different runs", field="--compare",
+                              hint="give at least two run ids separated by commas, e.g. RUN1,RUN2")
+    return compare_effects([RunEffects.load(run_folder(project, run_id, store)) for run_id in ids])
 
 
 def _run_prints(project: Project, rows: list[dict[str, Any]], in_store: set[str], sources: _Sources,
