@@ -176,6 +176,10 @@ def main() -> None:
     from impactbook.plan import load_plan
 
     OUT.mkdir(parents=True, exist_ok=True)  # the table's cache, and the projects timed beside it
+    import compileall
+
+    import impactbook  # compiled as pip compiles an installed package (the baseline's is): an editable install under
+    compileall.compile_dir(Path(impactbook.__file__).parent, quiet=1)  # PYTHONDONTWRITEBYTECODE=1 never is
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         root = project_for(args.rows, Path(tmp) / "project")
         parameters = Path(tmp) / "parameters.json"
