@@ -107,3 +107,21 @@ def test_an_unreadable_last_entry_stops_appends_naming_the_ledger(tmp_path):
         ledger.append("note", {"number": 4})
     assert str(ledger.path) in str(raised.value)
     assert len(ledger.path.read_text().splitlines()) == 4  # nothing appended
+
+
+def test_a_whole_last_entry_without_its_newline_counts_and_the_next_append_completes_it(tmp_path):
+    ledger = _ledger(tmp_path)
+    ledger.path.write_bytes(ledger.path.read_bytes().rstrip(b"\n"))  # an editor stripped the final newline
+    assert [e["number"] for e in ledger.entries()] == [0, 1, 2]
+    last = ledger.append("note", {"number": 3})
+    assert last["seq"] == 4 and [e["number"] for e in ledger.entries()] == [0, 1, 2, 3]
+    assert ledger.problems() == []
+
+
+def test_a_torn_last_line_is_still_dropped_by_the_next_append(tmp_path):
+    ledger = _ledger(tmp_path)
+    whole = ledger.path.read_bytes()
+    ledger.path.write_bytes(whole + whole.splitlines(keepends=True)[-1][:-5])  # an append killed mid-write
+    assert len(ledger.entries()) == 3
+    assert ledger.append("note", {"number": 3})["seq"] == 4
+    assert ledger.problems() == [] and len(ledger.path.read_bytes().splitlines()) == 4

@@ -71,7 +71,9 @@ class Ledger:
 
     def _read(self) -> Iterator[dict[str, Any]]:
         """Every committed entry. A last line without its newline is an append still being written (or
-        torn by a kill): it is not an entry yet, and the next append removes it."""
+        torn by a kill): it is not an entry yet, and the next append removes it — unless it is a whole
+        entry whose newline alone is missing (an editor or a copy stripped it), which counts and which the
+        next append completes."""
         if not self.path.exists():
             return
         with open(self.path, "rb") as handle:
@@ -89,6 +91,9 @@ class Ledger:
     def _parse(self, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
         for number, raw in enumerate(lines, start=1):
             if not raw.endswith(b"\n"):
+                whole = _whole_entry(raw)
+                if whole is not None:
+                    yield whole
                 return
             if not raw.strip():
                 continue
@@ -253,8 +258,21 @@ def _last_entry(fd: int, path: Path) -> dict[str, Any] | None:
     return entry
 
 
+def _whole_entry(line: bytes) -> dict[str, Any] | None:
+    """`line` as an entry if it is one whole, self-consistent entry (its own hash matches), else None: only
+    then is a line without its newline more than a torn append."""
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(entry, dict) and "hash" in entry and entry["hash"] == entry_hash(entry):
+        return entry
+    return None
+
+
 def _drop_torn_tail(fd: int) -> None:
-    """Remove an unterminated last line (an append killed mid-write); called under the ledger lock."""
+    """Remove an unterminated last line (an append killed mid-write), or end it with its newline when it is a
+    whole entry that only lost the newline; called under the ledger lock."""
     size = os.fstat(fd).st_size
     if size == 0:
         return
@@ -266,4 +284,7 @@ def _drop_torn_tail(fd: int) -> None:
     if cut < 0 and start > 0:
         raise LedgerError(f"the ledger ends in an unterminated line longer than {MAX_ENTRY_BYTES:,} bytes",
                           hint="restore the ledger from version control")
+    if _whole_entry(tail[cut + 1:]) is not None:
+        os.write(fd, b"\n")
+        return
     os.ftruncate(fd, start + cut + 1)
