@@ -57,6 +57,7 @@ def test_guardrail_margin_error_names_field_path_and_line(project):
     ((("design", "expected_split"), {"control": 0.6, "treatment": 0.6}), "must sum to 1"),
     ((("metrics", 0, "kind"), "median"), "metrics[0].kind"),
     ((("window", "end"), "2000-01-01"), "is before start"),
+    ((("window", "end"), "9999-12-31"), "window.end: 9999-12-31 is outside 1000-01-01 to 8999-12-31"),
     ((("decision_rule", "ship_when_confirmed"), ["nope"]), "not preregistered"),
     ((("colour",), "blue"), "colour: unknown field"),
     ((("seed",), ...), "seed: Field required"),

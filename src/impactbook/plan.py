@@ -103,6 +103,9 @@ AnyDesign = Annotated[
                   custom_error_message=f"design.kind must be one of {', '.join(DESIGN_KINDS)}")]
 
 
+WINDOW_DATES = (dt.date(1000, 1, 1), dt.date(8999, 12, 31))
+
+
 class Window(_Strict):
     """The outcome window; it must start at or after the freeze, or every verdict is DEVIATED (unless the
     plan registers itself as retrospective). `time_type: number` for a time column of period numbers."""
@@ -111,6 +114,15 @@ class Window(_Strict):
     end: dt.date
     time_column: str | None = Field(None, description="required unless registration.mode is retrospective")
     time_type: Literal["date", "number"] = "date"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _within_calendar(cls, day: dt.date) -> dt.date:
+        """Days are counted past the window's end (when it closes, rollout windows), so it stays clear of
+        the calendar's last year."""
+        if not WINDOW_DATES[0] <= day <= WINDOW_DATES[1]:
+            raise ValueError(f"{day} is outside {WINDOW_DATES[0]} to {WINDOW_DATES[1]}")
+        return day
 
     @model_validator(mode="after")
     def _ordered(self) -> "Window":
