@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -12,6 +14,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 
 MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 64  # a plan nests a handful of levels; a parser recursing on thousands would crash
 MAX_EXPANDED = 2_000_000  # values plus characters of text, counting every expansion of an alias
 
 
@@ -39,16 +42,20 @@ def round_trip() -> YAML:
 
 def load_yaml(path: Path, error: type[Exception], shown: str, max_bytes: int = MAX_FILE_BYTES) -> Any:
     """Parse YAML keeping line information; syntax errors name the file and line. Files are bounded in
-    size, and so is what they expand to (a few nested aliases can stand for gigabytes)."""
+    size, and so is what they expand to (a few nested aliases can stand for gigabytes) and how deep they
+    nest. Only regular files are read: a FIFO or a device (/dev/zero) would never end."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise error(f"is {size:,} bytes; at most {max_bytes:,} are read", where=shown)
-        text = path.read_bytes().decode("utf-8")
+        raw = _read_regular(path, max_bytes + 1)
     except OSError as exc:
         raise error(f"cannot read file: {exc.strerror}", where=shown) from exc
+    if raw is None:
+        raise error("is not a regular file", where=shown)
+    if len(raw) > max_bytes:
+        raise error(f"is more than {max_bytes:,} bytes; at most {max_bytes:,} are read", where=shown)
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        line = raw[:exc.start].count(b"\n") + 1
         raise error(f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
                     "UTF-8", where=f"{shown}:{line}") from None
     try:
@@ -59,10 +66,40 @@ def load_yaml(path: Path, error: type[Exception], shown: str, max_bytes: int = M
         raise error(f"invalid YAML: {exc.problem or exc.context}", where=f"{shown}{line}") from exc
     except YAMLError as exc:
         raise error(f"invalid YAML: {exc}", where=shown) from exc
+    except RecursionError:
+        raise error(f"nests too deeply to parse; at most {MAX_DEPTH} levels are read", where=shown) from None
     if _expands_beyond(data, MAX_EXPANDED):
         raise error(f"expands to more than {MAX_EXPANDED:,} values and characters (nested YAML aliases?); "
                     "write the values out", where=shown)
+    if _deeper_than(data, MAX_DEPTH):
+        raise error(f"nests more than {MAX_DEPTH} levels deep", where=shown)
     return data
+
+
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """At most `limit` bytes of `path`, or None when it is not a regular file; opened without blocking, so a
+    FIFO with no writer does not hang the open."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(limit)
+    finally:
+        os.close(fd)
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((child, depth + 1) for child in node)
+    return False
 
 
 def _expands_beyond(data: Any, limit: int) -> bool:

@@ -5,6 +5,7 @@ with a line naming the file, the field and the fix, before anything is appended 
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -36,6 +37,30 @@ def test_a_plan_file_over_a_megabyte_is_refused(project):
     path = project.root / PLAN
     path.write_text(path.read_text() + "#" + "x" * (1 << 20) + "\n")
     with pytest.raises(PlanError, match="at most 1,048,576 are read"):
+        freeze_plan(project, PLAN)
+
+
+@pytest.mark.parametrize("make", ["fifo", "device"])
+def test_a_plan_that_is_not_a_regular_file_is_refused_without_reading_it(project, make):
+    path = project.root / PLAN
+    path.unlink()
+    if make == "fifo":
+        os.mkfifo(path)  # no writer: reading it would block for ever
+    else:
+        path.symlink_to("/dev/zero")  # endless: reading it would fill memory (its size says 0)
+    before = project.ledger_path.read_bytes()
+    done = cli(project, "plan", "freeze", PLAN, timeout=60)
+    assert done.returncode == 1 and "plans/example.yaml: is not a regular file" in done.stderr, done.stderr
+    assert project.ledger_path.read_bytes() == before
+
+
+def test_a_plan_nested_thousands_deep_is_refused_naming_the_file(project):
+    path = project.root / PLAN
+    path.write_text(path.read_text() + "parameters: {deep: " + "[" * 5000 + "]" * 5000 + "}\n")
+    with pytest.raises(PlanError, match=r"plans/example.yaml: nests (too deeply to parse|more than 64 levels)"):
+        freeze_plan(project, PLAN)
+    path.write_text(path.read_text().replace("[" * 5000 + "]" * 5000, "[" * 80 + "]" * 80))
+    with pytest.raises(PlanError, match="plans/example.yaml: nests more than 64 levels deep"):
         freeze_plan(project, PLAN)
 
 
