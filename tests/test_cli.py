@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import PLAN, cli, edit_yaml
 
 
@@ -88,6 +90,19 @@ def test_dataset_add_and_verify(project, tmp_path):
 def test_outside_a_project_the_error_says_what_to_do(tmp_path):
     done = cli(tmp_path, "runs", "list")
     assert done.returncode == 1 and "no catalog.yaml" in done.stderr and "impactbook init" in done.stderr
+
+
+@pytest.mark.parametrize("args, where, said", [
+    (("run", "plans/missing.yaml"), "plans/missing.yaml", "cannot read file"),
+    (("runs", "show", "nosuchrun"), "runs/index.sqlite", "no run 'nosuchrun'"),
+    (("gate", "nosuchrun"), "runs/index.sqlite", "no run 'nosuchrun'"),
+    (("plan", "freeze", "plans/missing.yaml"), "plans/missing.yaml", "cannot read file"),
+])
+def test_with_json_a_failing_command_answers_on_stdout_too(project, args, where, said):
+    done = cli(project, *args, "--json")
+    answer = json.loads(done.stdout)
+    assert done.returncode == answer["exit_code"] == 1 and said in answer["error"], answer
+    assert answer["where"].endswith(where) and f"error: {answer['where']}" in done.stderr
 
 
 def test_debug_shows_the_traceback(tmp_path):

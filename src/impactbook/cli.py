@@ -84,6 +84,7 @@ def _usage_error(message: str, command: str = "run") -> None:
 
 
 def _emit(value: Any) -> None:
+    _state["emitted"] = True
     out.print_json(json.dumps(value, default=str)) if sys.stdout.isatty() else print(json.dumps(value, default=str, indent=2))
 
 
@@ -756,6 +757,7 @@ def main(argv: list[str] | None = None) -> None:
     """Usage mistakes are typer's (usage line, exit 2); ours are one line and a distinct exit code."""
     from .processes import sigterm_as_interrupt
 
+    _state["json"] = "--json" in (sys.argv[1:] if argv is None else argv)
     try:
         with sigterm_as_interrupt():  # SIGTERM (CI cancelling, a batch stopping its runs) ends as Ctrl-C does
             app(args=argv, prog_name="impactbook")
@@ -827,11 +829,16 @@ def _interrupt_behind(exc: BaseException | None) -> bool:
 
 
 def _fail(exc: BaseException, message: str, code: int) -> int:
+    """One line on stderr; with --json, when the command printed nothing yet, the same as JSON on stdout, so
+    automation reading stdout gets an answer on failure too."""
     if _state["debug"]:
         import traceback
 
         traceback.print_exception(exc)
     print(f"error: {message}", file=sys.stderr)
+    if _state.get("json") and not _state.get("emitted"):
+        fields = {name: getattr(exc, name, None) for name in ("where", "field", "hint")}
+        _emit({"error": exc.message if isinstance(exc, ImpactbookError) else message, **fields, "exit_code": code})
     return code
 
 
