@@ -116,7 +116,11 @@ def test_usage_mistakes_exit_2_with_the_usage_line_and_never_an_internal_error(p
     for args, problem in ((["frobnicate"], "No such command 'frobnicate'"),
                           (["runs", "list", "--bogus"], "No such option: --bogus"),
                           (["gate"], "Missing argument"),
-                          (["run", PLAN, "--timeout", "soon"], "Invalid value")):
+                          (["run", PLAN, "--timeout", "soon"], "Invalid value"),
+                          (["run", PLAN, "--timeout", "0"], "Invalid value for '--timeout'"),
+                          (["runs", "list", "--limit", "9" * 20], "Invalid value for '--limit'"),
+                          (["runs", "list", "--offset", "9" * 20], "Invalid value for '--offset'"),
+                          (["run", "--all", "--workers", "9" * 20], "Invalid value for '--workers'")):
         done = cli(project, *args)
         assert done.returncode == 2, (args, done.stderr)
         assert "Usage: impactbook" in done.stderr and problem in done.stderr, done.stderr

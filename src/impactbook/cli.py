@@ -38,6 +38,8 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_FOR_STATUS = {Status.COMPLETED: 0, Status.INADMISSIBLE: 4, Status.FAILED: 5}
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+TIMEOUT = typer.Option(None, min=1, max=10**7, help="Per-cell timeout in seconds.")
+COUNT_MAX = 2**62  # what SQLite and PostgreSQL take as a LIMIT or OFFSET
 PROJECT = typer.Option(None, "--project", "-C", help="Project folder (default: nearest with catalog.yaml).")
 _state: dict[str, Any] = {"debug": False, "project": None}
 
@@ -154,7 +156,7 @@ def demo(project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
 def run(plans: Optional[list[Path]] = typer.Argument(None, readable=False,  # each plan's own error, not the batch's
                                                     help="Plan YAML file(s), e.g. plans/example.yaml "
                                                          "(a plan listed twice runs twice)."),
-        timeout: Optional[int] = typer.Option(None, help="Per-cell timeout in seconds."),
+        timeout: Optional[int] = TIMEOUT,
         dry_run: bool = typer.Option(False, "--dry-run", help="Run every check a run makes before its kernel "
                                                               "starts and say what it would do; store nothing."),
         all_plans: bool = typer.Option(False, "--all", help="Run every frozen plan whose inputs are pinned."),
@@ -162,7 +164,7 @@ def run(plans: Optional[list[Path]] = typer.Argument(None, readable=False,  # ea
                                                "process pool, the default) or dask (with --scheduler)."),
         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. "
                                                                          "tcp://127.0.0.1:8786."),
-        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Concurrent runs for --executor "
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Concurrent runs for --executor "
                                                                             "local (default: one per core)."),
         project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Run frozen plan(s): gates, Papermill execution, capture, immutable store, index, report. Several
@@ -431,8 +433,10 @@ def plan_check(plan: Optional[Path] = typer.Argument(None, help="Plan file; defa
 
 @runs_app.command("list")
 def runs_list(plan: Optional[str] = typer.Option(None, "--plan", help="Only runs of this plan id."),
-              limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many runs (a page)."),
-              offset: int = typer.Option(0, "--offset", min=0, help="Skip this many runs first (the next page)."),
+              limit: Optional[int] = typer.Option(None, "--limit", min=1, max=COUNT_MAX,
+                                                  help="At most this many runs (a page)."),
+              offset: int = typer.Option(0, "--offset", min=0, max=COUNT_MAX,
+                                         help="Skip this many runs first (the next page)."),
               newest: bool = typer.Option(False, "--newest", help="Newest first (with --limit: the latest runs)."),
               project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Runs in the index, oldest first; --limit/--offset page through them in the database."""
@@ -558,7 +562,7 @@ def gate(run: str = typer.Argument(..., help="Run id, unique prefix, or 'latest'
 
 @app.command()
 def reproduce(run: str = typer.Argument(..., help="Run id, unique prefix, or 'latest'."),
-              timeout: Optional[int] = typer.Option(None, help="Per-cell timeout in seconds."),
+              timeout: Optional[int] = TIMEOUT,
               project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
     """Re-execute a stored run from what it recorded and compare every scrap: exit 0 identical, 3 different.
 
