@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -175,10 +176,12 @@ class Catalog:
             if not path.is_file():
                 raise CatalogError(f"no such file: {path}", where=self.shown, field=f"datasets.{name}.uri")
             uri = self.project.relative(path)
-            if Path(uri).is_absolute() and not allow_outside:
-                raise CatalogError(f"{path} is outside the project {self.project.root}", field=f"datasets.{name}.uri",
-                                   hint="copy it into the project (e.g. data/), or pass --allow-outside to pin an "
-                                        "absolute path that other machines will not have")
+            real, root = Path(os.path.realpath(path)), Path(os.path.realpath(self.project.root))
+            if (Path(uri).is_absolute() or not real.is_relative_to(root)) and not allow_outside:
+                where = uri if Path(uri).is_absolute() else f"{uri} (a link to {real})"
+                raise CatalogError(f"{where} is outside the project {self.project.root}", field=f"datasets.{name}.uri",
+                                   hint="copy it into the project (e.g. data/), or pass --allow-outside to pin a "
+                                        "path that other machines will not have")
             digest, size = sha256_file(path), path.stat().st_size
         old = self.model.datasets.get(name)
         if old is not None and old.sha256 != digest:

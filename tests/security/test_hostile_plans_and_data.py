@@ -154,6 +154,19 @@ def test_a_dataset_outside_the_project_is_refused_unless_allowed(project, tmp_pa
     assert cli(project, "dataset", "add", "elsewhere", str(outside), "--allow-outside").returncode == 0
 
 
+def test_a_link_or_dotdot_path_leading_outside_the_project_is_refused_unless_allowed(project, tmp_path):
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("a\n1\n")
+    (project.root / "data/link.csv").symlink_to(outside)
+    linked = cli(project, "dataset", "add", "linked", "data/link.csv")
+    assert linked.returncode == 1 and f"data/link.csv (a link to {outside.resolve()}) is outside the project" in linked.stderr
+    climbing = os.path.relpath(outside, project.root / "data")
+    dotdot = cli(project, "dataset", "add", "climbing", f"data/{climbing}")
+    assert dotdot.returncode == 1 and f"{outside} is outside the project" in dotdot.stderr, dotdot.stderr
+    assert "linked" not in (project.root / "catalog.yaml").read_text()
+    assert cli(project, "dataset", "add", "linked", "data/link.csv", "--allow-outside").returncode == 0
+
+
 def test_a_pin_is_not_replaced_silently(project):
     data = project.root / "data/demo_experiment.csv"
     data.write_text(data.read_text() + "999999,control,ios,2026-11-24,0.00,0.00,0,1\n")
