@@ -103,3 +103,24 @@ def test_a_refused_url_is_echoed_without_its_password(project):
     with pytest.raises(ProjectError, match="carries credentials") as credentials:
         S3RunStore.from_url("s3://AKIAKEY:s3cret@bucket/prefix")
     assert "s3cret" not in str(credentials.value) and "AKIAKEY" not in str(credentials.value)
+
+
+def test_a_read_only_catalog_is_not_replaced_and_nothing_is_recorded(project):
+    from conftest import cli
+
+    catalog = project.root / "catalog.yaml"
+    (project.root / "data/extra.csv").write_text("a\n1\n")
+    catalog.chmod(0o444)
+    before, ledger = catalog.read_bytes(), project.ledger_path.read_bytes()
+    refused = cli(project, "dataset", "add", "extra", "data/extra.csv")
+    assert refused.returncode == 1 and "catalog.yaml" in refused.stderr and "read-only" in refused.stderr, refused.stderr
+    assert catalog.read_bytes() == before and project.ledger_path.read_bytes() == ledger
+    assert catalog.stat().st_mode & 0o777 == 0o444
+
+
+def test_an_edited_catalog_keeps_its_permissions(project):
+    catalog = project.root / "catalog.yaml"
+    catalog.chmod(0o640)
+    (project.root / "data/extra.csv").write_text("a\n1\n")
+    Catalog.load(project).pin_dataset("extra", project.root / "data/extra.csv")
+    assert "extra:" in catalog.read_text() and catalog.stat().st_mode & 0o777 == 0o640

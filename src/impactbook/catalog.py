@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml.comments import CommentedMap
 
-from .durable import write_text
+from .durable import editable_mode, rewrite_text
 from .errors import CatalogError
 from .hashing import fresh_options, remote_url, sha256_file, sha256_json, sha256_url, warehouse_url
 from .ledger import Ledger, current_user
@@ -192,6 +192,7 @@ class Catalog:
                                         "--replace --reason TEXT`")
             if not (reason or "").strip():
                 raise CatalogError("replacing a pin needs a reason", field="--reason")
+        editable_mode(self.project.catalog_path)  # a pin recorded must be a pin written
         Ledger(self.project.ledger_path).append("pin", {
             "dataset": name, "uri": uri, "sha256": digest, "size": size,
             **({"snapshot": snapshot.record()} if table else {}),
@@ -224,7 +225,7 @@ class Catalog:
         if stripped:
             import nbformat
 
-            write_text(path, nbformat.writes(strip_outputs(notebook)) + "\n")
+            rewrite_text(path, nbformat.writes(strip_outputs(notebook)) + "\n")
         digest = sha256_json(source_record(notebook))
         old = self.model.templates.get(name)
         if version is None:
@@ -254,7 +255,7 @@ class Catalog:
             raise CatalogError(explain_validation(exc, self.document, self.shown, CatalogModel)) from None
         buffer = io.StringIO()
         round_trip().dump(self.document, buffer)
-        write_text(self.project.catalog_path, buffer.getvalue())
+        rewrite_text(self.project.catalog_path, buffer.getvalue())
 
 
 def _remote_pin(url: str, name: str) -> tuple[str, int]:

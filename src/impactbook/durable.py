@@ -25,7 +25,7 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
 
 
-def write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
+def write_bytes(path: Path, data: bytes, *, sync: bool = True, mode: int | None = None) -> None:
     """Replace `path` (a symlink there is replaced, never followed) with `data`. The temporary file is created
     afresh, refusing a symlink in its place: its name is predictable, and someone who can write into the
     folder could otherwise point it at a file elsewhere for us to overwrite."""
@@ -36,6 +36,8 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
             temporary.unlink()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         with open(os.open(temporary, flags, 0o666), "wb") as handle:
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             handle.write(data)
             if sync:
                 handle.flush()
@@ -51,6 +53,26 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
 
 def write_text(path: Path, text: str, *, sync: bool = True) -> None:
     write_bytes(path, text.encode("utf-8"), sync=sync)
+
+
+def rewrite_text(path: Path, text: str) -> None:
+    """Replace a file the user owns and may have locked (catalog.yaml, a template): a read-only one is
+    refused, not replaced behind the user's back (a rename would succeed in a writable folder), and the
+    replacement keeps the file's permissions."""
+    write_bytes(path, text.encode("utf-8"), mode=editable_mode(path))
+
+
+def editable_mode(path: Path) -> int | None:
+    """The permissions of `path` (None if it does not exist yet), or an error naming it when it is read-only
+    — for a caller to ask before it records a change it would then fail to write."""
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return None
+    if not mode & 0o222 or not os.access(path, os.W_OK):
+        raise StorageError("is read-only, so it is left as it is and nothing is recorded", where=str(path),
+                           hint="make it writable (chmod u+w) to change it")
+    return mode
 
 
 def write_json(path: Path, value: Any, *, sync: bool = True) -> None:
