@@ -115,6 +115,17 @@ class Window(_Strict):
     time_column: str | None = Field(None, description="required unless registration.mode is retrospective")
     time_type: Literal["date", "number"] = "date"
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _iso_text(cls, day: Any) -> Any:
+        """A quoted ISO date is still a date (a plan is validated strictly, which takes no text for a date)."""
+        if isinstance(day, str):
+            try:
+                return dt.date.fromisoformat(day)
+            except ValueError:
+                raise ValueError(f"{day!r} is not a date (YYYY-MM-DD)") from None
+        return day
+
     @field_validator("start", "end")
     @classmethod
     def _within_calendar(cls, day: dt.date) -> dt.date:
@@ -570,7 +581,7 @@ def load_plan(path: Path | str, shown: str | None = None) -> Plan:
     if not isinstance(data, dict):
         raise PlanError("a plan must be a YAML mapping (key: value pairs)", where=shown)
     try:
-        return Plan.model_validate(data)
+        return Plan.model_validate(data, strict=True)  # `seed: true` or `alpha: "0.05"` is a mistake, not a number
     except ValidationError as exc:
         raise _plan_error(exc, data, shown) from None
 

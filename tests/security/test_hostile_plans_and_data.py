@@ -14,6 +14,7 @@ from impactbook.catalog import Catalog
 from impactbook.errors import CatalogError, PlanError
 from impactbook.freezing import freeze_plan
 from impactbook.ledger import Ledger
+from impactbook.plan import load_plan
 from conftest import PLAN, cli, edit_yaml, run
 
 BOMB = "".join(f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9) if n else ', '.join(['xxxxxxxxxx'] * 9)}]\n"
@@ -79,6 +80,29 @@ def test_values_the_analysis_cannot_use_are_refused_naming_the_field(project, fi
     with pytest.raises(PlanError) as refused:
         freeze_plan(project, PLAN)
     assert message in str(refused.value) and "plans/example.yaml:" in str(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    (("seed",), True, "seed: Input should be a valid integer"),
+    (("seed",), "20261122", "seed: Input should be a valid integer"),
+    (("alpha",), "0.05", "alpha: Input should be a valid number"),
+    (("segments", "min_size"), True, "segments.min_size: Input should be a valid integer"),
+    (("segments", "min_size"), 100.5, "segments.min_size: Input should be a valid integer"),
+])
+def test_a_value_of_the_wrong_type_is_refused_not_coerced(project, field, value, message):
+    edit_yaml(project.root / PLAN, (field, value))
+    with pytest.raises(PlanError) as refused:
+        freeze_plan(project, PLAN)
+    assert message in str(refused.value) and "plans/example.yaml:" in str(refused.value), str(refused.value)
+
+
+def test_a_quoted_window_date_is_still_a_date(project):
+    path = project.root / PLAN
+    before = load_plan(path).sha256
+    text = path.read_text()
+    start = str(load_plan(path).window.start)
+    path.write_text(text.replace(f"start: {start}", f'start: "{start}"', 1))
+    assert f'start: "{start}"' in path.read_text() and load_plan(path).sha256 == before
 
 
 def test_an_impossible_date_is_a_clear_error_with_its_line(project):

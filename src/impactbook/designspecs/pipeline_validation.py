@@ -9,7 +9,7 @@ harness. Every model forbids unknown fields and is frozen; errors name the field
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -62,6 +62,12 @@ class Contract(Spec):
 
     columns: dict[str, ColumnContract] = Field(default_factory=dict)
     row_ratio: tuple[float, float] | None = None
+
+    @field_validator("row_ratio", mode="before")
+    @classmethod
+    def _pair(cls, value: Any) -> Any:
+        """YAML has lists, not tuples: a plan is validated strictly, which takes no list for a tuple."""
+        return tuple(value) if isinstance(value, list) else value
 
     @field_validator("row_ratio")
     @classmethod
