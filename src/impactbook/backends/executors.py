@@ -65,7 +65,7 @@ def run_job(job: RunJob, started: Callable[[subprocess.Popen], None] = lambda pr
     summary = None
     try:
         parsed = json.loads(stdout) if stdout.strip() else None
-        summary = parsed if isinstance(parsed, dict) else None
+        summary = parsed if isinstance(parsed, dict) and "run_id" in parsed else None  # not an {"error": ...}
     except json.JSONDecodeError:
         pass
     error = None if summary is not None else failure(process.returncode, stderr)
