@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from .designspecs.dates import Day
 from .designspecs.difference_in_differences import DifferenceInDifferences
 from .designspecs.interrupted_time_series import InterruptedTimeSeries
 from .designspecs.observational import Observational
@@ -110,21 +111,10 @@ class Window(_Strict):
     """The outcome window; it must start at or after the freeze, or every verdict is DEVIATED (unless the
     plan registers itself as retrospective). `time_type: number` for a time column of period numbers."""
 
-    start: dt.date
-    end: dt.date
+    start: Day
+    end: Day
     time_column: str | None = Field(None, description="required unless registration.mode is retrospective")
     time_type: Literal["date", "number"] = "date"
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _iso_text(cls, day: Any) -> Any:
-        """A quoted ISO date is still a date (a plan is validated strictly, which takes no text for a date)."""
-        if isinstance(day, str):
-            try:
-                return dt.date.fromisoformat(day)
-            except ValueError:
-                raise ValueError(f"{day!r} is not a date (YYYY-MM-DD)") from None
-        return day
 
     @field_validator("start", "end")
     @classmethod
@@ -375,6 +365,19 @@ class Plan(_Strict):
     rollout: Rollout | None = None
     decision_rule: DecisionRule = DecisionRule()
     parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("inputs", "parameters")
+    @classmethod
+    def _names_are_python_names(cls, named: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Each name becomes a variable in the template's parameters cell, so it must be one."""
+        import keyword
+
+        for name in named:
+            if not name.isidentifier() or keyword.iskeyword(name) or not name.isascii():
+                raise ValueError(f"{name!r} is not a Python variable name (letters, digits and _, not starting "
+                                 f"with a digit, not a keyword); the template receives each {info.field_name[:-1]} "
+                                 "as a variable")
+        return named
 
     @field_validator("parameters")
     @classmethod

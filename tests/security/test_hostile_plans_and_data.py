@@ -96,6 +96,20 @@ def test_a_value_of_the_wrong_type_is_refused_not_coerced(project, field, value,
     assert message in str(refused.value) and "plans/example.yaml:" in str(refused.value), str(refused.value)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    (("parameters",), {"bad-name": 1}, "parameters: 'bad-name' is not a Python variable name"),
+    (("parameters",), {"class": 1}, "parameters: 'class' is not a Python variable name"),
+    (("inputs",), {"1st": "demo_experiment"}, "inputs: '1st' is not a Python variable name"),
+])
+def test_a_name_the_template_cannot_receive_as_a_variable_is_refused(project, field, value, message):
+    edit_yaml(project.root / PLAN, (field, value))
+    before = project.ledger_path.read_bytes()
+    with pytest.raises(PlanError) as refused:
+        freeze_plan(project, PLAN)
+    assert message in str(refused.value), str(refused.value)
+    assert project.ledger_path.read_bytes() == before
+
+
 def test_a_quoted_window_date_is_still_a_date(project):
     path = project.root / PLAN
     before = load_plan(path).sha256

@@ -6,10 +6,11 @@ Only pydantic and the standard library are imported: the plan model validates it
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .dates import Day
 
 
 class _Spec(BaseModel):
@@ -47,7 +48,7 @@ class DifferenceInDifferences(_Spec):
     treated: str | None = Field(None, min_length=1, description="instead of adoption: a flag column marking the units "
                                                                 "that run the candidate from `start`")
     treated_value: bool | int | str = Field(1, description="the flag's value for treated units (others: comparison)")
-    start: dt.date | int | None = Field(None, description="with `treated`: the first period under the candidate")
+    start: Day | int | None = Field(None, description="with `treated`: the first period under the candidate")
     covariates: list[str] = Field(default_factory=list, max_length=20,
                                   description="time-varying controls (twfe, two_by_two): each averaged per unit and "
                                               "period and entered linearly beside the fixed effects")

@@ -7,10 +7,11 @@ Only pydantic and the standard library are imported: the plan model validates it
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .dates import Day
 
 
 class _Spec(BaseModel):
@@ -55,7 +56,7 @@ class InterruptedTimeSeries(_Spec):
     kind: Literal["interrupted_time_series"]
     time: str = Field(min_length=1, description="the period column (dates or integers), on a regular grid")
     series: str | None = Field(None, min_length=1, description="a column naming a few series (optional)")
-    intervention: dt.date | int = Field(description="the first period under the candidate (= window.start for dates)")
+    intervention: Day | int = Field(description="the first period under the candidate (= window.start for dates)")
     aggregation: Literal["mean", "sum"] = "mean"
     seasonality: list[float] = Field(default_factory=list, max_length=4,
                                      description="season lengths in periods, each above 2 (e.g. [7, 365.25])")

@@ -6,12 +6,13 @@ Only pydantic and the standard library are imported: the plan model validates it
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Period = dt.date | int
+from .dates import Day
+
+Period = Day | int
 
 
 class _Spec(BaseModel):
