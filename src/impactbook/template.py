@@ -32,7 +32,11 @@ def read_template(path: Path, shown: str | None = None):
         notebook = nbformat.read(path, as_version=4)
         nbformat.validate(notebook)
     except Exception as exc:  # nbformat raises several kinds for "not a notebook"
-        raise CatalogError(f"is not a valid Jupyter notebook ({type(exc).__name__}: {str(exc)[:200]})",
+        from nbformat.reader import NotJSONError
+
+        # nbformat's NotJSONError quotes the file's bytes; whatever file was named, none of it is echoed
+        detail = "not JSON" if isinstance(exc, NotJSONError) else str(getattr(exc, "message", exc)).splitlines()[0]
+        raise CatalogError(f"is not a valid Jupyter notebook ({type(exc).__name__}: {detail[:200]})",
                            where=shown, hint="a template is an .ipynb file saved by Jupyter") from None
     return notebook
 

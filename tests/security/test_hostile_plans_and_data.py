@@ -184,6 +184,14 @@ def test_only_a_notebook_can_be_pinned_as_a_template(project):
         Catalog.load(project).pin_template("oops", project.root / PLAN)
 
 
+def test_a_file_pinned_as_a_template_by_mistake_is_not_echoed_in_the_error(project):
+    secret = project.root / "secrets.txt"
+    secret.write_text("root:x:0:0:password-hash-here\n")
+    refused = cli(project, "template", "add", "oops", "secrets.txt")
+    assert refused.returncode == 1 and "is not a valid Jupyter notebook (NotJSONError: not JSON)" in refused.stderr
+    assert "password-hash-here" not in refused.stderr + refused.stdout
+
+
 def test_a_dataset_outside_the_project_is_refused_unless_allowed(project, tmp_path):
     outside = tmp_path / "elsewhere.csv"
     outside.write_text("a\n1\n")
