@@ -227,34 +227,26 @@ def test_overlapping_runs_are_never_mistaken_for_dead_ones(frozen_project):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions; .ci/run runs the suite as a normal user")
-def test_a_read_only_runs_folder_is_named_and_the_run_is_finished_once_it_is_writable(frozen_project):
-    frozen_project.staging_dir.mkdir(exist_ok=True)
-    frozen_project.runs_dir.chmod(0o555)
-    try:
-        refused = cli(frozen_project, "run", PLAN)
-    finally:
-        frozen_project.runs_dir.chmod(0o755)
-    assert refused.returncode == 1, refused.stderr
-    assert refused.stderr.strip().splitlines()[-1].startswith("error: runs: permission denied for user ")
-    assert "internal error" not in refused.stderr
-    assert cli(frozen_project, "runs", "list").returncode == 0
-    [record] = consistent(frozen_project).values()
-    assert record["status"] == "COMPLETED", "its result was complete; only the rename was refused"
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions; .ci/run runs the suite as a normal user")
-def test_a_read_only_ledger_is_named_and_the_run_is_recorded_once_it_is_writable(frozen_project):
+@pytest.mark.parametrize("locked", ["runs", "staging", "ledger"])
+def test_a_read_only_runs_folder_or_ledger_is_named_before_the_kernel_starts(frozen_project, locked):
+    """Refused up front: found at the final rename, the run did all its work only to wait. (Permissions taken
+    away during a run are met by recovery: test_an_injected_permission_error_is_one_line_naming_the_path.)"""
     import getpass
-    frozen_project.ledger_path.chmod(0o444)
+
+    frozen_project.staging_dir.mkdir(exist_ok=True)
+    path, shown = {"runs": (frozen_project.runs_dir, "runs"), "staging": (frozen_project.staging_dir, "runs/.staging"),
+                   "ledger": (frozen_project.ledger_path, "runs/ledger.jsonl")}[locked]
+    mode = path.stat().st_mode & 0o777
+    path.chmod(0o555 if path.is_dir() else 0o444)
     try:
         refused = cli(frozen_project, "run", PLAN)
     finally:
-        frozen_project.ledger_path.chmod(0o644)
-    assert refused.returncode == 1
+        path.chmod(mode)
+    assert refused.returncode == 1, refused.stderr
     assert refused.stderr.strip().splitlines()[-1].startswith(
-        f"error: runs/ledger.jsonl: permission denied for user {getpass.getuser()}"), refused.stderr
-    assert cli(frozen_project, "runs", "list").returncode == 0
-    consistent(frozen_project)
+        f"error: {shown}: permission denied for user {getpass.getuser()}"), refused.stderr
+    assert "kernel" not in refused.stderr and "internal error" not in refused.stderr
+    assert consistent(frozen_project) == {} and cli(frozen_project, "run", PLAN).returncode == 0
 
 
 def test_an_injected_permission_error_is_one_line_naming_the_path(frozen_project):

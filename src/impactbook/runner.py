@@ -9,7 +9,9 @@ by nobody, and the next command publishes it (publication.reconcile).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -150,6 +152,7 @@ def execute_run(project: Project, spec: RunSpec, *, timeout_s: int | None = None
     draft = _draft(project, spec, run_id, started)
     first_files = {"plan.json": _json_bytes(plan.canonical()), DRAFT: _json_bytes(draft.model_dump(mode="json")),
                    "template.ipynb": spec.template_path.read_bytes()}
+    refuse_unwritable(project)
     with InputChecks(spec.inputs, plan, parse_time(started), project.ledger_path,
                      any_recorded_pin=spec.reproduces is not None, timeline=timeline) as input_checks, \
             sigterm_as_interrupt():
@@ -175,6 +178,15 @@ def execute_run(project: Project, spec: RunSpec, *, timeout_s: int | None = None
         finally:
             staging.release()
     return RunOutcome(record, folder)
+
+
+def refuse_unwritable(project: Project) -> None:
+    """runs/, its staging folder and the ledger must take writes, asked before the kernel starts: a run whose
+    folder could not be renamed into runs/ would do all its work only to wait for the permissions to change.
+    (A change of permissions during the run is still met by recovery.)"""
+    for path in (project.runs_dir, project.staging_dir, project.ledger_path):
+        if path.exists() and not os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0)):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
 
 def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: InputChecks, draft: RunRecord,
