@@ -273,11 +273,20 @@ scratch=$(mktemp -d)
 cp -a runs/. "$scratch/"
 mount -t tmpfs -o size=$SIZE tmpfs runs
 cp -a "$scratch/." runs/
-"$PYTHON" -m impactbook run plans/example.yaml > "$scratch/out" 2> "$scratch/err"; echo "run=$?"
+if [ -n "${FILL:-}" ]; then  # the disk fills up completely once the run has begun: even a small note cannot be added
+  IMPACTBOOK_FAULT="sleep=3@staging.visible" "$PYTHON" -m impactbook run plans/example.yaml > "$scratch/out" \
+    2> "$scratch/err" &
+  for _ in $(seq 200); do ls runs/.staging/2* > /dev/null 2>&1 && break; sleep 0.05; done  # it has its run id
+  dd if=/dev/zero of=runs/filler bs=4k 2> /dev/null; wait $!; echo "run=$?"
+  rm -f runs/filler
+else
+  "$PYTHON" -m impactbook run plans/example.yaml > "$scratch/out" 2> "$scratch/err"; echo "run=$?"
+fi
 tail -n 1 "$scratch/err"
 after=$(mktemp -d); cp -a runs/. "$after/"; umount runs  # space again (a normal user's namespace cannot
 mount -t tmpfs -o size=64m tmpfs runs; cp -a "$after/." runs/   # remount a tmpfs larger, so: move to a bigger one)
 "$PYTHON" -m impactbook runs list > /dev/null 2>&1; echo "list=$?"
+cat runs/*/run.json 2>/dev/null | grep -o '"[^"]*the process [^"]*"' | sed 's/^/cause=/'
 "$PYTHON" -m impactbook verify > "$scratch/verify" 2>&1; echo "verify=$?"
 cat "$scratch/verify"
 """
@@ -285,10 +294,11 @@ cat "$scratch/verify"
 
 @pytest.mark.skipif(not _user_namespaces_work(), reason="this machine allows no user namespace to mount a small tmpfs "
                                                        "in (the injected ENOSPC tests above still run)")
-@pytest.mark.parametrize("size", ["48k", "150k", "400k", "700k"])
+@pytest.mark.parametrize("size", ["48k", "150k", "400k", "700k", "4m filled during the run"])
 def test_a_real_full_disk_is_one_clear_line_and_the_next_command_recovers(frozen_project, size):
+    size, _, fill = size.partition(" ")
     done = subprocess.run(["unshare", "-Urm", "bash", "-c", SCENARIO], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PROJECT": str(frozen_project.root), "SIZE": size,
+                          env={**os.environ, "PROJECT": str(frozen_project.root), "SIZE": size, "FILL": fill,
                                "PYTHON": sys.executable})
     lines = done.stdout.splitlines()
     outcome = dict(line.split("=", 1) for line in lines if line.split("=", 1)[0] in ("run", "list", "verify"))
@@ -296,6 +306,9 @@ def test_a_real_full_disk_is_one_clear_line_and_the_next_command_recovers(frozen
     if outcome["run"] == "1":
         last = lines[lines.index("run=1") + 1]
         assert last.startswith("error: runs") and "no space left on device (" in last, last
+    causes = [line for line in lines if line.startswith("cause=")]  # of a run recovered after the disk filled
+    assert all("No space left on device" in cause and "was killed" not in cause for cause in causes), causes
+    assert causes or not fill, done.stdout  # filled during the run: the run stopped, and says why
     assert outcome["list"] == "0" and outcome["verify"] == "0", done.stdout
 
 

@@ -363,8 +363,9 @@ def _salvage_notebook(path: Path) -> Path | None:
 
 def _cause(staging: Staging, notebook: Path | None) -> str:
     noted = staging.path(CAUSE)
-    if noted.is_file():
-        return noted.read_text(encoding="utf-8").strip()
+    said = noted.read_text(encoding="utf-8", errors="replace").strip() if noted.is_file() else ""
+    if said:  # (blank: room kept for a note that never came)
+        return said
     where = "before its kernel started"
     if notebook is not None:
         import nbformat

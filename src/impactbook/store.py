@@ -33,6 +33,7 @@ HIDDEN_SUFFIX = ".new"
 PUBLISHING = ".publishing-"
 DRAFT = "draft.json"          # the record as it stands while the run works; replaced by run.json
 CAUSE = "cause.txt"           # why a run stopped, when the process could still say so
+CAUSE_ROOM = 4096             # bytes cause.txt holds from the start (blanks), so a full disk cannot stop the note
 VERIFIED = "inputs.verified.json"  # the identities of the input files the gate hashed, for the kernel
 WORKING_FILES = (DRAFT, CAUSE, VERIFIED)
 EMPTY_IS_NOTHING = ("kernel.log",)  # the kernel's own output; kept only when it said something
@@ -70,7 +71,7 @@ class Staging:
         staging = cls(run_id, hidden, fd)
         try:
             faults.point("staging.created")
-            for name, data in first_files.items():
+            for name, data in {**first_files, CAUSE: b" " * CAUSE_ROOM}.items():
                 write_bytes(hidden / name, data)
             visible = project.staging_dir / run_id
             os.rename(hidden, visible)
@@ -104,12 +105,24 @@ class Staging:
             self.path(name).unlink(missing_ok=True)
 
     def note_cause(self, text: str) -> None:
-        """Best effort: why this run stops (it may be the disk that is full). A published folder is never
-        written again (root could)."""
+        """Best effort: why this run stops. Often the disk is full, so the note is written over the blanks
+        cause.txt was given at the start, in place (no new block is needed), cut to fit. A published folder is
+        never written again (root could)."""
         if self.published:
             return
+        data = text.encode("utf-8")[:CAUSE_ROOM].decode("utf-8", "ignore").encode("utf-8")
         with contextlib.suppress(OSError):
-            write_text(self.path(CAUSE), text)
+            try:
+                fd = os.open(self.path(CAUSE), os.O_WRONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:  # a staging folder from before cause.txt was made room for
+                write_text(self.path(CAUSE), text)
+                return
+            try:
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def publish(self, runs_dir: Path) -> Path:
         """Hash every artifact into SHA256SUMS, make the files read-only, rename the folder into place in
