@@ -239,15 +239,35 @@ def test_killed_run_leaves_no_half_published_folder_and_is_recovered_as_failed(p
     assert verify(project).intact
 
 
-def test_sigterm_during_execution_publishes_a_failed_run(project):
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_sigterm_or_ctrl_c_during_execution_publishes_a_failed_run_naming_it(project, name):
     _sleepy(project)
     process = _start_run_and_wait_for_kernel(project)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(getattr(signal, name))
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 5, stderr
     folder = published_runs(project)[0]
-    assert read_json(folder / "run.json")["status"] == "FAILED"
+    record = read_json(folder / "run.json")
+    assert record["status"] == "FAILED" and record["errors"] == [f"interrupted ({name}) while the kernel was running"]
     assert verify(project).intact
+
+
+def test_ctrl_c_while_the_gate_still_checks_publishes_a_failed_run_naming_it(frozen_project):
+    from impactbook.faults import FAULT_ENV
+
+    process = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN], cwd=frozen_project.root,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, FAULT_ENV: "sleep=60@gates.checked"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(frozen_project.staging_dir.glob("2*")):
+        time.sleep(0.1)
+    time.sleep(5)  # the kernel is up; the run waits for its gate
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 5, stderr
+    record = read_json(published_runs(frozen_project)[0] / "run.json")
+    [error] = record["errors"]
+    assert record["status"] == "FAILED" and error.startswith("interrupted") and "(SIGINT)" in error, error
 
 
 def test_window_before_freeze_runs_but_every_verdict_is_deviated(tmp_path):

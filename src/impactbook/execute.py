@@ -374,8 +374,8 @@ def execute_template(project: Project, template: Path, output: Path, parameters:
         raise exc.error from None
     except PapermillExecutionError as exc:
         error = f"cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
-    except KeyboardInterrupt:
-        error, interrupted = "interrupted (SIGINT/SIGTERM) while the kernel was running", True
+    except KeyboardInterrupt as exc:  # (its text: the signal that sigterm_as_interrupt turned into it)
+        error, interrupted = f"interrupted ({str(exc) or 'SIGINT'}) while the kernel was running", True
     except Exception as exc:  # kernel death, timeout, bad notebook: all end as a FAILED run, never lost
         error = f"{type(exc).__name__}: {exc}".strip()
     finally:

@@ -141,7 +141,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """CI cancels with SIGTERM; turn it into KeyboardInterrupt so a run is still published as FAILED (and a
     batch stops its runs that way)."""
     def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise KeyboardInterrupt(signal.Signals(signum).name)
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread

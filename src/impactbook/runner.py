@@ -249,7 +249,7 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
                 status, gate = Status.INADMISSIBLE, gate.with_inadmissible(mismatch)
     except KeyboardInterrupt as exc:
         gate, status, scraps, execution = GateReport(), Status.FAILED, {}, None
-        errors = [f"interrupted before the run finished ({exc or 'SIGINT'})"]
+        errors = [f"interrupted before the run finished ({str(exc) or 'SIGINT'})"]
     finally:
         if kernel is not None:
             kernel.release()  # (one never adopted: something failed before the kernel was needed)

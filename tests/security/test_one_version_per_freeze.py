@@ -30,7 +30,7 @@ def test_concurrent_amendments_each_get_their_own_version(project):
     edit_yaml(project.root / PLAN, (("alpha",), 0.01))
     results = _together(project, *[("plan", "amend", PLAN, "--reason", f"stricter alpha ({n})") for n in range(8)])
     assert sum(code == 0 for code, _ in results) == 1, "the same change is one amendment"
-    assert all("unchanged since version 2" in err for code, err in results if code != 0)
+    assert all("unchanged since version 2" in err for code, err in results if code != 0), results
     versions = [e["version"] for e in Ledger(project.ledger_path).entries() if e["kind"] in ("freeze", "amend")]
     assert versions == [1, 2]
 
