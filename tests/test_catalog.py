@@ -124,3 +124,27 @@ def test_an_edited_catalog_keeps_its_permissions(project):
     (project.root / "data/extra.csv").write_text("a\n1\n")
     Catalog.load(project).pin_dataset("extra", project.root / "data/extra.csv")
     assert "extra:" in catalog.read_text() and catalog.stat().st_mode & 0o777 == 0o640
+
+
+def test_an_empty_or_truncated_file_is_refused_and_one_without_rows_is_pinned_with_a_warning(project):
+    import json
+
+    import duckdb
+    from conftest import cli
+
+    data = project.root / "data"
+    (data / "empty.csv").write_bytes(b"")
+    source = (data / "demo_experiment.csv").read_text()
+    duckdb.sql(f"COPY (SELECT * FROM read_csv('{data / 'demo_experiment.csv'}')) TO '{data / 'whole.parquet'}'")
+    (data / "cut.parquet").write_bytes((data / "whole.parquet").read_bytes()[:-100])  # a copy that stopped short
+    (data / "header.csv").write_text(source.splitlines()[0] + "\n")
+    ledger = project.ledger_path.read_bytes()
+    empty = cli(project, "dataset", "add", "empty", "data/empty.csv")
+    assert empty.returncode == 1 and "data/empty.csv is empty (0 bytes)" in empty.stderr, empty.stderr
+    cut = cli(project, "dataset", "add", "cut", "data/cut.parquet")
+    assert cut.returncode == 1 and "data/cut.parquet cannot be read as parquet (" in cut.stderr, cut.stderr
+    assert project.ledger_path.read_bytes() == ledger and "cut:" not in project.catalog_path.read_text()
+    header = cli(project, "dataset", "add", "header", "data/header.csv", "--json")
+    assert header.returncode == 0 and "warning: data/header.csv has no rows" in header.stderr
+    assert json.loads(header.stdout)["warnings"] == [header.stderr.strip()]
+    assert cli(project, "dataset", "add", "whole", "data/whole.parquet").stderr == ""

@@ -12,7 +12,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from urllib.parse import parse_qs, urlsplit
 
@@ -157,7 +157,8 @@ class Catalog:
 
     def pin_dataset(self, name: str, path: Path, contract: Contract | None = None, *, replace: bool = False,
                     reason: str | None = None, by: str | None = None, allow_outside: bool = False,
-                    synthetic: bool | None = None, snapshot: Any = None) -> DatasetEntry:
+                    synthetic: bool | None = None, snapshot: Any = None,
+                    note: Callable[[str], None] = lambda message: None) -> DatasetEntry:
         """Pin a dataset: uri, sha256, size and contract, keeping comments elsewhere. Every pin is a ledger
         event; replacing an existing one needs `replace` and a reason (pins change only on purpose).
         Re-pinning without a contract keeps the one already there (and likewise the synthetic flag).
@@ -183,6 +184,9 @@ class Catalog:
                                    hint="copy it into the project (e.g. data/), or pass --allow-outside to pin a "
                                         "path that other machines will not have")
             digest, size = sha256_file(path), path.stat().st_size
+            empty = _without_rows(path, name, uri)
+            if empty:
+                note(empty)
         old = self.model.datasets.get(name)
         if old is not None and old.sha256 != digest:
             if not replace:
@@ -256,6 +260,29 @@ class Catalog:
         buffer = io.StringIO()
         round_trip().dump(self.document, buffer)
         rewrite_text(self.project.catalog_path, buffer.getvalue())
+
+
+def _without_rows(path: Path, name: str, uri: str) -> str | None:
+    """A file that is no table is refused before it is pinned (an empty or truncated file would pin for
+    good and fail every run); one without rows is pinned with a warning (an empty table is a table)."""
+    import duckdb
+
+    from .sqlengine import locked_connection, source_sql
+
+    field, kind = f"datasets.{name}.uri", "parquet" if path.suffix == ".parquet" else "csv"
+    if path.stat().st_size == 0:
+        raise CatalogError(f"{uri} is empty (0 bytes): there is nothing to pin", field=field)
+    connection = locked_connection([path])
+    try:
+        rows = connection.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {source_sql(path, kind)} LIMIT 1)").fetchone()
+    except duckdb.Error as exc:
+        raise CatalogError(f"{uri} cannot be read as {kind} ({str(exc).splitlines()[0][:300]})", field=field,
+                           hint="is the file complete? pin it once it is written") from None
+    finally:
+        connection.close()
+    if rows and rows[0]:
+        return None
+    return f"warning: {uri} has no rows; runs on this pin are INADMISSIBLE (pin the data once it has rows)"
 
 
 def _remote_pin(url: str, name: str) -> tuple[str, int]:

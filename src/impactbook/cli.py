@@ -305,11 +305,14 @@ def dataset_add(name: str, path: str,
         snapshot = table_snapshot(path)
     # s3://bucket/key and postgresql://...#table are pinned where they are
     where = path if remote_url(path) or snapshot else Path(path).absolute()
+    warnings: list[str] = []
     entry = Catalog.load(project).pin_dataset(name, where, load_contract(contract) if contract else None,
                                               replace=replace, reason=reason, by=by, allow_outside=allow_outside,
-                                              synthetic=synthetic, snapshot=snapshot)
+                                              synthetic=synthetic, snapshot=snapshot, note=warnings.append)
+    for warning in warnings:
+        err.print(warning, markup=False)
     if as_json:
-        _emit({"name": name, **entry.model_dump(mode="json")})
+        _emit({"name": name, **entry.model_dump(mode="json"), "warnings": warnings})
     else:
         size = f"{snapshot.rows:,} rows, snapshot hashed in the database" if snapshot else f"{entry.size:,} bytes"
         out.print(f"pinned {name}: {entry.uri} sha256 {entry.sha256} ({size})"
