@@ -7,6 +7,8 @@ import datetime as dt
 import json
 import subprocess
 
+import pytest
+
 from impactbook.catalog import Catalog
 from impactbook.freezing import freeze_plan
 from impactbook.record import Action, Status, Verdict
@@ -138,3 +140,18 @@ def test_a_rewritten_ledger_is_caught_against_a_file_anchor(frozen_project, tmp_
     assert cli(frozen_project, "verify").returncode == 0, "the chain itself is consistent again"
     done = cli(frozen_project, "verify", "--anchor", str(anchors))
     assert done.returncode == 3 and f"rewritten — entry {len(entries)} no longer has the hash anchored by" in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "binary"])
+def test_an_anchor_that_is_not_an_anchor_file_is_named(frozen_project, tmp_path, kind):
+    given = tmp_path / "anchors.jsonl"
+    if kind == "folder":
+        given.mkdir()
+    elif kind == "binary":
+        given.write_bytes(b"\xff\xfe\x00garbage\x80")
+    done = cli(frozen_project, "verify", "--anchor", str(given))
+    expected = {"missing": f"error: --anchor: anchor file {given} does not exist",
+                "folder": f"error: --anchor: {given} is not a file",
+                "binary": f"error: {given}: is not UTF-8 text; it is not an anchor file"}[kind]
+    assert done.returncode == 1 and expected in done.stderr, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr

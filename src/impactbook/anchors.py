@@ -79,11 +79,29 @@ def git_anchors(project: Project) -> list[Anchor]:
     return found
 
 
+MAX_ANCHOR_FILE_BYTES = 64 << 20  # a line per anchor: a million anchors fit
+
+
 def file_anchors(path: Path) -> list[Anchor]:
-    if not path.is_file():
-        raise ImpactbookError(f"anchor file {path} does not exist", field="--anchor")
+    from .durable import read_regular
+
+    try:
+        raw = read_regular(path, MAX_ANCHOR_FILE_BYTES + 1)
+    except OSError as exc:
+        reason = "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"
+        raise ImpactbookError(f"anchor file {path} {reason}", field="--anchor") from None
+    if raw is None:
+        raise ImpactbookError(f"{path} is not a file; --anchor takes a file written by `impactbook ledger anchor "
+                              "--file`", field="--anchor")
+    if len(raw) > MAX_ANCHOR_FILE_BYTES:
+        raise ImpactbookError(f"is larger than {MAX_ANCHOR_FILE_BYTES:,} bytes; it is not an anchor file",
+                              where=str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ImpactbookError("is not UTF-8 text; it is not an anchor file", where=str(path)) from None
     found = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 value = json.loads(line)

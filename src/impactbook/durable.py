@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,6 +50,19 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = True, mode: int | None 
         if isinstance(exc, OSError) and not exc.filename:  # a failed write() names no file: name it
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def read_regular(path: Path, limit: int) -> bytes | None:
+    """At most `limit` bytes of `path`, or None when it is not a regular file; opened without blocking, so a
+    FIFO with no writer does not hang the open."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(limit)
+    finally:
+        os.close(fd)
 
 
 def write_text(path: Path, text: str, *, sync: bool = True) -> None:

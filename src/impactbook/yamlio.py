@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -11,6 +9,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .durable import read_regular
 
 
 MAX_FILE_BYTES = 1 << 20
@@ -45,7 +45,7 @@ def load_yaml(path: Path, error: type[Exception], shown: str, max_bytes: int = M
     size, and so is what they expand to (a few nested aliases can stand for gigabytes) and how deep they
     nest. Only regular files are read: a FIFO or a device (/dev/zero) would never end."""
     try:
-        raw = _read_regular(path, max_bytes + 1)
+        raw = read_regular(path, max_bytes + 1)
     except OSError as exc:
         raise error(f"cannot read file: {exc.strerror}", where=shown) from exc
     if raw is None:
@@ -74,19 +74,6 @@ def load_yaml(path: Path, error: type[Exception], shown: str, max_bytes: int = M
     if _deeper_than(data, MAX_DEPTH):
         raise error(f"nests more than {MAX_DEPTH} levels deep", where=shown)
     return data
-
-
-def _read_regular(path: Path, limit: int) -> bytes | None:
-    """At most `limit` bytes of `path`, or None when it is not a regular file; opened without blocking, so a
-    FIFO with no writer does not hang the open."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read(limit)
-    finally:
-        os.close(fd)
 
 
 def _deeper_than(data: Any, limit: int) -> bool:
