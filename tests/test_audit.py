@@ -156,3 +156,20 @@ def test_a_run_publishing_right_now_is_in_progress_not_a_problem(frozen_project)
         publishing.wait(timeout=120)
     assert cli(frozen_project, "runs", "list").returncode == 0
     assert verify(frozen_project).intact and Ledger(frozen_project.ledger_path).runs().keys() == {folder.name}
+
+
+def test_a_run_killed_after_publishing_is_said_to_be_finished_by_the_next_command(frozen_project):
+    """Killed between its rename and its ledger entry (its publishing mark is there): verify names it once,
+    saying the next command records it, and does not also list it as missing from the index."""
+    from conftest import PLAN
+    from impactbook.faults import FAULT_ENV
+
+    killed = cli(frozen_project, "run", PLAN, env={FAULT_ENV: "kill@publish.renamed"})
+    assert killed.returncode == -9, killed.stderr
+    [folder] = list(frozen_project.runs_dir.glob("2*"))
+    report = verify(frozen_project)
+    assert report.problems == [f"runs/{folder.name}: not recorded in the ledger yet: its run was stopped after it "
+                               "was published, before its ledger entry; the next impactbook command (e.g. "
+                               "`impactbook runs list`) appends the entry and indexes it"], report.problems
+    assert cli(frozen_project, "runs", "list").returncode == 0
+    assert verify(frozen_project).intact and folder.name in Ledger(frozen_project.ledger_path).runs()

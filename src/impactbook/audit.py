@@ -18,7 +18,7 @@ from .ledger import Ledger, PlanVersion, chain_problems, frozen_versions
 from .project import Project
 from .publication import DAMAGED
 from .record import GATE_EXIT, Action, RunRecord
-from .store import SUMS, artifact_problems, hidden_stagings, published_runs, staged_runs
+from .store import SUMS, artifact_problems, hidden_stagings, published_runs, publishing_mark, staged_runs
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,10 @@ def run_problems(project: Project, folder: Path, entry: dict[str, Any] | None, f
     problems = [f"{shown}/{p}" for p in artifact_problems(folder, kept)]
     name = folder.name
     if entry is None:
+        if publishing_mark(project.staging_dir, name).exists():  # killed between its rename and its entry
+            return problems + [f"{shown}/{name}: not recorded in the ledger yet: its run was stopped after it was "
+                               "published, before its ledger entry; the next impactbook command (e.g. `impactbook "
+                               "runs list`) appends the entry and indexes it"]
         return problems + [f"{shown}/{name}: not recorded in the ledger"]
     if (entry.get("plan_id"), entry.get("plan_version"), entry.get("plan_hash")) not in frozen:
         problems.append(f"{shown}/{name}: ran plan {entry.get('plan_id')} version {entry.get('plan_version')} "
@@ -126,7 +130,10 @@ def verify(project: Project, runs: list[str] | None = None, anchor_files: list[P
             problems += [f"{shown}/{name}: ledger records this run but its folder is missing"
                          for name in sorted(set(ledger_runs) - set(folders))]
         problems += _staging_problems(project, in_progress)
-        problems += _index_problems(project, (set(folders) | stored) - publishing, ledger_runs, publishing)
+        unledgered = {name for name in folders if name not in ledger_runs  # (said once, by run_problems)
+                      and publishing_mark(project.staging_dir, name).exists()}
+        problems += _index_problems(project, (set(folders) | stored) - publishing - unledgered, ledger_runs,
+                                    publishing | unledgered)
     frozen = frozen_versions(entries)
     for name in chosen:
         if name in folders and name not in publishing:

@@ -83,8 +83,8 @@ def failure(exit_code: int, stderr: str) -> str:
             name = signal.Signals(-exit_code).name
         except ValueError:
             name = f"signal {-exit_code}"
-        return (f"its process was killed by {name} before it reported; a run it had begun is recovered as FAILED "
-                "by the next impactbook command")
+        return (f"its process was killed by {name} before it reported; the next impactbook command finishes a run "
+                "it had begun (as FAILED, or with its result if it was already published)")
     return (stderr.strip().splitlines() or [f"exit code {exit_code}, no output"])[-1]
 
 
