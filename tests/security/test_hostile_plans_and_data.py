@@ -76,10 +76,7 @@ def test_a_plan_nested_thousands_deep_is_refused_naming_the_file(project):
     (("parameters",), {"knob": float("nan")}, "knob is nan; parameters must be finite numbers"),
 ])
 def test_values_the_analysis_cannot_use_are_refused_naming_the_field(project, field, value, message):
-    edit_yaml(project.root / PLAN, (field, value))
-    with pytest.raises(PlanError) as refused:
-        freeze_plan(project, PLAN)
-    assert message in str(refused.value) and "plans/example.yaml:" in str(refused.value), str(refused.value)
+    _refused_naming_the_field(project, field, value, message)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -90,10 +87,7 @@ def test_values_the_analysis_cannot_use_are_refused_naming_the_field(project, fi
     (("segments", "min_size"), 100.5, "segments.min_size: Input should be a valid integer"),
 ])
 def test_a_value_of_the_wrong_type_is_refused_not_coerced(project, field, value, message):
-    edit_yaml(project.root / PLAN, (field, value))
-    with pytest.raises(PlanError) as refused:
-        freeze_plan(project, PLAN)
-    assert message in str(refused.value) and "plans/example.yaml:" in str(refused.value), str(refused.value)
+    _refused_naming_the_field(project, field, value, message)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -102,12 +96,7 @@ def test_a_value_of_the_wrong_type_is_refused_not_coerced(project, field, value,
     (("inputs",), {"1st": "demo_experiment"}, "inputs: '1st' is not a Python variable name"),
 ])
 def test_a_name_the_template_cannot_receive_as_a_variable_is_refused(project, field, value, message):
-    edit_yaml(project.root / PLAN, (field, value))
-    before = project.ledger_path.read_bytes()
-    with pytest.raises(PlanError) as refused:
-        freeze_plan(project, PLAN)
-    assert message in str(refused.value), str(refused.value)
-    assert project.ledger_path.read_bytes() == before
+    _refused_naming_the_field(project, field, value, message)
 
 
 def test_a_quoted_window_date_is_still_a_date(project):
@@ -224,3 +213,14 @@ def test_a_pin_is_not_replaced_silently(project):
     pin = [e for e in Ledger(project.ledger_path).entries() if e["kind"] == "pin"][-1]
     assert pin["dataset"] == "demo_experiment" and pin["reason"] == "one late row" and pin["by"] == "ana"
     assert pin["replaces"] and pin["replaces"] != pin["sha256"]
+
+
+def _refused_naming_the_field(project, field, value, message):
+    """The plan with `field` set to `value` is refused at freezing, the message naming the file and field,
+    and nothing reaches the ledger."""
+    edit_yaml(project.root / PLAN, (field, value))
+    before = project.ledger_path.read_bytes()
+    with pytest.raises(PlanError) as refused:
+        freeze_plan(project, PLAN)
+    assert message in str(refused.value) and "plans/example.yaml:" in str(refused.value), str(refused.value)
+    assert project.ledger_path.read_bytes() == before
