@@ -7,6 +7,7 @@ import pytest
 from impactbook.catalog import Catalog
 from impactbook.errors import CatalogError
 from impactbook.hashing import sha256_file
+from impactbook.index import INDEX_ENV, open_index
 
 
 def test_pin_keeps_comments_and_order(project):
@@ -65,11 +66,49 @@ def test_a_sqlite_index_setting_outside_runs_is_refused_and_the_file_is_untouche
     precious = tmp_path / "precious.txt"
     precious.write_text("precious\n")
     project.catalog_path.write_text(project.catalog_path.read_text() + f"settings:\n  index: sqlite://{precious}\n")
-    with pytest.raises(ProjectError, match=r"catalog.yaml: settings.index .* is outside the project's runs/ folder"):
+    with pytest.raises(ProjectError, match=r"catalog.yaml: settings.index .* is not a file directly in the project's runs/ folder"):
         open_index(project).rows()
     assert precious.read_text() == "precious\n" and not precious.with_name("precious.txt.lock").exists()
     monkeypatch.setenv(INDEX_ENV, f"sqlite://{tmp_path / 'mine.sqlite'}")  # this machine's own choice: allowed
     assert open_index(project).rows() == []
+
+
+@pytest.mark.parametrize("where", ["ledger", "sub-folder", "environment"])
+def test_an_index_url_naming_a_file_that_is_not_sqlite_neither_uses_nor_replaces_it(project, monkeypatch, tmp_path,
+                                                                                  where):
+    """A rebuild replaces the index's file whole: `settings.index: sqlite://…/runs/ledger.jsonl` made every
+    command turn the ledger into a database (and $IMPACTBOOK_INDEX any file of the user's)."""
+    from impactbook.errors import ProjectError
+    from conftest import cli
+
+    monkeypatch.delenv(INDEX_ENV, raising=False)
+    target = {"ledger": project.ledger_path, "sub-folder": project.runs_dir / "idx" / "index.sqlite",
+              "environment": tmp_path / "notes.txt"}[where]
+    if where == "environment":
+        target.write_text("my notes\n")
+        monkeypatch.setenv(INDEX_ENV, f"sqlite://{target}")
+    else:
+        project.catalog_path.write_text(project.catalog_path.read_text() + f"settings:\n  index: sqlite://{target}\n")
+    before = target.read_bytes() if target.exists() else None
+    done = cli(project, "runs", "list", "--json")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    expected = ("is not a file directly in the project's runs/ folder" if where == "sub-folder"
+                else f"error: {target}: is not a SQLite database, so impactbook neither uses it as the run index")
+    assert expected in done.stderr, done.stderr
+    assert (target.read_bytes() if target.exists() else None) == before
+    assert not (project.runs_dir / "idx").exists()
+    with pytest.raises(ProjectError):
+        open_index(project).replace_all([])
+    assert (target.read_bytes() if target.exists() else None) == before
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///tmp/"])
+def test_a_sqlite_index_url_without_a_file_name_is_refused(project, monkeypatch, url):
+    from conftest import cli
+
+    monkeypatch.setenv(INDEX_ENV, url)
+    done = cli(project, "runs", "list")
+    assert done.returncode == 1 and f"the SQLite index URL {url!r} names no file" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("setting, expected", [

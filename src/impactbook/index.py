@@ -41,9 +41,9 @@ def index_url(project: Project) -> str:
         # catalog.yaml comes with the project (a pull request can change it): its SQLite file stays in runs/,
         # where a rebuild may replace it, never a file of the user's elsewhere
         path = Path(unquote(urlsplit(url).path))
-        if not path.resolve().is_relative_to(project.runs_dir.resolve()):
-            raise ProjectError(f"{project.relative(project.catalog_path)}: settings.index {url!r} is outside the "
-                               f"project's {project.relative(project.runs_dir)}/ folder",
+        if path.resolve().parent != project.runs_dir.resolve():  # (a sub-folder of runs/ would pass for a run)
+            raise ProjectError(f"{project.relative(project.catalog_path)}: settings.index {url!r} is not a file "
+                               f"directly in the project's {project.relative(project.runs_dir)}/ folder",
                                hint=f"remove it (default: {project.relative(project.index_path)}), or set {INDEX_ENV} "
                                     "on this machine")
     return url or "sqlite://" + quote(str(project.index_path.resolve()))

@@ -58,6 +58,12 @@ class IndexOfAnotherProject(ProjectError):
     command would remove the other project's rows as runs without folders, and a rebuild would replace them."""
 
 
+class NotAnIndexFile(ProjectError):
+    """The SQLite index's URL names something that is not a SQLite file (the ledger, a folder, a user's notes:
+    a mistyped or hostile setting). A rebuild replaces the index's file whole, so it is neither used nor
+    replaced."""
+
+
 def check_schema(found: int, where: str, undo: str) -> None:
     """Refuse an index of another schema version: a newer one by name (`undo`: how to start it over
     deliberately), an older or unknown one as IndexUnusable (rebuilt by the next command)."""

@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
-from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, IndexUnusable, Row, check_schema
+from ..durable import read_regular
+from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, IndexUnusable, NotAnIndexFile, Row, check_schema
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+INDEX_SETTINGS = "$IMPACTBOOK_INDEX and catalog.yaml's settings.index"
 
 
 @dataclass
@@ -23,7 +28,11 @@ class SqliteIndexStore(IndexStore):
     @classmethod
     def from_url(cls, url: str) -> "SqliteIndexStore":
         """`sqlite:///abs/path.sqlite` (three slashes and an absolute path)."""
-        return cls(Path(unquote(urlsplit(url).path)))
+        path = unquote(urlsplit(url).path)
+        if not path.startswith("/") or path.endswith("/") or not Path(path).name:
+            raise NotAnIndexFile(f"the SQLite index URL {url!r} names no file: it takes an absolute path, "
+                                 "sqlite:///abs/path/index.sqlite", hint=f"check {INDEX_SETTINGS}")
+        return cls(Path(path))
 
     @property
     def where(self) -> str:
@@ -33,7 +42,23 @@ class SqliteIndexStore(IndexStore):
     def start_over(self) -> str:
         return f"delete {self.path.name}"
 
+    def _refuse_a_foreign_file(self) -> None:
+        """Only a missing file, an empty one or a SQLite database may be the index (and so be replaced by a
+        rebuild); anything else is refused by name, read 16 bytes at a time."""
+        try:
+            head = read_regular(self.path, len(SQLITE_HEADER))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise NotAnIndexFile(f"cannot be read as the run index ({exc.strerror})", where=self.where,
+                                 hint=f"check its permissions, or {INDEX_SETTINGS}") from None
+        if head is None or (head and head != SQLITE_HEADER):
+            kind = "not a file" if head is None else "not a SQLite database"
+            raise NotAnIndexFile(f"is {kind}, so impactbook neither uses it as the run index nor replaces it",
+                                 where=self.where, hint=f"check {INDEX_SETTINGS} (default: runs/index.sqlite)")
+
     def _connect(self) -> sqlite3.Connection:
+        self._refuse_a_foreign_file()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             connection = sqlite3.connect(self.path, timeout=30)
@@ -71,6 +96,7 @@ class SqliteIndexStore(IndexStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            self._refuse_a_foreign_file()
             self._refuse_a_newer_schema()
             fresh = SqliteIndexStore(self.path.with_name(f".{self.path.name}.{os.getpid()}."
                                                          f"{secrets.token_hex(4)}.rebuild"))
