@@ -66,7 +66,8 @@ def test_a_sqlite_index_setting_outside_runs_is_refused_and_the_file_is_untouche
     precious = tmp_path / "precious.txt"
     precious.write_text("precious\n")
     project.catalog_path.write_text(project.catalog_path.read_text() + f"settings:\n  index: sqlite://{precious}\n")
-    with pytest.raises(ProjectError, match=r"catalog.yaml: settings.index .* is not a file directly in the project's runs/ folder"):
+    refused = r"catalog.yaml: settings.index .* is not a file directly in the project's runs/ folder"
+    with pytest.raises(ProjectError, match=refused):
         open_index(project).rows()
     assert precious.read_text() == "precious\n" and not precious.with_name("precious.txt.lock").exists()
     monkeypatch.setenv(INDEX_ENV, f"sqlite://{tmp_path / 'mine.sqlite'}")  # this machine's own choice: allowed
