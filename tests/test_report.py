@@ -40,3 +40,15 @@ def test_report_command_rerenders_outside_the_immutable_folder(frozen_project):
     assert path.endswith(f"runs/.reports/{outcome.record.run_id}.html")
     assert "Decision: SHIP" in open(path).read()
     assert cli(frozen_project, "verify").returncode == 0
+    for wrong, said in (("runs/ledger.jsonl", "does not end in .html"), ("catalog.yaml", "does not end in .html"),
+                        ("plans/example.yaml", "does not end in .html"), ("runs/x.html", "inside the project's runs/"),
+                        ("templates/x.html", "inside the project's templates/"), ("plans", "is a folder")):
+        before = {p: p.read_bytes() for p in frozen_project.root.rglob("*") if p.is_file()}
+        refused = cli(frozen_project, "report", "latest", "--out", wrong)
+        assert refused.returncode == 1 and f"error: {wrong}: {said}" in refused.stderr, (wrong, refused.stderr)
+        assert {p: p.read_bytes() for p in frozen_project.root.rglob("*") if p.is_file()} == before, wrong
+    (frozen_project.root / "link.html").symlink_to(frozen_project.ledger_path)
+    assert "does not end in .html" in cli(frozen_project, "report", "latest", "--out", "link.html").stderr
+    elsewhere = cli(frozen_project, "report", "latest", "--out", "shared/report.html")
+    assert elsewhere.returncode == 0 and "Decision: SHIP" in (frozen_project.root / "shared/report.html").read_text()
+    assert cli(frozen_project, "verify").returncode == 0

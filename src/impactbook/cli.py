@@ -523,7 +523,7 @@ def report(run: str = typer.Argument(..., help="Run id, unique prefix, or 'lates
     project = _project(project_dir)
     record, folder = _record(project, run)
     plan = plan_from_canonical(json.loads((folder / "plan.json").read_text(encoding="utf-8")))
-    target = output or project.rendered_dir / f"{record.run_id}.html"
+    target = _report_target(project, output) if output else project.rendered_dir / f"{record.run_id}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     from .decisionlog import decisions_for
 
@@ -532,6 +532,24 @@ def report(run: str = typer.Argument(..., help="Run id, unique prefix, or 'lates
     print(render_report(record, plan, notebook if notebook.exists() else None, target,
                         decisions_for(project, record.run_id),
                         scraps.get("results") if isinstance(scraps.get("results"), list) else None))
+
+
+def _report_target(project: Project, output: Path) -> Path:
+    """`report --out` overwrites its file with HTML: only an .html file may be, and none of the project's own
+    folders (`--out runs/ledger.jsonl` replaced the ledger, `--out catalog.yaml` the catalog)."""
+    shown, hint = str(output), "give a file name ending in .html, e.g. --out report.html"
+    target = output if output.is_absolute() else Path.cwd() / output
+    if target.is_dir():
+        raise ImpactbookError("is a folder; --out takes the report's file name", where=shown, hint=hint)
+    resolved, root = target.resolve(), project.root.resolve()
+    if {target.suffix.lower(), resolved.suffix.lower()} - {".html", ".htm"}:  # (a link's target too)
+        raise ImpactbookError("does not end in .html; the report would overwrite it with HTML", where=shown,
+                              hint=hint)
+    for folder in (project.runs_dir.resolve(), root / "plans", root / "templates"):
+        if folder in resolved.parents and project.rendered_dir.resolve() not in resolved.parents:
+            raise ImpactbookError(f"inside the project's {folder.name}/ folder, which a report must not write "
+                                  "into", where=shown, hint=hint)
+    return target
 
 
 @app.command()
