@@ -173,3 +173,22 @@ def test_a_run_killed_after_publishing_is_said_to_be_finished_by_the_next_comman
                                "`impactbook runs list`) appends the entry and indexes it"], report.problems
     assert cli(frozen_project, "runs", "list").returncode == 0
     assert verify(frozen_project).intact and folder.name in Ledger(frozen_project.ledger_path).runs()
+
+
+def test_a_manifest_that_is_not_utf8_is_a_finding_not_a_crash(frozen_project):
+    """A SHA256SUMS rewritten with bytes that are not UTF-8 crashed verify, gate and the index rebuild with
+    UnicodeDecodeError, and then every command (the rebuild left the run out, and each command rebuilt)."""
+    outcome = run(frozen_project)
+    sums = outcome.folder / "SHA256SUMS"
+    os.chmod(outcome.folder, 0o755)
+    os.chmod(sums, 0o644)
+    sums.write_bytes(b"\xff\xfe x\n")
+    os.chmod(sums, 0o444)
+    os.chmod(outcome.folder, 0o555)
+    done = cli(frozen_project, "verify")
+    assert done.returncode == 3 and "SHA256SUMS: does not match the hash in ledger entry" in done.stdout, done
+    assert "run.json: not listed in SHA256SUMS" in done.stdout and "Traceback" not in done.stderr
+    assert cli(frozen_project, "gate", outcome.record.run_id).returncode == 3
+    rebuilt = cli(frozen_project, "index", "rebuild")
+    assert "its SHA256SUMS is not the one the ledger recorded" in rebuilt.stderr, rebuilt.stderr
+    assert cli(frozen_project, "runs", "list").returncode == 0

@@ -176,6 +176,8 @@ def store_problems(store: RunStore, ledger_runs: dict[str, dict[str, Any]], stor
         problems += [f"{store.where}/{run_id}/: objects without {SUMS}: its publication to the store was "
                      "interrupted, so it is not published; the next impactbook command where it ran finishes it"
                      for run_id in store.unfinished() if run_id not in ledger_runs]
+        problems += [f"{url}: an object outside every run's folder (its key has no run id); impactbook never "
+                     "writes one there" for url in store.strays()]
     return problems
 
 

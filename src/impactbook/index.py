@@ -97,7 +97,7 @@ def _unsealed_record(folder: Path, entry: dict[str, Any] | None) -> str | None:
         return f"{SUMS} is missing"
     if entry is not None and sha256_file(sums) != entry.get("sha256sums"):
         return f"its {SUMS} is not the one the ledger recorded"
-    recorded = parse_sums(sums.read_text(encoding="utf-8")).get("run.json")
+    recorded = parse_sums(sums.read_bytes()).get("run.json")
     if not (folder / "run.json").is_file() or sha256_file(folder / "run.json") != recorded:
         return f"run.json does not match {SUMS}"
     return None
@@ -118,7 +118,7 @@ def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunS
             try:
                 folders[run_id] = run_store.fetch(run_id, cache_dir(project))
             except (ProjectError, StorageError) as exc:
-                skipped(f"run {run_id} left out of the index: {exc} (run `impactbook verify`)")
+                skipped(f"run {run_id} left out of the index: {exc}" + ("" if exc.hint else " (run `impactbook verify`)"))
     rows = []
     for run_id, folder in sorted(folders.items()):
         if problem := _unsealed_record(folder, ledger_runs.get(run_id)):

@@ -358,3 +358,23 @@ def test_a_stored_run_whose_manifest_lists_no_record_is_left_out_of_a_rebuild(s3
     told: list[str] = []
     assert rebuild(s3_project, skipped=told.append) == 1
     assert len(told) == 1 and run_id in told[0] and "does not list run.json" in told[0]
+
+
+def test_a_stored_manifest_that_is_not_utf8_and_a_key_without_a_run_id_are_findings(s3_project, bucket):
+    """Objects anyone with bucket access can write: a SHA256SUMS of bytes that are not UTF-8 crashed verify and
+    the rebuild for every user of the store; `runs//SHA256SUMS` (an empty run id) stopped verify at a NoSuchKey."""
+    sound = run(s3_project)
+    client = boto3.client("s3")
+    client.put_object(Bucket=bucket, Key="runs/20991231T000000000003Z-evil-dddddd/SHA256SUMS", Body=b"\xff\xfe\n")
+    client.put_object(Bucket=bucket, Key="runs//SHA256SUMS", Body=b"abc  run.json\n")
+    client.put_object(Bucket=bucket, Key="runs//run.json", Body=b"{}")
+    problems = verify(s3_project).problems
+    assert f"s3://{bucket}/runs//SHA256SUMS: an object outside every run's folder (its key has no run id); " \
+           "impactbook never writes one there" in problems, problems
+    assert any("20991231T000000000003Z-evil-dddddd" in p for p in problems), problems
+    assert not any(sound.record.run_id in p for p in problems), problems
+    told: list[str] = []
+    _remove_local(sound.folder)
+    assert rebuild(s3_project, skipped=told.append) == 1
+    assert len(told) == 1 and "20991231T000000000003Z-evil-dddddd" in told[0], told
+    assert cli(s3_project, "runs", "list").returncode == 0

@@ -28,10 +28,11 @@ MANIFEST = "SHA256SUMS"
 CACHE_FOLDER = ".cache"  # under runs/: stored runs fetched for reading, one folder per run id and manifest
 
 
-def parse_sums(text: str) -> dict[str, str]:
-    """`sha256sum` lines (`<digest>  <name>`) as name -> digest."""
+def parse_sums(data: bytes) -> dict[str, str]:
+    """`sha256sum` lines (`<digest>  <name>`) as name -> digest. Bytes that are not UTF-8 (a manifest
+    tampered with) are read as U+FFFD: their names then match no file, which is how they are reported."""
     recorded = {}
-    for line in text.splitlines():
+    for line in data.decode("utf-8", "replace").splitlines():
         digest, _, name = line.partition("  ")
         recorded[name] = digest
     return recorded
@@ -74,7 +75,7 @@ def folder_problems(folder: Path, kept: dict[str, bytes] | None = None) -> list[
             return sha256_file(folder / name)
         kept[name] = (folder / name).read_bytes()
         return hashlib.sha256(kept[name]).hexdigest()
-    return manifest_problems(folder.name, parse_sums(sums.read_text(encoding="utf-8")), present, digest_of)
+    return manifest_problems(folder.name, parse_sums(sums.read_bytes()), present, digest_of)
 
 
 def _check_names(recorded: dict[str, str], shown: str) -> None:
@@ -120,6 +121,10 @@ class RunStore(ABC):
     def read(self, run_id: str, name: str) -> bytes:
         """One stored object's bytes."""
 
+    def strays(self) -> list[str]:
+        """Objects that belong to no run (a key with an empty run id, `runs//x`): reported, never read as a run."""
+        return []
+
     def manifest_sha256(self, run_id: str) -> str:
         return hashlib.sha256(self.read(run_id, MANIFEST)).hexdigest()
 
@@ -130,7 +135,7 @@ class RunStore(ABC):
         folder = cache / f"{run_id}-{hashlib.sha256(sums).hexdigest()[:16]}"
         if folder.is_dir() and not folder.stat().st_mode & stat.S_IWUSR:
             return folder
-        recorded = parse_sums(sums.decode("utf-8"))
+        recorded = parse_sums(sums)
         _check_names(recorded, self.key_url(run_id, MANIFEST))
         partial = cache / f".{folder.name}.{os.getpid()}.partial"
         partial.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from .. import faults
@@ -105,7 +105,7 @@ class S3RunStore(RunStore):
             raise StorageError(f"run {run_id} is already published in {self.where}; runs are never overwritten",
                                where=f"s3://{self.bucket}/{manifest_key}")
         sums = (folder / MANIFEST).read_bytes()
-        for name, digest in parse_sums(sums.decode("utf-8")).items():
+        for name, digest in parse_sums(sums).items():
             key = self._key(run_id, name)
             if not self._put_once(key, (folder / name).read_bytes()) and self._digest(key) != digest:
                 raise StorageError(f"run {run_id}: {name} already exists in the store with other content; "
@@ -132,13 +132,23 @@ class S3RunStore(RunStore):
         base = "/".join(p for p in (self.prefix, run_id) if p)
         start = f"{base}/" if base else ""
         found: dict[str, list[str]] = {}
+        for _, run, name in self._listing(start):
+            if run and name and not run.startswith("."):
+                found.setdefault(run, []).append(name)
+        return found
+
+    def _listing(self, start: str) -> Iterator[tuple[str, str, str]]:
+        """(key, run id, name) of each object under `start`; the run id is the key's first part below the prefix."""
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
             for item in page.get("Contents", []):
                 relative = item["Key"][len(self.prefix) + 1:] if self.prefix else item["Key"]
                 run, _, name = relative.partition("/")
-                if name and not run.startswith("."):
-                    found.setdefault(run, []).append(name)
-        return found
+                yield item["Key"], run, name
+
+    def strays(self) -> list[str]:
+        start = f"{self.prefix}/" if self.prefix else ""
+        return sorted(f"s3://{self.bucket}/{key}" for key, run, name in self._listing(start)
+                      if not run and name)  # runs//x: its run segment is empty
 
     def published(self) -> list[str]:
         return sorted(run for run, names in self._objects().items() if MANIFEST in names)
@@ -151,7 +161,7 @@ class S3RunStore(RunStore):
         present = self._objects(run_id).get(run_id, [])
         if MANIFEST not in present:
             return [f"{shown}/{MANIFEST}: missing (publication to the store was interrupted, or it was deleted)"]
-        recorded = parse_sums(self.read(run_id, MANIFEST).decode("utf-8"))
+        recorded = parse_sums(self.read(run_id, MANIFEST))
         return manifest_problems(shown, recorded, present, lambda name: self._digest(self._key(run_id, name)))
 
     def _body(self, key: str) -> Any:
