@@ -118,7 +118,8 @@ def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunS
             try:
                 folders[run_id] = run_store.fetch(run_id, cache_dir(project))
             except (ProjectError, StorageError) as exc:
-                skipped(f"run {run_id} left out of the index: {exc}" + ("" if exc.hint else " (run `impactbook verify`)"))
+                hint = "" if exc.hint else " (run `impactbook verify`)"
+                skipped(f"run {run_id} left out of the index: {exc}{hint}")
     rows = []
     for run_id, folder in sorted(folders.items()):
         if problem := _unsealed_record(folder, ledger_runs.get(run_id)):
