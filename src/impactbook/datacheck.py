@@ -276,10 +276,12 @@ def _check_rows(connection, item: ResolvedInput, plan: Plan | None, now: dt.date
         if column in types:
             problems += _duplicates(connection, typed, columns, column, f"datasets.{item.name}.contract.unique")
     arms, excluded = {}, {}
-    if role == "primary" and facts["rows"] and plan.randomized:
+    one_row_per_unit = plan is not None and (plan.randomized or plan.design.kind == "observational")
+    if role == "primary" and facts["rows"] and one_row_per_unit:
         if plan.design.unit in types and plan.design.unit not in (item.entry.contract.unique
                                                                   if item.entry.contract else []):
             problems += _duplicates(connection, typed, columns, plan.design.unit, "design.unit")
+    if role == "primary" and facts["rows"] and plan.randomized:
         if plan.design.variant_column in types:
             arms, excluded, arm_problems = _arms(connection, typed, plan, item)
             problems += arm_problems

@@ -246,3 +246,45 @@ def test_a_proportion_metrics_e_value_is_its_risk_ratios(tmp_path):
     assert complaints.e_value.estimate == pytest.approx(e_value((risk + complaints.primary.estimate) / risk), rel=1e-12)
     spend = next(m for m in analysis.metrics if m.metric.kind == "mean")
     assert "exp(0.91 d)" in spend.e_value.method
+
+
+def test_rows_dated_outside_the_window_are_left_out_and_counted(tmp_path):
+    """Rows dated before the window (outcomes that existed before the freeze) or after it changed the estimate
+    and were not counted anywhere: they are left out, as in every design, and counted in data_quality."""
+    import pandas as pd
+
+    from impactbook.designs.observational import analyse_file
+
+    path = _accounts(tmp_path)
+    inside = analyse_file(load_plan(_plan_file(tmp_path)), path, "csv")
+    frame = pd.read_csv(path)
+    early = frame.head(300).assign(account=lambda f: "early" + f.account, date=str(START - dt.timedelta(days=40)),
+                                   spend=lambda f: f.spend + 500 * f.opted_in)
+    late = frame.head(5).assign(account=lambda f: "late" + f.account, date=str(START + dt.timedelta(days=60)))
+    pd.concat([frame, early, late]).to_csv(tmp_path / "wider.csv", index=False)
+    wider = analyse_file(load_plan(_plan_file(tmp_path)), tmp_path / "wider.csv", "csv")
+    assert wider.metrics[0].primary.estimate == pytest.approx(inside.metrics[0].primary.estimate, rel=1e-12)
+    quality = wider.scraps()["data_quality"]
+    assert quality["rows_outside_window"] == 305 and quality["units"] == len(frame)
+    assert quality["notes"][0].startswith("305 rows dated outside the window")
+
+
+def test_a_unit_listed_twice_makes_the_run_inadmissible(tmp_path):
+    """One row per unit: 500 accounts listed twice with opposite flags ran COMPLETED and shipped."""
+    import pandas as pd
+
+    from impactbook.datacheck import check_input
+    from impactbook.catalog import DatasetEntry
+    from impactbook.hashing import sha256_file
+    from impactbook.inputs import ResolvedInput
+
+    path = _accounts(tmp_path)
+    frame = pd.read_csv(path)
+    twice = frame.head(500).assign(opted_in=lambda f: 1 - f.opted_in)
+    pd.concat([frame, twice]).to_csv(tmp_path / "twice.csv", index=False)
+    entry = DatasetEntry(uri="twice.csv", sha256=sha256_file(tmp_path / "twice.csv"), format="csv", contract=None)
+    plan = load_plan(_plan_file(tmp_path))
+    facts = check_input(ResolvedInput("accounts", "accounts", entry, tmp_path / "twice.csv"), plan,
+                        dt.datetime.now(dt.timezone.utc), "primary")
+    assert any(p.startswith("design.unit: fails unique (column 'account': 500 values repeat, 500 extra rows")
+               for p in facts.problems), facts.problems

@@ -25,6 +25,7 @@ from ..stats.matching import MatchedEstimate, match_att
 from ..stats.observational import EffectEstimate, PropensityScore, aipw, ipw, propensity_score
 from ..stats.sensitivity import EValue, RosenbaumSensitivity, e_value_difference, e_value_proportion, rosenbaum_bounds
 from ..stats.verdicts import non_inferiority, superiority_verdict
+from .aggregate import window_condition
 from .quasi_experimental import Diagnostic, column_kinds, corrected, flag_sql
 
 
@@ -51,6 +52,7 @@ class ObservationalAnalysis:
     units: int
     dropped_rows: int
     notes: list[str] = field(default_factory=list)
+    outside_window: int = 0
 
     def results(self) -> list[dict[str, Any]]:
         """The standard `results` rows: the plan's estimator's effect in the metric's units and relative to
@@ -101,7 +103,8 @@ class ObservationalAnalysis:
                                                   for b in item.rosenbaum.bounds] if item.rosenbaum else []}
                             for item in self.metrics],
             "data_quality": {"units": self.units, "treated_units": int(self.treated.sum()),
-                             "rows_without_flag_or_covariates": self.dropped_rows, "notes": self.notes},
+                             "rows_without_flag_or_covariates": self.dropped_rows,
+                             "rows_outside_window": self.outside_window, "notes": self.notes},
         }
 
 
@@ -124,22 +127,25 @@ def units_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
     covariates = ", ".join(f"CAST({quote(c)} AS DOUBLE) AS {quote('x_' + c)}" for c in spec.covariates)
     outcomes = ", ".join(f"CAST({quote(m.column)} AS DOUBLE) AS {quote('m_' + m.id)}" for m in plan.metrics)
     where = " AND ".join(f"{quote(c)} IS NOT NULL" for c in [spec.treatment, *spec.covariates])
-    return f"SELECT {flag}, {covariates}, {outcomes} FROM {source} WHERE {where}"
+    return f"SELECT {flag}, {covariates}, {outcomes} FROM {source} WHERE ({window_condition(plan)}) AND {where}"
 
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> ObservationalAnalysis:
-    """Read the plan's columns of the pinned file in DuckDB (locked to that file) and analyse them."""
+    """Read the plan's columns of the pinned file in DuckDB (locked to that file) and analyse them; rows dated
+    outside the preregistered window are left out and counted, as in every other design."""
     connection = locked_connection([path])
     source = source_sql(path, format)
+    inside = window_condition(plan)
     try:
         frame = connection.execute(units_sql(plan, source, column_kinds(connection, source))).df()
-        total, = connection.execute(f"SELECT COUNT(*) FROM {source}").fetchone()
+        total, outside = connection.execute(f"SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT ({inside}) OR ({inside}) "
+                                            f"IS NULL) FROM {source}").fetchone()
     finally:
         connection.close()
-    return analyse_units(plan, frame, int(total - len(frame)))
+    return analyse_units(plan, frame, int(total - outside - len(frame)), int(outside))
 
 
-def analyse_units(plan: Plan, frame, dropped_rows: int = 0) -> ObservationalAnalysis:
+def analyse_units(plan: Plan, frame, dropped_rows: int = 0, outside_window: int = 0) -> ObservationalAnalysis:
     """Every metric's estimates on the units (a DataFrame as `units_sql` returns it)."""
     spec = plan.design
     treated = frame["treated"].to_numpy(dtype=float)
@@ -161,7 +167,11 @@ def analyse_units(plan: Plan, frame, dropped_rows: int = 0) -> ObservationalAnal
         metric_score = score if present.all() else propensity_score(treated[present], score.design[present, 1:])
         judged.append(_judge(plan, metric, outcome[present], metric_score, balance, overlap))
     judged = corrected(plan, judged, lambda item: item.primary.p_value if item.primary is not None else None)
-    return ObservationalAnalysis(plan, judged, balance, score.score, treated, len(treated), dropped_rows, notes)
+    if outside_window:
+        notes.insert(0, f"{outside_window:,} rows dated outside the window ({plan.window.start} to "
+                        f"{plan.window.end}) are left out")
+    return ObservationalAnalysis(plan, judged, balance, score.score, treated, len(treated), dropped_rows, notes,
+                                 outside_window)
 
 
 def _balance_weights(plan: Plan, score: PropensityScore) -> tuple[np.ndarray, Diagnostic]:
