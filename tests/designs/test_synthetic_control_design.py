@@ -69,6 +69,18 @@ def test_a_known_effect_is_confirmed_with_the_placebo_rank(tmp_path):
     assert low <= conversion.result.estimate <= high
 
 
+def test_periods_after_the_window_are_left_out_and_counted(tmp_path):
+    """A panel running 60 days past a 14-day window was analysed whole: the post-period average included
+    outcomes the plan never preregistered."""
+    path = generate_states_data(tmp_path / "states.csv", START, 14)
+    longer = generate_states_data(tmp_path / "longer.csv", START, 60)
+    plan = load_plan(_plan_file(tmp_path))
+    within, beyond = analyse_file(plan, path, "csv"), analyse_file(plan, longer, "csv")
+    assert beyond.periods == within.periods and beyond.panel_rows == within.panel_rows
+    assert beyond.dropped_rows == len(pd.read_csv(longer)) - len(pd.read_csv(path)) > 0
+    assert pd.read_csv(longer).date.max() > str(plan.window.end)
+
+
 def test_no_effect_is_not_confirmed(tmp_path):
     path = generate_states_data(tmp_path / "null.csv", START, 14, effect=0.0)
     conversion = analyse_file(load_plan(_plan_file(tmp_path)), path, "csv").metrics[0]

@@ -128,12 +128,16 @@ def _relative_fit(result: SyntheticControlResult) -> float | None:
 
 
 def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
-    """One row per unit and period: each metric's mean (m_<id>) and each predictor column's (p_<index>)."""
+    """One row per unit and period: each metric's mean (m_<id>) and each predictor column's (p_<index>);
+    dated periods up to the end of the outcome window (later rows are left out and counted, as in ITS)."""
     spec = plan.design
     means = [f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics]
     means += [f"AVG(CAST({quote(p.column)} AS DOUBLE)) AS p_{i}" for i, p in enumerate(spec.predictors)]
-    return ({"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period_sql(quote(spec.time), kinds[spec.time])},
-            ", ".join(means), f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL")
+    period = period_sql(quote(spec.time), kinds[spec.time])
+    kept = f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL"
+    if isinstance(spec.intervention, dt.date):
+        kept += f" AND {period} <= {period_number(plan.window.end)}"
+    return {"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period}, ", ".join(means), kept
 
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> SyntheticControlAnalysis:
