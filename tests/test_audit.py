@@ -192,3 +192,26 @@ def test_a_manifest_that_is_not_utf8_is_a_finding_not_a_crash(frozen_project):
     rebuilt = cli(frozen_project, "index", "rebuild")
     assert "its SHA256SUMS is not the one the ledger recorded" in rebuilt.stderr, rebuilt.stderr
     assert cli(frozen_project, "runs", "list").returncode == 0
+
+
+def test_runs_show_and_report_say_that_a_tampered_run_does_not_verify(frozen_project):
+    """run.json edited to ship (folder made writable and sealed again): runs show and report showed it as
+    genuine with exit 0; only gate caught it."""
+    outcome = run(frozen_project)
+    run_id, record = outcome.record.run_id, outcome.folder / "run.json"
+    os.chmod(outcome.folder, 0o755)
+    _force_write(record, record.read_text().replace('"ship"', '"rollback"'))
+    os.chmod(record, 0o444)
+    os.chmod(outcome.folder, 0o555)
+    said = f"runs/{run_id}/run.json: content does not match SHA256SUMS"
+    shown = cli(frozen_project, "runs", "show", run_id)
+    assert shown.returncode == 3 and "does not verify, so what follows cannot be trusted" in shown.stderr
+    assert said in shown.stderr and "decision rollback" in shown.stdout
+    as_json = cli(frozen_project, "runs", "show", run_id, "--json")
+    summary = json.loads(as_json.stdout)
+    assert as_json.returncode == 3 and summary["verified"] is False and said in summary["problems"]
+    rendered = cli(frozen_project, "report", run_id)
+    assert rendered.returncode == 3, rendered.stderr
+    html = open(rendered.stdout.strip()).read()
+    assert "This run does not verify" in html and said in html
+    assert html.index("This run does not verify") < html.index("Decision: ROLLBACK")

@@ -57,6 +57,7 @@ def test_run_list_show_and_rebuild(project):
     assert result["run_id"] in latest.stdout and "runs 1-1 of 1" in latest.stderr
     shown = json.loads(cli(project, "runs", "show", result["run_id"], "--json").stdout)
     assert shown["plan"]["id"] == "example" and shown["environment"]["distributions"]["papermill"]
+    assert shown["verified"] is True and shown["problems"] == []
     human = cli(project, "runs", "show", "latest").stdout
     assert "decision ship" in human
     assert "indexed 1 runs" in cli(project, "index", "rebuild").stdout

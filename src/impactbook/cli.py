@@ -481,10 +481,14 @@ def _record(project: Project, run: str):
 @runs_app.command("show")
 def runs_show(run: str = typer.Argument(..., help="Run id, unique prefix, or 'latest'."),
               project_dir: Optional[Path] = PROJECT, as_json: bool = JSON) -> None:
-    """Everything recorded about one run (run.json)."""
-    record, folder = _record(_project(project_dir), run)
+    """Everything recorded about one run (run.json), checked first as `gate` checks it: exit 3 when it does not
+    verify (its problems are listed before it, and in --json as `problems`)."""
+    project = _project(project_dir)
+    record, folder = _record(project, run)
+    problems = _unverified(project, record.run_id)
     if as_json:
-        _emit(record.model_dump(mode="json"))
+        _emit({**record.model_dump(mode="json"), "verified": not problems, "problems": problems})
+        _exit_if_unverified(problems)
         return
     out.print(f"run {record.run_id} ({record.status.value}) in {folder}")
     out.print(f"plan {record.plan.id} v{record.plan.version} sha256 {record.plan.sha256[:16]}… frozen {record.plan.frozen_at}")
@@ -508,6 +512,25 @@ def runs_show(run: str = typer.Argument(..., help="Run id, unique prefix, or 'la
         took += f", {timings.execution_s}s in the kernel"
     out.print(f"python {environment.get('python', 'unrecorded')} on {environment.get('platform', 'unrecorded')}; "
               f"{took}", markup=False)
+    _exit_if_unverified(problems)
+
+
+def _unverified(project: Project, run_id: str) -> list[str]:
+    """Why a run does not verify (gate's checks: its files, the ledger chain, its ledger entry); said on
+    stderr at once, so a tampered run.json is never shown as genuine."""
+    from .audit import gate_check
+
+    problems = gate_check(project, run_id).problems
+    if problems:
+        err.print(f"{run_id}: does not verify, so what follows cannot be trusted:", markup=False)
+        for problem in problems:
+            err.print(f"  {problem}", markup=False)
+    return problems
+
+
+def _exit_if_unverified(problems: list[str]) -> None:
+    if problems:
+        raise typer.Exit(3)
 
 
 @app.command()
@@ -516,7 +539,8 @@ def report(run: str = typer.Argument(..., help="Run id, unique prefix, or 'lates
            project_dir: Optional[Path] = PROJECT) -> None:
     """Re-render a run's HTML report from its stored notebook and record; print its path.
 
-    The report stored inside the run folder is part of the immutable artifact and never rewritten."""
+    The report stored inside the run folder is part of the immutable artifact and never rewritten. A run that
+    does not verify is rendered under a banner saying so, and the command exits 3."""
     from .plan import plan_from_canonical
     from .report import render_report
 
@@ -529,9 +553,11 @@ def report(run: str = typer.Argument(..., help="Run id, unique prefix, or 'lates
 
     notebook = folder / "notebook.ipynb"
     scraps = json.loads((folder / "scraps.json").read_text(encoding="utf-8")) if (folder / "scraps.json").exists() else {}
+    problems = _unverified(project, record.run_id)
     print(render_report(record, plan, notebook if notebook.exists() else None, target,
                         decisions_for(project, record.run_id),
-                        scraps.get("results") if isinstance(scraps.get("results"), list) else None))
+                        scraps.get("results") if isinstance(scraps.get("results"), list) else None, problems))
+    _exit_if_unverified(problems)
 
 
 def _report_target(project: Project, output: Path) -> Path:

@@ -15,6 +15,12 @@ from .durable import write_text
 from .plan import Plan
 from .record import RunRecord
 
+RUN_ALERT = jinja2.Environment(autoescape=True).from_string("""
+<section class="ib-verify-failed" role="alert" style="font-family: system-ui, sans-serif; max-width: 72em;
+margin: 1em auto; border: 2px solid #cf222e; padding: .5em 1em;">
+<strong>This run does not verify: its numbers and decision cannot be trusted.</strong>
+<ul>{% for p in problems %}<li>{{ p }}</li>{% endfor %}</ul>
+<p>Run <code>impactbook verify</code> to see every problem.</p></section>""")  # (the site's run pages too)
 HEADER = jinja2.Environment(autoescape=True).from_string("""
 <style>
   .ib-summary th, .ib-summary td { padding: .25em .8em; text-align: left; border-bottom: 1px solid #d0d7de; vertical-align: top; }
@@ -119,11 +125,13 @@ def _count(value: Any) -> str:
 
 
 def render_report(record: RunRecord, plan: Plan, notebook: Path | None, output: Path,
-                  decisions: list[dict] | None = None, results: list[dict[str, Any]] | None = None) -> Path:
+                  decisions: list[dict] | None = None, results: list[dict[str, Any]] | None = None,
+                  problems: list[str] | None = None) -> Path:
     """Write the report; the notebook body (code hidden) follows the header when one was executed.
     `decisions`: human decisions recorded later in the ledger (re-rendered reports show them);
-    `results`: the template's results rows, for the effects in plain words and the units per metric."""
-    header = render_header(record, plan, decisions, results)
+    `results`: the template's results rows, for the effects in plain words and the units per metric;
+    `problems`: why the run does not verify, shown above everything (a re-rendered report of a tampered run)."""
+    header = (RUN_ALERT.render(problems=problems) if problems else "") + render_header(record, plan, decisions, results)
     if notebook is not None and notebook.exists():
         import nbformat
 

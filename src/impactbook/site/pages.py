@@ -21,7 +21,7 @@ from ..durable import write_bytes, write_text
 from ..errors import ImpactbookError
 from ..index import run_folder
 from ..project import Project
-from ..report import COLOURS, strip_scripts
+from ..report import COLOURS, RUN_ALERT, strip_scripts
 from .plots import TrendSpec
 from ..wording import describe_effect, percent
 
@@ -115,12 +115,6 @@ alpha {{ plan.alpha }}; multiple-testing correction {{ plan.correction.method }}
 RUN_NAV = PAGE.from_string("""
 <nav style="font-family: system-ui, sans-serif; max-width: 72em; margin: 1em auto;"><a href="../index.html">All plans and runs</a> &middot;
 <a href="../plans/{{ r.plan.id }}.html">Plan {{ r.plan.id }}</a></nav>""")
-RUN_ALERT = PAGE.from_string("""
-<section class="ib-verify-failed" role="alert" style="font-family: system-ui, sans-serif; max-width: 72em;
-margin: 1em auto; border: 2px solid #cf222e; padding: .5em 1em;">
-<strong>This run does not verify: its numbers and decision cannot be trusted.</strong>
-<ul>{% for p in problems %}<li>{{ p }}</li>{% endfor %}</ul>
-<p>Run <code>impactbook verify</code> to see every problem.</p></section>""")
 NOT_VERIFIED = ' <strong class="ib-not-verified">does not verify</strong>'
 RUN_EXTRA = PAGE.from_string("""
 <section class="ib-site" style="font-family: system-ui, sans-serif; max-width: 72em; margin: 1em auto;">
