@@ -128,6 +128,19 @@ def test_usage_mistakes_exit_2_with_the_usage_line_and_never_an_internal_error(p
         assert "internal error" not in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("args, field, said", [
+    (("runs", "show"), "run", "Missing argument 'run'"),
+    (("runs", "list", "--limit", "-1"), "--limit", "Invalid value for '--limit'"),
+    (("plan", "amend", PLAN), "--reason", "Missing option '--reason'"),
+    (("run",), None, "give a plan file"),
+])
+def test_with_json_a_usage_mistake_answers_on_stdout_too(project, args, field, said):
+    done = cli(project, *args, "--json")
+    answer = json.loads(done.stdout)
+    assert done.returncode == answer["exit_code"] == 2 and said in answer["error"], answer
+    assert answer["field"] == field and "Usage: impactbook" in done.stderr or field is None, (answer, done.stderr)
+
+
 def test_an_interrupt_while_the_cli_imports_is_one_line_and_exit_130(tmp_path):
     import subprocess
     import sys
@@ -170,3 +183,17 @@ def test_a_server_that_cannot_be_reached_is_named_not_an_internal_error(project)
     assert index.stderr.startswith("error: PostgreSQL could not be used (OperationalError")
     assert "hunter2" not in index.stderr
     assert "($IMPACTBOOK_INDEX or settings.index)" in index.stderr and len(index.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [("runs", "list", "--json"), ("run", PLAN, "--scheduler", "tcp://x:1", "--json")])
+def test_output_piped_into_a_reader_that_left_is_no_traceback(project, args):
+    """`impactbook … --json | head -1`: the reader closes the pipe; writing to it raised BrokenPipeError,
+    printed with a traceback (an error's JSON was written after the error line)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "impactbook", *args], cwd=project.root, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    child.stdout.close()  # before the command has printed anything
+    stderr = child.stderr.read()
+    assert child.wait(timeout=120) in (0, 1, 141) and "Traceback" not in stderr, stderr

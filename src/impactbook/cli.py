@@ -87,7 +87,15 @@ def _usage_error(message: str, command: str = "run") -> None:
 
 def _emit(value: Any) -> None:
     _state["emitted"] = True
-    out.print_json(json.dumps(value, default=str)) if sys.stdout.isatty() else print(json.dumps(value, default=str, indent=2))
+    try:
+        out.print_json(json.dumps(value, default=str)) if sys.stdout.isatty() else print(json.dumps(value, default=str, indent=2))
+    except BrokenPipeError:  # the reader left (`| head -1`): nothing more can reach it
+        _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null so the flush at exit cannot raise BrokenPipeError a second time."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _progress(message: str) -> None:
@@ -819,11 +827,18 @@ def main(argv: list[str] | None = None) -> None:
             print(exc.code, file=sys.stderr)
         elif code == 130 and _interrupt_behind(exc):  # typer turns an interrupt into a silent exit 130
             code = _fail(exc, "interrupted", 130)
+        elif _is_usage_error(exc.__context__) and _state.get("json") and not _state.get("emitted"):
+            _emit_usage_error(exc.__context__, code)  # typer printed it (usage, exit 2); automation reads stdout
     except ImpactbookError as exc:
         code = _fail(exc, str(exc), exc.exit_code)
     except click.ClickException as exc:  # a usage mistake found inside a command (see _usage_error)
         exc.show()
         code = exc.exit_code
+        if _state.get("json") and not _state.get("emitted"):
+            _emit_usage_error(exc, code)
+    except BrokenPipeError:  # output piped into `head`: the reader left; exit as a SIGPIPE would, quietly
+        _stdout_gone()
+        code = 141
     except OSError as exc:
         from .durable import storage_error
 
@@ -869,6 +884,20 @@ def _quietly(read: Callable[[], str]) -> str | None:
         return None
 
 
+def _is_usage_error(exc: BaseException | None) -> bool:
+    """click's usage errors, whichever click raised them (typer >= 0.24 carries its own copy of click)."""
+    return exc is not None and any(kind.__name__ == "ClickException" for kind in type(exc).__mro__)
+
+
+def _emit_usage_error(usage: Any, code: int) -> None:
+    """A usage error as the JSON every failure gives with --json; `field` the option or argument it is about
+    (`--limit`), when click knows it."""
+    param = getattr(usage, "param", None)
+    field = (param.opts[0] if param.opts else param.name) if param is not None else None
+    _emit({"error": usage.format_message(), "where": None, "field": field, "hint": "see the command's --help",
+           "exit_code": code})
+
+
 def _interrupt_behind(exc: BaseException | None) -> bool:
     """Whether an exit was raised while handling an interrupt (click's Exit from typer's KeyboardInterrupt)."""
     seen = 0
@@ -901,6 +930,10 @@ def _exit(code: int) -> None:
 
     logging.shutdown()
     atexit._run_exitfuncs()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # (see main: the reader of stdout left)
+        _stdout_gone()
+        code = code or 141
     sys.stderr.flush()
     os._exit(code)
