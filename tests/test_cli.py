@@ -197,3 +197,12 @@ def test_output_piped_into_a_reader_that_left_is_no_traceback(project, args):
     child.stdout.close()  # before the command has printed anything
     stderr = child.stderr.read()
     assert child.wait(timeout=120) in (0, 1, 141) and "Traceback" not in stderr, stderr
+
+
+def test_with_json_a_plan_error_names_its_file_line_and_field(project):
+    edit_yaml(project.root / PLAN, (("alpha",), 7), (("seed",), "x"))
+    done = cli(project, "plan", "freeze", PLAN, "--json")
+    answer = json.loads(done.stdout)
+    assert done.returncode == 1 and answer["where"].startswith(f"{PLAN}:") and answer["field"] == "alpha", answer
+    assert "alpha: Input should be less than 0.5 (got 7)" in answer["error"] and "seed:" in answer["error"]
+    assert f"error: {answer['where']}: alpha: Input should be less than 0.5" in done.stderr, done.stderr

@@ -25,7 +25,7 @@ from .hashing import fresh_options, remote_url, sha256_file, sha256_json, sha256
 from .ledger import Ledger, current_user
 from .project import Project
 from .template import has_outputs, read_template, source_record, strip_outputs
-from .yamlio import explain_validation, load_yaml, round_trip
+from .yamlio import load_yaml, round_trip, validation_error
 
 
 class _Strict(BaseModel):
@@ -142,7 +142,7 @@ class Catalog:
         try:
             model = CatalogModel.model_validate({k: (v or {}) for k, v in document.items()})
         except ValidationError as exc:
-            raise CatalogError(explain_validation(exc, document, shown, CatalogModel)) from None
+            raise validation_error(CatalogError, exc, document, shown, CatalogModel) from None
         return cls(project, document, model)
 
     @property
@@ -256,7 +256,7 @@ class Catalog:
         try:
             self.model = CatalogModel.model_validate({k: (v or {}) for k, v in self.document.items()})
         except ValidationError as exc:
-            raise CatalogError(explain_validation(exc, self.document, self.shown, CatalogModel)) from None
+            raise validation_error(CatalogError, exc, self.document, self.shown, CatalogModel) from None
         buffer = io.StringIO()
         round_trip().dump(self.document, buffer)
         rewrite_text(self.project.catalog_path, buffer.getvalue())
@@ -301,4 +301,4 @@ def load_contract(path: Path) -> Contract:
     try:
         return Contract.model_validate(data)
     except ValidationError as exc:
-        raise CatalogError(explain_validation(exc, data, shown)) from None
+        raise validation_error(CatalogError, exc, data, shown) from None

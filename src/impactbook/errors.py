@@ -10,6 +10,7 @@ class ImpactbookError(Exception):
     """Base class. `where` is a file (optionally with :line), `field` a dotted path into it."""
 
     exit_code = 1
+    located = False  # True when the message already names its file and field (each of several errors, per line)
 
     def __init__(self, message: str, *, where: str | None = None, field: str | None = None,
                  hint: str | None = None) -> None:
@@ -20,7 +21,7 @@ class ImpactbookError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        parts = [p for p in (self.where, self.field) if p]
+        parts = [p for p in (self.where, self.field) if p and not self.located]
         text = ": ".join([*parts, self.message])
         return f"{text} ({self.hint})" if self.hint else text
 

@@ -18,7 +18,7 @@ from .designspecs.pipeline_validation import ColumnDrift, PipelineValidationDesi
 from .designspecs.synthetic_control import SyntheticControl
 from .errors import PlanError
 from .hashing import canonical_json, sha256_json
-from .yamlio import explain_validation, load_yaml
+from .yamlio import load_yaml, validation_error
 
 Slug = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
 Role = Literal["primary", "secondary", "guardrail", "exploratory"]
@@ -597,4 +597,4 @@ def plan_from_canonical(data: dict[str, Any], shown: str = "<frozen plan>") -> P
 
 
 def _plan_error(exc: ValidationError, data: Any, shown: str) -> PlanError:
-    return PlanError(explain_validation(exc, data, shown, Plan))
+    return validation_error(PlanError, exc, data, shown, Plan)

@@ -157,6 +157,18 @@ def fields_at(model: Any, loc: Iterable[Any]) -> list[str]:
     return sorted({name for c in current for name in c.model_fields})
 
 
+def validation_error(kind: type, exc: Any, data: Any, shown: str, model: Any = None) -> Exception:
+    """`kind` (an ImpactbookError) saying every pydantic error, one per line (explain_validation), with the
+    first one's file:line and field as its `where` and `field` for --json."""
+    error = kind(explain_validation(exc, data, shown, model))
+    first = exc.errors()[0] if exc.errors() else None
+    if first is not None:
+        loc = [part for part in first["loc"] if not (isinstance(part, str) and part.startswith(("function-", "kind-")))]
+        line = line_of(data, loc)
+        error.where, error.field, error.located = f"{shown}:{line}" if line else shown, field_path(loc) or None, True
+    return error
+
+
 def explain_validation(exc: Any, data: Any, shown: str, model: Any = None) -> str:
     """One line per pydantic error: `file:line: field.path: what was expected (got value)`; an unknown
     field suggests the closest known ones."""
