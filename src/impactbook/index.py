@@ -53,6 +53,8 @@ def open_index(project: Project, stores: IndexStores | None = None) -> IndexStor
     """The project's index store, chosen by its URL among `stores` (default: SQLite and PostgreSQL); at first
     use it checks that it holds this project's runs (IndexStore.own)."""
     index = (stores or default_index_stores()).open(index_url(project))
+    if getattr(index, "path", None) == project.index_path.resolve():
+        index.owned = True  # runs/index.sqlite is impactbook's own: whatever is there may be rebuilt
     return index.expect_owner(Ledger(project.ledger_path).identity())
 
 

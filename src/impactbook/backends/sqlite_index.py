@@ -24,6 +24,7 @@ INDEX_SETTINGS = "$IMPACTBOOK_INDEX and catalog.yaml's settings.index"
 @dataclass
 class SqliteIndexStore(IndexStore):
     path: Path
+    owned: bool = False  # the project's own runs/index.sqlite: a file there that is not SQLite is rebuilt
 
     @classmethod
     def from_url(cls, url: str) -> "SqliteIndexStore":
@@ -44,7 +45,10 @@ class SqliteIndexStore(IndexStore):
 
     def _refuse_a_foreign_file(self) -> None:
         """Only a missing file, an empty one or a SQLite database may be the index (and so be replaced by a
-        rebuild); anything else is refused by name, read 16 bytes at a time."""
+        rebuild); anything else is refused by name, read 16 bytes at a time. The project's own file is always
+        the index's to replace."""
+        if self.owned:
+            return
         try:
             head = read_regular(self.path, len(SQLITE_HEADER))
         except FileNotFoundError:
