@@ -38,6 +38,9 @@ S3_TIMEOUT_ENV = "IMPACTBOOK_S3_TIMEOUT"
 S3_TIMEOUT_DEFAULT = 20.0
 
 
+S3_TIMEOUT_MAX = 86_400  # a day: longer than any request should wait, well inside what a socket accepts
+
+
 def s3_timeouts() -> dict[str, float]:
     """botocore's socket timeouts for every S3 request impactbook makes: a store that accepts connections and
     never answers fails in about a minute, not botocore's default 5 attempts x 60 s. IMPACTBOOK_S3_TIMEOUT
@@ -47,8 +50,8 @@ def s3_timeouts() -> dict[str, float]:
         seconds = float(raw) if raw.strip() else S3_TIMEOUT_DEFAULT
     except ValueError:
         raise ProjectError(f"{S3_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise ProjectError(f"{S3_TIMEOUT_ENV}={raw!r} must be more than 0 seconds")
+    if not 0 < seconds <= S3_TIMEOUT_MAX:  # (1e309 is inf; 1e11 overflowed the socket's timeout)
+        raise ProjectError(f"{S3_TIMEOUT_ENV}={raw!r} must be more than 0 and at most {S3_TIMEOUT_MAX:,} seconds")
     return {"connect_timeout": min(seconds, 10.0), "read_timeout": seconds}
 
 

@@ -254,6 +254,10 @@ def test_a_store_that_never_answers_fails_within_the_s3_timeout_naming_it(s3_pro
         assert read.returncode == 1 and "Read timeout" in read.stderr, read.stderr
         bad = cli(s3_project, "runs", "list", env={**hung, S3_TIMEOUT_ENV: "soon"})
         assert bad.returncode == 1 and f"{S3_TIMEOUT_ENV}='soon' is not a number of seconds" in bad.stderr
+        for huge in ("1e309", "99999999999"):  # inf, and a timeout the socket cannot hold
+            bad = cli(s3_project, "runs", "list", env={**hung, S3_TIMEOUT_ENV: huge})
+            assert bad.returncode == 1 and f"{S3_TIMEOUT_ENV}='{huge}' must be more than 0 and at most 86,400" \
+                in bad.stderr, bad.stderr
     assert reconcile(s3_project).stored  # the store back: the run that waited is stored and ledgered
 
 
