@@ -95,10 +95,13 @@ def test_executor_mistakes_are_clear(frozen_project):
                           (["--executor", "local", "--scheduler", "tcp://127.0.0.1:9"], "--scheduler is for")):
         ignored = cli(frozen_project, "run", PLAN, *options)
         assert ignored.returncode == 1 and said in ignored.stderr, (options, ignored.stderr)
-    for address in ("notanaddress", "foo://127.0.0.1:8786"):
-        malformed = cli(frozen_project, "run", PLAN, "--executor", "dask", "--scheduler", address)
-        assert malformed.returncode == 1 and f"cannot reach the Dask scheduler at {address}: " in malformed.stderr
-        assert "internal error" not in malformed.stderr
+    malformed = cli(frozen_project, "run", PLAN, "--executor", "dask", "--scheduler", "notanaddress")
+    assert malformed.returncode == 1 and "cannot reach the Dask scheduler at notanaddress: " in malformed.stderr
+    for address in ("foo://127.0.0.1:8786", "tls://127.0.0.1:8786", "ucx://127.0.0.1:1", "inproc://x"):
+        other = cli(frozen_project, "run", PLAN, "--executor", "dask", "--scheduler", address)
+        assert other.returncode == 1 and f"--scheduler {address}: impactbook connects to Dask schedulers over " \
+            "tcp://" in other.stderr, other.stderr
+        assert "internal error" not in other.stderr
     assert not list(published_runs(frozen_project))
 
 

@@ -208,10 +208,15 @@ class DaskExecutor:
             raise ExecutorError("the dask executor needs Dask distributed: pip install 'impactbook[dask]'") from None
         for name in ("distributed", "distributed.client"):  # its reconnect tracebacks: each lost run says it
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        scheme = self.scheduler.partition("://")[0] if "://" in self.scheduler else "tcp"
+        if scheme != "tcp":  # tls:// needs certificates, ucx:// and inproc:// other set-ups: none configured here
+            raise ExecutorError(f"--scheduler {self.scheduler}: impactbook connects to Dask schedulers over tcp:// "
+                                "(tcp://host:8786 or host:8786)")
         try:
             client = Client(self.scheduler, timeout="20s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
+        except Exception as exc:  # (distributed raises OSError, TimeoutError, ValueError, TypeError, ...)
+            said = str(exc) or type(exc).__name__
+            raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler}: {said}") from None
         results, jobs, futures = [], list(jobs), {}
         keys = {job.number: f"impactbook-run-{job.number}-{time.time_ns()}" for job in jobs}
         try:
