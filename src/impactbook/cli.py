@@ -918,6 +918,7 @@ def _fail(exc: BaseException, message: str, code: int) -> int:
     print(f"error: {message}", file=sys.stderr)
     if _state.get("json") and not _state.get("emitted"):
         fields = {name: getattr(exc, name, None) for name in ("where", "field", "hint")}
+        fields.update({"run_id": exc.run_id} if getattr(exc, "run_id", None) else {})  # a run stored, not finished
         _emit({"error": exc.message if isinstance(exc, ImpactbookError) else message, **fields, "exit_code": code})
     return code
 

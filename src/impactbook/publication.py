@@ -97,12 +97,14 @@ def _store(project: Project, run_id: str, folder: Path) -> None:
     store = open_run_store(project)
     try:
         store.publish(run_id, folder)
-    except ImpactbookError:
-        raise
-    except Exception as exc:  # the client's own errors (connection refused, timeouts, credentials)
-        raise StorageError(f"run {run_id} is published in {project.relative(folder)} but not yet in {store.where} "
-                           f"({type(exc).__name__}: {exc})", where=store.where,
-                           hint="the next impactbook command that reaches the store finishes it") from exc
+    except Exception as exc:  # ours (no such bucket, not write-once) or the client's (refused, timeouts, credentials)
+        said = exc.message if isinstance(exc, ImpactbookError) else f"{type(exc).__name__}: {exc}"
+        where = (exc.where if isinstance(exc, ImpactbookError) else None) or store.where
+        error = StorageError(f"run {run_id} is published in {project.relative(folder)} but not yet in {store.where} "
+                             f"({said})", where=where,
+                             hint="the next impactbook command that reaches the store finishes it")
+        error.run_id = run_id  # (in --json: automation learns which run waits)
+        raise error from exc
 
 
 def _index(project: Project) -> IndexStore:

@@ -240,6 +240,19 @@ def test_a_store_out_of_reach_fails_the_run_and_the_next_command_stores_it(s3_pr
     assert verify(s3_project).problems == []
 
 
+def test_a_missing_bucket_still_names_the_run_that_waits_for_it(s3_project, bucket, monkeypatch):
+    """NoSuchBucket is our StorageError, which was re-raised bare: the run was sealed in runs/ but neither
+    its id nor the next step was said, and --json had no run_id."""
+    monkeypatch.setenv(STORAGE_ENV, f"s3://{bucket}-gone/runs")
+    refused = cli(s3_project, "run", PLAN, "--json")
+    answer = json.loads(refused.stdout)
+    [folder] = published_runs(s3_project)
+    assert refused.returncode == 1 and answer["run_id"] == folder.name, answer
+    assert f"run {folder.name} is published in runs/{folder.name} but not yet in s3://{bucket}-gone/runs" \
+        in answer["error"] and "NoSuchBucket" in answer["error"], answer
+    assert answer["hint"] == "the next impactbook command that reaches the store finishes it"
+
+
 def test_a_store_that_never_answers_fails_within_the_s3_timeout_naming_it(s3_project, bucket):
     with s3_server.silent_server() as endpoint:  # (botocore's defaults waited 5 attempts x 60 s: 5 minutes)
         hung = {"AWS_ENDPOINT_URL": endpoint, S3_TIMEOUT_ENV: "0.5"}
