@@ -105,6 +105,11 @@ def test_missing_run_folder_is_named(frozen_project):
     assert verify(frozen_project).problems == [
         f"runs/{outcome.record.run_id}: ledger records this run but its folder is missing",
         f"runs/index.sqlite: run {outcome.record.run_id} has a row but no folder"]
+    for named in (outcome.record.run_id, outcome.record.run_id[:12]):  # gate: does not verify (was "no run", 1)
+        gate = cli(frozen_project, "gate", named)
+        assert gate.returncode == 3, gate.stderr
+        assert f"runs/{outcome.record.run_id}: ledger records this run but its folder is missing" in gate.stderr
+    assert cli(frozen_project, "gate", "29991231").returncode == 1  # no such run at all
 
 
 def test_a_run_of_a_plan_this_ledger_never_froze_is_named_even_when_ledgered(frozen_project, tmp_path):

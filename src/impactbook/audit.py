@@ -259,9 +259,18 @@ def gate_check(project: Project, run: str) -> GateCheck:
     decision may reach automation. A run kept only in a remote store is fetched first; one whose objects
     cannot be fetched whole (changed, missing) does not verify, and its problems are the store's (a store out
     of reach is an error, exit 1: nothing could be checked)."""
-    run_id = open_index(project).find(run)["run_id"]
-    store = open_run_store(project)
     entries, problems = ledger_problems(Ledger(project.ledger_path))
+    try:
+        run_id = open_index(project).find(run)["run_id"]
+    except RunNotFoundError:  # not indexed: a run the ledger records whose folder is gone does not verify
+        ledgered = sorted({e["run_id"] for e in entries if e.get("kind") == "run"
+                           and str(e.get("run_id", "")).startswith(run)})
+        if len(ledgered) != 1:
+            raise
+        shown = f"{project.relative(project.runs_dir)}/{ledgered[0]}"
+        return GateCheck(ledgered[0], None, problems + [f"{shown}: ledger records this run but its folder is "
+                                                        "missing"], None)
+    store = open_run_store(project)
     entry = next((e for e in entries if e.get("kind") == "run" and e.get("run_id") == run_id), None)
     humans = [e for e in entries if e.get("kind") == "decision" and e.get("run_id") == run_id]
     human = {k: humans[-1].get(k) for k in ("seq", "time", "action", "by", "reason", "automatic", "override")} \
