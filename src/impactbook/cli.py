@@ -682,7 +682,7 @@ def site(out_dir: Path = typer.Option(Path("site"), "--out", help="Folder to wri
         project = _project(project_dir)
         summary = build_site(project, out_dir, [group.split(",") for group in compare_runs or []], full=full,
                              progress=_progress, rows=_state["reconciled"].rows, ledger=_state["reconciled"].ledger,
-                             helpers=helpers)
+                             helpers=helpers, suspect=_state["reconciled"].damaged)
     if as_json:
         _emit({"out": str(summary.out), "index": str(summary.out / "index.html"), "plans": summary.plans,
                "runs": summary.runs, "rendered": summary.rendered, "comparisons": summary.comparisons,

@@ -465,3 +465,45 @@ def test_symlinks_planted_in_the_site_folder_are_replaced_or_refused_never_writt
         (out / sub).unlink()
         aside.rename(out / sub)
     assert sorted(p.name for p in elsewhere.iterdir()) == sorted(v.name for v in victims)
+
+
+def test_the_page_of_a_plan_whose_runs_are_all_gone_is_removed(frozen_project, tmp_path):
+    import os
+    import shutil
+
+    only = run(frozen_project)
+    out = tmp_path / "site"
+    build_site(frozen_project, out)
+    assert (out / "plans/example.html").exists()
+    for folder, _, _ in os.walk(only.folder):
+        os.chmod(folder, 0o755)
+    shutil.rmtree(only.folder)
+    assert cli(frozen_project, "site", "--out", str(out)).returncode == 0
+    assert not (out / "plans/example.html").exists() and not list((out / "runs").glob("*.html"))
+
+
+def test_an_edit_keeping_size_and_time_is_flagged_and_its_undoing_clears_the_flag(frozen_project, tmp_path):
+    """The site fingerprints run folders by file size and time: an edit that keeps both was reported by the
+    command's opening check yet not flagged on the page; undone, the flag stayed."""
+    import os
+
+    edited = run(frozen_project)
+    out = tmp_path / "site"
+    assert cli(frozen_project, "site", "--out", str(out)).returncode == 0
+    scraps = edited.folder / "scraps.json"
+    original, times = scraps.read_bytes(), (scraps.stat().st_atime_ns, scraps.stat().st_mtime_ns)
+    os.chmod(edited.folder, 0o755)
+    os.chmod(scraps, 0o644)
+    scraps.write_bytes(original.replace(b"CONFIRMED", b"CONFIRMEX", 1))
+    os.utime(scraps, ns=times)
+    built = cli(frozen_project, "site", "--out", str(out))
+    assert "does not match its SHA256SUMS" in built.stderr, built.stderr
+    assert "ib-not-verified" in (out / "index.html").read_text()
+    scraps.write_bytes(original)
+    os.utime(scraps, ns=times)
+    os.chmod(scraps, 0o444)
+    os.chmod(edited.folder, 0o555)
+    assert cli(frozen_project, "verify").returncode == 0
+    assert cli(frozen_project, "site", "--out", str(out)).returncode == 0
+    assert "ib-not-verified" not in (out / "index.html").read_text()
+    assert "This run does not verify" not in (out / "runs" / f"{edited.record.run_id}.html").read_text()

@@ -18,7 +18,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from . import filestates, pages, plots
 from .helpers import SiteHelpers
@@ -173,7 +173,7 @@ class _Sources:
 def build_site(project: Project, out: Path, comparisons: list[list[str]] | None = None, full: bool = False,
                generated: str | None = None, progress: Callable[[str], None] = lambda message: None,
                rows: list[dict[str, Any]] | None = None, ledger: LedgerSnapshot | None = None,
-               helpers: SiteHelpers | None = None) -> SiteSummary:
+               helpers: SiteHelpers | None = None, suspect: Iterable[str] = ()) -> SiteSummary:
     """Build the site, re-rendering only runs and plans whose fingerprint (index row, run folder files,
     human decisions, this module) differs from the manifest of the last build in `out`; `full` ignores it.
     Each re-rendered run is verified (its artifacts against SHA256SUMS, SHA256SUMS and its record against
@@ -181,12 +181,13 @@ def build_site(project: Project, out: Path, comparisons: list[list[str]] | None 
     into runs/.cache when they need rendering. `rows` and `ledger`: the index's rows and the ledger when the
     caller has just read them (the reconciliation that opens every command); `helpers`: started by the caller
     before that reconciliation (SiteHelpers.start), else plots are drawn by a helper started here, and file
-    states taken here. Builds into one folder take turns (an exclusive lock on it): two at once would
-    interleave their pages and manifests."""
+    states taken here; `suspect`: runs the reconciliation found not matching their SHA256SUMS, re-rendered
+    (so re-verified) whatever their fingerprint, as is every run the last build flagged. Builds into one folder
+    take turns (an exclusive lock on it): two at once would interleave their pages and manifests."""
     _check_out_folder(project, out)
     out.mkdir(parents=True, exist_ok=True)
     with _taking_turns(out, progress):
-        return _build(project, out, comparisons, full, generated, progress, rows, ledger, helpers)
+        return _build(project, out, comparisons, full, generated, progress, rows, ledger, helpers, set(suspect))
 
 
 def _check_out_folder(project: Project, out: Path) -> None:
@@ -232,7 +233,7 @@ def _taking_turns(out: Path, progress: Callable[[str], None]):
 
 def _build(project: Project, out: Path, comparisons: list[list[str]] | None, full: bool, generated: str | None,
            progress: Callable[[str], None], rows: list[dict[str, Any]] | None, ledger: LedgerSnapshot | None,
-           helpers: SiteHelpers | None) -> SiteSummary:
+           helpers: SiteHelpers | None, suspect: set[str]) -> SiteSummary:
     start = time.perf_counter()
     generated = generated or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     index, store = open_index(project), open_run_store(project)
@@ -257,8 +258,9 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
         if damaged:  # (the run pages that link them write them again)
             progress(f"site: {', '.join(damaged)} in {out / ASSETS} missing or changed; every run page is rendered "
                      "again to restore them")
-        stale = [run_id for run_id, fp in run_prints.items()
-                 if previous.runs.get(run_id) != fp or f"{run_id}.html" not in written_pages or damaged]
+        suspect |= set(previous.flagged)  # (a run restored since keeps its size and time: checked again)
+        stale = [run_id for run_id, fp in run_prints.items() if previous.runs.get(run_id) != fp
+                 or f"{run_id}.html" not in written_pages or damaged or run_id in suspect]
         by_plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             by_plan[row["plan_id"]].append(row)
@@ -286,6 +288,9 @@ def _build(project: Project, out: Path, comparisons: list[list[str]] | None, ful
         missing = sorted(set(sources.run_entries) - set(run_prints))  # ledgered, yet in neither store nor index
         for run_id in gone:
             (out / "runs" / f"{run_id}.html").unlink(missing_ok=True)
+        for name in os.listdir(out / "plans"):  # a plan none of whose runs is left: its page goes too
+            if name.endswith(".html") and name[:-5] not in by_plan:
+                (out / "plans" / name).unlink(missing_ok=True)
 
         plans, redrawn = [], []
         for plan_id, plan_runs in sorted(by_plan.items()):
