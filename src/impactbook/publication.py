@@ -198,8 +198,10 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
             if not tampered and entry is not None and sha256_file(folder / SUMS) != entry.get("sha256sums"):
                 tampered = [f"{run_id}/{SUMS}: not the one the ledger recorded"]  # re-sealed after an edit
             if tampered:  # never ledger, index or seal what does not match its own SHA256SUMS: verify reports it
+                kept = ("its ledger entry stands, nothing of it re-indexed or sealed" if entry is not None
+                        else "nothing of it ledgered, indexed or sealed")
                 progress(f"run {run_id} does not match its SHA256SUMS ({'; '.join(tampered[:2])}): left as it is, "
-                         "nothing of it ledgered, indexed or sealed; `impactbook verify` reports it")
+                         f"{kept}; `impactbook verify` reports it")
                 done.damaged.append(run_id)
                 continue
             if writable:
