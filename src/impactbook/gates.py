@@ -108,9 +108,23 @@ def check_admissibility(frozen: FrozenPlan, template: TemplateEntry, template_pa
     primary = facts[0] if facts else InputFacts("")
     window = {"start": primary.first_time, "end": primary.last_time}
     labels, clock, time_problems, notes = time_labels(frozen.plan, facts, input_checks.now)
+    time_problems += outside_the_window(frozen.plan, primary)
     notes += template_notes
     return GateReport(inadmissible + time_problems, window_deviations(frozen, window), window, labels,
                       clock.isoformat().replace("+00:00", "Z"), notes, [f.record() for f in facts])
+
+
+def outside_the_window(plan: Plan, primary: InputFacts) -> list[str]:
+    """Data none of whose rows is dated inside the window has nothing to analyse: said here, by name, rather
+    than by the analysis dividing by zero units."""
+    window = plan.window
+    if window.time_column is None or window.time_type != "date" or not primary.first_time or not primary.last_time:
+        return []
+    first, last = _utc(primary.first_time).date(), _utc(primary.last_time).date()
+    if last < window.start or first > window.end:
+        return [f"window: no row of datasets.{primary.name} is dated inside the window ({window.start} to "
+                f"{window.end}); its {window.time_column} runs from {first} to {last}"]
+    return []
 
 
 def time_labels(plan: Plan, facts: list[InputFacts], now: dt.datetime) -> tuple[list[str], dt.datetime, list[str],

@@ -224,3 +224,39 @@ def _refused_naming_the_field(project, field, value, message):
         freeze_plan(project, PLAN)
     assert message in str(refused.value) and "plans/example.yaml:" in str(refused.value), str(refused.value)
     assert project.ledger_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("data", ["no variation", "before the window"])
+def test_degenerate_data_ends_with_its_reason_not_a_crash_in_the_template(project, data):
+    """No variation in any outcome: the README promises INCONCLUSIVE and the analysis goes on (the guardrail
+    table crashed on a margin of None). Every row dated before the window: refused by the gate, naming the
+    window (the analysis crashed on a cap quantile over no rows, then on a sample-ratio test of no units)."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from impactbook.demo import DEMO_CONTRACT
+    from impactbook.record import Status
+    from conftest import DATASET
+
+    entry = Catalog.load(project).dataset(DATASET)
+    path = project.resolve(entry.uri)
+    frame = pd.read_csv(path)
+    if data == "no variation":
+        frame = frame.assign(converted=0, revenue=0.0)
+    else:
+        frame = frame.assign(date=(load_plan(project.root / PLAN).window.start - dt.timedelta(days=200)).isoformat())
+    frame.to_csv(path, index=False)
+    Catalog.load(project).pin_dataset(DATASET, path, contract=DEMO_CONTRACT, replace=True, reason=data,
+                                      synthetic=True)
+    freeze_plan(project, PLAN)
+    record = run(project).record
+    if data == "no variation":
+        assert record.status is Status.COMPLETED, record.errors
+        assert {v.metric: v.verdict.value for v in record.verdicts} == {
+            "conversion": "INCONCLUSIVE", "revenue_per_user": "INCONCLUSIVE", "revenue_per_session": "INCONCLUSIVE"}
+        assert record.decision.action.value == "hold"
+    else:
+        assert record.status is Status.INADMISSIBLE, record.errors
+        assert any(p.startswith(f"window: no row of datasets.{DATASET} is dated inside the window")
+                   for p in record.gate["inadmissible"]), record.gate

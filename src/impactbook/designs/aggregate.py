@@ -262,7 +262,8 @@ def aggregate_source(plan: Plan, source: str, connection, dialect: Dialect = DUC
     sqlengine.count_where; `statistics`: runs the statistics query its own way, giving its SQL and rows)."""
     caps: dict[str, float] = {}
     if (query := cap_sql(plan, source, dialect)) is not None:
-        caps = {name.removeprefix("cap__"): float(value) for name, value in record(connection.execute(query)).items()}
+        caps = {name.removeprefix("cap__"): float(value) for name, value in record(connection.execute(query)).items()
+                if value is not None}  # (no row in the window: no quantile, so nothing to cap)
     if statistics is not None:
         sql, rows = statistics(_StatisticsQuery.of(plan, caps))
     else:

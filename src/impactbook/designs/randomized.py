@@ -160,6 +160,8 @@ def analyse(plan: Plan, aggregates: Aggregates) -> Analysis:
                 test = f"non-inferiority ({metric.margin_type} margin)"
                 if effect is not None:
                     ni = stats.non_inferiority(effect, metric.direction, metric.margin, plan.alpha, metric.margin_type)
+                else:  # not estimable (no variation, no units): the preregistered margin is still the plan's
+                    ni = stats.NonInferiority("INCONCLUSIVE", metric.margin, metric.margin_type, None, None, None)
                 verdict = ni.verdict if ni else "INCONCLUSIVE"
             elif metric.role == "exploratory":
                 test = "exploratory (no verdict)"
