@@ -217,3 +217,25 @@ def test_design_mistakes_name_the_field(tmp_path):
         load_plan(_plan_file(tmp_path, seasonalty=[7]))
     with pytest.raises(PlanError, match=r"design.intervention is a period number: set window.time_type: number"):
         load_plan(_plan_file(tmp_path, intervention=12))
+
+
+def test_a_series_too_short_to_estimate_completes_inconclusive_through_the_template(tmp_path):
+    """One day before the intervention: the analysis says 'not estimable', and the template's plot cell
+    crashed on the empty its_series (AttributeError), so the run ended FAILED with a Python error."""
+    from impactbook.freezing import freeze_plan
+    from impactbook.runner import run_plan
+
+    project = project_with_template(tmp_path / "project", "interrupted_time_series")
+    _plan_file(project.root / "plans")
+    path = project.resolve(ITS_DATA_PATH)
+    frame = pd.read_csv(generate_its_data(path, START, DAYS))
+    frame[pd.to_datetime(frame.date) >= pd.Timestamp(START - dt.timedelta(days=1))].to_csv(path, index=False)
+    Catalog.load(project).pin_dataset(ITS_DATASET, path, contract=ITS_CONTRACT, synthetic=True)
+    freeze_plan(project, PLAN)
+    outcome = run_plan(project, PLAN)
+    record = outcome.record
+    assert record.status is Status.COMPLETED, record.errors
+    assert {v.verdict.value for v in record.verdicts} == {"INCONCLUSIVE"}
+    scraps = json.loads((outcome.folder / "scraps.json").read_text(encoding="utf-8"))
+    scraps = scraps.get("scraps", scraps)
+    assert scraps["its_series"] == [] and all("not estimable" in row["note"] for row in scraps["results"])
