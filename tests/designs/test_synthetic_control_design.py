@@ -81,6 +81,21 @@ def test_periods_after_the_window_are_left_out_and_counted(tmp_path):
     assert pd.read_csv(longer).date.max() > str(plan.window.end)
 
 
+@pytest.mark.parametrize("gaps", [False, True])
+def test_fewer_than_two_complete_donors_is_refused_by_name(tmp_path, gaps):
+    """One donor, or every donor but one missing a period, crashed with numpy's 'zero-size array to reduction
+    operation maximum'."""
+    frame = pd.read_csv(generate_states_data(tmp_path / "states.csv", START, 14, states=9))
+    if gaps:  # every donor but one misses its first day
+        first = frame.date.min()
+        frame = frame[~((frame.date == first) & ~frame.state.isin(["st01", "st02"]))]
+    else:
+        frame = frame[frame.state.isin(["st01", "st02"])]
+    frame.to_csv(tmp_path / "few.csv", index=False)
+    with pytest.raises(ValueError, match=r"design: 1 donor units with every period .* needs at least two"):
+        analyse_file(load_plan(_plan_file(tmp_path)), tmp_path / "few.csv", "csv")
+
+
 def test_no_effect_is_not_confirmed(tmp_path):
     path = generate_states_data(tmp_path / "null.csv", START, 14, effect=0.0)
     conversion = analyse_file(load_plan(_plan_file(tmp_path)), path, "csv").metrics[0]

@@ -179,6 +179,10 @@ def analyse_panel(plan: Plan, frame, dropped_rows: int = 0, workers: int | None 
     keep = np.flatnonzero(complete)
     donors = [units[j] for j in keep[len(spec.treated):]]
     incomplete = [units[j] for j in np.flatnonzero(~complete)]
+    if len(donors) < 2:  # no convex combination to fit, no placebo to rank
+        raise ValueError(f"design: {len(donors)} donor units with every period ({len(candidates)} untreated, not "
+                         f"excluded; {len(incomplete)} dropped as missing a period or predictor value); a "
+                         "synthetic control needs at least two")
     fit_rows = None
     if predictors:
         weights = [p.weight for p in spec.predictors]
