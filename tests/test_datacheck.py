@@ -336,3 +336,15 @@ def test_rows_of_labels_the_plan_does_not_name_are_all_counted_however_many_labe
         "type": "str", "nullable": True}}})
     assert facts.arms == {"control": 2, "treatment": 2}
     assert facts.excluded == {"no variant": 1, "variant not in the plan": 1500}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("value", ["1e308", "-2e200"])
+def test_a_metric_value_whose_square_overflows_is_named(tmp_path, fmt, value):
+    """One revenue of 1e308 overflowed the A/B ratio estimate (OverflowError in the kernel) and, in a panel,
+    swamped the relative effect to +0.0% while the run shipped."""
+    problems = _check(tmp_path, ROWS + [f"5,control,{value},0,2026-11-28"], contract=None, fmt=fmt).problems
+    assert any(p.startswith("metrics[1].column: fails holds values within ±1e+150, whose squares a double holds "
+                            "(column 'revenue') (1 rows") for p in problems), problems
+    fine = _check(tmp_path, ROWS + ["5,control,1e149,0,2026-11-28"], contract=None, fmt=fmt).problems
+    assert fine == ["datasets.exposures.contract: input has no data contract"], fine

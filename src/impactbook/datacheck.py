@@ -420,7 +420,17 @@ def _kind_rules(plan: Plan, named: dict[str, str], columns: _Columns) -> list[_R
                 rules.append(_Rule(path, f"holds numbers for a {metric.kind} (column {column!r})",
                                    f"{present} AND ({number} IS NULL OR {columns.dialect.not_finite(number)})", example,
                                    ("finite", column) if family == "float" else None))
+                check = (f"holds values within ±{LARGEST_ANALYSABLE:g}, whose squares a double holds "
+                         f"(column {column!r})")
+                condition = f"{present} AND abs({number}) > {LARGEST_ANALYSABLE!r}"
+                rules += [_Rule(path, check, condition, example, ("below", column, -LARGEST_ANALYSABLE)),
+                          _Rule(path, check, condition, example, ("above", column, LARGEST_ANALYSABLE))] \
+                    if family == "float" else [_Rule(path, check, f"{condition} AND NOT ({number} IS NULL OR "
+                                                                 f"{columns.dialect.not_finite(number)})", example)]
     return rules
+
+
+LARGEST_ANALYSABLE = 1e150  # a variance sums squares: 1e308 in one row overflowed, or swamped every effect
 
 
 def _scan(connection, source: str, rules: list[_Rule], columns: _Columns, time_column: str | None,
