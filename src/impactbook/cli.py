@@ -193,8 +193,8 @@ def run(plans: Optional[list[Path]] = typer.Argument(None, readable=False,  # ea
 
 def _run_many(plans: list[Path], all_plans: bool, executor: str, scheduler: Optional[str], workers: Optional[int],
               timeout: Optional[int], dry_run: bool, project_dir: Optional[Path], as_json: bool) -> None:
-    from .backends.executors import ExecutorError, executors
-    from .batch import batch_exit_code, describe, run_many, runnable_plans
+    from .backends.executors import BatchInterrupted, ExecutorError, executors
+    from .batch import batch_exit_code, run_many, runnable_plans
 
     if dry_run:
         _usage_error("--dry-run checks one plan at a time")
@@ -219,13 +219,22 @@ def _run_many(plans: list[Path], all_plans: bool, executor: str, scheduler: Opti
                            _progress)
     except ExecutorError as exc:
         raise InputError(str(exc)) from None  # (it names the option itself)
+    except BatchInterrupted as stopped:  # every run reported, then the interrupt (exit 130)
+        _report_batch(stopped.results, skipped, as_json)
+        raise KeyboardInterrupt(str(stopped)) from None
+    _report_batch(results, skipped, as_json)
+    raise typer.Exit(batch_exit_code(results))
+
+
+def _report_batch(results: list, skipped: list[dict[str, str]], as_json: bool) -> None:
+    from .batch import describe
+
     if as_json:
         _emit([{"plan": r.job.plan, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "error": r.error,
                 **(r.summary or {})} for r in results] + skipped)
     else:
         for result in results:
             out.print(describe(result), markup=False)
-    raise typer.Exit(batch_exit_code(results))
 
 
 def _dry_run(plan: Path, project_dir: Optional[Path], as_json: bool) -> None:

@@ -163,17 +163,20 @@ def _all_end(pids, within=60):
 
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGKILL])
 def test_a_stopped_batch_stops_its_runs_and_each_is_stored_failed(frozen_project, sent):
-    batch = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, PLAN, PLAN, "--workers", "2"],
-                             cwd=frozen_project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, FAULT_ENV: "sleep=600@notebook.saved#3"})
+    batch = subprocess.Popen([sys.executable, "-m", "impactbook", "run", PLAN, PLAN, PLAN, "--workers", "2",
+                              "--json"], cwd=frozen_project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, FAULT_ENV: "sleep=600@notebook.saved#3"})
     _wait_until_sleeping(frozen_project, 2, batch)
     children = _run_children(batch.pid)
     assert len(children) == 2, "the batch never had its two runs in their kernels"
     batch.send_signal(sent)
-    _, err = batch.communicate(timeout=120)
+    out, err = batch.communicate(timeout=120)
     assert _all_end(children), "a run outlived its stopped batch"
     if sent == signal.SIGTERM:
         assert batch.returncode == 130 and err.endswith("error: interrupted\n"), err
+        reported = json.loads(out)  # every run reported (the JSON was only {"error": "interrupted"})
+        assert [r["plan"] for r in reported] == [PLAN] * 3, reported
+        assert reported[2]["error"] == "its batch stopped before it began; not started", reported
     assert cli(frozen_project, "runs", "list").returncode == 0  # (recovers what a killed run left)
     assert cli(frozen_project, "verify").returncode == 0
     records = [read_json(f / "run.json") for f in published_runs(frozen_project)]

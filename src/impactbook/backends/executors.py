@@ -132,16 +132,21 @@ class LocalExecutor:
             note: Callable[[str], None] = lambda message: None) -> list[JobResult]:
         results, children = [], _Children()
         with ThreadPoolExecutor(max_workers=self.workers or os.cpu_count() or 1) as pool:
+            futures = {pool.submit(run_job, job, children.started): job for job in jobs}
             try:
-                for future in as_completed([pool.submit(run_job, job, children.started) for job in jobs]):
+                for future in as_completed(futures):
                     results.append(future.result())
                     on_done(results[-1])
-            except BaseException:  # Ctrl-C, SIGTERM: no new run starts, and the running ones store FAILED
+            except BaseException as exc:  # Ctrl-C, SIGTERM: no new run starts, and the running ones store FAILED
                 pool.shutdown(wait=False, cancel_futures=True)
                 children.stop()
                 note("interrupted: stopping the runs in progress (each is stored FAILED, interrupted)")
-                raise
-        return sorted(results, key=lambda result: result.job.number)
+                reported = {result.job.number for result in results}
+                for future, job in futures.items():  # the stopped runs report too (they end within seconds)
+                    if job.number not in reported:
+                        results.append(future.result() if not future.cancelled() else _not_started(job))
+                raise BatchInterrupted(str(exc) or "SIGINT", _in_order(results)) from exc
+        return _in_order(results)
 
 
 def run_once(job: RunJob, marker: str) -> JobResult:
@@ -227,19 +232,23 @@ class DaskExecutor:
             for future in completed(futures):
                 results.append(self._result(future, futures[future]))
                 on_done(results[-1])
-        except BaseException:  # Ctrl-C, SIGTERM: released tasks never start, running ones stop (`_Wanted`)
+        except BaseException as exc:  # Ctrl-C, SIGTERM: released tasks never start, running ones stop (`_Wanted`)
             with contextlib.suppress(Exception):
                 client.cancel(list(futures))
             note("interrupted: stopping the runs in progress on the Dask workers (each is stored FAILED, "
                  "interrupted)")
-            raise
+            reported = {result.job.number for result in results}
+            results += [JobResult(job, None, None, "stopped with its batch: a run it had begun on a Dask worker is "
+                                                   "stored FAILED (interrupted); see `impactbook runs list`", 0.0)
+                        for job in jobs if job.number not in reported]
+            raise BatchInterrupted(str(exc) or "SIGINT", _in_order(results)) from exc
         finally:
             with contextlib.suppress(Exception):
                 for key in keys.values():
                     Event(f"{key}-begun", client=client).clear()
             with contextlib.suppress(Exception):
                 client.close()
-        return sorted(results, key=lambda result: result.job.number)
+        return _in_order(results)
 
     def _result(self, future: Any, job: RunJob) -> JobResult:
         """The task's result, or why Dask lost it (scheduler gone, a run that killed its workers): the batch
@@ -250,6 +259,23 @@ class DaskExecutor:
             said = " ".join(str(exc).split())
             return JobResult(job, None, None, f"Dask lost this run ({type(exc).__name__}: {said}); if its process "
                                               "had started it may still finish: see `impactbook runs list`", 0.0)
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """A batch stopped by Ctrl-C or SIGTERM, with what each of its runs came to (finished, stopped and stored
+    FAILED, or never started), so the batch still reports every run."""
+
+    def __init__(self, signal_name: str, results: list[JobResult]) -> None:
+        super().__init__(signal_name)
+        self.results = results
+
+
+def _in_order(results: list[JobResult]) -> list[JobResult]:
+    return sorted(results, key=lambda result: result.job.number)
+
+
+def _not_started(job: RunJob) -> JobResult:
+    return JobResult(job, None, None, "its batch stopped before it began; not started", 0.0)
 
 
 class ExecutorError(RuntimeError):
