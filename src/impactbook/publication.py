@@ -206,6 +206,11 @@ def _finish_published(project: Project, done: Reconciliation, progress: Progress
                 continue
             if writable:
                 seal(folder)
+                if store.remote and stored is not None and run_id not in stored:  # (sealed now: stored now too)
+                    try:
+                        _store_sealed(store, folder, ledger_runs, stored, done, progress)
+                    except Exception as exc:  # out of reach or refused: the next command tries again
+                        progress(f"could not bring {store.where} up to date yet: {exc}")
             record = load_record(folder)
             if entry is None and store.remote and (stored is None or run_id not in stored):
                 progress(f"run {run_id} is not in {store.where} yet: its ledger entry waits until it is")
@@ -282,21 +287,27 @@ def _finish_storing(store: RunStore, folders: list[Path], ledger_runs: dict[str,
         for folder in folders:
             if folder.name in stored or folder.stat().st_mode & 0o222 or artifact_problems(folder):
                 continue  # sealing and damage are handled below, before anything reaches the store
-            recorded = ledger_runs.get(folder.name, {}).get("sha256sums")
-            if recorded and sha256_file(folder / SUMS) != recorded:
-                progress(f"not storing run {folder.name} in {store.where}: {folder.parent.name}/{folder.name}/{SUMS} "
-                         "is not the manifest its ledger entry records (run `impactbook verify`)")
-                continue
             with locked(folder) as lock:
                 if lock is None:
                     continue  # its own process is still publishing it
-                store.publish(folder.name, folder)
-            stored.add(folder.name)
-            done.stored.append(folder.name)
-            progress(f"stored run {folder.name} in {store.where}: its publication there had been interrupted")
+                _store_sealed(store, folder, ledger_runs, stored, done, progress)
     except Exception as exc:  # out of reach or refused (whatever the client raised): the next command tries again
         progress(f"could not bring {store.where} up to date yet: {exc}")
     return stored
+
+
+def _store_sealed(store: RunStore, folder: Path, ledger_runs: dict[str, dict], stored: set[str],
+                  done: Reconciliation, progress: Progress) -> None:
+    """Store one sealed, locked run folder whose manifest is the one its ledger entry records (if any)."""
+    recorded = ledger_runs.get(folder.name, {}).get("sha256sums")
+    if recorded and sha256_file(folder / SUMS) != recorded:
+        progress(f"not storing run {folder.name} in {store.where}: {folder.parent.name}/{folder.name}/{SUMS} "
+                 "is not the manifest its ledger entry records (run `impactbook verify`)")
+        return
+    store.publish(folder.name, folder)
+    stored.add(folder.name)
+    done.stored.append(folder.name)
+    progress(f"stored run {folder.name} in {store.where}: its publication there had been interrupted")
 
 
 def recover_staging(project: Project, staging: Staging, frozen: set[PlanVersion],

@@ -172,6 +172,19 @@ def test_interrupted_publication_is_not_published_is_reported_and_then_finished(
     assert verify(s3_project).problems == []
 
 
+@pytest.mark.parametrize("point", ["publish.renamed", "publish.sealed"])
+def test_a_run_killed_after_its_local_rename_is_finished_by_one_command(s3_project, bucket, point):
+    """Killed before sealing: the next command sealed the folder but stored it only in the command after,
+    so verify failed in between (index row missing, not in the ledger)."""
+    killed = cli(s3_project, "run", PLAN, env={FAULT_ENV: f"kill@{point}"})
+    assert killed.returncode == -9, killed.stderr
+    done = reconcile(s3_project)
+    [folder] = published_runs(s3_project)
+    assert done.stored == [folder.name] and done.finished == [folder.name], done
+    assert open_run_store(s3_project).published() == [folder.name]
+    assert verify(s3_project).problems == []
+
+
 def test_second_publish_of_a_run_id_is_refused(s3_project, bucket):
     outcome = run(s3_project)
     store = open_run_store(s3_project)
