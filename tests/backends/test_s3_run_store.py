@@ -107,6 +107,24 @@ def test_run_published_to_s3_is_verified_from_the_store_and_read_back(s3_project
     assert [row["run_id"] for row in open_index(s3_project).rows()] == [run_id]
 
 
+def test_a_fetched_copy_edited_in_the_cache_is_fetched_again_from_the_store(s3_project, bucket):
+    """runs/.cache is a local copy: edited there (made writable, changed, made read-only), runs show and
+    report showed the edit; the store is the truth."""
+    outcome = run(s3_project)
+    run_id = outcome.record.run_id
+    _remove_local(outcome.folder)
+    folder = run_folder(s3_project, run_id)
+    record = folder / "run.json"
+    folder.chmod(0o755)
+    record.chmod(0o644)
+    record.write_text(record.read_text().replace('"ship"', '"rollback"'))
+    record.chmod(0o444)
+    folder.chmod(0o555)
+    shown = cli(s3_project, "runs", "show", run_id)
+    assert shown.returncode == 0 and "decision ship" in shown.stdout, (shown.stdout, shown.stderr)
+    assert run_folder(s3_project, run_id) == folder and load_record(folder) == outcome.record
+
+
 def test_a_run_kept_only_in_the_store_is_reproduced_from_its_fetched_copy(s3_project, bucket):
     outcome = run(s3_project)
     _remove_local(outcome.folder)  # another machine: only the ledger and the store

@@ -78,6 +78,12 @@ def folder_problems(folder: Path, kept: dict[str, bytes] | None = None) -> list[
     return manifest_problems(folder.name, parse_sums(sums.read_bytes()), present, digest_of)
 
 
+def _discard(folder: Path) -> None:
+    for item in [folder, *folder.iterdir()]:
+        item.chmod(stat.S_IRWXU)
+    shutil.rmtree(folder)
+
+
 def _check_names(recorded: dict[str, str], shown: str) -> None:
     """A stored manifest is read before anything in it is trusted: each name must be a plain file name (a run
     folder holds no sub-folders), so one written into a bucket cannot make a fetch write outside its folder,
@@ -134,7 +140,10 @@ class RunStore(ABC):
         sums = self.read(run_id, MANIFEST)
         folder = cache / f"{run_id}-{hashlib.sha256(sums).hexdigest()[:16]}"
         if folder.is_dir() and not folder.stat().st_mode & stat.S_IWUSR:
-            return folder
+            if (folder / MANIFEST).is_file() and (folder / MANIFEST).read_bytes() == sums \
+                    and not folder_problems(folder):
+                return folder
+            _discard(folder)  # a copy edited since it was fetched (it is only a cache): fetched again
         recorded = parse_sums(sums)
         _check_names(recorded, self.key_url(run_id, MANIFEST))
         partial = cache / f".{folder.name}.{os.getpid()}.partial"
