@@ -97,7 +97,7 @@ def test_an_index_url_naming_a_file_that_is_not_sqlite_neither_uses_nor_replaces
                 else f"error: {target}: is not a SQLite database, so impactbook neither uses it as the run index")
     assert expected in done.stderr, done.stderr
     assert (target.read_bytes() if target.exists() else None) == before
-    assert not (project.runs_dir / "idx").exists()
+    assert not (project.runs_dir / "idx").exists() and not target.with_name(target.name + ".lock").exists()
     with pytest.raises(ProjectError):
         open_index(project).replace_all([])
     assert (target.read_bytes() if target.exists() else None) == before

@@ -25,6 +25,7 @@ INDEX_SETTINGS = "$IMPACTBOOK_INDEX and catalog.yaml's settings.index"
 class SqliteIndexStore(IndexStore):
     path: Path
     owned: bool = False  # the project's own runs/index.sqlite: a file there that is not SQLite is rebuilt
+    takes_turns: bool = True  # (False for a rebuild's own new file, which no one else opens)
 
     @classmethod
     def from_url(cls, url: str) -> "SqliteIndexStore":
@@ -76,9 +77,34 @@ class SqliteIndexStore(IndexStore):
             raise IndexUnusable(str(exc)) from exc
         return connection
 
+    @property
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """A shared lock on the rebuilds' lock file for a session: a rebuild (exclusive) swaps the file and
+        removes its journals only between sessions. (A session that committed while a rebuild removed its
+        journal by path failed with 'disk I/O error'.) Without a lock file to open (a read-only runs/), no
+        rebuild can run there either."""
+        if not self.takes_turns:
+            yield
+            return
+        try:
+            fd = os.open(self._lock_path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
     def _session(self) -> Iterator[sqlite3.Connection]:
-        with closing(self._connect()) as connection:
+        self._refuse_a_foreign_file()  # (before its lock file is made beside it)
+        with self._turn(), closing(self._connect()) as connection:
             try:
                 yield connection
             except sqlite3.OperationalError:
@@ -96,14 +122,13 @@ class SqliteIndexStore(IndexStore):
 
     def replace_all(self, rows: Iterable[Row]) -> None:
         """Write a file of its own and swap it in (rename is atomic); a lock file makes rebuilds take turns."""
-        lock_path = self.path.with_name(self.path.name + ".lock")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a") as lock:
+        with open(self._lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._refuse_a_foreign_file()
             self._refuse_a_newer_schema()
             fresh = SqliteIndexStore(self.path.with_name(f".{self.path.name}.{os.getpid()}."
-                                                         f"{secrets.token_hex(4)}.rebuild"))
+                                                         f"{secrets.token_hex(4)}.rebuild"), takes_turns=False)
             try:
                 fresh._write(fresh._upsert(), list(rows))
                 fresh.path.replace(self.path)
