@@ -310,3 +310,17 @@ def test_a_drift_column_missing_from_the_reference_is_named_before_the_kernel(pr
     outcome = _run(project)
     assert outcome.record.status.value == "INADMISSIBLE"
     assert "rollout.drift.checks[0].column: no column 'basket_size'" in json.dumps(outcome.record.gate)
+
+
+def test_a_constant_outcome_completes_without_an_estimate_and_holds(project, start):
+    """No variation in any metric (every revenue 5, nobody converts): the template's effects table read
+    columns of an empty frame, so the run ended FAILED with an AttributeError instead of holding."""
+    import pandas as pd
+
+    path = _data(project, start, breach_day=None)
+    pd.read_csv(path).assign(revenue=5.0, converted=0).to_csv(path, index=False)
+    Catalog.load(project).pin_dataset("demo_rollout", path, contract=ROLLOUT_CONTRACT, replace=True,
+                                      reason="constant outcome", synthetic=True)
+    outcome = _run(project)
+    assert outcome.record.status.value == "COMPLETED", outcome.record.errors
+    assert outcome.record.decision.action.value != "ship"
