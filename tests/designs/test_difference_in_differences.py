@@ -73,6 +73,16 @@ def test_too_few_clusters_is_a_failed_diagnostic(tmp_path):
     assert all(m.verdict == "INCONCLUSIVE" and "8 clusters < 10" in m.note for m in analysis.metrics)
 
 
+def test_the_scraps_give_a_reason_for_each_failed_diagnostic_and_none_for_a_passed_one(tmp_path):
+    start = dt.date(2026, 11, 20)  # a fixed draw: conversion's pre-trends and placebo pass, clusters fail
+    path = generate_markets_data(tmp_path / "few.csv", start, 14, markets=8, never=2)
+    analysis = analyse_file(load_plan(_plan_file(tmp_path, start, diagnostics={"placebo_shift": 14})), path, "csv")
+    rows = {row["name"].split(" ")[0]: row for row in analysis.scraps()["diagnostics"] if row["metric"] == "conversion"}
+    assert rows["clusters"]["reason"].startswith("8 clusters < 10") and not rows["clusters"]["passed"]
+    assert rows["pre-trends"]["passed"] and rows["placebo"]["passed"]
+    assert rows["pre-trends"]["reason"] is None and rows["placebo"]["reason"] is None  # nothing to explain
+
+
 def test_design_mistakes_name_the_field(tmp_path):
     with pytest.raises(PlanError, match=r"design.assumptions: String should have at least 20 characters"):
         load_plan(_plan_file(tmp_path, assumptions="trust me"))

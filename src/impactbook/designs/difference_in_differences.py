@@ -73,8 +73,7 @@ class DifferenceInDifferencesAnalysis:
             "event_study": [{"metric": item.metric.id, "relative_period": e.relative_period, "estimate": e.estimate,
                              "standard_error": e.standard_error, "low": e.low, "high": e.high}
                             for item in self.metrics for e in item.study.effects],
-            "diagnostics": [{"metric": item.metric.id, "name": d.name, "value": d.value, "threshold": d.threshold,
-                             "passed": d.passed, "reason": d.reason} for item in self.metrics for d in item.diagnostics],
+            "diagnostics": [d.scrap(item.metric.id) for item in self.metrics for d in item.diagnostics],
             "raw_means": self.raw_means,
             "data_quality": {"panel_rows": self.panel_rows, "rows_without_unit_or_period": self.dropped_rows,
                              "adoption_periods": self.adoption_periods},

@@ -152,9 +152,7 @@ class InterruptedTimeSeriesAnalysis:
                           "p_value": _number(p.p_value), "rejected": p.rejected}
                          for item in self.metrics for name, summary in item.placebos.items() if not isinstance(summary, str)
                          for p in summary.placebos],
-            "diagnostics": [{"metric": item.metric.id, "name": d.name, "value": _number(d.value),
-                             "threshold": d.threshold, "passed": d.passed, "reason": d.reason}
-                            for item in self.metrics for d in item.diagnostics],
+            "diagnostics": [d.scrap(item.metric.id) for item in self.metrics for d in item.diagnostics],
             "series_effects": [_series_effect(item.metric.id, name, self.plan.design.estimator, fit)
                                for item in self.metrics for name, fit in item.by_series.items()],
             "data_quality": self.data_quality,

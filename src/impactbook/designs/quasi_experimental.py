@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -19,11 +20,20 @@ Judged = TypeVar("Judged")
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """A preregistered check of what the design rests on; `reason` says what its failure means."""
+
     name: str
     value: float
     threshold: float
     passed: bool
     reason: str
+
+    def scrap(self, metric: str) -> dict[str, Any]:
+        """Its row in the run's scraps: a value that could not be computed as null, and the reason only
+        where it failed (a passed check has nothing to explain)."""
+        value = float(self.value) if self.value is not None and math.isfinite(float(self.value)) else None
+        return {"metric": metric, "name": self.name, "value": value, "threshold": self.threshold,
+                "passed": self.passed, "reason": None if self.passed else self.reason}
 
 
 def period_sql(expression: str, kind: str) -> str:

@@ -110,8 +110,7 @@ class SyntheticControlAnalysis:
                              zip(self.periods, getattr(item.result, "time_weights", [])) if weight > 1e-6],
             "leave_one_out": [{"metric": item.metric.id, "dropped_donor": self.donors[j], "estimate": estimate}
                               for item in self.metrics for j, estimate in item.result.leave_one_out_estimates.items()],
-            "diagnostics": [{"metric": item.metric.id, "name": d.name, "value": d.value, "threshold": d.threshold,
-                             "passed": d.passed, "reason": d.reason} for item in self.metrics for d in item.diagnostics],
+            "diagnostics": [d.scrap(item.metric.id) for item in self.metrics for d in item.diagnostics],
             "data_quality": {"panel_rows": self.panel_rows, "rows_without_unit_or_period": self.dropped_rows,
                              "treated": labels + list(self.plan.design.treated[1:] if len(labels) > 1 else []),
                              "donors": len(self.donors), "incomplete_donors_dropped": self.incomplete_donors},
