@@ -11,7 +11,7 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from impactbook.demo import generate_markets_data, generate_observational_data, generate_states_data
-from impactbook.designs.quasi_experimental import corrected
+from impactbook.designs.quasi_experimental import bounded, corrected
 from impactbook.plan import Metric, load_plan
 from impactbook.yamlio import dump_yaml, load_yaml
 from conftest import REPO
@@ -111,3 +111,15 @@ def test_the_time_series_design_records_holm_adjusted_p_values(tmp_path):
 
     series = generate_its_data(tmp_path / "its.csv", START, 14, pre_days=120)
     _check_rows(interrupted_time_series.analyse_file(_plan(tmp_path, "plans/its.yaml"), series, "csv"))
+
+
+@pytest.mark.parametrize("value", [float("nan"), None])
+def test_a_diagnostic_the_data_cannot_give_fails_with_its_own_reason_not_a_comparison_with_nan(value):
+    failure = lambda p: f"p = {p:.3g} < 0.05"  # noqa: E731
+    check = bounded("placebo", value, 0.05, at_least=True, failure=failure, undefined="no p-value: not passed")
+    assert (check.passed, check.reason) == (False, "no p-value: not passed")
+    assert check.scrap("m") == {"metric": "m", "name": "placebo", "value": None, "threshold": 0.05, "passed": False,
+                                "reason": "no p-value: not passed"}
+    assert bounded("placebo", 0.01, 0.05, at_least=True, failure=failure, undefined="").reason == "p = 0.01 < 0.05"
+    assert bounded("fit", 0.2, 0.1, at_least=False, failure=failure, undefined="").passed is False
+    assert bounded("fit", 0.1, 0.1, at_least=False, failure=failure, undefined="").scrap("m")["reason"] is None

@@ -305,3 +305,19 @@ def test_synthetic_did_runs_through_the_template_with_its_time_weights(states_pr
     assert conversion.difference_low < STATES_TRUE_EFFECT < conversion.difference_high  # the known effect
     html = outcome.report.read_text(encoding="utf-8")
     assert "synthetic difference-in-differences fit on" in html and "standard error" in html
+
+
+def test_a_treated_unit_at_zero_before_the_change_fails_the_fit_check_saying_why(tmp_path):
+    """Its RMSPE has no size relative to a level of 0; the reason read 'pre-period RMSPE is undefined of the
+    treated level'."""
+    plan = load_plan(_plan_file(tmp_path))
+    frame = pd.read_csv(generate_states_data(tmp_path / "states.csv", START, 14))
+    frame.loc[(frame.state == plan.design.treated[0]) & (frame.date < START.isoformat()), "conversion"] = 0.0
+    frame.to_csv(tmp_path / "zero.csv", index=False)
+    analysis = analyse_file(plan, tmp_path / "zero.csv", "csv")
+    conversion = analysis.metrics[0]
+    assert conversion.verdict == "INCONCLUSIVE"
+    assert "diagnostic failed: the treated unit's pre-period level is 0, so its pre-period RMSPE (" in conversion.note
+    row = next(r for r in analysis.scraps()["diagnostics"]
+               if r["metric"] == "conversion" and r["name"].startswith("pre-period"))
+    assert row["value"] is None and not row["passed"] and "has no size relative to it" in row["reason"]

@@ -20,8 +20,8 @@ from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats.callaway_santanna import callaway_santanna
 from ..stats.event_study import EventStudy, EventTimeEffect, event_study, static_did
-from .quasi_experimental import (Diagnostic, Grouping, aggregate_file, corrected, flag_sql, judge, period_number,
-                                 period_sql)
+from .quasi_experimental import (Diagnostic, Grouping, aggregate_file, bounded, corrected, flag_sql, judge,
+                                 period_number, period_sql)
 
 
 @dataclass(frozen=True)
@@ -221,10 +221,11 @@ def group_time_study(frame, leads: int, lags: int, alpha: float) -> EventStudy:
 def _judge(plan: Plan, metric: Metric, study: EventStudy, placebo: Placebo | None = None) -> MetricEventStudy:
     thresholds = plan.design.diagnostics
     diagnostics = [
-        Diagnostic("pre-trends (joint test that every lead is zero)", study.pretrend_p_value,
-                   thresholds.pretrend_p_min, study.pretrend_p_value >= thresholds.pretrend_p_min,
-                   f"pre-trend test p = {study.pretrend_p_value:.3g} < {thresholds.pretrend_p_min}: treated and "
-                   "comparison units did not move in parallel before adoption"),
+        bounded("pre-trends (joint test that every lead is zero)", study.pretrend_p_value, thresholds.pretrend_p_min,
+                at_least=True, failure=lambda p: f"pre-trend test p = {p:.3g} < {thresholds.pretrend_p_min}: treated "
+                "and comparison units did not move in parallel before adoption",
+                undefined="the pre-trend test has no p-value on this panel: parallel trends before adoption "
+                          "is untested"),
         Diagnostic("clusters", study.clusters, thresholds.min_clusters, study.clusters >= thresholds.min_clusters,
                    f"{study.clusters} clusters < {thresholds.min_clusters}: cluster-robust errors are unreliable"),
     ]
@@ -233,11 +234,13 @@ def _judge(plan: Plan, metric: Metric, study: EventStudy, placebo: Placebo | Non
         if placebo.study is None:
             diagnostics.append(Diagnostic(name, 0.0, thresholds.placebo_p_min, False, placebo.reason))
         else:
-            p_value = placebo.study.average_p_value
-            diagnostics.append(Diagnostic(
-                name, p_value, thresholds.placebo_p_min, p_value >= thresholds.placebo_p_min,
-                f"placebo effect {placebo.study.average_effect:.4g} with p = {p_value:.3g} < {thresholds.placebo_p_min}: "
-                "an 'effect' appears where there was no change"))
+            effect = placebo.study.average_effect
+            diagnostics.append(bounded(
+                name, placebo.study.average_p_value, thresholds.placebo_p_min, at_least=True,
+                failure=lambda p: f"placebo effect {effect:.4g} with p = {p:.3g} < {thresholds.placebo_p_min}: "
+                                  "an 'effect' appears where there was no change",
+                undefined="the placebo adoption's effect has no p-value on the pre-adoption data: the placebo "
+                          "check is not passed"))
     verdict, note = judge(plan, metric, study.average_effect, study.average_standard_error, study.average_p_value,
                           study.t_df, study.counterfactual_level, diagnostics)
     return MetricEventStudy(metric, study, diagnostics, verdict, note)

@@ -22,7 +22,7 @@ import numpy as np
 from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats import interrupted_time_series as its
-from .quasi_experimental import Diagnostic, Grouping, aggregate_file, corrected, judge, period_sql
+from .quasi_experimental import Diagnostic, Grouping, aggregate_file, bounded, corrected, judge, period_sql
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -302,10 +302,12 @@ def _placebos(plan: Plan, name: str, fit: its.InterruptedTimeSeries, outcome: np
 
 def _diagnostics(plan: Plan, fit: its.InterruptedTimeSeries, placebos: its.PlaceboSummary | str) -> list[Diagnostic]:
     limits = plan.design.diagnostics
-    found = [Diagnostic(f"residual autocorrelation (Ljung-Box, {fit.ljung_box_lags} lags, pre-period)",
-                        fit.ljung_box_p_value, limits.ljung_box_p_min, fit.ljung_box_p_value >= limits.ljung_box_p_min,
-                        f"Ljung-Box p = {fit.ljung_box_p_value:.3g} < {limits.ljung_box_p_min}: the model leaves "
-                        "autocorrelation in its pre-period residuals, so its intervals are too narrow")]
+    found = [bounded(f"residual autocorrelation (Ljung-Box, {fit.ljung_box_lags} lags, pre-period)",
+                     fit.ljung_box_p_value, limits.ljung_box_p_min, at_least=True,
+                     failure=lambda p: f"Ljung-Box p = {p:.3g} < {limits.ljung_box_p_min}: the model leaves "
+                                       "autocorrelation in its pre-period residuals, so its intervals are too narrow",
+                     undefined="the Ljung-Box test has no p-value on the pre-period residuals (they do not vary): "
+                               "their autocorrelation is untested")]
     rate = None if isinstance(placebos, str) else placebos.false_positive_rate
     if plan.design.placebos and rate is None:
         found.append(Diagnostic("placebo interventions", float("nan"), limits.placebo_fpr_max, False,
@@ -316,10 +318,12 @@ def _diagnostics(plan: Plan, fit: its.InterruptedTimeSeries, placebos: its.Place
                                 f"{rate:.0%} of placebo interventions were significant > {limits.placebo_fpr_max:.0%}: "
                                 "the model finds effects where there are none"))
     if fit.pre_mape is not None:
-        found.append(Diagnostic("pre-period fit (mean absolute percentage error)", fit.pre_mape, limits.pre_mape_max,
-                                fit.pre_mape <= limits.pre_mape_max,
-                                f"pre-period MAPE {fit.pre_mape:.3g} > {limits.pre_mape_max}: the model does not "
-                                "track the series before the change"))
+        found.append(bounded("pre-period fit (mean absolute percentage error)", fit.pre_mape, limits.pre_mape_max,
+                             at_least=False,
+                             failure=lambda mape: f"pre-period MAPE {mape:.3g} > {limits.pre_mape_max}: the model "
+                                                  "does not track the series before the change",
+                             undefined="the pre-period MAPE could not be computed: the fit before the change is "
+                                       "unchecked"))
     if plan.design.estimator == "structural":
         found.append(Diagnostic("maximum-likelihood fit converged", float(fit.converged), 1.0, fit.converged,
                                 "the optimizer did not converge: the counterfactual's parameters are unreliable"))

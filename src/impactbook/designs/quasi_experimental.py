@@ -36,6 +36,16 @@ class Diagnostic:
                 "passed": self.passed, "reason": None if self.passed else self.reason}
 
 
+def bounded(name: str, value: float | None, threshold: float, *, at_least: bool, failure: Callable[[float], str],
+            undefined: str) -> Diagnostic:
+    """A diagnostic that passes when `value` is at least (or, `at_least=False`, at most) `threshold`. A value
+    the data could not give (None, NaN) fails with `undefined`, not with a comparison such as 'p = nan < 0.05'."""
+    if value is None or not math.isfinite(value):
+        return Diagnostic(name, math.nan, threshold, False, undefined)
+    passed = value >= threshold if at_least else value <= threshold
+    return Diagnostic(name, float(value), threshold, bool(passed), failure(float(value)))
+
+
 def period_sql(expression: str, kind: str) -> str:
     """Dates become day numbers (days since 1970-01-01), integers stay integers: one period scale."""
     if kind.upper().startswith(("DATE", "TIMESTAMP")):

@@ -25,8 +25,8 @@ from ..sqlengine import quote
 from ..stats.synthetic_control import SyntheticControlResult, scaled_predictors, synthetic_control_panel
 from ..stats.synthetic_did import SyntheticDidResult, synthetic_did
 from .difference_in_differences import Diagnostic
-from .quasi_experimental import (Grouping, aggregate_file, corrected, interval_non_inferiority, period_number,
-                                 period_sql)
+from .quasi_experimental import (Grouping, aggregate_file, bounded, corrected, interval_non_inferiority,
+                                 period_number, period_sql)
 
 PARALLEL_FROM_DONORS = 200  # placebo fits go to a process pool from this many donors (start-up costs ~0.1 s)
 
@@ -223,10 +223,12 @@ def _judge(plan: Plan, result: SyntheticControlResult | SyntheticDidResult, dono
         # the placebos estimate a variance here, not a rank: at least the minimum donors' worth of them
         needed = thresholds.min_donors
     diagnostics = [
-        Diagnostic("pre-period fit (RMSPE relative to the treated level)", fit if fit is not None else math.inf,
-                   thresholds.max_pre_rmspe, fit is not None and fit <= thresholds.max_pre_rmspe,
-                   f"pre-period RMSPE is {_share(fit)} of the treated level > {_share(thresholds.max_pre_rmspe)}: "
-                   "the synthetic control does not track the treated unit before the change"),
+        bounded("pre-period fit (RMSPE relative to the treated level)", fit, thresholds.max_pre_rmspe, at_least=False,
+                failure=lambda share: f"pre-period RMSPE is {share:.1%} of the treated level > "
+                                      f"{thresholds.max_pre_rmspe:.1%}: the synthetic control does not track the "
+                                      "treated unit before the change",
+                undefined=f"the treated unit's pre-period level is 0, so its pre-period RMSPE ({result.pre_rmspe:.3g}) "
+                          "has no size relative to it: the fit before the change is unchecked"),
         Diagnostic("donors", donors, thresholds.min_donors, donors >= thresholds.min_donors,
                    f"{donors} donors < {thresholds.min_donors}"),
         Diagnostic("placebos (the rank test can reach alpha)", result.placebo_draws, needed,
@@ -246,10 +248,6 @@ def _judge(plan: Plan, result: SyntheticControlResult | SyntheticDidResult, dono
     good = result.estimate > 0 if metric.direction == "increase" else result.estimate < 0
     verdict = "INCONCLUSIVE" if not significant else ("CONFIRMED" if good else "REFUTED")
     return diagnostics, verdict, None
-
-
-def _share(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:.1%}"
 
 
 def _non_inferiority(plan: Plan, metric: Metric,
