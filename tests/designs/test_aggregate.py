@@ -175,3 +175,26 @@ def test_a_parquet_file_gives_the_same_numbers_to_the_last_bit_run_after_run(pro
     expected = pd.json_normalize(dataclasses.asdict(unsliced.overall["treatment"]["revenue_per_user"])).iloc[0]
     found = pd.json_normalize(dataclasses.asdict(sliced.overall["treatment"]["revenue_per_user"])).iloc[0]
     assert found.to_dict() == pytest.approx(expected.to_dict(), rel=1e-12)
+
+
+def test_a_capped_metric_leaves_a_missing_outcome_missing(project, small):
+    """LEAST(NULL, cap) is the cap in DuckDB and PostgreSQL: 2,000 blank revenues in the control arm of a
+    capped metric were counted as that many units at the cap (no missing outcome), and a +0.14 effect
+    read -30.8, REFUTED."""
+    frame, path = small
+    blank = frame.index[frame.variant == "control"][:200]
+    rows = frame.assign(revenue=frame.revenue.astype(object))
+    rows.loc[blank, "revenue"] = ""
+    rows.assign(date=rows.date.dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+    plan = _plan(project)
+    result = aggregate(plan, path)
+    present = frame.drop(index=blank)
+    cap = float(np.percentile(present[present.variant == "control"].revenue, 99.9))
+    assert result.caps["revenue_per_user"] == pytest.approx(cap, rel=1e-12)
+    for arm, arm_rows in present.groupby("variant"):
+        expected = _expected(arm_rows, cap)
+        _assert_close({name: result.overall[arm][name] for name in ("revenue_per_user", "revenue_per_session")},
+                      {name: expected[name] for name in ("revenue_per_user", "revenue_per_session")})
+    quality = {(r["metric"], r["arm"]): r for r in result.data_quality(plan)["metrics"]}
+    assert quality[("revenue_per_user", "control")]["missing_outcome"] == len(blank)
+    assert quality[("revenue_per_user", "treatment")]["missing_outcome"] == 0

@@ -29,8 +29,8 @@ def _value(metric: Metric, column: str | None, cap: str | None = None, paired: s
     whose paired column (a ratio's other half, a CUPED covariate) is missing, so every sum covers the
     same units."""
     expression = f"CAST({quote(column)} AS DOUBLE PRECISION)"
-    if cap:
-        expression = f"LEAST({expression}, {cap})"
+    if cap:  # not LEAST, which skips NULLs in DuckDB and PostgreSQL: a missing outcome would become the cap
+        expression = f"CASE WHEN {expression} > {cap} THEN {cap} ELSE {expression} END"
     conditions = [f"({parse_filter(metric.filter).sql})"] if metric.filter else []
     if paired:
         conditions.append(f"{quote(paired)} IS NOT NULL")
