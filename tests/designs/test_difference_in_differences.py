@@ -308,3 +308,56 @@ def test_a_flag_that_matches_no_unit_is_named_not_analysed_as_no_adoption(tmp_pa
     frame.to_csv(tmp_path / "nobody.csv", index=False)
     with pytest.raises(ValueError, match=r"design.treated: no unit adopts the change in the panel \('switched' never equals 'yes'\)"):
         analyse_file(load_plan(tmp_path / "flag.yaml"), tmp_path / "nobody.csv", "csv")
+
+
+def _flag_plan(folder, **design):
+    plan = load_yaml(_plan_file(folder, **design), RuntimeError, "plan")
+    del plan["design"]["adoption"]
+    plan["design"].update(treated="switched", treated_value="yes", start=START)
+    dump_yaml(plan, folder / "flag.yaml")
+    return load_plan(folder / "flag.yaml")
+
+
+def test_a_treatment_flag_set_on_every_row_or_from_the_start_on_is_one_analysis(tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(generate_markets_data(tmp_path / "single.csv", START, 14, cohort_gap=0))
+    plan = _flag_plan(tmp_path, estimator="twfe")
+    flags = {"unit.csv": frame.adopted_on.notna(),
+             "state.csv": frame.adopted_on.notna() & (frame.date >= START.isoformat())}  # marks the treated state
+    for name, flag in flags.items():
+        frame.assign(switched=flag.map({True: "yes", False: "no"})).to_csv(tmp_path / name, index=False)
+    by_unit, by_state = (analyse_file(plan, tmp_path / name, "csv") for name in ("unit.csv", "state.csv"))
+    assert by_unit.results() == by_state.results() and by_unit.adoption_periods == by_state.adoption_periods
+
+
+def test_an_ambiguous_treatment_is_refused_naming_the_units(tmp_path):
+    """A comparison market flagged on one pre-period day became a treated one (the earliest flag won): 36
+    treated units instead of 32, CONFIRMED. A unit with two adoption dates took the earlier."""
+    import pandas as pd
+
+    frame = pd.read_csv(generate_markets_data(tmp_path / "single.csv", START, 14, cohort_gap=0))
+    never = sorted(frame.market[frame.adopted_on.isna()].unique())[:2]
+    flag = frame.adopted_on.notna() | (frame.market.isin(never) & (frame.date == frame.date.min()))
+    frame.assign(switched=flag.map({True: "yes", False: "no"})).to_csv(tmp_path / "blip.csv", index=False)
+    with pytest.raises(ValueError, match=rf"design.treated: 2 unit\(s\) have 'switched' = 'yes' on some rows and not "
+                                         rf"on others .*, e.g. {never[0]}, {never[1]}: a unit's treatment must be"):
+        analyse_file(_flag_plan(tmp_path), tmp_path / "blip.csv", "csv")
+    adopter = sorted(frame.market[frame.adopted_on.notna()].unique())[0]
+    later = (START + dt.timedelta(days=3)).isoformat()
+    frame.loc[(frame.market == adopter) & (frame.date >= later), "adopted_on"] = later
+    frame.to_csv(tmp_path / "twice.csv", index=False)
+    with pytest.raises(ValueError, match=rf"design.adoption: 1 unit\(s\) have more than one adoption period in "
+                                         rf"'adopted_on', e.g. {adopter}"):
+        analyse_file(load_plan(_plan_file(tmp_path, estimator="twfe")), tmp_path / "twice.csv", "csv")
+
+
+@pytest.mark.parametrize("estimator", ["two_by_two", "twfe"])
+def test_every_unit_adopting_at_once_leaves_nothing_to_compare_with(tmp_path, estimator):
+    """Every market flagged: the 2x2 was CONFIRMED with a tight interval, twfe gave an effect of 2.2e10."""
+    import pandas as pd
+
+    frame = pd.read_csv(generate_markets_data(tmp_path / "single.csv", START, 14, cohort_gap=0))
+    frame.assign(switched="yes").to_csv(tmp_path / "all.csv", index=False)
+    with pytest.raises(ValueError, match=r"design.treated: every unit in the panel \(\d+\) adopts in the same period"):
+        analyse_file(_flag_plan(tmp_path, estimator=estimator), tmp_path / "all.csv", "csv")

@@ -97,8 +97,40 @@ def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     means = [f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics]
     means += [f"AVG(CAST({quote(c)} AS DOUBLE)) AS x_{i}" for i, c in enumerate(spec.covariates)]
     return ({"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period_sql(quote(spec.time), kinds[spec.time])},
-            f"MIN({adoption}) AS adoption, MIN(CAST({cluster} AS VARCHAR)) AS cluster, {', '.join(means)}",
+            f"MIN({adoption}) AS adoption, MAX({adoption}) AS adoption_last, COUNT({adoption}) AS adopting_rows, "
+            f"COUNT(*) AS unit_period_rows, MIN(CAST({cluster} AS VARCHAR)) AS cluster, {', '.join(means)}",
             f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL")
+
+
+def _check_adoption(plan: Plan, frame) -> None:
+    """Each unit's treatment must be unambiguous: one adoption period in the adoption column; a flag set on
+    every row, on none, or exactly on the rows from `start` on. The grouping took the earliest, so a
+    comparison unit flagged on one stray day became a treated one. And some unit must be left to compare
+    with: every unit adopting in one period leaves the effect unidentified (a 2x2 CONFIRMED it anyway)."""
+    spec = plan.design
+    field, column = ("adoption", spec.adoption) if spec.adoption else ("treated", spec.treated)
+    units = frame.groupby("unit")
+    if spec.adoption:
+        span = units.agg(first=("adoption", "min"), last=("adoption_last", "max"))
+        ambiguous = span.index[span["first"].notna() & (span["first"] != span["last"])]
+        what = f"more than one adoption period in {column!r}"
+    else:
+        flagged, rows = frame["adopting_rows"], frame["unit_period_rows"]
+        after = frame["period"].to_numpy() >= period_number(spec.start)
+        shape = frame.assign(everywhere=flagged == rows, nowhere=flagged == 0,
+                             from_start=np.where(after, flagged == rows, flagged == 0))
+        consistent = shape.groupby("unit")[["everywhere", "nowhere", "from_start"]].all().any(axis=1)
+        ambiguous = consistent.index[~consistent]
+        what = (f"{column!r} = {spec.treated_value!r} on some rows and not on others (neither on every row, on "
+                f"none, nor exactly from design.start {spec.start} on)")
+    if len(ambiguous):
+        examples = ", ".join(map(str, sorted(ambiguous)[:5]))
+        raise ValueError(f"design.{field}: {len(ambiguous)} unit(s) have {what}, e.g. {examples}: a unit's treatment "
+                         "must be unambiguous")
+    adoption = units["adoption"].min()
+    if adoption.notna().all() and adoption.nunique() == 1:
+        raise ValueError(f"design.{field}: every unit in the panel ({len(adoption)}) adopts in the same period, so "
+                         "none is left to compare with; the design needs units that never adopt (or adopt later)")
 
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> DifferenceInDifferencesAnalysis:
@@ -113,6 +145,7 @@ def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDiffe
         field = "adoption" if spec.adoption else "treated"
         raise ValueError(f"design.{field}: no unit adopts the change in the panel ({getattr(spec, field)!r} "
                          f"{'is empty in every row' if spec.adoption else f'never equals {spec.treated_value!r}'})")
+    _check_adoption(plan, frame)
     clusters = np.unique(frame["cluster"].astype(str).to_numpy(), return_inverse=True)[1]
     adoption = frame.groupby("unit")["adoption"].transform("min").to_numpy(dtype=float)
     studies = []

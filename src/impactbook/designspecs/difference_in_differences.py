@@ -46,7 +46,8 @@ class DifferenceInDifferences(_Spec):
     adoption: str | None = Field(None, min_length=1, description="the column with each unit's first treated period; "
                                                                  "empty: never")
     treated: str | None = Field(None, min_length=1, description="instead of adoption: a flag column marking the units "
-                                                                "that run the candidate from `start`")
+                                                                "that run the candidate from `start` (set on every "
+                                                                "row of such a unit, or on its rows from `start` on)")
     treated_value: bool | int | str = Field(1, description="the flag's value for treated units (others: comparison)")
     start: Day | int | None = Field(None, description="with `treated`: the first period under the candidate")
     covariates: list[str] = Field(default_factory=list, max_length=20,
