@@ -348,3 +348,25 @@ def test_a_metric_value_whose_square_overflows_is_named(tmp_path, fmt, value):
                             "(column 'revenue') (1 rows") for p in problems), problems
     fine = _check(tmp_path, ROWS + ["5,control,1e149,0,2026-11-28"], contract=None, fmt=fmt).problems
     assert fine == ["datasets.exposures.contract: input has no data contract"], fine
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_design_regressor_covariate_or_predictor_holds_finite_numbers_within_the_bound(tmp_path, fmt):
+    """One marketing spend of 1e300 (the regressor of an interrupted time series) passed the gate and REFUTED
+    the change with a 290-digit effect, every diagnostic passed; a text value ended in a DuckDB error."""
+    plan = plan_from_canonical(load_plan(REPO / "src/impactbook/scaffold/interrupted_time_series.yaml").canonical())
+    header = "region,date,conversion,revenue_per_session,marketing_spend"
+    rows = [header] + [f"north,2026-11-{day},0.05,1.2,{100 + day}" for day in range(20, 30)]
+
+    def problems(value):
+        return _check(tmp_path, rows + [f"north,2026-11-30,0.05,1.2,{value}"], contract=None, plan=plan,
+                      fmt=fmt).problems
+
+    found = problems("1e300")
+    assert any(p.startswith("design.regressors[0]: fails holds values within ±1e+150, whose squares a double holds "
+                            "(column 'marketing_spend') (1 rows") for p in found), found
+    assert not any(p.startswith("design.") for p in problems("1e149")), problems("1e149")
+    if fmt == "csv":
+        found = problems("lots")
+        assert any(p.startswith("design.regressors[0]: fails holds numbers (column 'marketing_spend') (1 rows")
+                   for p in found), found

@@ -395,9 +395,17 @@ def _plan_columns(item: ResolvedInput, plan: Plan, role: str | None,
     return {p: c for p, c in named.items() if c in columns.types}, problems
 
 
+NUMERIC_DESIGN_FIELDS = ("design.covariates[", "design.regressors[", "design.predictors[")
+
+
 def _kind_rules(plan: Plan, named: dict[str, str], columns: _Columns) -> list[_Rule]:
-    """A proportion's column holds 0/1; a mean's, a ratio's and a covariate's hold numbers."""
+    """A proportion's column holds 0/1; a mean's, a ratio's and a covariate's hold numbers, and so do the
+    design's covariates, regressors and predictors (one of 1e300 in a regressor passed the gate and REFUTED
+    an interrupted time series with a 290-digit effect)."""
     rules = []
+    for path, column in named.items():
+        if path.startswith(NUMERIC_DESIGN_FIELDS) and columns.family(column) != "int":
+            rules += _number_rules(path, column, "numbers", columns)
     for index, metric in enumerate(plan.metrics):
         for attribute in ("column", "numerator", "denominator", "covariate"):
             path = f"metrics[{index}].{attribute}"
@@ -417,17 +425,25 @@ def _kind_rules(plan: Plan, named: dict[str, str], columns: _Columns) -> list[_R
                 else:
                     rules.append(_Rule(path, check, condition, example))
             elif family != "int":  # a stored integer is always a finite number
-                rules.append(_Rule(path, f"holds numbers for a {metric.kind} (column {column!r})",
-                                   f"{present} AND ({number} IS NULL OR {columns.dialect.not_finite(number)})", example,
-                                   ("finite", column) if family == "float" else None))
-                check = (f"holds values within ±{LARGEST_ANALYSABLE:g}, whose squares a double holds "
-                         f"(column {column!r})")
-                condition = f"{present} AND abs({number}) > {LARGEST_ANALYSABLE!r}"
-                rules += [_Rule(path, check, condition, example, ("below", column, -LARGEST_ANALYSABLE)),
-                          _Rule(path, check, condition, example, ("above", column, LARGEST_ANALYSABLE))] \
-                    if family == "float" else [_Rule(path, check, f"{condition} AND NOT ({number} IS NULL OR "
-                                                                 f"{columns.dialect.not_finite(number)})", example)]
+                rules += _number_rules(path, column, f"numbers for a {metric.kind}", columns)
     return rules
+
+
+def _number_rules(path: str, column: str, what: str, columns: _Columns) -> list[_Rule]:
+    """The column holds finite numbers (blanks aside) within ±LARGEST_ANALYSABLE; on a float column its
+    COUNT/MIN/MAX decide both."""
+    number, present, example = columns.number(column), columns.present(column), columns.example(column)
+    family = columns.family(column)
+    rules = [_Rule(path, f"holds {what} (column {column!r})",
+                   f"{present} AND ({number} IS NULL OR {columns.dialect.not_finite(number)})", example,
+                   ("finite", column) if family == "float" else None)]
+    check = f"holds values within ±{LARGEST_ANALYSABLE:g}, whose squares a double holds (column {column!r})"
+    condition = f"{present} AND abs({number}) > {LARGEST_ANALYSABLE!r}"
+    if family == "float":
+        return rules + [_Rule(path, check, condition, example, ("below", column, -LARGEST_ANALYSABLE)),
+                        _Rule(path, check, condition, example, ("above", column, LARGEST_ANALYSABLE))]
+    return rules + [_Rule(path, check, f"{condition} AND NOT ({number} IS NULL OR "
+                                       f"{columns.dialect.not_finite(number)})", example)]
 
 
 LARGEST_ANALYSABLE = 1e150  # a variance sums squares: 1e308 in one row overflowed, or swamped every effect
