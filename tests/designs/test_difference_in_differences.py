@@ -361,3 +361,15 @@ def test_every_unit_adopting_at_once_leaves_nothing_to_compare_with(tmp_path, es
     frame.assign(switched="yes").to_csv(tmp_path / "all.csv", index=False)
     with pytest.raises(ValueError, match=r"design.treated: every unit in the panel \(\d+\) adopts in the same period"):
         analyse_file(_flag_plan(tmp_path, estimator=estimator), tmp_path / "all.csv", "csv")
+
+
+def test_dates_stored_as_text_in_parquet_are_dates(tmp_path):
+    """Dates and adoption dates as ISO strings in a Parquet file: the same analysis as the CSV's (the time
+    column was cast to a period number, a DuckDB conversion error)."""
+    import pandas as pd
+
+    path = generate_markets_data(tmp_path / "markets.csv", START, 14)
+    pd.read_csv(path, dtype={"date": str, "adopted_on": str}).to_parquet(tmp_path / "markets.parquet")
+    plan = load_plan(_plan_file(tmp_path))
+    as_text, as_dates = analyse_file(plan, tmp_path / "markets.parquet", "parquet"), analyse_file(plan, path, "csv")
+    assert as_text.results() == as_dates.results() and as_text.adoption_periods == as_dates.adoption_periods

@@ -239,3 +239,14 @@ def test_a_series_too_short_to_estimate_completes_inconclusive_through_the_templ
     scraps = json.loads((outcome.folder / "scraps.json").read_text(encoding="utf-8"))
     scraps = scraps.get("scraps", scraps)
     assert scraps["its_series"] == [] and all("not estimable" in row["note"] for row in scraps["results"])
+
+
+def test_dates_stored_as_text_in_parquet_are_dates(tmp_path):
+    """A Parquet file whose date column holds ISO strings passed the gate (it reads them as dates) and then
+    ended the run in 'Conversion Error: Could not convert string '2024-03-04' to INT64'."""
+    path = generate_its_data(tmp_path / "its.csv", START, DAYS, pre_days=120)
+    pd.read_csv(path, dtype={"date": str}).to_parquet(tmp_path / "its.parquet")
+    plan = _quick(tmp_path, estimator="segmented", seasonality=[7])
+    as_text, as_dates = analyse_file(plan, tmp_path / "its.parquet", "parquet"), analyse_file(plan, path, "csv")
+    assert as_text.scraps()["results"] == as_dates.scraps()["results"]
+    assert as_text.data_quality == as_dates.data_quality

@@ -20,7 +20,7 @@ from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats.callaway_santanna import callaway_santanna
 from ..stats.event_study import EventStudy, EventTimeEffect, event_study, static_did
-from .quasi_experimental import (Diagnostic, Grouping, aggregate_file, bounded, corrected, flag_sql, judge,
+from .quasi_experimental import (Diagnostic, Grouping, aggregate_file, bounded, corrected, dated, flag_sql, judge,
                                  period_number, period_sql)
 
 
@@ -85,18 +85,19 @@ def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     adoption column, or `start` where the treated flag is set) and cluster."""
     spec = plan.design
     if spec.adoption:
-        adoption = period_sql(quote(spec.adoption), kinds[spec.adoption])
+        adoption = period_sql(quote(spec.adoption), kinds[spec.adoption], plan)
     else:
-        dated = kinds[spec.time].upper().startswith(("DATE", "TIMESTAMP"))
-        if dated != isinstance(spec.start, dt.date):
-            raise ValueError(f"design.start: {spec.start} must be {'a date' if dated else 'a period number'}, as "
+        in_dates = dated(kinds[spec.time], plan)
+        if in_dates != isinstance(spec.start, dt.date):
+            raise ValueError(f"design.start: {spec.start} must be {'a date' if in_dates else 'a period number'}, as "
                              f"the time column {spec.time!r} is")
         flag = flag_sql(spec.treated, spec.treated_value, kinds[spec.treated])
         adoption = f"CASE WHEN {flag} THEN {period_number(spec.start)} END"
     cluster = quote(spec.cluster or spec.unit)
     means = [f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics]
     means += [f"AVG(CAST({quote(c)} AS DOUBLE)) AS x_{i}" for i, c in enumerate(spec.covariates)]
-    return ({"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period_sql(quote(spec.time), kinds[spec.time])},
+    period = period_sql(quote(spec.time), kinds[spec.time], plan)
+    return ({"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period},
             f"MIN({adoption}) AS adoption, MAX({adoption}) AS adoption_last, COUNT({adoption}) AS adopting_rows, "
             f"COUNT(*) AS unit_period_rows, MIN(CAST({cluster} AS VARCHAR)) AS cluster, {', '.join(means)}",
             f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL")

@@ -173,7 +173,7 @@ def series_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     """One row per series and period: each metric's and regressor's sum and count (sufficient statistics
     for the mean or the sum, per series and pooled), periods up to the end of the outcome window."""
     spec = plan.design
-    period = period_sql(quote(spec.time), kinds[spec.time])
+    period = period_sql(quote(spec.time), kinds[spec.time], plan)
     columns = [(f"m_{m.id}", m.column) for m in plan.metrics] + [(f"r_{i}", c) for i, c in enumerate(spec.regressors)]
     stats = ", ".join(f"SUM(CAST({quote(column)} AS DOUBLE)) AS {quote('s_' + name)}, "
                       f"COUNT({quote(column)}) AS {quote('n_' + name)}" for name, column in columns)

@@ -46,9 +46,17 @@ def bounded(name: str, value: float | None, threshold: float, *, at_least: bool,
     return Diagnostic(name, float(value), threshold, bool(passed), failure(float(value)))
 
 
-def period_sql(expression: str, kind: str) -> str:
-    """Dates become day numbers (days since 1970-01-01), integers stay integers: one period scale."""
-    if kind.upper().startswith(("DATE", "TIMESTAMP")):
+def dated(kind: str, plan: Plan) -> bool:
+    """Whether a column of this DuckDB type holds dates: a DATE or TIMESTAMP column, or text (a Parquet
+    column of ISO dates written as strings) under a plan whose window.time_type is date, as the gate reads it."""
+    kind = kind.upper()
+    return kind.startswith(("DATE", "TIMESTAMP")) or (kind == "VARCHAR" and plan.window.time_type == "date")
+
+
+def period_sql(expression: str, kind: str, plan: Plan) -> str:
+    """Dates become day numbers (days since 1970-01-01), integers stay integers: one period scale. Text
+    dates were cast to period numbers, ending the run in a DuckDB conversion error."""
+    if dated(kind, plan):
         return f"date_diff('day', DATE '1970-01-01', CAST({expression} AS DATE))"
     return f"CAST({expression} AS BIGINT)"
 

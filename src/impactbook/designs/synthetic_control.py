@@ -132,7 +132,7 @@ def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     spec = plan.design
     means = [f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics]
     means += [f"AVG(CAST({quote(p.column)} AS DOUBLE)) AS p_{i}" for i, p in enumerate(spec.predictors)]
-    period = period_sql(quote(spec.time), kinds[spec.time])
+    period = period_sql(quote(spec.time), kinds[spec.time], plan)
     kept = f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL"
     if isinstance(spec.intervention, dt.date):
         kept += f" AND {period} <= {period_number(plan.window.end)}"
