@@ -373,3 +373,28 @@ def test_dates_stored_as_text_in_parquet_are_dates(tmp_path):
     plan = load_plan(_plan_file(tmp_path))
     as_text, as_dates = analyse_file(plan, tmp_path / "markets.parquet", "parquet"), analyse_file(plan, path, "csv")
     assert as_text.results() == as_dates.results() and as_text.adoption_periods == as_dates.adoption_periods
+
+
+@pytest.mark.parametrize("estimator", ["twfe", "callaway_santanna"])
+def test_unit_periods_averaged_or_left_out_are_counted(tmp_path, estimator):
+    """Duplicated rows were averaged and unit-periods without a value dropped (by Callaway & Sant'Anna with
+    their whole unit, to balance the panel) with nothing in data_quality but a lower cluster count."""
+    import pandas as pd
+
+    frame = pd.read_csv(generate_markets_data(tmp_path / "markets.csv", START, 14))
+    markets = sorted(frame.market.unique())
+    duplicated = frame[(frame.market == markets[3]) & (frame.date >= START.isoformat())].head(5)
+    blank = frame.index[frame.market.isin(markets[:3]) & (frame.date == frame.date.min())]
+    frame.loc[blank, "conversion"] = None
+    pd.concat([frame, duplicated]).to_csv(tmp_path / "changed.csv", index=False)
+    analysis = analyse_file(load_plan(_plan_file(tmp_path, estimator=estimator)), tmp_path / "changed.csv", "csv")
+    quality = analysis.scraps()["data_quality"]
+    periods = frame.date.nunique()
+    assert quality["unit_periods_with_several_rows"] == 5
+    assert quality["panel_rows"] == len(frame) == len(markets) * periods
+    conversion, revenue = quality["left_out"]
+    if estimator == "twfe":
+        assert conversion == {"metric": "conversion", "unit_periods": 3, "units": 0}
+    else:  # each of the three markets misses a period: out of the balanced panel
+        assert conversion == {"metric": "conversion", "unit_periods": 3 * periods, "units": 3}
+    assert revenue == {"metric": "revenue_per_session", "unit_periods": 0, "units": 0}

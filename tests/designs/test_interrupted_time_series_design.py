@@ -250,3 +250,18 @@ def test_dates_stored_as_text_in_parquet_are_dates(tmp_path):
     as_text, as_dates = analyse_file(plan, tmp_path / "its.parquet", "parquet"), analyse_file(plan, path, "csv")
     assert as_text.scraps()["results"] == as_dates.scraps()["results"]
     assert as_text.data_quality == as_dates.data_quality
+
+
+def test_blank_outcomes_and_series_periods_of_several_rows_are_counted(tmp_path):
+    """A blank conversion left its period's mean over the other rows with rows_excluded 0; a duplicated row
+    was averaged into its region's day (it moved the effect from 0.002 to 0.056, CONFIRMED) unseen."""
+    path = generate_its_data(tmp_path / "its.csv", START, DAYS, pre_days=120)
+    frame = pd.read_csv(path)
+    frame.loc[frame.index[:7], "conversion"] = None
+    late = frame[frame.date >= START.isoformat()].head(3)
+    pd.concat([frame, late]).to_csv(tmp_path / "changed.csv", index=False)
+    for series, several in ((None, None), ("region", 3)):  # one pooled series: several rows a period by design
+        plan = _quick(tmp_path, estimator="segmented", seasonality=[7], series=series)
+        quality = analyse_file(plan, tmp_path / "changed.csv", "csv").data_quality
+        assert quality["missing_values"] == {"conversion": 7, "revenue_per_session": 0}
+        assert quality["series_periods_with_several_rows"] == several and quality["rows_excluded"] == 0

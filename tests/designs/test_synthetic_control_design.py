@@ -321,3 +321,15 @@ def test_a_treated_unit_at_zero_before_the_change_fails_the_fit_check_saying_why
     row = next(r for r in analysis.scraps()["diagnostics"]
                if r["metric"] == "conversion" and r["name"].startswith("pre-period"))
     assert row["value"] is None and not row["passed"] and "has no size relative to it" in row["reason"]
+
+
+def test_unit_periods_averaged_from_several_rows_are_counted(tmp_path):
+    """Duplicated treated rows after the change moved the effect from 0.005 to 0.073, and nothing said so."""
+    plan = load_plan(_plan_file(tmp_path))
+    frame = pd.read_csv(generate_states_data(tmp_path / "states.csv", START, 14))
+    treated = frame[(frame.state == plan.design.treated[0]) & (frame.date >= START.isoformat())].head(4)
+    pd.concat([frame, treated, treated.head(1)]).to_csv(tmp_path / "twice.csv", index=False)
+    quality = analyse_file(plan, tmp_path / "twice.csv", "csv").scraps()["data_quality"]
+    assert quality["unit_periods_with_several_rows"] == 4 and quality["panel_rows"] == len(frame)
+    assert analyse_file(plan, tmp_path / "states.csv", "csv").scraps()["data_quality"][
+        "unit_periods_with_several_rows"] == 0

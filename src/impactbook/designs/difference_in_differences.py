@@ -21,7 +21,7 @@ from ..sqlengine import quote
 from ..stats.callaway_santanna import callaway_santanna
 from ..stats.event_study import EventStudy, EventTimeEffect, event_study, static_did
 from .quasi_experimental import (Diagnostic, Grouping, aggregate_file, bounded, corrected, dated, flag_sql, judge,
-                                 period_number, period_sql)
+                                 period_number, period_sql, several_rows)
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class DifferenceInDifferencesAnalysis:
     dropped_rows: int
     adoption_periods: dict[str, int] = field(default_factory=dict)
     raw_means: list[dict[str, Any]] = field(default_factory=list)
+    units: int = 0
+    unit_periods_with_several_rows: int = 0  # averaged (repeated cross-sections, or duplicated rows)
 
     def results(self) -> list[dict[str, Any]]:
         """The standard `results` rows: the average effect over periods 0..lags, in the metric's units and
@@ -64,6 +66,12 @@ class DifferenceInDifferencesAnalysis:
                 "counterfactual_level": level})
         return rows
 
+    def left_out(self) -> list[dict[str, Any]]:
+        """Per metric, the unit-periods and units its estimator did not use: missing the value or a covariate
+        (twfe, two_by_two), or outside the balanced panel Callaway & Sant'Anna needs (every period observed)."""
+        return [{"metric": item.metric.id, "unit_periods": self.panel_rows - item.study.observations,
+                 "units": self.units - item.study.units} for item in self.metrics]
+
     def verdicts(self) -> dict[str, str]:
         return {item.metric.id: item.verdict for item in self.metrics if item.metric.role != "exploratory"}
 
@@ -76,7 +84,9 @@ class DifferenceInDifferencesAnalysis:
             "diagnostics": [d.scrap(item.metric.id) for item in self.metrics for d in item.diagnostics],
             "raw_means": self.raw_means,
             "data_quality": {"panel_rows": self.panel_rows, "rows_without_unit_or_period": self.dropped_rows,
-                             "adoption_periods": self.adoption_periods},
+                             "adoption_periods": self.adoption_periods,
+                             "unit_periods_with_several_rows": self.unit_periods_with_several_rows,
+                             "left_out": self.left_out()},
         }
 
 
@@ -161,7 +171,8 @@ def analyse_panel(plan: Plan, frame, dropped_rows: int = 0) -> DifferenceInDiffe
     studies = corrected(plan, studies, lambda item: item.study.average_p_value)
     cohorts = frame.dropna(subset=["adoption"]).groupby("adoption")["unit"].nunique()
     return DifferenceInDifferencesAnalysis(plan, studies, len(frame), dropped_rows,
-                                           {str(int(k)): int(v) for k, v in cohorts.items()}, raw_means(plan, panel))
+                                           {str(int(k)): int(v) for k, v in cohorts.items()}, raw_means(plan, panel),
+                                           int(frame["unit"].nunique()), several_rows(frame))
 
 
 def raw_means(plan: Plan, panel) -> list[dict[str, Any]]:

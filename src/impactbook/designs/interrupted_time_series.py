@@ -175,8 +175,9 @@ def series_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     spec = plan.design
     period = period_sql(quote(spec.time), kinds[spec.time], plan)
     columns = [(f"m_{m.id}", m.column) for m in plan.metrics] + [(f"r_{i}", c) for i, c in enumerate(spec.regressors)]
-    stats = ", ".join(f"SUM(CAST({quote(column)} AS DOUBLE)) AS {quote('s_' + name)}, "
-                      f"COUNT({quote(column)}) AS {quote('n_' + name)}" for name, column in columns)
+    stats = ", ".join(["COUNT(*) AS period_rows"] + [f"SUM(CAST({quote(column)} AS DOUBLE)) AS {quote('s_' + name)}, "
+                                                     f"COUNT({quote(column)}) AS {quote('n_' + name)}"
+                                                     for name, column in columns])
     kept = f"{quote(spec.time)} IS NOT NULL" + (f" AND {quote(spec.series)} IS NOT NULL" if spec.series else "")
     if isinstance(spec.intervention, dt.date):
         kept += f" AND {period} <= {(plan.window.end - EPOCH).days}"
@@ -231,7 +232,12 @@ def analyse_table(plan: Plan, frame, dropped_rows: int = 0) -> InterruptedTimeSe
                "post_periods": table.grid.size - intervention, "first_period": table.grid.label(0),
                "intervention": table.grid.label(intervention),
                "last_period": table.grid.label(table.grid.size - 1),
-               "periods_without_data": int((~observed).sum())}
+               "periods_without_data": int((~observed).sum()),
+               # blanks a period's mean or sum leaves out, and a declared series' periods made of several rows
+               # (a duplicated row; one series pools every row of a period by design): nothing else shows them
+               "missing_values": {m.id: int(frame["period_rows"].sum() - frame[f"n_m_{m.id}"].sum())
+                                  for m in plan.metrics},
+               "series_periods_with_several_rows": int((frame["period_rows"] > 1).sum()) if spec.series else None}
     return InterruptedTimeSeriesAnalysis(plan, metrics, table, quality)
 
 

@@ -61,6 +61,12 @@ def period_sql(expression: str, kind: str, plan: Plan) -> str:
     return f"CAST({expression} AS BIGINT)"
 
 
+def several_rows(frame) -> int:
+    """The unit-periods (grouped rows) that averaged more than one row of the file: a repeated cross-section's
+    sample, or a duplicated row; counted in data_quality, as nothing in the result shows them."""
+    return int((frame["unit_period_rows"] > 1).sum()) if "unit_period_rows" in frame else 0
+
+
 def period_number(value: dt.date | int) -> int:
     """A plan's period in the panel's scale: dates as days since 1970-01-01 (as `period_sql`)."""
     return (value - dt.date(1970, 1, 1)).days if isinstance(value, dt.date) else int(value)

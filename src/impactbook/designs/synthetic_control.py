@@ -26,7 +26,7 @@ from ..stats.synthetic_control import SyntheticControlResult, scaled_predictors,
 from ..stats.synthetic_did import SyntheticDidResult, synthetic_did
 from .difference_in_differences import Diagnostic
 from .quasi_experimental import (Grouping, aggregate_file, bounded, corrected, interval_non_inferiority,
-                                 period_number, period_sql)
+                                 period_number, period_sql, several_rows)
 
 PARALLEL_FROM_DONORS = 200  # placebo fits go to a process pool from this many donors (start-up costs ~0.1 s)
 
@@ -53,6 +53,7 @@ class SyntheticControlAnalysis:
     panel_rows: int
     dropped_rows: int
     incomplete_donors: list[str] = field(default_factory=list)
+    unit_periods_with_several_rows: int = 0  # averaged (repeated cross-sections, or duplicated rows)
 
     def results(self) -> list[dict[str, Any]]:
         """The standard `results` rows: the average post-period gap in the metric's units and relative to
@@ -113,7 +114,8 @@ class SyntheticControlAnalysis:
             "diagnostics": [d.scrap(item.metric.id) for item in self.metrics for d in item.diagnostics],
             "data_quality": {"panel_rows": self.panel_rows, "rows_without_unit_or_period": self.dropped_rows,
                              "treated": labels + list(self.plan.design.treated[1:] if len(labels) > 1 else []),
-                             "donors": len(self.donors), "incomplete_donors_dropped": self.incomplete_donors},
+                             "donors": len(self.donors), "incomplete_donors_dropped": self.incomplete_donors,
+                             "unit_periods_with_several_rows": self.unit_periods_with_several_rows},
         }
 
 
@@ -136,7 +138,8 @@ def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     kept = f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL"
     if isinstance(spec.intervention, dt.date):
         kept += f" AND {period} <= {period_number(plan.window.end)}"
-    return {"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period}, ", ".join(means), kept
+    return {"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period}, \
+        ", ".join(["COUNT(*) AS unit_period_rows", *means]), kept
 
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> SyntheticControlAnalysis:
@@ -201,7 +204,8 @@ def analyse_panel(plan: Plan, frame, dropped_rows: int = 0, workers: int | None 
                                               *_judge(plan, result, len(donors), metric)))
     # a placebo rank p-value is significant at p <= alpha (ADH 2010); the correction keeps that rule
     studies = corrected(plan, studies, lambda item: item.result.p_value, lambda p: p <= plan.alpha)
-    return SyntheticControlAnalysis(plan, studies, units, donors, periods, pre, len(frame), dropped_rows, incomplete)
+    return SyntheticControlAnalysis(plan, studies, units, donors, periods, pre, len(frame), dropped_rows, incomplete,
+                                    several_rows(frame))
 
 
 def _predictor_row(frame, index: int, predictor, units: list[str], periods: list[int], pre: int) -> np.ndarray:
