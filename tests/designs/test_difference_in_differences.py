@@ -398,3 +398,15 @@ def test_unit_periods_averaged_or_left_out_are_counted(tmp_path, estimator):
     else:  # each of the three markets misses a period: out of the balanced panel
         assert conversion == {"metric": "conversion", "unit_periods": 3 * periods, "units": 3}
     assert revenue == {"metric": "revenue_per_session", "unit_periods": 0, "units": 0}
+
+
+def test_a_panel_without_periods_before_adoption_is_refused(tmp_path):
+    """Only the window's rows: the pre-trend test read 'p = 3.53e-39 < 0.1: treated and comparison units did
+    not move in parallel before adoption', of periods that were not there."""
+    import pandas as pd
+
+    frame = pd.read_csv(generate_markets_data(tmp_path / "markets.csv", START, 14, cohort_gap=0))
+    first = frame.adopted_on.dropna().min()
+    frame[frame.date >= first].to_csv(tmp_path / "after.csv", index=False)
+    with pytest.raises(ValueError, match=r"design.adoption: no adopting unit is observed before it adopts"):
+        analyse_file(load_plan(_plan_file(tmp_path, estimator="twfe")), tmp_path / "after.csv", "csv")
