@@ -410,3 +410,14 @@ def test_a_panel_without_periods_before_adoption_is_refused(tmp_path):
     frame[frame.date >= first].to_csv(tmp_path / "after.csv", index=False)
     with pytest.raises(ValueError, match=r"design.adoption: no adopting unit is observed before it adopts"):
         analyse_file(load_plan(_plan_file(tmp_path, estimator="twfe")), tmp_path / "after.csv", "csv")
+
+
+@pytest.mark.parametrize("estimator", ["twfe", "callaway_santanna"])
+def test_a_panel_ending_before_any_adoption_is_refused(tmp_path, estimator):
+    """Callaway & Sant'Anna said 'no cohort adopts after the first period' of adoptions after the panel."""
+    import pandas as pd
+
+    frame = pd.read_csv(generate_markets_data(tmp_path / "markets.csv", START, 14))
+    frame[frame.date < frame.adopted_on.dropna().min()].to_csv(tmp_path / "before.csv", index=False)
+    with pytest.raises(ValueError, match=r"design.adoption: every adopting unit adopts after the panel's last period"):
+        analyse_file(load_plan(_plan_file(tmp_path, estimator=estimator)), tmp_path / "before.csv", "csv")

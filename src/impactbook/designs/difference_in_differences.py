@@ -142,6 +142,9 @@ def _check_adoption(plan: Plan, frame) -> None:
     if adoption.notna().all() and adoption.nunique() == 1:
         raise ValueError(f"design.{field}: every unit in the panel ({len(adoption)}) adopts in the same period, so "
                          "none is left to compare with; the design needs units that never adopt (or adopt later)")
+    if not (adoption <= frame["period"].max()).any():
+        raise ValueError(f"design.{field}: every adopting unit adopts after the panel's last period, so no period "
+                         "under the candidate is observed")
     if not (frame["period"] < frame["unit"].map(adoption)).any():
         raise ValueError(f"design.{field}: no adopting unit is observed before it adopts, so the reference period "
                          "(-1) is missing and pre-trends cannot be tested; the panel needs periods before adoption")

@@ -118,7 +118,9 @@ def callaway_santanna(outcomes: np.ndarray, cohorts: np.ndarray, clusters: np.nd
             cells.append((g, t, treated_mean - control_mean))
             columns.append(psi)
     if not cells:
-        raise ValueError("no cohort adopts after the first period, so no group-time effect is identified")
+        raise ValueError("no cohort adopts within the panel after its first period (units treated from the first "
+                         "period have no base period; adoption after the last counts as never), so no group-time "
+                         "effect is identified")
     influence = np.column_stack(columns)
     cohort_of = np.array([g for g, _, _ in cells])
     period_of = np.array([t for _, t, _ in cells])
