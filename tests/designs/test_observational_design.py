@@ -288,3 +288,22 @@ def test_a_unit_listed_twice_makes_the_run_inadmissible(tmp_path):
                         dt.datetime.now(dt.timezone.utc), "primary")
     assert any(p.startswith("design.unit: fails unique (column 'account': 500 values repeat, 500 extra rows")
                for p in facts.problems), facts.problems
+
+
+def test_a_comparison_group_of_several_flag_values_is_noted(tmp_path):
+    """Three treated accounts whose flag read 'yes' (not the plan's 1) joined the comparison unseen."""
+    import pandas as pd
+
+    from impactbook.designs.observational import analyse_file
+
+    frame = pd.read_csv(_accounts(tmp_path))
+    flag = frame.opted_in.astype(str)
+    flag[frame.index[frame.opted_in == 1][:3]] = "yes"
+    frame.assign(opted_in=flag).to_csv(tmp_path / "stray.csv", index=False)
+    analysis = analyse_file(load_plan(_plan_file(tmp_path)), tmp_path / "stray.csv", "csv")
+    notes = analysis.scraps()["data_quality"]["notes"]
+    untreated = int((frame.opted_in == 0).sum())
+    assert notes[0] == (f"the comparison group mixes values of 'opted_in': '0' ({untreated:,} rows), 'yes' (3 rows); "
+                        "every value but 1 counts as untreated")
+    clean = analyse_file(load_plan(_plan_file(tmp_path)), _accounts(tmp_path), "csv").scraps()["data_quality"]["notes"]
+    assert not any("comparison group" in note for note in clean)

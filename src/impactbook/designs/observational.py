@@ -125,8 +125,23 @@ def units_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
     flag = f"CASE WHEN {flag_sql(spec.treatment, spec.treated_value, kinds[spec.treatment])} THEN 1.0 ELSE 0.0 END AS treated"
     covariates = ", ".join(f"CAST({quote(c)} AS DOUBLE) AS {quote('x_' + c)}" for c in spec.covariates)
     outcomes = ", ".join(f"CAST({quote(m.column)} AS DOUBLE) AS {quote('m_' + m.id)}" for m in plan.metrics)
-    where = " AND ".join(f"{quote(c)} IS NOT NULL" for c in [spec.treatment, *spec.covariates])
-    return f"SELECT {flag}, {covariates}, {outcomes} FROM {source} WHERE ({window_condition(plan)}) AND {where}"
+    return f"SELECT {flag}, {covariates}, {outcomes} FROM {source} WHERE {_kept(plan)}"
+
+
+def _kept(plan: Plan) -> str:
+    """The rows analysed: inside the window, with the flag and every covariate."""
+    spec = plan.design
+    return " AND ".join([f"({window_condition(plan)})",
+                         *(f"{quote(c)} IS NOT NULL" for c in [spec.treatment, *spec.covariates])])
+
+
+def comparison_values_sql(plan: Plan, source: str, kinds: dict[str, str]) -> str:
+    """Each value of the flag column among the comparison's rows, with its count: every value but the
+    treated one is untreated, so a stray 'yes' in a 0/1 column joins the comparison; said, not silent."""
+    spec = plan.design
+    flag = flag_sql(spec.treatment, spec.treated_value, kinds[spec.treatment])
+    return (f"SELECT CAST({quote(spec.treatment)} AS VARCHAR) AS value, COUNT(*) AS rows FROM {source} "
+            f"WHERE {_kept(plan)} AND NOT ({flag}) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 6")
 
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> ObservationalAnalysis:
@@ -136,16 +151,20 @@ def analyse_file(plan: Plan, path: Path, format: str = "csv") -> ObservationalAn
     source = source_sql(path, format)
     inside = window_condition(plan)
     try:
-        frame = connection.execute(units_sql(plan, source, column_kinds(connection, source))).df()
+        kinds = column_kinds(connection, source)
+        frame = connection.execute(units_sql(plan, source, kinds)).df()
         total, outside = connection.execute(f"SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT ({inside}) OR ({inside}) "
                                             f"IS NULL) FROM {source}").fetchone()
+        comparison = dict(connection.execute(comparison_values_sql(plan, source, kinds)).fetchall())
     finally:
         connection.close()
-    return analyse_units(plan, frame, int(total - outside - len(frame)), int(outside))
+    return analyse_units(plan, frame, int(total - outside - len(frame)), int(outside), comparison)
 
 
-def analyse_units(plan: Plan, frame, dropped_rows: int = 0, outside_window: int = 0) -> ObservationalAnalysis:
-    """Every metric's estimates on the units (a DataFrame as `units_sql` returns it)."""
+def analyse_units(plan: Plan, frame, dropped_rows: int = 0, outside_window: int = 0,
+                  comparison_values: dict[str, int] | None = None) -> ObservationalAnalysis:
+    """Every metric's estimates on the units (a DataFrame as `units_sql` returns it); `comparison_values`:
+    the flag's values among the comparison's rows (the most frequent six) and their counts."""
     spec = plan.design
     treated = frame["treated"].to_numpy(dtype=float)
     covariates = frame[[f"x_{c}" for c in spec.covariates]].to_numpy(dtype=float)
@@ -166,6 +185,11 @@ def analyse_units(plan: Plan, frame, dropped_rows: int = 0, outside_window: int 
         metric_score = score if present.all() else propensity_score(treated[present], score.design[present, 1:])
         judged.append(_judge(plan, metric, outcome[present], metric_score, balance, overlap))
     judged = corrected(plan, judged, lambda item: item.primary.p_value if item.primary is not None else None)
+    if len(comparison_values or {}) > 1:
+        shown = ", ".join(f"{value!r} ({rows:,} rows)" for value, rows in list(comparison_values.items())[:5])
+        notes.insert(0, f"the comparison group mixes values of {spec.treatment!r}: {shown}"
+                        f"{' and more' if len(comparison_values) > 5 else ''}; every value but "
+                        f"{spec.treated_value!r} counts as untreated")
     if outside_window:
         notes.insert(0, f"{outside_window:,} rows dated outside the window ({plan.window.start} to "
                         f"{plan.window.end}) are left out")
