@@ -324,3 +324,18 @@ def test_a_constant_outcome_completes_without_an_estimate_and_holds(project, sta
     outcome = _run(project)
     assert outcome.record.status.value == "COMPLETED", outcome.record.errors
     assert outcome.record.decision.action.value != "ship"
+
+
+def test_rows_under_a_stage_label_the_plan_does_not_declare_hold_the_rollout(project, start):
+    """A typo'd label on some of the 5% stage's rows: no sample-ratio check covered them and the rollout
+    advanced, saying nothing of them."""
+    import pandas as pd
+    path = _data(project, start, breach_day=None, conversion_lift=0.02)
+    frame = pd.read_csv(path)
+    relabelled = (frame.stage == "5%") & (frame.user_id % 10 == 0)
+    frame.loc[relabelled, "stage"] = "5 %"
+    frame.to_csv(path, index=False)
+    monitor = _monitor(project, path)
+    assert monitor.decision == "continue"
+    expected = f"rows under stage labels the plan does not declare: '5 %' ({int(relabelled.sum()):,} rows, "
+    assert expected in monitor.reason

@@ -350,6 +350,11 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
             waiting.append(f"stage {spec.name} has run {current.days} of at least {spec.min_days} days")
         if current.units < spec.min_units:
             waiting.append(f"stage {spec.name} has {current.units:,} of at least {spec.min_units:,} units")
+        undeclared = [s for s in stages if s.name not in names]
+        if undeclared:  # their exposure is unknown, so no sample-ratio check covers their rows
+            shown = ", ".join(f"{'no label' if s.name is None else repr(s.name)} ({s.units:,} rows, {s.first_day} to "
+                              f"{s.last_day})" for s in undeclared)
+            waiting.append(f"rows under stage labels the plan does not declare: {shown}; their exposure is unknown")
         for check in stage_srm:
             if check["mismatch"]:
                 waiting.append(f"sample ratio mismatch in stage {check['stage']}: arms {check['units']} do not match "
