@@ -584,14 +584,14 @@ def _report_target(project: Project, output: Path) -> Path:
     target = output if output.is_absolute() else Path.cwd() / output
     if target.is_dir():
         raise ImpactbookError("is a folder; --out takes the report's file name", where=shown, hint=hint)
-    resolved, root = target.resolve(), project.root.resolve()
+    resolved = target.resolve()
     if {target.suffix.lower(), resolved.suffix.lower()} - {".html", ".htm"}:  # (a link's target too)
         raise ImpactbookError("does not end in .html; the report would overwrite it with HTML", where=shown,
                               hint=hint)
-    for folder in (project.runs_dir.resolve(), root / "plans", root / "templates"):
-        if folder in resolved.parents and project.rendered_dir.resolve() not in resolved.parents:
-            raise ImpactbookError(f"inside the project's {folder.name}/ folder, which a report must not write "
-                                  "into", where=shown, hint=hint)
+    folder = project.own_folder_holding(resolved)
+    if folder is not None and project.rendered_dir.resolve() not in resolved.parents:
+        raise ImpactbookError(f"inside the project's {folder.name}/ folder, which a report must not write into",
+                              where=shown, hint=hint)
     return target
 
 

@@ -51,6 +51,13 @@ class Project:
     def index_path(self) -> Path:
         return self.runs_dir / "index.sqlite"
 
+    def own_folder_holding(self, path: Path) -> Path | None:
+        """The project folder only impactbook writes (runs/, plans/, templates/) that is or holds `path`, a
+        resolved path: a report or a site written there overwrote the ledger, a plan or a run."""
+        root = self.root.resolve()
+        return next((folder for folder in (self.runs_dir.resolve(), root / "plans", root / "templates")
+                     if folder == path or folder in path.parents), None)
+
     def relative(self, path: Path | str) -> str:
         """A path as shown to users and stored in records: relative to the project when inside it."""
         path = Path(path)

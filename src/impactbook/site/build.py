@@ -202,10 +202,10 @@ def _check_out_folder(project: Project, out: Path) -> None:
     if target == root or target in root.parents:
         raise ImpactbookError("the project's own folder (or one above it): the site's pages would be written "
                               "among the project's files", where=shown, hint=hint)
-    for folder in (project.runs_dir.resolve(), root / "plans", root / "templates"):  # the project's own files
-        if target == folder or folder in target.parents:
-            raise ImpactbookError(f"inside the project's {folder.name}/ folder, which the site must not write into",
-                                  where=shown, hint=hint)
+    folder = project.own_folder_holding(target)
+    if folder is not None:
+        raise ImpactbookError(f"inside the project's {folder.name}/ folder, which the site must not write into",
+                              where=shown, hint=hint)
 
 
 def _real_folder(project: Project, folder: Path) -> None:
