@@ -63,7 +63,7 @@ class SqliteIndexStore(IndexStore):
                                  where=self.where, hint=f"check {INDEX_SETTINGS} (default: runs/index.sqlite)")
 
     def _connect(self) -> sqlite3.Connection:
-        self._refuse_a_foreign_file()
+        """(Only from _session, which has refused a foreign file.)"""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             connection = sqlite3.connect(self.path, timeout=30)
