@@ -206,3 +206,13 @@ def test_with_json_a_plan_error_names_its_file_line_and_field(project):
     assert done.returncode == 1 and answer["where"].startswith(f"{PLAN}:") and answer["field"] == "alpha", answer
     assert "alpha: Input should be less than 0.5 (got 7)" in answer["error"] and "seed:" in answer["error"]
     assert f"error: {answer['where']}: alpha: Input should be less than 0.5" in done.stderr, done.stderr
+
+
+def test_control_characters_and_bidi_overrides_in_printed_text_are_shown_as_escapes():
+    """A decision's reason (or any plan text) with an escape sequence recoloured or cleared the terminal of
+    whoever ran `rollout status`; U+202E reversed the rest of the line."""
+    from impactbook.cli import out
+
+    with out.capture() as captured:
+        out.print("ok \x1b[2J\u202egnitset\x00 end\nnext", markup=False)
+    assert captured.get() == "ok \\u001b[2J\\u202egnitset\\u0000 end\nnext\n"

@@ -34,8 +34,22 @@ for sub, name in ((dataset_app, "dataset"), (template_app, "template"), (plan_ap
                   (index_app, "index"), (rollout_app, "rollout"), (ledger_app, "ledger")):
     app.add_typer(sub, name=name)
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# control characters and bidi overrides (C0 but tab and newline, DEL, C1, U+200E/F, U+202A-E, U+2066-9) in text a
+# plan, a dataset or a decision brings in: shown as escapes, never sent to the terminal (an escape sequence in a
+# decision's reason recoloured or rewrote the screen; U+202E reversed what followed it)
+_UNSEEN = {code: f"\\u{code:04x}" for code in [*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0), 0x200e,
+                                               0x200f, *range(0x202a, 0x202f), *range(0x2066, 0x206a)]}
+
+
+class _Terminal(Console):
+    """A console that prints text's control characters as escapes (see _UNSEEN)."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        super().print(*(item.translate(_UNSEEN) if isinstance(item, str) else item for item in objects), **options)
+
+
+out = _Terminal(highlight=False, soft_wrap=True)
+err = _Terminal(stderr=True, highlight=False, soft_wrap=True)
 EXIT_FOR_STATUS = {Status.COMPLETED: 0, Status.INADMISSIBLE: 4, Status.FAILED: 5}
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 TIMEOUT = typer.Option(None, min=1, max=10**7, help="Per-cell timeout in seconds.")
@@ -477,7 +491,7 @@ def runs_list(plan: Optional[str] = typer.Option(None, "--plan", help="Only runs
     if sys.stdout.isatty():
         table = Table("run id", "started (UTC)", "plan", "v", "status", "decision", "primary effect")
         for line in lines:
-            table.add_row(*line)
+            table.add_row(*(cell.translate(_UNSEEN) for cell in line))
         out.print(table)
     else:  # piped: one tab-separated line per run, nothing cut
         print("\t".join(("run_id", "started_utc", "plan", "version", "status", "decision", "primary_effect")))
@@ -924,7 +938,7 @@ def _fail(exc: BaseException, message: str, code: int) -> int:
         import traceback
 
         traceback.print_exception(exc)
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {message}".translate(_UNSEEN), file=sys.stderr)
     if _state.get("json") and not _state.get("emitted"):
         fields = {name: getattr(exc, name, None) for name in ("where", "field", "hint")}
         fields.update({"run_id": exc.run_id} if getattr(exc, "run_id", None) else {})  # a run stored, not finished
