@@ -63,6 +63,7 @@ def test_guardrail_margin_error_names_field_path_and_line(project):
     ((("seed",), ...), "seed: Field required"),
     ((("metrics", 2, "numerator"), ...), "a ratio metric names `numerator` and `denominator`"),
     ((("metrics", 0, "cap"), {"quantile": 0.99}), "cap (winsorization) applies to mean metrics only"),
+    ((("metrics", 1, "covariate"), "revenue"), "metrics[1]: covariate: 'revenue' is the metric's own column"),
     ((("metrics", 1, "cap", "quantile"), 0.3), "metrics[1].cap.quantile: Input should be greater than 0.5"),
     ((("metrics", 1, "margin_type"), "percent"), "metrics[1].margin_type"),
     ((("correction", "family"), ["revenue"]), "correction.family names ['revenue']"),

@@ -179,6 +179,9 @@ class Metric(_Strict):
                 raise ValueError("CUPED (covariate) applies to mean and proportion metrics, not ratios")
         elif not self.column or self.numerator or self.denominator:
             raise ValueError(f"a {self.kind} metric names one `column` (and no numerator/denominator)")
+        if self.covariate is not None and self.covariate == self.column:
+            raise ValueError(f"covariate: {self.covariate!r} is the metric's own column; CUPED adjusts by a column "
+                             "measured before the change (adjusting by the outcome removes all of its variance)")
         if self.cap is not None and self.kind != "mean":
             raise ValueError("cap (winsorization) applies to mean metrics only")
         return self
