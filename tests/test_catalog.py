@@ -143,6 +143,11 @@ def test_a_refused_url_is_echoed_without_its_password(project):
     with pytest.raises(ProjectError, match="carries credentials") as credentials:
         S3RunStore.from_url("s3://AKIAKEY:s3cret@bucket/prefix")
     assert "s3cret" not in str(credentials.value) and "AKIAKEY" not in str(credentials.value)
+    for url in ("s3://bucket/prefix?versionId=s3cret", "s3://bucket/prefix#part", "s3://bucket/prefix?"):
+        with pytest.raises(ProjectError, match=r"storage URL s3://bucket/prefix has a query \(\?…\) or a fragment "
+                                               r"\(#…\), which an S3 location does not") as dropped:
+            S3RunStore.from_url(url)  # (the query was dropped: runs went to s3://bucket/prefix unsaid)
+        assert "s3cret" not in str(dropped.value)
 
 
 def test_a_read_only_catalog_is_not_replaced_and_nothing_is_recorded(project):

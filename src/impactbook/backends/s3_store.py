@@ -44,6 +44,10 @@ class S3RunStore(RunStore):
             raise ProjectError(f"storage URL s3://…@{parts.netloc.rsplit('@', 1)[1]}{parts.path} carries credentials",
                                hint="give the bucket only: credentials come from the AWS chain (environment, "
                                     "~/.aws, an instance role)")
+        if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):  # (was dropped: another prefix)
+            raise ProjectError(f"storage URL s3://{parts.netloc}{parts.path} has a query (?…) or a fragment (#…), "
+                               "which an S3 location does not (it is not shown: it may carry a secret)",
+                               hint="use s3://bucket/prefix; a prefix with ? or # in it is not supported")
         s3_timeouts()  # a malformed timeout setting is named before any command starts, not when a request fails
         return cls(parts.netloc, parts.path)
 
