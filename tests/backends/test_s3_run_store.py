@@ -426,3 +426,23 @@ def test_a_stored_manifest_that_is_not_utf8_and_a_key_without_a_run_id_are_findi
     assert rebuild(s3_project, skipped=told.append) == 1
     assert len(told) == 1 and "20991231T000000000003Z-evil-dddddd" in told[0], told
     assert cli(s3_project, "runs", "list").returncode == 0
+
+
+def test_a_fetch_killed_mid_way_leaves_no_partial_copy_behind_for_long(s3_project, bucket):
+    """A SIGKILL during a fetch skips its clean-up: `.<run>.<pid>.partial` folders piled up in runs/.cache.
+    The next fetch removes those whose process is gone, and leaves a live one's alone."""
+    import subprocess
+    import sys
+
+    outcome = run(s3_project)
+    _remove_local(outcome.folder)
+    cache = s3_project.runs_dir / ".cache"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = cache / f".{outcome.record.run_id}-0123456789abcdef.{int(gone.stdout)}.partial"
+    live = cache / f".{outcome.record.run_id}-0123456789abcdef.1.partial"  # pid 1 lives as long as the machine
+    for folder in (abandoned, live):
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text("{}")
+    folder = open_run_store(s3_project).fetch(outcome.record.run_id, cache)
+    assert load_record(folder) == outcome.record
+    assert not abandoned.exists() and live.exists()

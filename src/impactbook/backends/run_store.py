@@ -146,6 +146,7 @@ class RunStore(ABC):
             _discard(folder)  # a copy edited since it was fetched (it is only a cache): fetched again
         recorded = parse_sums(sums)
         _check_names(recorded, self.key_url(run_id, MANIFEST))
+        _sweep_abandoned_fetches(cache)
         partial = cache / f".{folder.name}.{os.getpid()}.partial"
         partial.mkdir(parents=True, exist_ok=True)
         try:
@@ -170,6 +171,21 @@ class RunStore(ABC):
 
     def key_url(self, run_id: str, name: str) -> str:
         return f"{self.where}/{run_id}/{name}"
+
+
+def _sweep_abandoned_fetches(cache: Path) -> None:
+    """Remove the partial copies of fetches whose process is gone: a SIGKILL skips a fetch's own clean-up, and
+    `.<run>.<pid>.partial` folders piled up in runs/.cache."""
+    for partial in cache.glob(".*.partial") if cache.is_dir() else []:
+        pid = partial.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(partial, ignore_errors=True)
+        except PermissionError:  # alive, someone else's
+            pass
 
 
 class RunStores:
