@@ -198,3 +198,15 @@ def test_a_capped_metric_leaves_a_missing_outcome_missing(project, small):
     quality = {(r["metric"], r["arm"]): r for r in result.data_quality(plan)["metrics"]}
     assert quality[("revenue_per_user", "control")]["missing_outcome"] == len(blank)
     assert quality[("revenue_per_user", "treatment")]["missing_outcome"] == 0
+
+
+def test_a_timestamp_with_an_offset_falls_on_its_utc_date(project, small):
+    """As the README says: days are UTC days on every machine; 23:30 at UTC-5 on the window's last day is
+    the next UTC day, outside the window."""
+    frame, path = small
+    text = frame.assign(date=frame.date.dt.strftime("%Y-%m-%dT12:00:00+00:00"))
+    last = text.index[frame.date == frame.date.max()][:3]
+    text.loc[last, "date"] = frame.date.max().strftime("%Y-%m-%dT23:30:00-05:00")
+    text.to_csv(path, index=False)
+    result = aggregate(_plan(project), path)
+    assert result.excluded["outside_window"] == 3 and result.rows == len(frame)
