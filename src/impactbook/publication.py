@@ -307,7 +307,8 @@ def _store_sealed(store: RunStore, folder: Path, ledger_runs: dict[str, dict], s
     store.publish(folder.name, folder)
     stored.add(folder.name)
     done.stored.append(folder.name)
-    progress(f"stored run {folder.name} in {store.where}: its publication there had been interrupted")
+    progress(f"stored run {folder.name} in {store.where}: it was published in runs/ but not yet there (a "
+             "publication interrupted, or a run from before the project used this store)")
 
 
 def recover_staging(project: Project, staging: Staging, frozen: set[PlanVersion],

@@ -266,8 +266,10 @@ def test_a_store_out_of_reach_fails_the_run_and_the_next_command_stores_it(s3_pr
     still = cli(s3_project, "runs", "list", env=unreachable)  # the next command, the store still out of reach
     assert f"run {folder.name} is not in s3://{bucket}/runs yet: its ledger entry waits" in still.stderr
     assert folder.name not in Ledger(s3_project.ledger_path).runs()  # a ledgered run is a stored run
-    done = reconcile(s3_project)
+    told: list[str] = []
+    done = reconcile(s3_project, progress=told.append)
     assert done.stored == [folder.name] and done.finished == [folder.name]
+    assert f"stored run {folder.name} in s3://{bucket}/runs: it was published in runs/ but not yet there" in told[0]
     assert verify(s3_project).problems == []
 
 
