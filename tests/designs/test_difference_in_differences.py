@@ -400,16 +400,20 @@ def test_unit_periods_averaged_or_left_out_are_counted(tmp_path, estimator):
     assert revenue == {"metric": "revenue_per_session", "unit_periods": 0, "units": 0}
 
 
-def test_a_panel_without_periods_before_adoption_is_refused(tmp_path):
+@pytest.mark.parametrize("periods_before", [0, 1])
+@pytest.mark.parametrize("estimator", ["twfe", "callaway_santanna"])
+def test_a_panel_without_two_periods_before_adoption_is_refused(tmp_path, periods_before, estimator):
     """Only the window's rows: the pre-trend test read 'p = 3.53e-39 < 0.1: treated and comparison units did
-    not move in parallel before adoption', of periods that were not there."""
+    not move in parallel before adoption', of periods that were not there. With one period before adoption
+    (the reference alone) Callaway & Sant'Anna passed its pre-trend test at p = 1.0 and CONFIRMED."""
     import pandas as pd
 
     frame = pd.read_csv(generate_markets_data(tmp_path / "markets.csv", START, 14, cohort_gap=0))
-    first = frame.adopted_on.dropna().min()
-    frame[frame.date >= first].to_csv(tmp_path / "after.csv", index=False)
-    with pytest.raises(ValueError, match=r"design.adoption: no adopting unit is observed before it adopts"):
-        analyse_file(load_plan(_plan_file(tmp_path, estimator="twfe")), tmp_path / "after.csv", "csv")
+    first = dt.date.fromisoformat(frame.adopted_on.dropna().min()) - dt.timedelta(days=periods_before)
+    frame[frame.date >= first.isoformat()].to_csv(tmp_path / "after.csv", index=False)
+    with pytest.raises(ValueError, match=r"design.adoption: no adopting unit is observed in two periods before it "
+                                         r"adopts"):
+        analyse_file(load_plan(_plan_file(tmp_path, estimator=estimator)), tmp_path / "after.csv", "csv")
 
 
 @pytest.mark.parametrize("estimator", ["twfe", "callaway_santanna"])

@@ -77,3 +77,12 @@ def test_needs_never_treated_units():
     outcomes, _ = _panel(np.random.default_rng(4))
     with pytest.raises(ValueError, match="at least 2"):
         callaway_santanna(outcomes, np.full(len(outcomes), 5.0))
+
+
+def test_without_a_lead_the_pre_trend_test_has_no_p_value():
+    """Only the reference period before adoption: nothing to test, and the p-value said 1.0 (a pass)."""
+    rng = np.random.default_rng(3)
+    outcomes = rng.normal(size=(12, 4))
+    cohorts = np.array([1.0] * 6 + [np.nan] * 6)  # adoption in the second period: period 0 is the reference
+    result = callaway_santanna(outcomes, cohorts, leads=2, lags=1)
+    assert result.pretrend_df == 0 and np.isnan(result.pretrend_p_value) and np.isnan(result.pretrend_statistic)

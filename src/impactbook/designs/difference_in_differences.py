@@ -145,9 +145,11 @@ def _check_adoption(plan: Plan, frame) -> None:
     if not (adoption <= frame["period"].max()).any():
         raise ValueError(f"design.{field}: every adopting unit adopts after the panel's last period, so no period "
                          "under the candidate is observed")
-    if not (frame["period"] < frame["unit"].map(adoption)).any():
-        raise ValueError(f"design.{field}: no adopting unit is observed before it adopts, so the reference period "
-                         "(-1) is missing and pre-trends cannot be tested; the panel needs periods before adoption")
+    before = frame[frame["period"] < frame["unit"].map(adoption)]
+    if before.groupby("unit")["period"].nunique().max() < 2 or before.empty:
+        raise ValueError(f"design.{field}: no adopting unit is observed in two periods before it adopts, so beside "
+                         "the reference period (-1) there is no lead to test pre-trends with; the panel needs "
+                         "periods before adoption")
 
 
 def analyse_file(plan: Plan, path: Path, format: str = "csv") -> DifferenceInDifferencesAnalysis:

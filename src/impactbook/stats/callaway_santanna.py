@@ -140,7 +140,7 @@ def callaway_santanna(outcomes: np.ndarray, cohorts: np.ndarray, clusters: np.nd
     post_estimate = float(np.mean([event_influence[e][0] for e in post]))
     post_psi = np.mean([event_influence[e][1] for e in post], axis=0)
     pre = [e for e in range(-leads, -1) if e in event_influence]
-    statistic, p_value = 0.0, 1.0
+    statistic, p_value = float("nan"), float("nan")  # no lead estimated: untested, not passed (it read p = 1.0)
     if pre:
         vector = np.array([event_influence[e][0] for e in pre])
         summed = np.column_stack([np.bincount(clusters, weights=event_influence[e][1]) for e in pre])
