@@ -370,3 +370,9 @@ def test_a_design_regressor_covariate_or_predictor_holds_finite_numbers_within_t
         found = problems("lots")
         assert any(p.startswith("design.regressors[0]: fails holds numbers (column 'marketing_spend') (1 rows")
                    for p in found), found
+    # a true/false regressor is a number to the designs (DuckDB reads it as BOOLEAN); the rule refused it
+    holiday = [f"{row},{'true' if number % 2 else 'false'}" for number, row in enumerate(rows[1:])]
+    flagged = plan_from_canonical({**plan.canonical(), "design": {**plan.canonical()["design"],
+                                                                  "regressors": ["marketing_spend", "holiday"]}})
+    found = _check(tmp_path, [header + ",holiday", *holiday], contract=None, plan=flagged, fmt=fmt).problems
+    assert not any(p.startswith("design.") for p in found), found

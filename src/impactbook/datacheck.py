@@ -403,8 +403,8 @@ def _kind_rules(plan: Plan, named: dict[str, str], columns: _Columns) -> list[_R
     design's covariates, regressors and predictors (one of 1e300 in a regressor passed the gate and REFUTED
     an interrupted time series with a 290-digit effect)."""
     rules = []
-    for path, column in named.items():
-        if path.startswith(NUMERIC_DESIGN_FIELDS) and columns.family(column) != "int":
+    for path, column in named.items():  # as DuckDB types them (a CSV's true/false column is BOOLEAN, a number)
+        if path.startswith(NUMERIC_DESIGN_FIELDS) and _family(columns.types.get(column, "")) not in ("int", "bool"):
             rules += _number_rules(path, column, "numbers", columns)
     for index, metric in enumerate(plan.metrics):
         for attribute in ("column", "numerator", "denominator", "covariate"):
