@@ -400,6 +400,21 @@ def test_unit_periods_averaged_or_left_out_are_counted(tmp_path, estimator):
     assert revenue == {"metric": "revenue_per_session", "unit_periods": 0, "units": 0}
 
 
+def test_units_adopting_in_the_first_period_are_counted_as_left_out_by_callaway_santanna(tmp_path):
+    """They have no base period, so the estimator drops them: their units were counted, their unit-periods not."""
+    import pandas as pd
+
+    frame = pd.read_csv(generate_markets_data(tmp_path / "markets.csv", START, 14))
+    first_cohort = frame.adopted_on == sorted(frame.adopted_on.dropna().unique())[0]
+    frame.loc[first_cohort, "adopted_on"] = frame.date.min()
+    frame.to_csv(tmp_path / "first.csv", index=False)
+    analysis = analyse_file(load_plan(_plan_file(tmp_path, estimator="callaway_santanna")), tmp_path / "first.csv",
+                            "csv")
+    units = frame.market[first_cohort].nunique()
+    assert analysis.scraps()["data_quality"]["left_out"][0] == {
+        "metric": "conversion", "units": units, "unit_periods": units * frame.date.nunique()}
+
+
 @pytest.mark.parametrize("periods_before", [0, 1])
 @pytest.mark.parametrize("estimator", ["twfe", "callaway_santanna"])
 def test_a_panel_without_two_periods_before_adoption_is_refused(tmp_path, periods_before, estimator):

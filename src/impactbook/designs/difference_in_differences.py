@@ -68,7 +68,8 @@ class DifferenceInDifferencesAnalysis:
 
     def left_out(self) -> list[dict[str, Any]]:
         """Per metric, the unit-periods and units its estimator did not use: missing the value or a covariate
-        (twfe, two_by_two), or outside the balanced panel Callaway & Sant'Anna needs (every period observed)."""
+        (twfe, two_by_two); for Callaway & Sant'Anna, whole units outside its balanced panel (every period
+        observed) or adopting in the panel's first period (no base period)."""
         return [{"metric": item.metric.id, "unit_periods": self.panel_rows - item.study.observations,
                  "units": self.units - item.study.units} for item in self.metrics]
 
@@ -268,7 +269,7 @@ def group_time_study(frame, leads: int, lags: int, alpha: float) -> EventStudy:
     level = float(outcomes[after].mean() - post.estimate) if after.any() else None
     return EventStudy(result.method, result.level, effects, post.estimate, post.standard_error, post.low, post.high,
                       post.p_value, level, result.pretrend_statistic, result.pretrend_p_value, result.clusters,
-                      result.units, result.treated_units, len(periods), int(outcomes.size), t_df=None)
+                      result.units, result.treated_units, len(periods), result.units * len(periods), t_df=None)
 
 
 def _judge(plan: Plan, metric: Metric, study: EventStudy, placebo: Placebo | None = None) -> MetricEventStudy:
