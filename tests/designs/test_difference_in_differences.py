@@ -440,3 +440,20 @@ def test_a_panel_ending_before_any_adoption_is_refused(tmp_path, estimator):
     frame[frame.date < frame.adopted_on.dropna().min()].to_csv(tmp_path / "before.csv", index=False)
     with pytest.raises(ValueError, match=r"design.adoption: every adopting unit adopts after the panel's last period"):
         analyse_file(load_plan(_plan_file(tmp_path, estimator=estimator)), tmp_path / "before.csv", "csv")
+
+
+def test_period_numbers_stored_as_text_beside_a_date_window_column_stay_numbers(tmp_path):
+    """A text time column that is not the window's own (dated) time column: numbers as the design reads them;
+    the window's time_type made them dates (a DuckDB conversion error, 'invalid date field format: "87"')."""
+    import pandas as pd
+
+    frame = pd.read_csv(generate_markets_data(tmp_path / "markets.csv", START, 14))
+    number = {day: str(i) for i, day in enumerate(sorted(frame.date.unique()))}
+    as_text = frame.assign(period=frame.date.map(number),
+                           adopted=frame.adopted_on.map(lambda day: number.get(day) if isinstance(day, str) else None))
+    as_text.to_parquet(tmp_path / "text.parquet")
+    as_text.assign(period=as_text.period.astype(int), adopted=as_text.adopted.astype(float)).to_csv(
+        tmp_path / "numbers.csv", index=False)
+    plan = load_plan(_plan_file(tmp_path, time="period", adoption="adopted", estimator="twfe"))
+    from_text = analyse_file(plan, tmp_path / "text.parquet", "parquet")
+    assert from_text.results() == analyse_file(plan, tmp_path / "numbers.csv", "csv").results()

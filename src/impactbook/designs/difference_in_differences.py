@@ -95,10 +95,10 @@ def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     """One row per unit and period: each metric's and covariate's mean, the unit's adoption period (from the
     adoption column, or `start` where the treated flag is set) and cluster."""
     spec = plan.design
-    if spec.adoption:
-        adoption = period_sql(quote(spec.adoption), kinds[spec.adoption], plan)
+    in_dates = dated(kinds[spec.time], plan, spec.time)
+    if spec.adoption:  # (periods on the time column's scale)
+        adoption = period_sql(quote(spec.adoption), kinds[spec.adoption], in_dates)
     else:
-        in_dates = dated(kinds[spec.time], plan)
         if in_dates != isinstance(spec.start, dt.date):
             raise ValueError(f"design.start: {spec.start} must be {'a date' if in_dates else 'a period number'}, as "
                              f"the time column {spec.time!r} is")
@@ -107,7 +107,7 @@ def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     cluster = quote(spec.cluster or spec.unit)
     means = [f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics]
     means += [f"AVG(CAST({quote(c)} AS DOUBLE)) AS x_{i}" for i, c in enumerate(spec.covariates)]
-    period = period_sql(quote(spec.time), kinds[spec.time], plan)
+    period = period_sql(quote(spec.time), kinds[spec.time], in_dates)
     return ({"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period},
             f"MIN({adoption}) AS adoption, MAX({adoption}) AS adoption_last, COUNT({adoption}) AS adopting_rows, "
             f"COUNT(*) AS unit_period_rows, MIN(CAST({cluster} AS VARCHAR)) AS cluster, {', '.join(means)}",

@@ -22,7 +22,8 @@ import numpy as np
 from ..plan import Metric, Plan
 from ..sqlengine import quote
 from ..stats import interrupted_time_series as its
-from .quasi_experimental import Diagnostic, Grouping, aggregate_file, bounded, corrected, judge, period_sql
+from .quasi_experimental import (Diagnostic, Grouping, aggregate_file, bounded, corrected, dated, judge,
+                                 period_sql)
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -173,7 +174,7 @@ def series_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     """One row per series and period: each metric's and regressor's sum and count (sufficient statistics
     for the mean or the sum, per series and pooled), periods up to the end of the outcome window."""
     spec = plan.design
-    period = period_sql(quote(spec.time), kinds[spec.time], plan)
+    period = period_sql(quote(spec.time), kinds[spec.time], dated(kinds[spec.time], plan, spec.time))
     columns = [(f"m_{m.id}", m.column) for m in plan.metrics] + [(f"r_{i}", c) for i, c in enumerate(spec.regressors)]
     stats = ", ".join(["COUNT(*) AS period_rows"] + [f"SUM(CAST({quote(column)} AS DOUBLE)) AS {quote('s_' + name)}, "
                                                      f"COUNT({quote(column)}) AS {quote('n_' + name)}"

@@ -46,17 +46,24 @@ def bounded(name: str, value: float | None, threshold: float, *, at_least: bool,
     return Diagnostic(name, float(value), threshold, bool(passed), failure(float(value)))
 
 
-def dated(kind: str, plan: Plan) -> bool:
-    """Whether a column of this DuckDB type holds dates: a DATE or TIMESTAMP column, or text (a Parquet
-    column of ISO dates written as strings) under a plan whose window.time_type is date, as the gate reads it."""
+def dated(kind: str, plan: Plan, column: str) -> bool:
+    """Whether the design's time column `column` (of this DuckDB type) holds dates: a DATE or TIMESTAMP
+    column; a text one (ISO dates written into Parquet as strings) as the plan reads it: the window's own time
+    column by window.time_type, another by what the design anchors it with (an intervention or start date)."""
     kind = kind.upper()
-    return kind.startswith(("DATE", "TIMESTAMP")) or (kind == "VARCHAR" and plan.window.time_type == "date")
+    if kind != "VARCHAR":
+        return kind.startswith(("DATE", "TIMESTAMP"))
+    if column == plan.window.time_column:
+        return plan.window.time_type == "date"
+    anchor = getattr(plan.design, "intervention", None)
+    return isinstance(anchor if anchor is not None else getattr(plan.design, "start", None), dt.date)
 
 
-def period_sql(expression: str, kind: str, plan: Plan) -> str:
-    """Dates become day numbers (days since 1970-01-01), integers stay integers: one period scale. Text
-    dates were cast to period numbers, ending the run in a DuckDB conversion error."""
-    if dated(kind, plan):
+def period_sql(expression: str, kind: str, in_dates: bool) -> str:
+    """Dates become day numbers (days since 1970-01-01), integers stay integers: one period scale. A text
+    column is dates when the time column is (`in_dates`, from `dated`); text dates were cast to period
+    numbers, ending the run in a DuckDB conversion error."""
+    if kind.upper().startswith(("DATE", "TIMESTAMP")) or (kind.upper() == "VARCHAR" and in_dates):
         return f"date_diff('day', DATE '1970-01-01', CAST({expression} AS DATE))"
     return f"CAST({expression} AS BIGINT)"
 

@@ -25,7 +25,7 @@ from ..sqlengine import quote
 from ..stats.synthetic_control import SyntheticControlResult, scaled_predictors, synthetic_control_panel
 from ..stats.synthetic_did import SyntheticDidResult, synthetic_did
 from .difference_in_differences import Diagnostic
-from .quasi_experimental import (Grouping, aggregate_file, bounded, corrected, interval_non_inferiority,
+from .quasi_experimental import (Grouping, aggregate_file, bounded, corrected, dated, interval_non_inferiority,
                                  period_number, period_sql, several_rows)
 
 PARALLEL_FROM_DONORS = 200  # placebo fits go to a process pool from this many donors (start-up costs ~0.1 s)
@@ -134,7 +134,7 @@ def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     spec = plan.design
     means = [f"AVG(CAST({quote(m.column)} AS DOUBLE)) AS {quote('m_' + m.id)}" for m in plan.metrics]
     means += [f"AVG(CAST({quote(p.column)} AS DOUBLE)) AS p_{i}" for i, p in enumerate(spec.predictors)]
-    period = period_sql(quote(spec.time), kinds[spec.time], plan)
+    period = period_sql(quote(spec.time), kinds[spec.time], dated(kinds[spec.time], plan, spec.time))
     kept = f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL"
     if isinstance(spec.intervention, dt.date):
         kept += f" AND {period} <= {period_number(plan.window.end)}"
