@@ -329,6 +329,10 @@ def test_a_treatment_flag_set_on_every_row_or_from_the_start_on_is_one_analysis(
         frame.assign(switched=flag.map({True: "yes", False: "no"})).to_csv(tmp_path / name, index=False)
     by_unit, by_state = (analyse_file(plan, tmp_path / name, "csv") for name in ("unit.csv", "state.csv"))
     assert by_unit.results() == by_state.results() and by_unit.adoption_periods == by_state.adoption_periods
+    blanks = frame.assign(switched=flags["unit.csv"].map({True: "yes", False: "no"}))
+    blanks.loc[blanks.index % 97 == 0, "switched"] = None  # a blank flag says nothing either way: was refused
+    blanks.to_csv(tmp_path / "blanks.csv", index=False)
+    assert analyse_file(plan, tmp_path / "blanks.csv", "csv").adoption_periods == by_unit.adoption_periods
 
 
 def test_an_ambiguous_treatment_is_refused_naming_the_units(tmp_path):

@@ -110,15 +110,16 @@ def panel_grouping(plan: Plan, kinds: dict[str, str]) -> Grouping:
     period = period_sql(quote(spec.time), kinds[spec.time], in_dates)
     return ({"unit": f"CAST({quote(spec.unit)} AS VARCHAR)", "period": period},
             f"MIN({adoption}) AS adoption, MAX({adoption}) AS adoption_last, COUNT({adoption}) AS adopting_rows, "
-            f"COUNT(*) AS unit_period_rows, MIN(CAST({cluster} AS VARCHAR)) AS cluster, {', '.join(means)}",
+            f"COUNT({quote(spec.adoption or spec.treated)}) AS marked_rows, COUNT(*) AS unit_period_rows, "
+            f"MIN(CAST({cluster} AS VARCHAR)) AS cluster, {', '.join(means)}",
             f"{quote(spec.unit)} IS NOT NULL AND {quote(spec.time)} IS NOT NULL")
 
 
 def _check_adoption(plan: Plan, frame) -> None:
     """Each unit's treatment must be unambiguous: one adoption period in the adoption column; a flag set on
-    every row, on none, or exactly on the rows from `start` on. The grouping took the earliest, so a
-    comparison unit flagged on one stray day became a treated one. And some unit must be left to compare
-    with: every unit adopting in one period leaves the effect unidentified (a 2x2 CONFIRMED it anyway)."""
+    every row, on none, or exactly on the rows from `start` on (blank ones aside). The grouping took the
+    earliest, so a comparison unit flagged on one stray day became a treated one. And some unit must be left to
+    compare with: every unit adopting in one period leaves the effect unidentified (a 2x2 CONFIRMED it anyway)."""
     spec = plan.design
     field, column = ("adoption", spec.adoption) if spec.adoption else ("treated", spec.treated)
     units = frame.groupby("unit")
@@ -127,7 +128,7 @@ def _check_adoption(plan: Plan, frame) -> None:
         ambiguous = span.index[span["first"].notna() & (span["first"] != span["last"])]
         what = f"more than one adoption period in {column!r}"
     else:
-        flagged, rows = frame["adopting_rows"], frame["unit_period_rows"]
+        flagged, rows = frame["adopting_rows"], frame["marked_rows"]  # (a blank flag says nothing either way)
         after = frame["period"].to_numpy() >= period_number(spec.start)
         shape = frame.assign(everywhere=flagged == rows, nowhere=flagged == 0,
                              from_start=np.where(after, flagged == rows, flagged == 0))
