@@ -216,3 +216,11 @@ def test_control_characters_and_bidi_overrides_in_printed_text_are_shown_as_esca
     with out.capture() as captured:
         out.print("ok \x1b[2J\u202egnitset\x00 end\nnext", markup=False)
     assert captured.get() == "ok \\u001b[2J\\u202egnitset\\u0000 end\nnext\n"
+
+    from impactbook import cli as module
+
+    with out.capture() as captured, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module.sys.stdout, "isatty", lambda: True)  # --json on a terminal: printed by rich
+        patch.setitem(module._state, "emitted", False)  # (restored: other tests' commands start afresh)
+        module._emit({"reason": "a\u202eb\x9b31m"})
+    assert "\u202e" not in captured.get() and "\\u202e" in captured.get() and "\x9b" not in captured.get()

@@ -102,7 +102,10 @@ def _usage_error(message: str, command: str = "run") -> None:
 def _emit(value: Any) -> None:
     _state["emitted"] = True
     try:
-        out.print_json(json.dumps(value, default=str)) if sys.stdout.isatty() else print(json.dumps(value, default=str, indent=2))
+        if sys.stdout.isatty():  # coloured, its non-ASCII escaped as in the piped form (no control reaches the screen)
+            out.print_json(json.dumps(value, default=str), ensure_ascii=True)
+        else:
+            print(json.dumps(value, default=str, indent=2))
     except BrokenPipeError:  # the reader left (`| head -1`): nothing more can reach it
         _stdout_gone()
 
