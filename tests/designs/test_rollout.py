@@ -326,16 +326,20 @@ def test_a_constant_outcome_completes_without_an_estimate_and_holds(project, sta
     assert outcome.record.decision.action.value != "ship"
 
 
-def test_rows_under_a_stage_label_the_plan_does_not_declare_hold_the_rollout(project, start):
+@pytest.mark.parametrize("where", ["first stage", "last day"])
+def test_rows_under_a_stage_label_the_plan_does_not_declare_hold_the_rollout(project, start, where):
     """A typo'd label on some of the 5% stage's rows: no sample-ratio check covered them and the rollout
-    advanced, saying nothing of them."""
+    advanced, saying nothing of them. Blank labels only on the last day became 'the current stage None'."""
     import pandas as pd
     path = _data(project, start, breach_day=None, conversion_lift=0.02)
     frame = pd.read_csv(path)
-    relabelled = (frame.stage == "5%") & (frame.user_id % 10 == 0)
-    frame.loc[relabelled, "stage"] = "5 %"
+    if where == "first stage":
+        relabelled, label, shown = (frame.stage == "5%") & (frame.user_id % 10 == 0), "5 %", "'5 %'"
+    else:
+        relabelled, label, shown = (frame.date == frame.date.max()) & (frame.user_id % 50 == 0), None, "no label"
+    frame.loc[relabelled, "stage"] = label
     frame.to_csv(path, index=False)
     monitor = _monitor(project, path)
-    assert monitor.decision == "continue"
-    expected = f"rows under stage labels the plan does not declare: '5 %' ({int(relabelled.sum()):,} rows, "
+    assert monitor.decision == "continue" and monitor.stage.name == "50%"
+    expected = f"rows under stage labels the plan does not declare: {shown} ({int(relabelled.sum()):,} rows, "
     assert expected in monitor.reason

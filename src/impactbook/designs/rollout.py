@@ -198,6 +198,13 @@ def information_fraction(plan: Plan, effect: stats.StratifiedEffect) -> float:
     return effect.effective_units / planned_effective_units(plan)
 
 
+def current_stage(plan: Plan, stages: list[StageProgress]) -> StageProgress:
+    """The latest stage the plan declares (by first day); an undeclared label (a typo, blank rows) that first
+    appears on the last day became the current stage, and its rows' hold was never reached."""
+    declared = [s for s in stages if s.name in {spec.name for spec in plan.rollout.stages}]
+    return (declared or stages)[-1]
+
+
 def stage_sample_ratios(plan: Plan, stages: list[StageProgress]) -> list[dict[str, Any]]:
     """Each declared stage's arm sizes against its exposure (Pearson chi-square, the plan's SRM threshold)."""
     design, declared = plan.design, {s.name: s for s in plan.rollout.stages}
@@ -330,7 +337,7 @@ def monitor(plan: Plan, aggregates: Aggregates, stages: list[StageProgress],
             recent[metric.id] = row
     score = composite_score(plan, latest, feedback) if rollout.score else None
     stage_srm = stage_sample_ratios(plan, stages)
-    current = stages[-1]
+    current = current_stage(plan, stages)
     names = [s.name for s in rollout.stages]
     spec = rollout.stages[names.index(current.name)] if current.name in names else None
     next_stage = names[names.index(current.name) + 1] if current.name in names[:-1] else None
@@ -388,6 +395,6 @@ def monitor_file(plan: Plan, path: Path, format: str = "csv",
     connection = locked_connection([path, *extra])
     summary = feedback_summary(plan, *feedback, connection) if feedback and plan.rollout.feedback else None
     stages = stage_progress(plan, path, format, connection)
-    drift = (stage_drift(plan, path, format, reference, stages[-1].name, connection)
+    drift = (stage_drift(plan, path, format, reference, current_stage(plan, stages).name, connection)
              if reference and plan.rollout.drift and stages else None)
     return monitor(plan, aggregate(plan, path, format), stages, summary, drift)  # its own connection: exact sums
