@@ -237,8 +237,9 @@ def analyse_table(plan: Plan, frame, dropped_rows: int = 0) -> InterruptedTimeSe
                # blanks a period's mean or sum leaves out, and a declared series' periods made of several rows
                # (a duplicated row; one series pools every row of a period by design): nothing else shows them
                "missing_values": {m.id: int(frame["period_rows"].sum() - frame[f"n_m_{m.id}"].sum())
-                                  for m in plan.metrics},
-               "series_periods_with_several_rows": int((frame["period_rows"] > 1).sum()) if spec.series else None}
+                                  for m in plan.metrics}}
+    if spec.series:  # (shown in the report's data-quality table, every key a row)
+        quality["series_periods_with_several_rows"] = int((frame["period_rows"] > 1).sum())
     return InterruptedTimeSeriesAnalysis(plan, metrics, table, quality)
 
 

@@ -231,8 +231,9 @@ def _judge(plan: Plan, result: SyntheticControlResult | SyntheticDidResult, dono
                 failure=lambda share: f"pre-period RMSPE is {share:.1%} of the treated level > "
                                       f"{thresholds.max_pre_rmspe:.1%}: the synthetic control does not track the "
                                       "treated unit before the change",
-                undefined=f"the treated unit's pre-period level is 0, so its pre-period RMSPE ({result.pre_rmspe:.3g}) "
-                          "has no size relative to it: the fit before the change is unchecked"),
+                undefined=f"the treated unit's pre-period level is {result.treated_pre_level:.3g}, so its pre-period "
+                          f"RMSPE ({result.pre_rmspe:.3g}) has no size relative to it: the fit before the change is "
+                          "unchecked"),
         Diagnostic("donors", donors, thresholds.min_donors, donors >= thresholds.min_donors,
                    f"{donors} donors < {thresholds.min_donors}"),
         Diagnostic("placebos (the rank test can reach alpha)", result.placebo_draws, needed,
