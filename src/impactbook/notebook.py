@@ -27,8 +27,8 @@ from .designs.rollout import Monitor, monitor_file
 
 RESULT_FIELDS = set(ResultRow.model_fields)
 
-__all__ = ["Analysis", "Monitor", "analyse_input", "monitor_input", "pinned_file", "escape", "glue", "interval",
-           "load_input", "number", "percent", "plan_parameter", "result_row", "stats", "table"]
+__all__ = ["Analysis", "Monitor", "analyse_input", "monitor_input", "pinned_file", "escape", "facts", "glue",
+           "interval", "load_input", "number", "percent", "plan_parameter", "result_row", "stats", "table"]
 
 
 def result_row(metric: Any, effect: stats.Effect | None, verdict: str | None = None, note: str | None = None,
@@ -48,6 +48,24 @@ def table(frame: Any) -> Any:
     from IPython.display import HTML
 
     return HTML(frame.to_html(index=False, escape=True, border=0, classes="dataframe", na_rep=""))
+
+
+def facts(mapping: dict[str, Any]) -> Any:
+    """A design's data_quality as a two-column table for the report: each key in words, each value as text
+    (lists joined, mappings as 'key: value'), escaped once, by `table` (escaping them first showed
+    '2026\\-01\\-01' and '&amp;#x27;' in the report)."""
+    import pandas as pd
+
+    def shown(value: Any) -> str:
+        if isinstance(value, dict):
+            return "; ".join(f"{key}: {shown(item)}" for key, item in value.items()) or "none"
+        if isinstance(value, (list, tuple)):
+            return (" | " if any(isinstance(item, dict) for item in value) else ", ").join(map(shown, value)) or "none"
+        return "" if value is None else f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) \
+            else str(value)
+
+    return table(pd.DataFrame([{"what": str(key).replace("_", " "), "value": shown(value)}
+                               for key, value in mapping.items()], columns=["what", "value"]))
 
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:])")

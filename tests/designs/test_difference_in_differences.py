@@ -47,6 +47,7 @@ def test_the_event_study_runs_from_a_frozen_plan_to_a_gate(markets_project):
     assert conversion.difference_low < MARKETS_TRUE_EFFECT < conversion.difference_high  # the known effect
     html = outcome.report.read_text(encoding="utf-8")
     assert "Assumptions and limitations" in html and "Parallel trends" in html
+    assert "<td>unit periods with several rows</td>" in html and "<td>left out</td>" in html  # the data table
     assert_gate_follows_the_decision_and_verify_passes(project, record)
 
 

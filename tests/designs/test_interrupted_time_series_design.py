@@ -59,6 +59,8 @@ def test_the_time_series_runs_from_a_frozen_plan_to_a_gate(its_project):
     scraps = json.loads((outcome.folder / "scraps.json").read_text(encoding="utf-8"))
     scraps = scraps.get("scraps", scraps)
     assert scraps["verdicts"]["conversion"] == "CONFIRMED"
+    html = outcome.report.read_text(encoding="utf-8")  # the data table, each value escaped once (was twice)
+    assert "<td>missing values</td>" in html and f"<td>{scraps['data_quality']['first_period']}</td>" in html
     panels = [row for row in scraps["its_series"] if row["metric"] == "conversion"]
     assert [row["estimator"] for row in panels] == ["structural"]  # the primary's panels
     row = scraps["results"][0]

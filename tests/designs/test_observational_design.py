@@ -173,6 +173,7 @@ def test_the_template_runs_from_a_frozen_plan_to_a_stored_run_and_a_gate(account
     assert spend.difference_low < OBSERVATIONAL_TRUE_EFFECT < spend.difference_high  # the known effect
     html = outcome.report.read_text(encoding="utf-8")
     assert "Assumptions and limitations" in html and "No unmeasured confounding" in html
+    assert "<td>rows outside window</td>" in html and "<td>treated units</td>" in html  # the data table
     for section in ("Overlap", "Balance", "Sensitivity to unmeasured confounding"):
         assert section in html
     assert_gate_follows_the_decision_and_verify_passes(project, record)

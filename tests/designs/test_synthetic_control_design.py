@@ -49,6 +49,7 @@ def test_the_synthetic_control_runs_from_a_frozen_plan_to_a_gate(states_project)
     assert conversion.difference_low < STATES_TRUE_EFFECT < conversion.difference_high  # the known effect
     html = outcome.report.read_text(encoding="utf-8")
     assert "Assumptions and limitations" in html and "convex combination of the donor states" in html
+    assert "<td>unit periods with several rows</td>" in html and "<td>incomplete donors dropped</td>" in html
     assert_gate_follows_the_decision_and_verify_passes(project, record)
 
 
