@@ -177,12 +177,16 @@ def test_a_server_that_cannot_be_reached_is_named_not_an_internal_error(project)
                                      "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"})
     assert s3.returncode == 1 and "internal error" not in s3.stderr, s3.stderr
     assert s3.stderr.startswith("error: the S3 store could not be used (EndpointConnectionError")
-    assert "the run store is s3://nobucket/runs ($IMPACTBOOK_STORAGE or settings.storage" in s3.stderr
+    assert "the run store is s3://nobucket/runs (set by $IMPACTBOOK_STORAGE;" in s3.stderr  # which one chose it
     index = cli(project, "runs", "list", env={"IMPACTBOOK_INDEX": "postgresql://ci:hunter2@127.0.0.1:1/impactbook"})
     assert index.returncode == 1 and "internal error" not in index.stderr, index.stderr
     assert index.stderr.startswith("error: PostgreSQL could not be used (OperationalError")
     assert "hunter2" not in index.stderr
-    assert "($IMPACTBOOK_INDEX or settings.index)" in index.stderr and len(index.stderr.splitlines()) == 1
+    assert "(set by $IMPACTBOOK_INDEX)" in index.stderr and len(index.stderr.splitlines()) == 1
+    project.catalog_path.write_text(project.catalog_path.read_text()
+                                    + "settings:\n  index: postgresql://ci@127.0.0.1:1/impactbook\n")
+    index = cli(project, "runs", "list")
+    assert "(set by catalog.yaml settings.index)" in index.stderr, index.stderr
 
 
 @pytest.mark.parametrize("args", [("runs", "list", "--json"), ("run", PLAN, "--scheduler", "tcp://x:1", "--json")])

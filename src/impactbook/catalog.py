@@ -112,6 +112,16 @@ def project_setting(project: Project, name: str) -> str | None:
     return getattr(_settings(project.root, state.st_mtime_ns, state.st_size), name)
 
 
+def setting_source(project: Project, name: str, variable: str) -> str:
+    """Which of the two places that can choose a backend chose it, for messages: the environment variable
+    (which wins), catalog.yaml's `settings.<name>`, or neither (the default)."""
+    if os.environ.get(variable):
+        return f"${variable}"
+    if project_setting(project, name):
+        return f"{project.relative(project.catalog_path)} settings.{name}"
+    return f"the default (neither ${variable} nor settings.{name} is set)"
+
+
 @functools.lru_cache(maxsize=8)
 def _settings(root: Path, mtime_ns: int, size: int) -> Settings:
     return Catalog.load(Project(root)).model.settings

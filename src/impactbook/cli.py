@@ -887,19 +887,23 @@ def _backend_failure(exc: Exception) -> str | None:
     library = type(exc).__module__.split(".")[0]
     said = " ".join(str(exc).split())[:400]
     project = _state.get("project")
+    from .catalog import setting_source
+
     if library in ("botocore", "boto3", "s3fs", "aiobotocore"):
         from .backends.run_store import STORAGE_ENV, storage_url
 
         where = _quietly(lambda: storage_url(project)) if project is not None else None
+        source = _quietly(lambda: setting_source(project, "storage", STORAGE_ENV)) if project is not None else None
         return (f"the S3 store could not be used ({type(exc).__name__}: {said}); the run store is {where or '?'} "
-                f"(${STORAGE_ENV} or settings.storage; credentials and endpoint from the AWS chain, e.g. "
-                "AWS_ENDPOINT_URL), or an s3:// input in catalog.yaml")
+                f"(set by {source or f'${STORAGE_ENV} or settings.storage'}; credentials and endpoint from the AWS "
+                "chain, e.g. AWS_ENDPOINT_URL), or an s3:// input in catalog.yaml")
     if library == "psycopg":
         from .index import INDEX_ENV, open_index
 
         where = _quietly(lambda: open_index(project).where) if project is not None else None
+        source = _quietly(lambda: setting_source(project, "index", INDEX_ENV)) if project is not None else None
         return (f"PostgreSQL could not be used ({type(exc).__name__}: {said}); the run index is {where or '?'} "
-                f"(${INDEX_ENV} or settings.index), or a postgresql:// input in catalog.yaml")
+                f"(set by {source or f'${INDEX_ENV} or settings.index'}), or a postgresql:// input in catalog.yaml")
     return None
 
 
