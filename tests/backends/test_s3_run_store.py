@@ -448,3 +448,21 @@ def test_a_fetch_killed_mid_way_leaves_no_partial_copy_behind_for_long(s3_projec
     folder = open_run_store(s3_project).fetch(outcome.record.run_id, cache)
     assert load_record(folder) == outcome.record
     assert not abandoned.exists() and live.exists()
+
+
+def test_a_prefix_holding_another_projects_runs_is_refused_naming_it(s3_project, bucket, tmp_path_factory):
+    """Two projects pointed at one prefix each saw the other's runs as stored without a ledger entry (and a
+    rebuild read them). The first to use a prefix claims it (its ledger's first entry); the other is refused."""
+    from conftest import freeze_plan, make_project
+
+    first = run(s3_project)
+    assert first.record.status.value == "COMPLETED"
+    other = make_project(tmp_path_factory.mktemp("other") / "project")
+    freeze_plan(other, PLAN)  # a ledger of its own: another first entry
+    assert Ledger(other.ledger_path).identity() != Ledger(s3_project.ledger_path).identity()
+    with pytest.raises(StorageError, match=rf"s3://{bucket}/runs holds the runs of another project"):
+        open_run_store(other).published()
+    refused = cli(other, "run", PLAN)
+    assert refused.returncode != 0 and f"s3://{bucket}/runs holds the runs of another project" in refused.stderr
+    assert open_run_store(s3_project).published() == [first.record.run_id]  # the owner's runs, and only them
+    assert verify(s3_project).problems == []

@@ -22,18 +22,21 @@ from urllib.parse import urlsplit
 from .. import faults
 from ..errors import ProjectError, StorageError
 from ..hashing import CHUNK, s3_timeouts
+from ..ledger import Ledger
 from ..project import Project
 from .run_store import MANIFEST, RunStore, manifest_problems, parse_sums
 
 PROBE = ".impactbook-write-once-probe"
+OWNER = ".impactbook-owner"  # the first ledger entry's hash of the project whose runs the prefix holds
 
 
 class S3RunStore(RunStore):
     remote = True
 
-    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None, owner: str | None = None) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self._client, self._write_once_checked = client, False
+        self.owner, self._owner_checked = owner, False
 
     @classmethod
     def from_url(cls, url: str, project: Project | None = None) -> "S3RunStore":
@@ -49,7 +52,7 @@ class S3RunStore(RunStore):
                                "which an S3 location does not (it is not shown: it may carry a secret)",
                                hint="use s3://bucket/prefix; a prefix with ? or # in it is not supported")
         s3_timeouts()  # a malformed timeout setting is named before any command starts, not when a request fails
-        return cls(parts.netloc, parts.path)
+        return cls(parts.netloc, parts.path, owner=Ledger(project.ledger_path).identity() if project else None)
 
     @property
     def client(self) -> Any:
@@ -102,8 +105,34 @@ class S3RunStore(RunStore):
                                hint="use a store that supports S3 conditional writes (AWS S3, MinIO, moto >= 5.0.15)")
         self._write_once_checked = True
 
+    def _own(self) -> None:
+        """Refuse a prefix that holds another project's runs; claim an unclaimed one for ours (by our ledger's
+        first entry, as the index does). Two projects on one prefix reported each other's runs as stored
+        without a ledger entry, and a rebuild read them."""
+        if self._owner_checked or not self.owner:
+            return
+        from botocore.exceptions import ClientError
+
+        key = self._key("", OWNER)
+        try:
+            found = self._body(key).read().decode("utf-8", "replace").strip()
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, ClientError) or \
+                    exc.__cause__.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+            found = self.owner if self._put_once(key, f"{self.owner}\n".encode()) else \
+                self._body(key).read().decode("utf-8", "replace").strip()  # (another process claimed it first)
+        if found != self.owner:
+            raise StorageError(f"{self.where} holds the runs of another project (its ledger begins with entry "
+                               f"{found[:12]}…), not of this one (entry {self.owner[:12]}…); nothing is read from "
+                               "or written to it", where=f"s3://{self.bucket}/{key}",
+                               hint="point settings.storage (or IMPACTBOOK_STORAGE) at a prefix of this project's "
+                                    "own")
+        self._owner_checked = True
+
     def publish(self, run_id: str, folder: Path) -> None:
         self.check_write_once()
+        self._own()
         manifest_key = self._key(run_id, MANIFEST)
         if self._exists(manifest_key):
             raise StorageError(f"run {run_id} is already published in {self.where}; runs are never overwritten",
@@ -155,12 +184,15 @@ class S3RunStore(RunStore):
                       if not run and name)  # runs//x: its run segment is empty
 
     def published(self) -> list[str]:
+        self._own()
         return sorted(run for run, names in self._objects().items() if MANIFEST in names)
 
     def unfinished(self) -> list[str]:
+        self._own()
         return sorted(run for run, names in self._objects().items() if MANIFEST not in names)
 
     def problems(self, run_id: str) -> list[str]:
+        self._own()
         shown = f"{self.where}/{run_id}"
         present = self._objects(run_id).get(run_id, [])
         if MANIFEST not in present:
