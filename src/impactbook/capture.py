@@ -40,10 +40,12 @@ def _plain(value: Any) -> Any:
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:
-    """Record a scrap in the running notebook (templates call this through impactbook.notebook)."""
+    """Record a scrap in the running notebook (templates call this through impactbook.notebook). A string is
+    stored as text: scrapbook's json encoder would parse it as JSON (and fail on plain words)."""
     import scrapbook
 
-    scrapbook.glue(name, _plain(value), encoder="json", display=display)
+    plain = _plain(value)
+    scrapbook.glue(name, plain, encoder="text" if isinstance(plain, str) else "json", display=display)
 
 
 def warm_up() -> None:
