@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from impactbook.capture import _plain, read_scraps, scrap_problems
+from impactbook.capture import _plain, glue, read_scraps, scrap_problems
 
 
 def test_numpy_and_pandas_values_become_json():
@@ -23,18 +23,46 @@ def test_contract_problems_name_each_scrap():
                         "boolean, object, array)"]
 
 
-def test_scraps_glued_in_a_real_kernel_read_back_as_glued(tmp_path):
-    """Text stays text: scrapbook's json encoder parses a string scrap as JSON, so "INCONCLUSIVE" failed the
-    template's cell and "123" came back as the number 123."""
+def scraps_of(source: str, folder) -> dict:
+    """The scraps of a one-cell notebook executed by Papermill in a real kernel."""
     import nbformat
     import papermill
 
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, folder / "glue.ipynb")
+    papermill.execute_notebook(str(folder / "glue.ipynb"), str(folder / "out.ipynb"), kernel_name="python3",
+                               progress_bar=False)
+    return read_scraps(folder / "out.ipynb")
+
+
+def test_scraps_glued_in_a_real_kernel_read_back_as_glued(tmp_path):
+    """Text stays text: scrapbook's json encoder parses a string scrap as JSON, so "INCONCLUSIVE" failed the
+    template's cell and "123" came back as the number 123."""
     values = {"label": "INCONCLUSIVE", "digits": "123", "blank": "", "number": 1.5, "count": 3, "flag": True,
               "table": [{"metric": "m", "p_value": None}], "nested": {"a": ["x", 2]}}
     source = "import impactbook.notebook as ib\n" + "".join(f"ib.glue({k!r}, {v!r})\n" for k, v in values.items())
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, tmp_path / "glue.ipynb")
-    papermill.execute_notebook(str(tmp_path / "glue.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
-                               progress_bar=False)
-    assert read_scraps(tmp_path / "out.ipynb") == values
+    assert scraps_of(source, tmp_path) == values
+
+
+def test_a_glued_scrap_is_the_output_scrapbook_writes(monkeypatch):
+    """The kernel writes scrapbook's own output without importing scrapbook (and papermill with it)."""
+    import IPython.display
+    from scrapbook.api import _prepare_ipy_data_format
+    from scrapbook.encoders import registry
+    from scrapbook.scraps import Scrap, scrap_to_payload
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda data, **options: shown.append((data, options)))
+    values = {"label": ("INCONCLUSIVE", "text"), "rows": ([{"x": 1.5, "y": None}], "json"), "n": (3, "json")}
+    for name, (value, encoder) in values.items():
+        glue(name, value)
+        expected = _prepare_ipy_data_format(name, scrap_to_payload(registry.encode(Scrap(name, value, encoder))),
+                                            encoder)
+        assert shown.pop() == (expected[0], {"metadata": expected[1], "raw": True})
+
+
+def test_gluing_in_a_kernel_does_not_import_papermill(tmp_path):
+    source = ("import sys\nimport impactbook.notebook as ib\nib.glue('n', 1)\n"
+              "ib.glue('imported', sorted({'scrapbook', 'papermill', 'boto3'} & set(sys.modules)))\n")
+    assert scraps_of(source, tmp_path) == {"n": 1, "imported": []}

@@ -41,11 +41,23 @@ def _plain(value: Any) -> Any:
 
 def glue(name: str, value: Any, display: bool = False) -> None:
     """Record a scrap in the running notebook (templates call this through impactbook.notebook). A string is
-    stored as text: scrapbook's json encoder would parse it as JSON (and fail on plain words)."""
-    import scrapbook
+    stored as text: scrapbook's json encoder would parse it as JSON (and fail on plain words).
 
+    The output is the one `scrapbook.glue` displays (scrap schema version 1, read back by scrapbook), written
+    here because importing scrapbook imports papermill, and with it boto3 and requests: 0.3-0.6 s of every
+    run's kernel time. A scrap also shown (`display=True`) goes through scrapbook itself."""
     plain = _plain(value)
-    scrapbook.glue(name, plain, encoder="text" if isinstance(plain, str) else "json", display=display)
+    encoder = "text" if isinstance(plain, str) else "json"
+    if display:
+        import scrapbook
+
+        scrapbook.glue(name, plain, encoder=encoder, display=display)
+        return
+    from IPython.display import display as show
+
+    show({f"application/scrapbook.scrap.{encoder}+json": {"name": name, "data": plain, "encoder": encoder,
+                                                           "version": 1}},
+         metadata={"scrapbook": {"name": name, "data": True, "display": False}}, raw=True)
 
 
 def warm_up() -> None:
