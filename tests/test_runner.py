@@ -308,3 +308,18 @@ def test_sample_ratio_mismatch_within_a_segment_is_found():
     found = sample_ratio_mismatch(scraps, 0.001)
     assert "platform=web" in found and "platform=ios" not in found and "overall" not in found
     assert sample_ratio_mismatch({"srm": {"p_value": 0.2, "segments": {}}}, 0.001) is None
+
+
+def test_a_scrap_output_scrapbook_cannot_read_fails_the_run_naming_it(project):
+    """Capture reads every scrap output of the notebook: one that breaks scrapbook's schema (written by hand,
+    here with no data) is a failed run stored with the reason, not a crash of the command."""
+    def hand_written(notebook):
+        notebook.cells.insert(4, nbformat.v4.new_code_cell(
+            "from IPython.display import display\n"
+            "display({'application/scrapbook.scrap.json+json': {'name': 'note', 'data': None, 'encoder': 'json',"
+            " 'version': 1}}, metadata={'scrapbook': {'name': 'note', 'data': True, 'display': False}}, raw=True)"))
+    outcome = run_variant(project, "unreadable", hand_written)
+    assert outcome.record.status is Status.FAILED
+    assert [e for e in outcome.record.errors if e.startswith("notebook.ipynb: a scrap output scrapbook cannot read, "
+                                                             "so no scrap is read: Scrap payload (name=note)")]
+    assert verify(project).intact

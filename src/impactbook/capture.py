@@ -68,13 +68,24 @@ def warm_up() -> None:
     importlib.import_module("scrapbook")
 
 
+class UnreadableScraps(ValueError):
+    """A scrap output scrapbook refuses (outside its schema, an unknown encoder, text that is not JSON): it
+    hides every scrap of the notebook, since scrapbook reads them all at once."""
+
+
 def read_scraps(notebook_path: Path) -> dict[str, Any]:
     if not notebook_path.exists():
         return {}
     import scrapbook
+    from scrapbook.exceptions import ScrapbookException
 
-    notebook = scrapbook.read_notebook(str(notebook_path))
-    return {name: json.loads(json.dumps(scrap.data)) for name, scrap in notebook.scraps.items()}
+    try:
+        scraps = scrapbook.read_notebook(str(notebook_path)).scraps
+    except (ScrapbookException, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnreadableScraps(f"{notebook_path.name}: a scrap output scrapbook cannot read, so no scrap is "
+                               f"read: {reason}") from exc
+    return {name: json.loads(json.dumps(scrap.data)) for name, scrap in scraps.items()}
 
 
 def output_contract(template_path: Path) -> dict[str, str]:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from . import faults
 from .durable import write_json
-from .capture import output_contract, read_scraps, scrap_problems, warm_up as warm_up_capture
+from .capture import UnreadableScraps, output_contract, read_scraps, scrap_problems, warm_up as warm_up_capture
 from .catalog import Catalog, TemplateEntry
 from .decision import decide, final_verdicts
 from .execute import KERNEL, LaunchedKernel, capture_environment, execute_template
@@ -239,7 +239,10 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
             with timeline.phase("capture"):
                 if execution.error:
                     errors.append(execution.error)
-                scraps = read_scraps(notebook)
+                try:
+                    scraps = read_scraps(notebook)
+                except UnreadableScraps as exc:
+                    scraps, errors = {}, [*errors, str(exc)]
                 if execution.ok:
                     errors += scrap_problems(scraps, output_contract(template_path), template.path)
                     errors += result_problems(scraps, [key for _, _, key in plan.hypothesis_keys],
