@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from impactbook.capture import _plain, glue, read_scraps, scrap_problems
 
@@ -66,3 +69,31 @@ def test_gluing_in_a_kernel_does_not_import_papermill(tmp_path):
     source = ("import sys\nimport impactbook.notebook as ib\nib.glue('n', 1)\n"
               "ib.glue('imported', sorted({'scrapbook', 'papermill', 'boto3'} & set(sys.modules)))\n")
     assert scraps_of(source, tmp_path) == {"n": 1, "imported": []}
+
+
+def test_times_and_missing_values_become_json():
+    value = {"t": np.datetime64("2024-01-02T03:04:05.123456789"), "nat": np.datetime64("NaT"), "NaT": pd.NaT,
+             "NA": pd.NA, "day": pd.Timestamp("2024-01-02")}
+    assert _plain(value) == {"t": "2024-01-02T03:04:05.123456789", "nat": None, "NaT": None, "NA": None,
+                             "day": "2024-01-02T00:00:00"}
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    (None, ValueError("scrap 'x': the value is empty (None, NaN or NaT), and a scrap cannot be")),
+    (float("nan"), ValueError("scrap 'x': the value is empty")),
+    (pd.NaT, ValueError("scrap 'x': the value is empty")),
+    (Decimal("1.5"), TypeError("scrap 'x': not JSON (Object of type Decimal is not JSON serializable)")),
+    ({"ids": {1, 2}}, TypeError("scrap 'x': not JSON (Object of type set is not JSON serializable)")),
+    (b"raw", TypeError("scrap 'x': not JSON (Object of type bytes is not JSON serializable)")),
+])
+def test_a_value_scrapbook_cannot_store_is_refused_in_the_cell_naming_the_scrap(value, problem, monkeypatch):
+    """scrapbook.glue refused these in the template's cell; they must not reach the notebook, where one
+    unreadable scrap output hides all the others from capture."""
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda data, **options: shown.append(data))
+    with pytest.raises(type(problem)) as raised:
+        glue("x", value)
+    assert str(raised.value).startswith(str(problem))
+    assert shown == []

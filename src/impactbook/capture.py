@@ -30,6 +30,10 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
         return [_plain(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, np.datetime64):  # .item() of a nanosecond time is an integer
+        return None if np.isnat(value) else pd.Timestamp(value).isoformat()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -47,6 +51,14 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     here because importing scrapbook imports papermill, and with it boto3 and requests: 0.3-0.6 s of every
     run's kernel time. A scrap also shown (`display=True`) goes through scrapbook itself."""
     plain = _plain(value)
+    if plain is None:
+        raise ValueError(f"scrap {name!r}: the value is empty (None, NaN or NaT), and a scrap cannot be; glue a "
+                         "value, or the empty one inside a dict or a list")
+    try:
+        json.dumps(plain, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"scrap {name!r}: not JSON ({exc}); glue numbers, text, booleans, None, lists and dicts "
+                        "of them, numpy values or DataFrames") from None
     encoder = "text" if isinstance(plain, str) else "json"
     if display:
         import scrapbook
