@@ -830,9 +830,16 @@ def ledger_anchor(file: Optional[Path] = typer.Option(None, "--file",
 @index_app.command("rebuild")
 def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
     """Rebuild the run index from the run folders and the ledger alone."""
+    from .backends.index_store import IndexOfAnotherStore
     from .index import open_index, rebuild, shown_where
+    from .publication import reconcile
 
-    project = _project(project_dir)
+    project = _project(project_dir, reconcile=False)
+    try:
+        _state["reconciled"] = reconcile(project, _progress)
+    except IndexOfAnotherStore:  # another copy's: the rebuild hands it to this one, which then finishes its own runs
+        rebuild(project, skipped=_progress)
+        _state["reconciled"] = reconcile(project, _progress)
     shown = shown_where(project, open_index(project))
     count = rebuild(project, skipped=_progress)
     out.print(f"indexed {count} runs into {shown}")

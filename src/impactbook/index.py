@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote, unquote, urlsplit
 
-from .backends.index_store import IndexStore, IndexStores, IndexUnusable, default_index_stores, index_row
+from .backends.index_store import (IndexOfAnotherStore, IndexStore, IndexStores, IndexUnusable, default_index_stores,
+                                   index_row)
 from .backends.run_store import RunStore, cache_dir, open_run_store
 from .backends.sqlite_index import SqliteIndexStore
 from .catalog import project_setting
@@ -55,7 +56,8 @@ def open_index(project: Project, stores: IndexStores | None = None) -> IndexStor
     index = (stores or default_index_stores()).open(index_url(project))
     if getattr(index, "path", None) == project.index_path.resolve():
         index.owned = True  # runs/index.sqlite is impactbook's own: whatever is there may be rebuilt
-    return index.expect_owner(Ledger(project.ledger_path).identity())
+        return index.expect_owner(Ledger(project.ledger_path).identity())  # (it lives in its run store)
+    return index.expect_owner(Ledger(project.ledger_path).identity(), lambda: open_run_store(project).identity())
 
 
 def shown_where(project: Project, index: IndexStore) -> str:
@@ -137,8 +139,10 @@ def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunS
     index = open_index(project, stores)
     try:
         index.own()  # never replace another project's runs
+    except IndexOfAnotherStore:
+        pass  # another copy of this project's: this copy's runs replace its runs, on purpose
     except IndexUnusable:
         pass  # an older or broken index: replaced whole
     index.replace_all(rows)
-    index.own(again=True)  # (a replaced SQLite file is claimed anew)
+    index.own(again=True, take_over=True)  # (a replaced SQLite file is claimed anew)
     return len(rows)

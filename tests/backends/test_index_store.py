@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import secrets
+import socket
 import sqlite3
 from contextlib import closing
 
@@ -239,3 +241,44 @@ def test_a_second_project_pointed_at_an_index_is_refused_and_removes_none_of_its
     assert [r["run_id"] for r in open_index(frozen_project).rows()] == [ours]
     assert cli(frozen_project, "verify").returncode == 0
     assert rebuild(frozen_project) == 1 and cli(other, "runs", "list").returncode == 1  # still ours after a rebuild
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_clones_of_a_project_with_their_own_run_folders_do_not_share_an_index(
+        backend, frozen_project, tmp_path, request, monkeypatch):
+    """Two git clones of one project (one ledger, two runs/ folders) pointed at one index removed each other's rows
+    as runs without folders on every command: the rows flip-flopped between the clones."""
+    import shutil
+    import subprocess
+
+    url = request.getfixturevalue("postgres_database") if backend == "postgresql" else \
+        "sqlite://" + str(tmp_path / "shared.sqlite")
+    monkeypatch.setenv(INDEX_ENV, url)
+    git = ["git", "-c", "user.email=a@example.org", "-c", "user.name=a"]
+    subprocess.run([*git, "init", "-q"], cwd=frozen_project.root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=frozen_project.root, check=True)
+    subprocess.run([*git, "commit", "-qm", "frozen"], cwd=frozen_project.root, check=True)
+    ours = run(frozen_project).record.run_id
+    assert subprocess.run(["git", "status", "--porcelain", "--ignored=no", "runs"], cwd=frozen_project.root,
+                          capture_output=True, text=True).stdout.splitlines() == [" M runs/ledger.jsonl"]
+    subprocess.run(["git", "clone", "-q", str(frozen_project.root), str(tmp_path / "clone")], check=True)
+    shutil.copytree(frozen_project.root / "data", tmp_path / "clone/data")
+    clone = tmp_path / "clone"
+    for command in (("runs", "list"), ("run", PLAN)):
+        refused = cli(clone, *command)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, (command, refused.stderr)
+        assert "the run index lists the runs of another copy of this project (run store " \
+               f"{socket.gethostname()}:{frozen_project.runs_dir}" in refused.stderr, refused.stderr
+        assert f"not of this copy's ({socket.gethostname()}:{(clone / 'runs').resolve()} (" in refused.stderr
+    verified = cli(clone, "verify")
+    assert verified.returncode == 3 and "another copy of this project" in verified.stdout, verified.stdout
+    assert [r["run_id"] for r in open_index(frozen_project).rows()] == [ours]  # nothing of ours removed
+    assert cli(frozen_project, "verify").returncode == 0
+    rebuilt = cli(clone, "index", "rebuild")  # hands the index to the clone, on purpose
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    theirs = cli(clone, "run", PLAN)
+    assert theirs.returncode in (0, 3), theirs.stderr
+    listed = cli(clone, "runs", "list", "--json")
+    assert ours not in listed.stdout and len(json.loads(listed.stdout)) == 1, listed.stdout
+    refused = cli(frozen_project, "runs", "list")
+    assert refused.returncode == 1 and "another copy of this project" in refused.stderr, refused.stderr

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 from ..errors import ProjectError, RunNotFoundError
 from ..record import RunRecord
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # migration to each version from the one before (0 = empty); both backends apply the same statements
-MIGRATIONS: dict[int, tuple[str, ...]] = {4: (
+MIGRATIONS: dict[int, tuple[str, ...]] = {5: (
     """CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     plan_id TEXT NOT NULL,
@@ -38,6 +38,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {4: (
     "CREATE INDEX IF NOT EXISTS runs_by_plan ON runs (plan_id, run_id)",
     # the project whose runs these are: the hash of its ledger's first entry (see IndexStore.own)
     "CREATE TABLE IF NOT EXISTS index_owner (one INTEGER PRIMARY KEY CHECK (one = 1), ledger TEXT NOT NULL)",
+    # the run store whose runs these are, for an index outside it (see IndexStore.own)
+    "CREATE TABLE IF NOT EXISTS index_store (one INTEGER PRIMARY KEY CHECK (one = 1), store TEXT NOT NULL)",
 )}
 COLUMNS = ("run_id", "plan_id", "plan_version", "plan_sha256", "status", "decision", "verdicts", "baseline",
            "candidate", "template", "started_at", "finished_at", "sums_sha256", "ledger_seq", "labels", "primary_effect")
@@ -56,6 +58,12 @@ class IndexFromNewerRelease(ProjectError):
 class IndexOfAnotherProject(ProjectError):
     """The index holds another project's runs (its ledger begins elsewhere). Used as this project's, each
     command would remove the other project's rows as runs without folders, and a rebuild would replace them."""
+
+
+class IndexOfAnotherStore(IndexOfAnotherProject):
+    """The index lists the runs of another copy of this project (two clones, each with its own runs/ folder,
+    pointed at one PostgreSQL index): each would remove the other's rows as runs without folders. A rebuild
+    hands the index to the copy that runs it."""
 
 
 class NotAnIndexFile(ProjectError):
@@ -98,6 +106,7 @@ class IndexStore(ABC):
     order = "run_id"  # byte order of run ids, whatever the database's collation
     owner_checked = True  # open_index sets False and `ledger`: the store then checks whose index it is, once
     ledger: str | None = None  # the hash of the first entry of the ledger of the project using the index
+    run_store: Callable[[], str | None] | None = None  # the identity of the run store using it (RunStore.identity)
 
     @property
     @abstractmethod
@@ -109,14 +118,16 @@ class IndexStore(ABC):
     def start_over(self) -> str:
         """How a user empties this index on purpose (for hints)."""
 
-    def expect_owner(self, ledger: str | None) -> "IndexStore":
-        """Check, at first use, that the index is the project's whose ledger begins with `ledger`."""
-        self.ledger, self.owner_checked = ledger, False
+    def expect_owner(self, ledger: str | None, run_store: Callable[[], str | None] | None = None) -> "IndexStore":
+        """Check, at first use, that the index is the project's whose ledger begins with `ledger` and, given
+        `run_store` (called then), that it lists the runs of the run store of that identity."""
+        self.ledger, self.run_store, self.owner_checked = ledger, run_store, False
         return self
 
-    def own(self, again: bool = False) -> None:
+    def own(self, again: bool = False, take_over: bool = False) -> None:
         """Refuse an index another project owns; claim an unowned one for ours (when we have a ledger). Two
-        projects sharing one database would otherwise remove each other's rows."""
+        projects sharing one database would otherwise remove each other's rows. The same for the run store,
+        between copies of one project; `take_over` (a rebuild, done) records ours in place of another's."""
         if self.owner_checked and not again:
             return
         found = self._fetch("SELECT ledger FROM index_owner")
@@ -132,7 +143,26 @@ class IndexStore(ABC):
                 f"not of this one, {ours}; it is left as it is", where=self.where,
                 hint=f"point settings.index (or IMPACTBOOK_INDEX) at a database of this project's own; to give this "
                      f"one to this project, {self.start_over} and run `impactbook index rebuild`")
+        if self.run_store is not None and (store := self.run_store()) is not None:
+            self._own_store(store, take_over)
         self.owner_checked = True
+
+    def _own_store(self, store: str, take_over: bool) -> None:
+        found = self._fetch("SELECT store FROM index_store")
+        if found and found[0][0] != store and take_over:
+            self._write(f"UPDATE index_store SET store = {self.mark}", [(store,)])
+            found = [(store,)]
+        if not found:
+            self._write(f"INSERT INTO index_store VALUES (1, {self.mark}) ON CONFLICT (one) DO NOTHING", [(store,)])
+            found = self._fetch("SELECT store FROM index_store")
+        if found and found[0][0] != store:
+            raise IndexOfAnotherStore(
+                f"the run index lists the runs of another copy of this project (run store {found[0][0]}), not of "
+                f"this copy's ({store}); used here, each copy would remove the other's runs from it as runs it has "
+                "no folder for, so it is left as it is", where=self.where,
+                hint="give the copies one shared run store (settings.storage: s3://bucket/prefix), or this copy an "
+                     "index of its own (IMPACTBOOK_INDEX unset); `impactbook index rebuild` here hands the index to "
+                     "this copy (the other copy's runs leave it)")
 
     @abstractmethod
     def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:

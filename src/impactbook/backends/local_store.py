@@ -6,12 +6,18 @@ always has. The other methods read the folder, so verify and the index treat it 
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ProjectError
 from ..project import Project
 from .run_store import RunStore, folder_problems
+
+
+IDENTITY = ".store/identity"  # under runs/ (see LocalRunStore.identity)
 
 
 class LocalRunStore(RunStore):
@@ -29,6 +35,33 @@ class LocalRunStore(RunStore):
     @property
     def where(self) -> str:
         return self._shown
+
+    def identity(self) -> str | None:
+        """This runs/ folder's own mark, made at first use in runs/.store/ and never changed: git ignores it with
+        the run folders (runs/*/), so each clone makes its own, while a shared file system shows every machine
+        the same one. It says where it was made, for messages. None when it cannot be read or made (a read-only
+        runs/): there is then nothing to tell copies apart by."""
+        mark = self.runs_dir / IDENTITY
+        try:
+            return mark.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError):
+            return None
+        try:
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            draft = mark.with_name(f".{mark.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            draft.write_text(f"{socket.gethostname()}:{self.runs_dir.resolve()} ({secrets.token_hex(8)})\n",
+                             encoding="utf-8")
+            try:
+                os.link(draft, mark)  # the first process to get there makes the mark; the others read it
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink(missing_ok=True)
+            return mark.read_text(encoding="utf-8").strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def publish(self, run_id: str, folder: Path) -> None:
         if folder.resolve() != (self.runs_dir / run_id).resolve():

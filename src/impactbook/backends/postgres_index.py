@@ -35,7 +35,7 @@ class PostgresIndexStore(IndexStore):
 
     @property
     def start_over(self) -> str:
-        return "drop its tables runs, index_schema and index_owner"
+        return "drop its tables runs, index_schema, index_owner and index_store"
 
     def _connect(self, rebuilding: bool = False):
         connection = connect(self.url)
@@ -60,6 +60,7 @@ class PostgresIndexStore(IndexStore):
                     check_schema(row[0], self.where, self.start_over)
                 connection.execute("DROP TABLE runs")
                 connection.execute("DROP TABLE IF EXISTS index_owner")
+                connection.execute("DROP TABLE IF EXISTS index_store")
                 connection.execute("DELETE FROM index_schema")
                 row = None
             if row is None:

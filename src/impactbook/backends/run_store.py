@@ -127,6 +127,12 @@ class RunStore(ABC):
     def read(self, run_id: str, name: str) -> bytes:
         """One stored object's bytes."""
 
+    def identity(self) -> str | None:
+        """What tells this store from another copy of the project's: a run index outside the store (PostgreSQL,
+        shared between machines) records it, so that each copy does not remove the other's runs as runs it has
+        no folder for. A remote store's location; None when it has none to give."""
+        return self.where
+
     def strays(self) -> list[str]:
         """Objects that belong to no run (a key with an empty run id, `runs//x`): reported, never read as a run."""
         return []
