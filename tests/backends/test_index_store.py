@@ -267,11 +267,11 @@ def test_two_clones_of_a_project_with_their_own_run_folders_do_not_share_an_inde
     for command in (("runs", "list"), ("run", PLAN)):
         refused = cli(clone, *command)
         assert refused.returncode == 1 and refused.stderr.count("\n") == 1, (command, refused.stderr)
-        assert "the run index lists the runs of another copy of this project (run store " \
+        assert "the run index lists the runs of another run store of this project (" \
                f"{socket.gethostname()}:{frozen_project.runs_dir}" in refused.stderr, refused.stderr
         assert f"not of this copy's ({socket.gethostname()}:{(clone / 'runs').resolve()} (" in refused.stderr
     verified = cli(clone, "verify")
-    assert verified.returncode == 3 and "another copy of this project" in verified.stdout, verified.stdout
+    assert verified.returncode == 3 and "another run store of this project" in verified.stdout, verified.stdout
     assert [r["run_id"] for r in open_index(frozen_project).rows()] == [ours]  # nothing of ours removed
     assert cli(frozen_project, "verify").returncode == 0
     rebuilt = cli(clone, "index", "rebuild")  # hands the index to the clone, on purpose
@@ -281,4 +281,4 @@ def test_two_clones_of_a_project_with_their_own_run_folders_do_not_share_an_inde
     listed = cli(clone, "runs", "list", "--json")
     assert ours not in listed.stdout and len(json.loads(listed.stdout)) == 1, listed.stdout
     refused = cli(frozen_project, "runs", "list")
-    assert refused.returncode == 1 and "another copy of this project" in refused.stderr, refused.stderr
+    assert refused.returncode == 1 and "another run store of this project" in refused.stderr, refused.stderr

@@ -157,9 +157,10 @@ class IndexStore(ABC):
             found = self._fetch("SELECT store FROM index_store")
         if found and found[0][0] != store:
             raise IndexOfAnotherStore(
-                f"the run index lists the runs of another copy of this project (run store {found[0][0]}), not of "
-                f"this copy's ({store}); used here, each copy would remove the other's runs from it as runs it has "
-                "no folder for, so it is left as it is", where=self.where,
+                f"the run index lists the runs of another run store of this project ({found[0][0]}: another copy of "
+                f"the project, or the store it used before), not of this copy's ({store}); used here, each copy "
+                "would remove the other's runs from it as runs it has no folder for, so it is left as it is",
+                where=self.where,
                 hint="give the copies one shared run store (settings.storage: s3://bucket/prefix), or this copy an "
                      "index of its own (IMPACTBOOK_INDEX unset); `impactbook index rebuild` here hands the index to "
                      "this copy (the other copy's runs leave it)")
