@@ -96,4 +96,7 @@ def test_a_value_scrapbook_cannot_store_is_refused_in_the_cell_naming_the_scrap(
     with pytest.raises(type(problem)) as raised:
         glue("x", value)
     assert str(raised.value).startswith(str(problem))
+    for name in ("", 1, None):
+        with pytest.raises(TypeError, match="a scrap's name is text, not"):
+            glue(name, 1)
     assert shown == []

@@ -50,6 +50,8 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     The output is the one `scrapbook.glue` displays (scrap schema version 1, read back by scrapbook), written
     here because importing scrapbook imports papermill, and with it boto3 and requests: 0.3-0.6 s of every
     run's kernel time. A scrap also shown (`display=True`) goes through scrapbook itself."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a scrap's name is text, not {name!r}")
     plain = _plain(value)
     if plain is None:
         raise ValueError(f"scrap {name!r}: the value is empty (None, NaN or NaT), and a scrap cannot be; glue a "
