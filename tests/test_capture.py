@@ -45,7 +45,8 @@ def test_scraps_glued_in_a_real_kernel_read_back_as_glued(tmp_path):
     values = {"label": "INCONCLUSIVE", "digits": "123", "blank": "", "number": 1.5, "count": 3, "flag": True,
               "table": [{"metric": "m", "p_value": None}], "nested": {"a": ["x", 2]}}
     source = "import impactbook.notebook as ib\n" + "".join(f"ib.glue({k!r}, {v!r})\n" for k, v in values.items())
-    assert scraps_of(source, tmp_path) == values
+    source += "ib.glue('shown', {'a': [1, 2]}, display=True)\n"  # (scrapbook's display output read back as null)
+    assert scraps_of(source, tmp_path) == {**values, "shown": {"a": [1, 2]}}
 
 
 def test_a_glued_scrap_is_the_output_scrapbook_writes(monkeypatch):
@@ -73,15 +74,28 @@ def test_gluing_in_a_kernel_does_not_import_papermill(tmp_path):
 
 def test_times_and_missing_values_become_json():
     value = {"t": np.datetime64("2024-01-02T03:04:05.123456789"), "nat": np.datetime64("NaT"), "NaT": pd.NaT,
-             "NA": pd.NA, "day": pd.Timestamp("2024-01-02")}
+             "NA": pd.NA, "day": pd.Timestamp("2024-01-02"), "wait": np.timedelta64(5, "s")}
     assert _plain(value) == {"t": "2024-01-02T03:04:05.123456789", "nat": None, "NaT": None, "NA": None,
-                             "day": "2024-01-02T00:00:00"}
+                             "day": "2024-01-02T00:00:00", "wait": "P0DT0H0M5S"}
+    assert _plain(nested(100)) == nested(100)
+
+
+def nested(levels: int) -> dict:
+    value: dict = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
 
 
 @pytest.mark.parametrize(("value", "problem"), [
-    (None, ValueError("scrap 'x': the value is empty (None, NaN or NaT), and a scrap cannot be")),
+    (None, ValueError("scrap 'x': the value is empty or not finite (None, NaN, ±inf or NaT), and a scrap cannot be")),
     (float("nan"), ValueError("scrap 'x': the value is empty")),
+    (float("inf"), ValueError("scrap 'x': the value is empty or not finite")),
     (pd.NaT, ValueError("scrap 'x': the value is empty")),
+    ({1: "a", "1": "b"}, ValueError("scrap 'x': the keys '1' and 1 are the same text")),
+    (nested(150), ValueError("scrap 'x': nests more than 100 levels deep")),
+    (nested(5000), ValueError("scrap 'x': nests more than 100 levels deep")),
+    ("\ud800", TypeError("scrap 'x': not JSON ('utf-8' codec can't encode character '\\ud800'")),
     (Decimal("1.5"), TypeError("scrap 'x': not JSON (Object of type Decimal is not JSON serializable)")),
     ({"ids": {1, 2}}, TypeError("scrap 'x': not JSON (Object of type set is not JSON serializable)")),
     (b"raw", TypeError("scrap 'x': not JSON (Object of type bytes is not JSON serializable)")),

@@ -19,21 +19,34 @@ JSON_TYPES = {"number": (int, float), "integer": (int,), "string": (str,), "bool
               "object": (dict,), "array": (list,)}
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars/arrays, pandas objects and tuples to JSON values; NaN to None."""
+MAX_DEPTH = 100  # levels of nesting in a scrap: the readers of scraps.json (pydantic's JSON parser) stop near 200
+
+
+def _plain(value: Any, depth: int = 1) -> Any:
+    """numpy scalars/arrays, pandas objects and tuples to JSON values; NaN to None. Refuses (ValueError) nesting
+    deeper than MAX_DEPTH and dict keys that become the same text."""
     import numpy as np
     import pandas as pd
 
+    if depth > MAX_DEPTH and isinstance(value, (dict, list, tuple, np.ndarray, pd.Series, pd.DataFrame)):
+        raise ValueError(f"nests more than {MAX_DEPTH} levels deep")
     if isinstance(value, pd.DataFrame):
-        return [_plain(row) for row in value.to_dict(orient="records")]
+        return [_plain(row, depth + 1) for row in value.to_dict(orient="records")]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        plain = {str(k): _plain(v, depth + 1) for k, v in value.items()}
+        if len(plain) < len(value):
+            keys = sorted((str(k), repr(k)) for k in value)
+            same = next(f"{a[1]} and {b[1]}" for a, b in zip(keys, keys[1:]) if a[0] == b[0])
+            raise ValueError(f"the keys {same} are the same text")
+        return plain
     if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
-        return [_plain(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+        return [_plain(v, depth + 1) for v in (value.tolist() if hasattr(value, "tolist") else value)]
     if value is pd.NaT or value is pd.NA:
         return None
     if isinstance(value, np.datetime64):  # .item() of a nanosecond time is an integer
         return None if np.isnat(value) else pd.Timestamp(value).isoformat()
+    if isinstance(value, np.timedelta64):
+        return None if np.isnat(value) else pd.Timedelta(value).isoformat()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -49,29 +62,31 @@ def glue(name: str, value: Any, display: bool = False) -> None:
 
     The output is the one `scrapbook.glue` displays (scrap schema version 1, read back by scrapbook), written
     here because importing scrapbook imports papermill, and with it boto3 and requests: 0.3-0.6 s of every
-    run's kernel time. A scrap also shown (`display=True`) goes through scrapbook itself."""
+    run's kernel time. `display=True` also shows the value as an ordinary output (scrapbook's own display
+    output would make it read back as null)."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"a scrap's name is text, not {name!r}")
-    plain = _plain(value)
-    if plain is None:
-        raise ValueError(f"scrap {name!r}: the value is empty (None, NaN or NaT), and a scrap cannot be; glue a "
-                         "value, or the empty one inside a dict or a list")
     try:
-        json.dumps(plain, allow_nan=False)
+        plain = _plain(value)
+    except (RecursionError, ValueError) as exc:
+        raise ValueError(f"scrap {name!r}: {'nests too deeply' if isinstance(exc, RecursionError) else exc}") \
+            from None
+    if plain is None:
+        raise ValueError(f"scrap {name!r}: the value is empty or not finite (None, NaN, ±inf or NaT), and a scrap "
+                         "cannot be; glue a value, or the empty one inside a dict or a list")
+    try:
+        json.dumps(plain, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise TypeError(f"scrap {name!r}: not JSON ({exc}); glue numbers, text, booleans, None, lists and dicts "
                         "of them, numpy values or DataFrames") from None
-    encoder = "text" if isinstance(plain, str) else "json"
-    if display:
-        import scrapbook
-
-        scrapbook.glue(name, plain, encoder=encoder, display=display)
-        return
     from IPython.display import display as show
 
+    encoder = "text" if isinstance(plain, str) else "json"
     show({f"application/scrapbook.scrap.{encoder}+json": {"name": name, "data": plain, "encoder": encoder,
                                                            "version": 1}},
          metadata={"scrapbook": {"name": name, "data": True, "display": False}}, raw=True)
+    if display:
+        show(value)
 
 
 def warm_up() -> None:
