@@ -320,6 +320,22 @@ def test_a_scrap_output_scrapbook_cannot_read_fails_the_run_naming_it(project):
             " 'version': 1}}, metadata={'scrapbook': {'name': 'note', 'data': True, 'display': False}}, raw=True)"))
     outcome = run_variant(project, "unreadable", hand_written)
     assert outcome.record.status is Status.FAILED
-    assert [e for e in outcome.record.errors if e.startswith("notebook.ipynb: a scrap output scrapbook cannot read, "
-                                                             "so no scrap is read: Scrap payload (name=note)")]
+    assert [e for e in outcome.record.errors if e.startswith(
+        "notebook.ipynb: a scrap output scrapbook cannot read, so no scrap is read: ScrapbookDataException: Scrap "
+        "payload (name=note)")]
     assert verify(project).intact
+
+
+@pytest.mark.parametrize("payload", ["'a string payload'", "[1, 2]",
+                                     "{'name': 'note', 'data': 1, 'encoder': 'json', 'version': '1'}",
+                                     "{'name': 'note', 'data': deep, 'encoder': 'json', 'version': 1}"])
+def test_any_hand_written_scrap_output_is_an_unreadable_scrap_not_an_internal_error(project, payload):
+    def hand_written(notebook):
+        notebook.cells.insert(4, nbformat.v4.new_code_cell(
+            "from IPython.display import display\ndeep = 1\nfor _ in range(250):\n    deep = {'a': deep}\n"
+            f"display({{'application/scrapbook.scrap.json+json': {payload}}}, "
+            "metadata={'scrapbook': {'name': 'note', 'data': True, 'display': False}}, raw=True)"))
+    outcome = run_variant(project, "odd", hand_written)
+    assert outcome.record.status is Status.FAILED
+    assert [e for e in outcome.record.errors if e.startswith("notebook.ipynb: a scrap output scrapbook cannot read")]
+    assert not [e for e in outcome.record.errors if "internal error" in e or "never glued" in e], outcome.record.errors

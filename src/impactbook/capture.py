@@ -105,16 +105,22 @@ class UnreadableScraps(ValueError):
 def read_scraps(notebook_path: Path) -> dict[str, Any]:
     if not notebook_path.exists():
         return {}
+    import warnings
+
+    import pydantic_core
     import scrapbook
-    from scrapbook.exceptions import ScrapbookException
 
     try:
-        scraps = scrapbook.read_notebook(str(notebook_path)).scraps
-    except (ScrapbookException, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (a payload version it does not know: a warning on the CLI's stderr)
+            scraps = {name: scrap.data for name, scrap in scrapbook.read_notebook(str(notebook_path)).scraps.items()}
+        return pydantic_core.from_json(json.dumps(scraps))  # as scraps.json's readers will read it (depth)
+    except OSError:
+        raise
+    except Exception as exc:  # whatever a template displayed under scrapbook's media types: any shape at all
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise UnreadableScraps(f"{notebook_path.name}: a scrap output scrapbook cannot read, so no scrap is "
-                               f"read: {reason}") from exc
-    return {name: json.loads(json.dumps(scrap.data)) for name, scrap in scraps.items()}
+                               f"read: {type(exc).__name__}: {reason}") from exc
 
 
 def output_contract(template_path: Path) -> dict[str, str]:

@@ -240,10 +240,11 @@ def _work(project: Project, staging: Staging, spec: RunSpec, input_checks: Input
                 if execution.error:
                     errors.append(execution.error)
                 try:
-                    scraps = read_scraps(notebook)
+                    scraps, unreadable = read_scraps(notebook), None
                 except UnreadableScraps as exc:
-                    scraps, errors = {}, [*errors, str(exc)]
-                if execution.ok:
+                    scraps, unreadable = {}, str(exc)
+                    errors.append(unreadable)
+                if execution.ok and not unreadable:  # (scraps that could not be read are not also "never glued")
                     errors += scrap_problems(scraps, output_contract(template_path), template.path)
                     errors += result_problems(scraps, [key for _, _, key in plan.hypothesis_keys],
                                               [m.id for m in plan.assessed])
