@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import secrets
 import socket
 import sqlite3
 from contextlib import closing
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -282,3 +284,46 @@ def test_two_clones_of_a_project_with_their_own_run_folders_do_not_share_an_inde
     assert ours not in listed.stdout and len(json.loads(listed.stdout)) == 1, listed.stdout
     refused = cli(frozen_project, "runs", "list")
     assert refused.returncode == 1 and "another run store of this project" in refused.stderr, refused.stderr
+
+
+def _clone_with_its_own_runs(project, folder):
+    """A copy of the project as git would clone it: no run folders, no runs/.store, no index of its own."""
+    import shutil
+
+    shutil.copytree(project.root, folder, ignore=lambda where, names: [
+        n for n in names if Path(where).name == "runs" and (n.startswith((".", "index.sqlite")) or
+                                                            (Path(where) / n).is_dir())])
+    return folder
+
+
+@pytest.mark.parametrize("broken", ["empty", "folder", "binary", "dangling link", "several lines"])
+def test_a_run_store_mark_that_cannot_be_read_is_refused_naming_it(broken, frozen_project, tmp_path, monkeypatch):
+    """A broken mark had turned the check off without a word: the copy then removed the other's runs again."""
+    monkeypatch.setenv(INDEX_ENV, "sqlite://" + str(tmp_path / "shared.sqlite"))
+    run(frozen_project)
+    clone = _clone_with_its_own_runs(frozen_project, tmp_path / "clone")
+    mark = clone / "runs/.store/identity"
+    mark.parent.mkdir(parents=True)
+    {"empty": lambda: mark.write_text(""), "folder": mark.mkdir, "binary": lambda: mark.write_bytes(b"\xff\xfe\x00"),
+     "dangling link": lambda: mark.symlink_to(tmp_path / "nowhere"),
+     "several lines": lambda: mark.write_text("host:/a/runs (1)\n\x1b[31mspoof\nhost:/b/runs (2)\n")}[broken]()
+    listed = cli(clone, "runs", "list")
+    assert listed.returncode == 1 and listed.stderr.count("\n") == 1, listed.stderr
+    assert listed.stderr.startswith("error: runs/.store/identity: "), listed.stderr
+    assert "delete it: the next command makes a new one" in listed.stderr
+    assert len(open_index(frozen_project).rows()) == 1  # nothing of the first copy's removed
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions; .ci/run runs the suite as a normal user")
+def test_a_copy_that_cannot_make_its_mark_is_refused_and_removes_nothing(frozen_project, tmp_path, monkeypatch):
+    monkeypatch.setenv(INDEX_ENV, "sqlite://" + str(tmp_path / "shared.sqlite"))
+    run(frozen_project)
+    clone = _clone_with_its_own_runs(frozen_project, tmp_path / "clone")
+    (clone / "runs").chmod(0o555)
+    try:
+        listed = cli(clone, "runs", "list")
+    finally:
+        (clone / "runs").chmod(0o755)
+    assert listed.returncode == 1 and "runs/.store/identity: cannot be made (Permission denied)" in listed.stderr, \
+        listed.stderr
+    assert len(open_index(frozen_project).rows()) == 1

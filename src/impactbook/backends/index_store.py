@@ -106,7 +106,7 @@ class IndexStore(ABC):
     order = "run_id"  # byte order of run ids, whatever the database's collation
     owner_checked = True  # open_index sets False and `ledger`: the store then checks whose index it is, once
     ledger: str | None = None  # the hash of the first entry of the ledger of the project using the index
-    run_store: Callable[[], str | None] | None = None  # the identity of the run store using it (RunStore.identity)
+    run_store: Callable[[], str] | None = None  # the identity of the run store using it (RunStore.identity)
 
     @property
     @abstractmethod
@@ -118,7 +118,7 @@ class IndexStore(ABC):
     def start_over(self) -> str:
         """How a user empties this index on purpose (for hints)."""
 
-    def expect_owner(self, ledger: str | None, run_store: Callable[[], str | None] | None = None) -> "IndexStore":
+    def expect_owner(self, ledger: str | None, run_store: Callable[[], str] | None = None) -> "IndexStore":
         """Check, at first use, that the index is the project's whose ledger begins with `ledger` and, given
         `run_store` (called then), that it lists the runs of the run store of that identity."""
         self.ledger, self.run_store, self.owner_checked = ledger, run_store, False
@@ -143,8 +143,8 @@ class IndexStore(ABC):
                 f"not of this one, {ours}; it is left as it is", where=self.where,
                 hint=f"point settings.index (or IMPACTBOOK_INDEX) at a database of this project's own; to give this "
                      f"one to this project, {self.start_over} and run `impactbook index rebuild`")
-        if self.run_store is not None and (store := self.run_store()) is not None:
-            self._own_store(store, take_over)
+        if self.run_store is not None:
+            self._own_store(self.run_store(), take_over)
         self.owner_checked = True
 
     def _own_store(self, store: str, take_over: bool) -> None:

@@ -127,10 +127,10 @@ class RunStore(ABC):
     def read(self, run_id: str, name: str) -> bytes:
         """One stored object's bytes."""
 
-    def identity(self) -> str | None:
+    def identity(self) -> str:
         """What tells this store from another copy of the project's: a run index outside the store (PostgreSQL,
         shared between machines) records it, so that each copy does not remove the other's runs as runs it has
-        no folder for. A remote store's location; None when it has none to give."""
+        no folder for. A remote store's location."""
         return self.where
 
     def strays(self) -> list[str]:
