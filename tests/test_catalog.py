@@ -103,6 +103,16 @@ def test_an_index_url_naming_a_file_that_is_not_sqlite_neither_uses_nor_replaces
     assert (target.read_bytes() if target.exists() else None) == before
 
 
+def test_an_index_file_that_cannot_be_opened_is_named_in_one_line(project, monkeypatch):
+    from conftest import cli
+
+    monkeypatch.setenv(INDEX_ENV, "sqlite:///proc/self/index.sqlite")  # (procfs makes no file, even for root)
+    done = cli(project, "runs", "list")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: /proc/self/index.sqlite: cannot be opened as the run index (unable to open "
+                                  "database file)"), done.stderr
+
+
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///tmp/"])
 def test_a_sqlite_index_url_without_a_file_name_is_refused(project, monkeypatch, url):
     from conftest import cli

@@ -67,6 +67,10 @@ class SqliteIndexStore(IndexStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             connection = sqlite3.connect(self.path, timeout=30)
+        except sqlite3.OperationalError as exc:  # (no file could be made there: not an index to rebuild either)
+            raise NotAnIndexFile(f"cannot be opened as the run index ({exc})", where=self.where,
+                                 hint=f"check that its folder is writable, or {INDEX_SETTINGS}") from None
+        try:
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 version = _create_schema(connection)
