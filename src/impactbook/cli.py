@@ -835,13 +835,14 @@ def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
     from .publication import reconcile
 
     project = _project(project_dir, reconcile=False)
+    shown = shown_where(project, open_index(project))
     try:
         _state["reconciled"] = reconcile(project, _progress)
     except IndexOfAnotherStore:  # another copy's: the rebuild hands it to this one, which then finishes its own runs
-        rebuild(project, skipped=_progress)
+        count = rebuild(project, skipped=_progress, take_over=True)
         _state["reconciled"] = reconcile(project, _progress)
-    shown = shown_where(project, open_index(project))
-    count = rebuild(project, skipped=_progress)
+    else:
+        count = rebuild(project, skipped=_progress)
     out.print(f"indexed {count} runs into {shown}")
 
 

@@ -108,11 +108,12 @@ def _unsealed_record(folder: Path, entry: dict[str, Any] | None) -> str | None:
 
 
 def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunStore | None = None,
-            skipped: Callable[[str], None] = lambda message: None) -> int:
+            skipped: Callable[[str], None] = lambda message: None, take_over: bool = False) -> int:
     """Rebuild from the run folders (and a remote run store's runs) and the ledger alone; the index store swaps
     the content in atomically and concurrent rebuilds take turns. A stored run that cannot be read whole (an
     object that does not match its SHA256SUMS, one missing) is left out and told to `skipped`: one damaged
-    run must not leave every other run unindexed (`verify` names it)."""
+    run must not leave every other run unindexed (`verify` names it). `take_over`: an index that lists another
+    copy's run store is handed to this copy (`impactbook index rebuild` asks for it; nothing else does)."""
     project.runs_dir.mkdir(parents=True, exist_ok=True)
     ledger_runs = Ledger(project.ledger_path).runs()
     run_store = run_store or open_run_store(project)
@@ -138,11 +139,12 @@ def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunS
         rows.append(index_row(record, sha256_file(folder / SUMS), entry["seq"] if entry else None))
     index = open_index(project, stores)
     try:
-        index.own()  # never replace another project's runs
+        index.own()  # never replace another project's runs, nor, unless asked to, another copy's of this one
     except IndexOfAnotherStore:
-        pass  # another copy of this project's: this copy's runs replace its runs, on purpose
+        if not take_over:
+            raise
     except IndexUnusable:
         pass  # an older or broken index: replaced whole
-    index.replace_all(rows)
-    index.own(again=True, take_over=True)  # (a replaced SQLite file is claimed anew)
+    index.replace_all(rows, store=index.run_store() if take_over and index.run_store is not None else None)
+    index.own(again=True)  # (a replaced SQLite file is claimed anew)
     return len(rows)

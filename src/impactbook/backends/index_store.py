@@ -14,9 +14,12 @@ from urllib.parse import urlsplit
 from ..errors import ProjectError, RunNotFoundError
 from ..record import RunRecord
 
-SCHEMA_VERSION = 5
-# migration to each version from the one before (0 = empty); both backends apply the same statements
-MIGRATIONS: dict[int, tuple[str, ...]] = {5: (
+SCHEMA_VERSION = 4
+# the run store whose runs an index lists (see IndexStore.own): a table added within version 4, which every release
+# that knows it creates when missing, and which the releases before it never read (so no rebuild, no lock-out)
+STORE_TABLE = "CREATE TABLE IF NOT EXISTS index_store (one INTEGER PRIMARY KEY CHECK (one = 1), store TEXT NOT NULL)"
+# the schema of each version, created in an empty database; both backends apply the same statements
+MIGRATIONS: dict[int, tuple[str, ...]] = {4: (
     """CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     plan_id TEXT NOT NULL,
@@ -38,8 +41,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {5: (
     "CREATE INDEX IF NOT EXISTS runs_by_plan ON runs (plan_id, run_id)",
     # the project whose runs these are: the hash of its ledger's first entry (see IndexStore.own)
     "CREATE TABLE IF NOT EXISTS index_owner (one INTEGER PRIMARY KEY CHECK (one = 1), ledger TEXT NOT NULL)",
-    # the run store whose runs these are, for an index outside it (see IndexStore.own)
-    "CREATE TABLE IF NOT EXISTS index_store (one INTEGER PRIMARY KEY CHECK (one = 1), store TEXT NOT NULL)",
+    STORE_TABLE,
 )}
 COLUMNS = ("run_id", "plan_id", "plan_version", "plan_sha256", "status", "decision", "verdicts", "baseline",
            "candidate", "template", "started_at", "finished_at", "sums_sha256", "ledger_seq", "labels", "primary_effect")
@@ -62,8 +64,8 @@ class IndexOfAnotherProject(ProjectError):
 
 class IndexOfAnotherStore(IndexOfAnotherProject):
     """The index lists the runs of another copy of this project (two clones, each with its own runs/ folder,
-    pointed at one PostgreSQL index): each would remove the other's rows as runs without folders. A rebuild
-    hands the index to the copy that runs it."""
+    pointed at one index outside them): each would remove the other's rows as runs without folders.
+    `impactbook index rebuild` hands the index to the copy that runs it."""
 
 
 class NotAnIndexFile(ProjectError):
@@ -124,18 +126,13 @@ class IndexStore(ABC):
         self.ledger, self.run_store, self.owner_checked = ledger, run_store, False
         return self
 
-    def own(self, again: bool = False, take_over: bool = False) -> None:
+    def own(self, again: bool = False) -> None:
         """Refuse an index another project owns; claim an unowned one for ours (when we have a ledger). Two
         projects sharing one database would otherwise remove each other's rows. The same for the run store,
-        between copies of one project; `take_over` (a rebuild, done) records ours in place of another's."""
+        between copies of one project (a rebuild that takes the index over records ours: replace_all)."""
         if self.owner_checked and not again:
             return
-        found = self._fetch("SELECT ledger FROM index_owner")
-        if not found and self.ledger:
-            self._write(f"INSERT INTO index_owner VALUES (1, {self.mark}) ON CONFLICT (one) DO NOTHING",
-                        [(self.ledger,)])
-            found = self._fetch("SELECT ledger FROM index_owner")
-        owner = found[0][0] if found else None
+        owner = self._claim("index_owner", "ledger", self.ledger)
         if owner is not None and owner != self.ledger:
             ours = f"whose ledger begins with entry {self.ledger[:12]}…" if self.ledger else "with no ledger entry yet"
             raise IndexOfAnotherProject(
@@ -143,27 +140,33 @@ class IndexStore(ABC):
                 f"not of this one, {ours}; it is left as it is", where=self.where,
                 hint=f"point settings.index (or IMPACTBOOK_INDEX) at a database of this project's own; to give this "
                      f"one to this project, {self.start_over} and run `impactbook index rebuild`")
-        if self.run_store is not None:
-            self._own_store(self.run_store(), take_over)
+        if self.run_store is not None and self._has_store_table():
+            store = self.run_store()
+            if (found := self._claim("index_store", "store", store)) != store:
+                raise IndexOfAnotherStore(
+                    f"the run index lists the runs of another run store of this project ({found}: another copy of "
+                    f"the project, or the store it used before), not of this copy's ({store}); used here, each copy "
+                    "would remove the other's runs from it as runs it has no folder for, so it is left as it is",
+                    where=self.where,
+                    hint="give the copies one shared run store (settings.storage: s3://bucket/prefix), or this copy "
+                         "an index of its own (IMPACTBOOK_INDEX=sqlite:///<this copy>/runs/index.sqlite, or no "
+                         "settings.index); `impactbook index rebuild` here hands the index to this copy (the other "
+                         "copy's runs leave it)")
         self.owner_checked = True
 
-    def _own_store(self, store: str, take_over: bool) -> None:
-        found = self._fetch("SELECT store FROM index_store")
-        if found and found[0][0] != store and take_over:
-            self._write(f"UPDATE index_store SET store = {self.mark}", [(store,)])
-            found = [(store,)]
-        if not found:
-            self._write(f"INSERT INTO index_store VALUES (1, {self.mark}) ON CONFLICT (one) DO NOTHING", [(store,)])
-            found = self._fetch("SELECT store FROM index_store")
-        if found and found[0][0] != store:
-            raise IndexOfAnotherStore(
-                f"the run index lists the runs of another run store of this project ({found[0][0]}: another copy of "
-                f"the project, or the store it used before), not of this copy's ({store}); used here, each copy "
-                "would remove the other's runs from it as runs it has no folder for, so it is left as it is",
-                where=self.where,
-                hint="give the copies one shared run store (settings.storage: s3://bucket/prefix), or this copy an "
-                     "index of its own (IMPACTBOOK_INDEX unset); `impactbook index rebuild` here hands the index to "
-                     "this copy (the other copy's runs leave it)")
+    def _claim(self, table: str, column: str, value: str | None) -> str | None:
+        """The value `table` records, recording `value` first when it records none (the first process to get
+        there wins; the others read its value)."""
+        found = self._fetch(f"SELECT {column} FROM {table}")
+        if not found and value:
+            self._write(f"INSERT INTO {table} VALUES (1, {self.mark}) ON CONFLICT (one) DO NOTHING", [(value,)])
+            found = self._fetch(f"SELECT {column} FROM {table}")
+        return found[0][0] if found else None
+
+    def _has_store_table(self) -> bool:
+        """Whether the index has index_store (an index an earlier release made and a reader cannot add it to
+        has not, and then records no store)."""
+        return True
 
     @abstractmethod
     def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
@@ -174,8 +177,9 @@ class IndexStore(ABC):
         """Run one statement per row in a single transaction."""
 
     @abstractmethod
-    def replace_all(self, rows: Iterable[Row]) -> None:
-        """Swap the whole content for `rows` atomically (a rebuild); concurrent rebuilds take turns."""
+    def replace_all(self, rows: Iterable[Row], store: str | None = None) -> None:
+        """Swap the whole content for `rows` atomically (a rebuild); concurrent rebuilds take turns. With `store`,
+        the same swap records it as the run store the index lists (a copy taking the index over)."""
 
     def _upsert(self) -> str:
         marks = ",".join([self.mark] * len(COLUMNS))

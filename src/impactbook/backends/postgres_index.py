@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..errors import ProjectError
-from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, Row, check_schema
+from .index_store import MIGRATIONS, SCHEMA_VERSION, STORE_TABLE, IndexStore, Row, check_schema
 from .postgres import connect, shown
 
 # run ids are compared byte by byte (COLLATE "C", as in SQLite); these let "latest" and the plan filter use
@@ -60,13 +60,14 @@ class PostgresIndexStore(IndexStore):
                     check_schema(row[0], self.where, self.start_over)
                 connection.execute("DROP TABLE runs")
                 connection.execute("DROP TABLE IF EXISTS index_owner")
-                connection.execute("DROP TABLE IF EXISTS index_store")
                 connection.execute("DELETE FROM index_schema")
                 row = None
             if row is None:
                 for statement in MIGRATIONS[SCHEMA_VERSION] + BYTE_ORDER_INDEXES:
                     connection.execute(statement)
                 connection.execute("INSERT INTO index_schema VALUES (%s)", (SCHEMA_VERSION,))
+            else:
+                connection.execute(STORE_TABLE)  # (an index an earlier release of this version made)
 
     def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
         with self._connect() as connection:
@@ -76,10 +77,13 @@ class PostgresIndexStore(IndexStore):
         with self._connect() as connection, connection.cursor() as cursor:
             cursor.executemany(sql, rows)
 
-    def replace_all(self, rows: Iterable[Row]) -> None:
+    def replace_all(self, rows: Iterable[Row], store: str | None = None) -> None:
         with self._connect(rebuilding=True) as connection, connection.transaction(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             cursor.execute("DELETE FROM runs")
             with cursor.copy("COPY runs FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+            if store is not None:
+                cursor.execute("INSERT INTO index_store VALUES (1, %s) ON CONFLICT (one) DO UPDATE SET store = "
+                               "excluded.store", (store,))

@@ -14,7 +14,8 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from ..durable import read_regular
-from .index_store import MIGRATIONS, SCHEMA_VERSION, IndexStore, IndexUnusable, NotAnIndexFile, Row, check_schema
+from .index_store import (MIGRATIONS, SCHEMA_VERSION, STORE_TABLE, IndexStore, IndexUnusable, NotAnIndexFile, Row,
+                          check_schema)
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
@@ -26,6 +27,7 @@ class SqliteIndexStore(IndexStore):
     path: Path
     owned: bool = False  # the project's own runs/index.sqlite: a file there that is not SQLite is rebuilt
     takes_turns: bool = True  # (False for a rebuild's own new file, which no one else opens)
+    store_table: bool | None = None  # whether the file has index_store (None: not looked yet)
 
     @classmethod
     def from_url(cls, url: str) -> "SqliteIndexStore":
@@ -77,9 +79,14 @@ class SqliteIndexStore(IndexStore):
             if version != SCHEMA_VERSION:
                 connection.close()
                 check_schema(version, self.where, self.start_over)
+            if self.store_table is None:
+                self.store_table = _add_store_table(connection)
         except sqlite3.DatabaseError as exc:
             raise IndexUnusable(str(exc)) from exc
         return connection
+
+    def _has_store_table(self) -> bool:
+        return bool(self.store_table)
 
     @property
     def _lock_path(self) -> Path:
@@ -124,7 +131,7 @@ class SqliteIndexStore(IndexStore):
         with self._session() as connection, connection:
             connection.executemany(sql, rows)
 
-    def replace_all(self, rows: Iterable[Row]) -> None:
+    def replace_all(self, rows: Iterable[Row], store: str | None = None) -> None:
         """Write a file of its own and swap it in (rename is atomic); a lock file makes rebuilds take turns."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path, "a") as lock:
@@ -135,6 +142,8 @@ class SqliteIndexStore(IndexStore):
                                                          f"{secrets.token_hex(4)}.rebuild"), takes_turns=False)
             try:
                 fresh._write(fresh._upsert(), list(rows))
+                if store is not None:
+                    fresh._write(f"INSERT INTO index_store VALUES (1, {self.mark})", [(store,)])
                 fresh.path.replace(self.path)
                 for stale in ("-journal", "-wal", "-shm"):
                     Path(str(self.path) + stale).unlink(missing_ok=True)
@@ -150,6 +159,19 @@ class SqliteIndexStore(IndexStore):
             return
         if found > SCHEMA_VERSION:
             check_schema(found, self.where, self.start_over)
+
+
+def _add_store_table(connection: sqlite3.Connection) -> bool:
+    """Add index_store to a file an earlier release of this schema version made; False when it cannot be (a
+    read-only file: its store is then neither checked nor claimed)."""
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'index_store'").fetchone():
+        return True
+    try:
+        connection.execute(STORE_TABLE)
+        connection.commit()
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 def _create_schema(connection: sqlite3.Connection) -> int:
