@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.index_store import IndexFromNewerRelease, IndexOfAnotherProject
-from .backends.run_store import UNLISTED, UNLISTED_IN_CHANGED, RunStore, open_run_store
+from .backends.run_store import UNLISTED, UNLISTED_IN_CHANGED, RunStore, StoreMarkUnusable, open_run_store
 from .durable import locked
 from .errors import ProjectError, RunNotFoundError, StorageError
 from .hashing import sha256_file
@@ -210,6 +210,8 @@ def _index_problems(project: Project, folders: set[str], ledger_runs: dict[str, 
         rows = {row["run_id"]: row for row in index.rows()}
     except (IndexFromNewerRelease, IndexOfAnotherProject) as exc:
         return [f"{shown}: {exc.message} ({exc.hint})"]
+    except StoreMarkUnusable as exc:
+        return [str(exc)]
     except IndexUnusable as exc:
         return [f"{shown}: unusable ({exc}); the next impactbook command rebuilds it"]
     problems = [f"{shown}: run {run_id} has a row but no folder"

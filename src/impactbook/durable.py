@@ -10,6 +10,7 @@ import fcntl
 import getpass
 import json
 import os
+import secrets
 import shutil
 import stat
 from pathlib import Path
@@ -50,6 +51,41 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = True, mode: int | None 
         if isinstance(exc, OSError) and not exc.filename:  # a failed write() names no file: name it
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def write_new(path: Path, data: bytes) -> bool:
+    """Create `path` with `data` unless it exists (then False), never replacing it: the first process to get there
+    makes it whole, the others find it made. The data is written and synced under a name of this process's own
+    and linked into place, so a kill leaves at most that draft, never a half-written `path`; where the file
+    system has no hard links (SMB, some FUSE), `path` is created exclusively and written in place instead."""
+    faults.point(f"write:{path.name}", path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+    def write(target: Path) -> None:
+        with open(os.open(target, flags, 0o644), "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    write(draft)
+    try:
+        os.link(draft, path)
+        made = True
+    except FileExistsError:
+        made = False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        try:
+            write(path)
+            made = True
+        except FileExistsError:
+            made = False
+    finally:
+        draft.unlink(missing_ok=True)
+    fsync_path(path.parent)
+    return made
 
 
 def read_regular(path: Path, limit: int) -> bytes | None:

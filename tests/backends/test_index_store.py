@@ -321,9 +321,56 @@ def test_a_copy_that_cannot_make_its_mark_is_refused_and_removes_nothing(frozen_
     clone = _clone_with_its_own_runs(frozen_project, tmp_path / "clone")
     (clone / "runs").chmod(0o555)
     try:
-        listed = cli(clone, "runs", "list")
+        listed, verified = cli(clone, "runs", "list"), cli(clone, "verify")
     finally:
         (clone / "runs").chmod(0o755)
     assert listed.returncode == 1 and "runs/.store/identity: cannot be made (Permission denied)" in listed.stderr, \
         listed.stderr
+    assert verified.returncode == 3 and "runs/.store/identity: cannot be made" in verified.stdout, verified.stdout
     assert len(open_index(frozen_project).rows()) == 1
+
+
+def test_the_run_store_mark_stays_out_of_git_whatever_the_project_ignores(frozen_project, tmp_path, monkeypatch):
+    """A committed mark would be every clone's: the clones could no longer be told apart."""
+    import subprocess
+
+    (frozen_project.root / ".gitignore").unlink()
+    subprocess.run(["git", "init", "-q"], cwd=frozen_project.root, check=True)
+    monkeypatch.setenv(INDEX_ENV, "sqlite://" + str(tmp_path / "shared.sqlite"))
+    assert cli(frozen_project, "runs", "list").returncode == 0
+    assert (frozen_project.runs_dir / ".store/identity").is_file()
+    untracked = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "runs"],
+                               cwd=frozen_project.root, capture_output=True, text=True, check=True).stdout
+    assert ".store" not in untracked and "runs/ledger.jsonl" in untracked, untracked
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_index_made_before_stores_were_recorded_is_kept_and_then_guarded(backend, frozen_project, tmp_path,
+                                                                            request, monkeypatch):
+    """The store's table was added within schema version 4: an index an earlier release made is neither rebuilt
+    nor refused (a bump had rebuilt every index and locked out every machine not yet upgraded)."""
+    from impactbook.backends.index_store import IndexOfAnotherStore
+    from impactbook.project import Project
+
+    url = request.getfixturevalue("postgres_database") if backend == "postgresql" else \
+        "sqlite://" + str(tmp_path / "shared.sqlite")
+    monkeypatch.setenv(INDEX_ENV, url)
+    ours = run(frozen_project).record.run_id
+    drop = "DROP TABLE index_store"
+    if backend == "postgresql":
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(drop)
+    else:
+        with closing(sqlite3.connect(tmp_path / "shared.sqlite")) as connection:
+            connection.execute(drop)
+    listed = cli(frozen_project, "runs", "list")
+    assert listed.returncode == 0 and ours in listed.stdout and "rebuilt" not in listed.stderr, listed.stderr
+    clone = Project(_clone_with_its_own_runs(frozen_project, tmp_path / "clone"))
+    with pytest.raises(IndexOfAnotherStore):
+        open_index(clone).rows()
+    with pytest.raises(IndexOfAnotherStore):  # only `impactbook index rebuild` takes the index over
+        rebuild(clone)
+    assert [r["run_id"] for r in open_index(frozen_project).rows()] == [ours]
+    assert rebuild(clone, take_over=True) == 0 and open_index(clone).rows() == []
+    with pytest.raises(IndexOfAnotherStore):
+        open_index(frozen_project).rows()

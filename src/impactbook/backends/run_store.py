@@ -96,6 +96,11 @@ def _check_names(recorded: dict[str, str], shown: str) -> None:
         raise ProjectError(f"{shown}: does not list run.json; nothing was fetched", hint="run `impactbook verify`")
 
 
+class StoreMarkUnusable(ProjectError):
+    """A run store's identity (RunStore.identity) cannot be read or made: this copy of the project could not be
+    told from another, so an index outside the store is not used with it."""
+
+
 class RunStore(ABC):
     """What the rest of impactbook may ask of the place published runs live."""
 
