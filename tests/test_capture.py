@@ -24,6 +24,8 @@ def test_contract_problems_name_each_scrap():
                         "scrap 'table': missing (the template declares it but never glued it)",
                         "scrap 'x': the contract names unknown type 'decimal' (use one of number, integer, string, "
                         "boolean, object, array)"]
+    assert scrap_problems({"t": "[1, 2]"}, {"t": "array"}, "t.ipynb") == [
+        "scrap 't': expected array, got str (text is kept as text: glue the value itself, not its JSON)"]
 
 
 def scraps_of(source: str, folder) -> dict:
@@ -114,3 +116,39 @@ def test_a_value_scrapbook_cannot_store_is_refused_in_the_cell_naming_the_scrap(
         with pytest.raises(TypeError, match="a scrap's name is text, not"):
             glue(name, 1)
     assert shown == []
+
+
+def test_times_in_arrays_and_durations_become_iso_text():
+    import datetime as dt
+
+    stamps = np.array(["2020-01-01T00:00:01", "NaT"], dtype="datetime64[ns]")
+    assert _plain(stamps) == ["2020-01-01T00:00:01", None]  # (.tolist() had made them integers)
+    assert _plain(pd.Series(stamps)) == _plain(pd.DatetimeIndex(stamps)) == ["2020-01-01T00:00:01", None]
+    assert _plain(np.array([5, 60], dtype="timedelta64[s]")) == ["P0DT0H0M5S", "P0DT0H1M0S"]
+    assert _plain(dt.timedelta(seconds=5)) == "P0DT0H0M5S"
+    assert _plain(np.datetime64("2020-01-01")) == "2020-01-01"  # (a day stays a day)
+    assert _plain(np.datetime64("2020-01-01T00:00:01.5", "us")) == "2020-01-01T00:00:01.500000"
+
+
+def test_display_shows_the_value_with_scrapbooks_filters(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda data, **options: shown.append((data, options)))
+    glue("x", [1, 2], display=["text/plain"])
+    glue("y", 3, display={"exclude": ["text/html"]})
+    assert [(data, options) for data, options in shown if "raw" not in options] == \
+        [([1, 2], {"include": ["text/plain"]}), (3, {"exclude": ["text/html"]})]
+
+
+def test_a_scrap_of_a_later_payload_version_is_read_without_scrapbooks_warning(tmp_path, caplog):
+    import nbformat
+
+    output = nbformat.v4.new_output("display_data", data={"application/scrapbook.scrap.json+json": {
+        "name": "n", "data": 1, "encoder": "json", "version": 2}}, metadata={"scrapbook": {"name": "n", "data": True,
+                                                                                          "display": False}})
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=[output])])
+    nbformat.write(notebook, tmp_path / "out.ipynb")
+    with caplog.at_level("DEBUG"):
+        assert read_scraps(tmp_path / "out.ipynb") == {"n": 1}
+    assert not [r for r in caplog.records if r.name.startswith("scrapbook")], caplog.records

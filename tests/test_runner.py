@@ -321,7 +321,7 @@ def test_a_scrap_output_scrapbook_cannot_read_fails_the_run_naming_it(project):
     outcome = run_variant(project, "unreadable", hand_written)
     assert outcome.record.status is Status.FAILED
     assert [e for e in outcome.record.errors if e.startswith(
-        "notebook.ipynb: a scrap output scrapbook cannot read, so no scrap is read: ScrapbookDataException: Scrap "
+        "notebook.ipynb: a scrap output that cannot be read, so no scrap is read: ScrapbookDataException: Scrap "
         "payload (name=note)")]
     assert verify(project).intact
 
@@ -337,5 +337,5 @@ def test_any_hand_written_scrap_output_is_an_unreadable_scrap_not_an_internal_er
             "metadata={'scrapbook': {'name': 'note', 'data': True, 'display': False}}, raw=True)"))
     outcome = run_variant(project, "odd", hand_written)
     assert outcome.record.status is Status.FAILED
-    assert [e for e in outcome.record.errors if e.startswith("notebook.ipynb: a scrap output scrapbook cannot read")]
+    assert [e for e in outcome.record.errors if e.startswith("notebook.ipynb: a scrap output that cannot be read")]
     assert not [e for e in outcome.record.errors if "internal error" in e or "never glued" in e], outcome.record.errors

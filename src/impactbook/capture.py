@@ -7,6 +7,7 @@ value leaves here as plain JSON.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -28,7 +29,7 @@ def _plain(value: Any, depth: int = 1) -> Any:
     import numpy as np
     import pandas as pd
 
-    if depth > MAX_DEPTH and isinstance(value, (dict, list, tuple, np.ndarray, pd.Series, pd.DataFrame)):
+    if depth > MAX_DEPTH and isinstance(value, (dict, list, tuple, np.ndarray, pd.Series, pd.Index, pd.DataFrame)):
         raise ValueError(f"nests more than {MAX_DEPTH} levels deep")
     if isinstance(value, pd.DataFrame):
         return [_plain(row, depth + 1) for row in value.to_dict(orient="records")]
@@ -39,14 +40,20 @@ def _plain(value: Any, depth: int = 1) -> Any:
             same = next(f"{a[1]} and {b[1]}" for a, b in zip(keys, keys[1:]) if a[0] == b[0])
             raise ValueError(f"the keys {same} are the same text")
         return plain
-    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
-        return [_plain(v, depth + 1) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+    if isinstance(value, (pd.Series, pd.Index)):
+        value = value.to_numpy()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "mM":  # (.tolist() makes nanosecond times integers)
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v, depth + 1) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
     if value is pd.NaT or value is pd.NA:
         return None
-    if isinstance(value, np.datetime64):  # .item() of a nanosecond time is an integer
-        return None if np.isnat(value) else pd.Timestamp(value).isoformat()
-    if isinstance(value, np.timedelta64):
-        return None if np.isnat(value) else pd.Timedelta(value).isoformat()
+    if isinstance(value, np.datetime64):  # .item(): a date or a datetime, but an integer for nanoseconds
+        item = None if np.isnat(value) else value.item()
+        return item if item is None else (item.isoformat() if hasattr(item, "isoformat") else
+                                          pd.Timestamp(value).isoformat())
+    if isinstance(value, (np.timedelta64, dt.timedelta)):
+        return None if pd.isna(value) else pd.Timedelta(value).isoformat()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -56,7 +63,7 @@ def _plain(value: Any, depth: int = 1) -> Any:
     return value
 
 
-def glue(name: str, value: Any, display: bool = False) -> None:
+def glue(name: str, value: Any, display: bool | list[str] | dict[str, Any] = False) -> None:
     """Record a scrap in the running notebook (templates call this through impactbook.notebook). A string is
     stored as text: scrapbook's json encoder would parse it as JSON (and fail on plain words).
 
@@ -85,8 +92,9 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     show({f"application/scrapbook.scrap.{encoder}+json": {"name": name, "data": plain, "encoder": encoder,
                                                            "version": 1}},
          metadata={"scrapbook": {"name": name, "data": True, "display": False}}, raw=True)
-    if display:
-        show(value)
+    if display:  # True, or scrapbook's filters: the formats to show (a list) or display()'s own options (a dict)
+        show(value, **({"include": display} if isinstance(display, (list, tuple)) else
+                       display if isinstance(display, dict) else {}))
 
 
 def warm_up() -> None:
@@ -98,29 +106,33 @@ def warm_up() -> None:
 
 
 class UnreadableScraps(ValueError):
-    """A scrap output scrapbook refuses (outside its schema, an unknown encoder, text that is not JSON): it
-    hides every scrap of the notebook, since scrapbook reads them all at once."""
+    """A scrap output that cannot be read (outside scrapbook's schema, an unknown encoder, a payload of another
+    shape, nesting too deep for scraps.json's readers): it hides every scrap of the notebook, since scrapbook
+    reads them all at once."""
 
 
 def read_scraps(notebook_path: Path) -> dict[str, Any]:
     if not notebook_path.exists():
         return {}
-    import warnings
+    import logging
 
     import pydantic_core
     import scrapbook
 
+    quiet = logging.getLogger("scrapbook")  # (it logs a payload version it does not know to the CLI's stderr)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # (a payload version it does not know: a warning on the CLI's stderr)
-            scraps = {name: scrap.data for name, scrap in scrapbook.read_notebook(str(notebook_path)).scraps.items()}
+        scraps = {name: scrap.data for name, scrap in scrapbook.read_notebook(str(notebook_path)).scraps.items()}
         return pydantic_core.from_json(json.dumps(scraps))  # as scraps.json's readers will read it (depth)
     except OSError:
         raise
     except Exception as exc:  # whatever a template displayed under scrapbook's media types: any shape at all
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UnreadableScraps(f"{notebook_path.name}: a scrap output scrapbook cannot read, so no scrap is "
-                               f"read: {type(exc).__name__}: {reason}") from exc
+        raise UnreadableScraps(f"{notebook_path.name}: a scrap output that cannot be read, so no scrap is read: "
+                               f"{type(exc).__name__}: {reason}") from exc
+    finally:
+        quiet.setLevel(level)
 
 
 def output_contract(template_path: Path) -> dict[str, str]:
@@ -142,5 +154,6 @@ def scrap_problems(scraps: dict[str, Any], contract: dict[str, str], template_na
             problems.append(f"scrap {name!r}: the contract names unknown type {kind!r} "
                             f"(use one of {', '.join(JSON_TYPES)})")
         elif not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
-            problems.append(f"scrap {name!r}: expected {kind}, got {type(value).__name__}")
+            text = " (text is kept as text: glue the value itself, not its JSON)" if isinstance(value, str) else ""
+            problems.append(f"scrap {name!r}: expected {kind}, got {type(value).__name__}{text}")
     return problems
