@@ -213,6 +213,9 @@ def _index_problems(project: Project, folders: set[str], ledger_runs: dict[str, 
     except StoreMarkUnusable as exc:
         return [str(exc)]
     except IndexUnusable as exc:
+        if index.run_store is not None and not open_run_store(project).remote:  # (see index.SharedIndexUnusable)
+            return [f"{shown}: unusable ({exc}); `impactbook index rebuild` in the copy whose runs it lists "
+                    "rebuilds it"]
         return [f"{shown}: unusable ({exc}); the next impactbook command rebuilds it"]
     problems = [f"{shown}: run {run_id} has a row but no folder"
                 for run_id in sorted(set(rows) - set(folders) - publishing)]

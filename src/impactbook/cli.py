@@ -831,18 +831,17 @@ def ledger_anchor(file: Optional[Path] = typer.Option(None, "--file",
 def index_rebuild(project_dir: Optional[Path] = PROJECT) -> None:
     """Rebuild the run index from the run folders and the ledger alone."""
     from .backends.index_store import IndexOfAnotherStore
-    from .index import open_index, rebuild, shown_where
+    from .index import SharedIndexUnusable, open_index, rebuild, shown_where
     from .publication import reconcile
 
     project = _project(project_dir, reconcile=False)
     shown = shown_where(project, open_index(project))
-    try:
+    try:  # asked for: the index becomes this copy's (when it listed another copy's runs, or could not be read)
         _state["reconciled"] = reconcile(project, _progress)
-    except IndexOfAnotherStore:  # another copy's: the rebuild hands it to this one, which then finishes its own runs
+        count = rebuild(project, skipped=_progress, take_over=True)
+    except (IndexOfAnotherStore, SharedIndexUnusable):  # rebuilt first, then this copy's interrupted runs finished
         count = rebuild(project, skipped=_progress, take_over=True)
         _state["reconciled"] = reconcile(project, _progress)
-    else:
-        count = rebuild(project, skipped=_progress)
     out.print(f"indexed {count} runs into {shown}")
 
 

@@ -27,10 +27,15 @@ from .store import SUMS, published_runs
 LEDGER_FIELDS = {"plan_id": "plan_id", "plan_version": "plan_version", "plan_sha256": "plan_hash", "status": "status",
                  "decision": "decision", "sums_sha256": "sha256sums", "ledger_seq": "seq"}
 INDEX_ENV = "IMPACTBOOK_INDEX"
-__all__ = ["IndexUnusable", "RunIndex", "index_url", "open_index", "load_record", "row_problems", "rebuild",
-           "run_folder"]
+__all__ = ["IndexUnusable", "RunIndex", "SharedIndexUnusable", "index_url", "open_index", "load_record",
+           "row_problems", "rebuild", "run_folder"]
 
 RunIndex = SqliteIndexStore  # the default backend, addressed by its file
+
+
+class SharedIndexUnusable(ProjectError):
+    """An unusable index outside runs/ with a local run store: whose runs it listed cannot be read, and
+    rebuilding it from this copy's runs would hand it to this copy, so only `impactbook index rebuild` does."""
 
 
 def index_url(project: Project) -> str:
@@ -143,8 +148,12 @@ def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunS
     except IndexOfAnotherStore:
         if not take_over:
             raise
-    except IndexUnusable:
-        pass  # an older or broken index: replaced whole
+    except IndexUnusable as exc:  # an older or broken index: replaced whole, if it cannot be another copy's
+        if index.run_store is not None and not run_store.remote and not take_over:
+            raise SharedIndexUnusable(
+                f"the run index is unusable ({exc}); it is outside runs/, where it may list the runs of another "
+                "copy of this project, so it is not rebuilt from this copy's runs unasked", where=index.where,
+                hint="run `impactbook index rebuild` in the copy whose runs it lists") from exc
     index.replace_all(rows, store=index.run_store() if take_over and index.run_store is not None else None)
     index.own(again=True)  # (a replaced SQLite file is claimed anew)
     return len(rows)

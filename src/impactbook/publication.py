@@ -29,7 +29,7 @@ from .decision import decide, final_verdicts
 from .durable import locked, storage_error, write_json
 from .errors import ImpactbookError, StorageError
 from .hashing import sha256_file
-from .backends.index_store import IndexStore
+from .backends.index_store import IndexOfAnotherProject, IndexStore
 from .backends.run_store import RunStore, open_run_store
 from .index import IndexUnusable, load_record, open_index, rebuild, row_problems
 from .ledger import Ledger, LedgerSnapshot, PlanVersion, utc_now
@@ -86,6 +86,8 @@ def _record_published(project: Project, folder: Path, record: RunRecord, recover
     try:
         faults.point("index.add", project.index_path)
         _index(project).add(record, sums, entry["seq"])
+    except IndexOfAnotherProject as exc:  # (another copy took the index over meanwhile: ours is not the index's now)
+        progress(f"run {record.run_id}: not added to the index ({exc})")
     except Exception as exc:  # the index is derived: whatever its backend raised, the next command reconciles it
         progress(f"run {record.run_id}: the index could not be updated ({exc}); the next impactbook command adds it")
     faults.point("publish.indexed")

@@ -179,10 +179,18 @@ def test_an_index_a_newer_release_wrote_is_named_and_left_alone_and_an_older_one
     _set_schema_version(target, 2)
     verified = cli(frozen_project, "verify")
     assert verified.returncode == 3
-    assert (f"{shown}: unusable (schema version 2, this release reads {SCHEMA_VERSION}); the next impactbook "
-            "command rebuilds it") in verified.stdout
-    listed = cli(frozen_project, "runs", "list")
-    assert listed.returncode == 0 and run_id in listed.stdout and "rebuilt it" in listed.stderr, listed.stderr
+    unusable = f"{shown}: unusable (schema version 2, this release reads {SCHEMA_VERSION}); "
+    if backend == "sqlite":  # the project's own file
+        assert f"{unusable}the next impactbook command rebuilds it" in verified.stdout, verified.stdout
+        listed = cli(frozen_project, "runs", "list")
+        assert listed.returncode == 0 and run_id in listed.stdout and "rebuilt it" in listed.stderr, listed.stderr
+    else:  # outside runs/, it may have listed another copy's runs: rebuilt from this copy's only when asked
+        assert f"{unusable}`impactbook index rebuild` in the copy whose runs it lists rebuilds it" in verified.stdout
+        listed = cli(frozen_project, "runs", "list")
+        assert listed.returncode == 1 and listed.stderr.count("\n") == 1, listed.stderr
+        assert "is not rebuilt from this copy's runs unasked (run `impactbook index rebuild`" in listed.stderr
+        assert cli(frozen_project, "index", "rebuild").returncode == 0
+        assert run_id in cli(frozen_project, "runs", "list").stdout
     assert cli(frozen_project, "verify").returncode == 0
 
 
@@ -284,6 +292,33 @@ def test_two_clones_of_a_project_with_their_own_run_folders_do_not_share_an_inde
     assert ours not in listed.stdout and len(json.loads(listed.stdout)) == 1, listed.stdout
     refused = cli(frozen_project, "runs", "list")
     assert refused.returncode == 1 and "another run store of this project" in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize(("backend", "damage"), [("sqlite", "older schema"), ("sqlite", "corrupt"),
+                                                 ("postgresql", "older schema")])
+def test_an_unusable_shared_index_is_not_taken_over_by_another_copy(backend, damage, frozen_project, tmp_path,
+                                                                    request, monkeypatch):
+    """A clone whose next command found the shared index unusable rebuilt it from its own runs and so took it over
+    (SQLite), or emptied the other copy's rows before being refused (PostgreSQL)."""
+    from impactbook.project import Project
+
+    url = request.getfixturevalue("postgres_database") if backend == "postgresql" else \
+        "sqlite://" + str(tmp_path / "shared.sqlite")
+    monkeypatch.setenv(INDEX_ENV, url)
+    ours = run(frozen_project).record.run_id
+    if damage == "older schema":
+        _set_schema_version(url if backend == "postgresql" else tmp_path / "shared.sqlite", 3)
+    else:
+        raw = (tmp_path / "shared.sqlite").read_bytes()
+        (tmp_path / "shared.sqlite").write_bytes(raw[:100] + bytes(len(raw) - 100))
+    clone = Project(_clone_with_its_own_runs(frozen_project, tmp_path / "clone"))
+    for command in (("runs", "list"), ("run", PLAN)):
+        refused = cli(clone, *command)
+        assert refused.returncode == 1 and "is not rebuilt from this copy's runs unasked" in refused.stderr, \
+            (command, refused.stderr)
+    assert cli(frozen_project, "index", "rebuild").returncode == 0  # the owner, asked: its runs are back
+    assert [r["run_id"] for r in open_index(frozen_project).rows()] == [ours]
+    assert cli(clone, "runs", "list").returncode == 1
 
 
 def _clone_with_its_own_runs(project, folder):
