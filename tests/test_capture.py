@@ -152,3 +152,16 @@ def test_a_scrap_of_a_later_payload_version_is_read_without_scrapbooks_warning(t
     with caplog.at_level("DEBUG"):
         assert read_scraps(tmp_path / "out.ipynb") == {"n": 1}
     assert not [r for r in caplog.records if r.name.startswith("scrapbook")], caplog.records
+
+
+def test_pandas_and_numpy_edge_values_keep_what_was_glued():
+    import datetime as dt
+
+    assert _plain(pd.Series([1, None], dtype="Int64")) == [1, None]  # (to_numpy() had made 1 a float)
+    assert _plain(np.array(np.datetime64("2024-01-01"))) == "2024-01-01" and _plain(np.array(1.5)) == 1.5
+    assert _plain(pd.Series(pd.to_datetime(["2024-01-01 01:00"]).tz_localize("UTC"))) == ["2024-01-01T01:00:00+00:00"]
+    for finer in (np.datetime64(1500, "ps"), np.array([1500], dtype="timedelta64[fs]")):
+        with pytest.raises(ValueError, match="finer than nanoseconds"):
+            _plain(finer)
+    with pytest.raises(ValueError, match="scrap 'x': "):
+        glue("x", dt.timedelta(days=999_999_999))

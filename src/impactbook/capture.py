@@ -40,14 +40,18 @@ def _plain(value: Any, depth: int = 1) -> Any:
             same = next(f"{a[1]} and {b[1]}" for a, b in zip(keys, keys[1:]) if a[0] == b[0])
             raise ValueError(f"the keys {same} are the same text")
         return plain
-    if isinstance(value, (pd.Series, pd.Index)):
-        value = value.to_numpy()
-    if isinstance(value, np.ndarray) and value.dtype.kind in "mM":  # (.tolist() makes nanosecond times integers)
+    if isinstance(value, (pd.Series, pd.Index)):  # as objects: pandas' own values (Int64 stays whole, times Timestamps)
+        value = value.to_numpy(dtype=object)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return _plain(value[()], depth)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "mMO":  # (.tolist() made nanosecond times integers)
         return [_plain(v, depth + 1) for v in value]
     if isinstance(value, (list, tuple, np.ndarray)):
         return [_plain(v, depth + 1) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
     if value is pd.NaT or value is pd.NA:
         return None
+    if isinstance(value, (np.datetime64, np.timedelta64)) and np.datetime_data(value.dtype)[0] in ("ps", "fs", "as"):
+        raise ValueError(f"a {value.dtype} value: finer than nanoseconds, which ISO text here does not keep")
     if isinstance(value, np.datetime64):  # .item(): a date or a datetime, but an integer for nanoseconds
         item = None if np.isnat(value) else value.item()
         return item if item is None else (item.isoformat() if hasattr(item, "isoformat") else
@@ -75,7 +79,7 @@ def glue(name: str, value: Any, display: bool | list[str] | dict[str, Any] = Fal
         raise TypeError(f"a scrap's name is text, not {name!r}")
     try:
         plain = _plain(value)
-    except (RecursionError, ValueError) as exc:
+    except (RecursionError, ValueError, OverflowError) as exc:
         raise ValueError(f"scrap {name!r}: {'nests too deeply' if isinstance(exc, RecursionError) else exc}") \
             from None
     if plain is None:
