@@ -70,6 +70,8 @@ class SqliteIndexStore(IndexStore):
         try:
             connection = sqlite3.connect(self.path, timeout=30)
         except sqlite3.OperationalError as exc:  # (no file could be made there: not an index to rebuild either)
+            if self.owned:  # runs/index.sqlite: the commands name a runs/ folder they cannot write, more plainly
+                raise IndexUnusable(str(exc)) from exc
             raise NotAnIndexFile(f"cannot be opened as the run index ({exc})", where=self.where,
                                  hint=f"check that its folder is writable, or {INDEX_SETTINGS}") from None
         try:
