@@ -13,7 +13,8 @@ from .backends.run_store import UNLISTED, UNLISTED_IN_CHANGED, RunStore, StoreMa
 from .durable import locked
 from .errors import ProjectError, RunNotFoundError, StorageError
 from .hashing import sha256_file
-from .index import IndexUnusable, load_record, open_index, row_problems, run_folder, shown_where
+from .index import (IndexUnusable, load_record, open_index, rebuilt_only_when_asked, row_problems, run_folder,
+                    shown_where)
 from .ledger import Ledger, PlanVersion, chain_problems, frozen_versions
 from .project import Project
 from .publication import DAMAGED
@@ -213,7 +214,7 @@ def _index_problems(project: Project, folders: set[str], ledger_runs: dict[str, 
     except StoreMarkUnusable as exc:
         return [str(exc)]
     except IndexUnusable as exc:
-        if index.run_store is not None and not open_run_store(project).remote:  # (see index.SharedIndexUnusable)
+        if rebuilt_only_when_asked(index, open_run_store(project)):
             return [f"{shown}: unusable ({exc}); `impactbook index rebuild` in the copy whose runs it lists "
                     "rebuilds it"]
         return [f"{shown}: unusable ({exc}); the next impactbook command rebuilds it"]

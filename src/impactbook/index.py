@@ -28,7 +28,7 @@ LEDGER_FIELDS = {"plan_id": "plan_id", "plan_version": "plan_version", "plan_sha
                  "decision": "decision", "sums_sha256": "sha256sums", "ledger_seq": "seq"}
 INDEX_ENV = "IMPACTBOOK_INDEX"
 __all__ = ["IndexUnusable", "RunIndex", "SharedIndexUnusable", "index_url", "open_index", "load_record",
-           "row_problems", "rebuild", "run_folder"]
+           "rebuilt_only_when_asked", "row_problems", "rebuild", "run_folder"]
 
 RunIndex = SqliteIndexStore  # the default backend, addressed by its file
 
@@ -36,6 +36,12 @@ RunIndex = SqliteIndexStore  # the default backend, addressed by its file
 class SharedIndexUnusable(ProjectError):
     """An unusable index outside runs/ with a local run store: whose runs it listed cannot be read, and
     rebuilding it from this copy's runs would hand it to this copy, so only `impactbook index rebuild` does."""
+
+
+def rebuilt_only_when_asked(index: IndexStore, run_store: RunStore) -> bool:
+    """Whether an unusable `index` is rebuilt only by `impactbook index rebuild` (SharedIndexUnusable): it lies
+    outside runs/ (it records a run store) and this copy's run store is local, so it may list another copy's."""
+    return index.run_store is not None and not run_store.remote
 
 
 def index_url(project: Project) -> str:
@@ -149,7 +155,7 @@ def rebuild(project: Project, stores: IndexStores | None = None, run_store: RunS
         if not take_over:
             raise
     except IndexUnusable as exc:  # an older or broken index: replaced whole, if it cannot be another copy's
-        if index.run_store is not None and not run_store.remote and not take_over:
+        if rebuilt_only_when_asked(index, run_store) and not take_over:
             raise SharedIndexUnusable(
                 f"the run index is unusable ({exc}); it is outside runs/, where it may list the runs of another "
                 "copy of this project, so it is not rebuilt from this copy's runs unasked", where=index.where,
