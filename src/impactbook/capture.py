@@ -79,9 +79,8 @@ def glue(name: str, value: Any, display: bool | list[str] | dict[str, Any] = Fal
         raise TypeError(f"a scrap's name is text, not {name!r}")
     try:
         plain = _plain(value)
-    except (RecursionError, ValueError, OverflowError) as exc:
-        raise ValueError(f"scrap {name!r}: {'nests too deeply' if isinstance(exc, RecursionError) else exc}") \
-            from None
+    except (ValueError, OverflowError) as exc:  # (_plain's depth limit comes long before Python's recursion limit)
+        raise ValueError(f"scrap {name!r}: {exc}") from None
     if plain is None:
         raise ValueError(f"scrap {name!r}: the value is empty or not finite (None, NaN, ±inf or NaT), and a scrap "
                          "cannot be; glue a value, or the empty one inside a dict or a list")
