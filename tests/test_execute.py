@@ -119,3 +119,71 @@ def test_the_adopted_kernel_is_the_launched_one_with_the_runs_environment(projec
         raise AssertionError("the kernel outlived its run")
     again = execute_template(project, path, tmp_path / "out" / "again.ipynb", {"x": 2}, kernel=kernel)
     assert not again.ok and "already adopted" in again.error  # one kernel, one run: never a second, bare one
+
+
+def test_the_runs_kernel_client_is_ready_when_the_kernel_first_answers(project, tmp_path):
+    """jupyter_client's wait_for_ready ends by draining IOPub until it has been silent for 0.2 s (a pause on every
+    run's critical path, and no end at all while the kernel keeps printing); the run's client is ready once the
+    kernel has answered kernel_info and IOPub is connected. Here a start-up script prints every 20 ms."""
+    import asyncio
+
+    startup = tmp_path / "ipython/profile_default/startup"
+    startup.mkdir(parents=True)
+    (startup / "chatty.py").write_text("import threading, time\n"
+                                       "def _tick():\n    for _ in range(3000):\n        print('tick', flush=True)\n"
+                                       "        time.sleep(0.02)\n"
+                                       "threading.Thread(target=_tick, daemon=True).start()\n")
+    kernel = LaunchedKernel(project, _template(project.root), tmp_path, seed=1,
+                            environment={"IPYTHONDIR": str(tmp_path / "ipython")})
+    client = kernel._manager.client()
+    client.start_channels()
+    try:
+        asyncio.run(asyncio.wait_for(client.wait_for_ready(timeout=60), timeout=30))
+    finally:
+        client.stop_channels()
+        kernel.release()
+
+
+def test_the_runs_kernel_client_fails_when_the_kernel_dies_before_answering(project, tmp_path):
+    import asyncio
+    import os
+    import signal
+
+    import pytest
+
+    kernel = LaunchedKernel(project, _template(project.root), tmp_path, seed=1)
+    os.kill(kernel.pid, signal.SIGKILL)
+    client = kernel._manager.client()
+    client.start_channels()
+    try:
+        with pytest.raises(RuntimeError, match="Kernel died before replying to kernel_info"):
+            asyncio.run(client.wait_for_ready(timeout=60))
+    finally:
+        client.stop_channels()
+        kernel.release()
+
+
+def test_a_killed_kernel_is_seen_gone_within_10_ms_polls(project, tmp_path, monkeypatch):
+    """Every run ends with its kernel killed; jupyter_client then polls for the process's end every 100 ms."""
+    import asyncio
+    import os
+
+    from impactbook.execute import _run_async
+
+    kernel = LaunchedKernel(project, _template(project.root), tmp_path, seed=1)
+    pid, pauses, sleep = kernel.pid, [], asyncio.sleep
+
+    async def recorded(delay, *args, **kwargs):
+        pauses.append(delay)
+        return await sleep(delay, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded)
+    _run_async(kernel._manager.shutdown_kernel, now=True)
+    monkeypatch.undo()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        raise AssertionError(f"kernel {pid} still runs")
+    assert pauses and max(pauses) <= 0.01

@@ -10,6 +10,7 @@ import asyncio
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import platform
 import signal
@@ -128,10 +129,21 @@ def _kernel_manager_class(log: Path, admission: "Admission | None" = None, timel
     of their own, so a kill of our process group would not reach them) and whose own output (start-up
     noise, the traceback of a kernel being shut down mid-cell) goes to `log`, not to the user's terminal.
     With an `admission`, no kernel is launched once the gate has refused, and one launched is killed
-    the moment it refuses."""
+    the moment it refuses. Its client is ready as soon as the kernel answers (see _prompt_client_class), and
+    a kernel it kills is seen gone within 10 ms, not jupyter_client's 100 ms polls (a kill ends every run)."""
     from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    prompt_client = _prompt_client_class()
 
     class KernelDyingWithItsRun(AsyncKernelManager):
+        @default("client_factory")
+        def _prompt_client(self) -> type:
+            return prompt_client
+
+        async def _async_wait(self, pollinterval: float = 0.1) -> None:
+            await super()._async_wait(pollinterval=min(pollinterval, 0.01))
+
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             kw["preexec_fn"] = dying_with_this_process()
             if admission is not None:
@@ -147,6 +159,41 @@ def _kernel_manager_class(log: Path, admission: "Admission | None" = None, timel
             return launched
 
     return KernelDyingWithItsRun
+
+
+def _prompt_client_class() -> type:
+    """jupyter_client's client, ready when the kernel first answers: its `wait_for_ready` then drains IOPub
+    until it has been silent for 0.2 s, a pause on every run's critical path that nbclient does not need (it
+    reads only the replies and outputs whose parent is a request of its own). The rest is jupyter_client's:
+    ask kernel_info until the shell channel answers and IOPub is seen connected, fail if the kernel dies or
+    the timeout passes."""
+    from queue import Empty
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    class PromptKernelClient(AsyncKernelClient):
+        async def wait_for_ready(self, timeout: float | None = None) -> None:
+            deadline = time.monotonic() + (math.inf if timeout is None else timeout)
+            while True:
+                self.kernel_info()
+                try:
+                    reply = await self.shell_channel.get_msg(timeout=1)
+                except Empty:
+                    reply = None
+                if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                    try:
+                        await self.iopub_channel.get_msg(timeout=0.2)  # (IOPub connected: its status arrived)
+                    except Empty:
+                        pass
+                    else:
+                        self._handle_kernel_info_reply(reply)
+                        return
+                if not await self._async_is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    return PromptKernelClient
 
 
 class NotAdmitted(Exception):
