@@ -13,8 +13,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from .template import output_contract as contract_of
 JSON_TYPES = {"number": (int, float), "integer": (int,), "string": (str,), "boolean": (bool,),
               "object": (dict,), "array": (list,)}
@@ -140,6 +138,8 @@ def read_scraps(notebook_path: Path) -> dict[str, Any]:
 
 def output_contract(template_path: Path) -> dict[str, str]:
     """The scraps a template promises: notebook metadata `impactbook.outputs` = {name: JSON type}."""
+    import nbformat  # (here, not at the top: the kernel imports this module for glue, and nbformat costs it 0.08 s)
+
     return contract_of(nbformat.read(template_path, as_version=4))
 
 
