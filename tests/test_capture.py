@@ -68,9 +68,9 @@ def test_a_glued_scrap_is_the_output_scrapbook_writes(monkeypatch):
         assert shown.pop() == (expected[0], {"metadata": expected[1], "raw": True})
 
 
-def test_gluing_in_a_kernel_does_not_import_papermill(tmp_path):
+def test_gluing_in_a_kernel_does_not_import_papermill_or_nbformat(tmp_path):
     source = ("import sys\nimport impactbook.notebook as ib\nib.glue('n', 1)\n"
-              "ib.glue('imported', sorted({'scrapbook', 'papermill', 'boto3'} & set(sys.modules)))\n")
+              "ib.glue('imported', sorted({'scrapbook', 'papermill', 'boto3', 'nbformat'} & set(sys.modules)))\n")
     assert scraps_of(source, tmp_path) == {"n": 1, "imported": []}
 
 
