@@ -1,4 +1,4 @@
-"""Run-index queries over many runs on both backends: list, filter by plan, latest, find by prefix.
+"""Run-index queries over many runs on both backends: list (all, or a page), filter by plan, latest, find by prefix.
 
 N synthetic rows (default 100,000; 20 plans) go in through the stores' own rebuild path
 (`replace_all`). Each query, and `latest` on a store opened afresh as a command opens it, is timed (median of --repeat) against a reference in the same run: the
@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "backends"))
+PAGE = 50  # `impactbook runs list --limit 50 [--offset N | --newest]`: a page, as a person or a dashboard lists runs
 LEDGER = "c" * 64  # the hash of the project's first ledger entry, which the index records as its owner
 
 
@@ -49,6 +50,8 @@ def measure(store, reopen, bare_select_all, rows: list[tuple], repeat: int) -> d
     probe = rows[len(rows) // 2][0]
     figures = {
         "list_all_ms": median_ms(lambda: store.rows(), repeat),
+        "list_page_newest_ms": median_ms(lambda: store.rows(limit=PAGE, newest_first=True), repeat),
+        "list_page_middle_ms": median_ms(lambda: store.rows(limit=PAGE, offset=len(rows) // 2), repeat),
         "filter_plan_ms": median_ms(lambda: store.rows("plan07"), repeat),
         "latest_ms": median_ms(lambda: store.find("latest"), repeat),
         "open_and_latest_ms": median_ms(lambda: reopen().find("latest"), repeat),
