@@ -120,6 +120,55 @@ def test_processes_opening_one_new_sqlite_index_at_once_all_find_its_schema(tmp_
         assert SqliteIndexStore(tmp_path / f"fresh-{trial}.sqlite").rows() == []
 
 
+class _RowThatNeverComes:
+    """A row whose first value blocks once asked for (after saying so): its rebuild is mid-write, its file open."""
+
+    def __init__(self, signal_file: str) -> None:
+        self.signal_file = signal_file
+
+    def __len__(self) -> int:
+        from impactbook.backends.index_store import COLUMNS
+
+        return len(COLUMNS)
+
+    def __getitem__(self, position: int):
+        import time
+
+        Path(self.signal_file).touch()
+        time.sleep(600)
+
+
+def _rebuild_stuck_mid_write(path: str, signal_file: str) -> None:
+    row = ("run-a", "plan", 1, "a" * 64, "COMPLETED", "ship", "{}", "model-a", "model-b", "ab_test",
+           "2026-11-23T00:00:00Z", "2026-11-23T00:01:00Z", "b" * 64, 1, "", "")
+    SqliteIndexStore(Path(path)).replace_all([row, _RowThatNeverComes(signal_file)])
+
+
+def test_the_next_rebuild_removes_the_file_of_a_rebuild_killed_mid_write(tmp_path):
+    """A rebuild writes a new file beside the index and swaps it in; killed before the swap, that file (as big as
+    the index) stayed for good. The next rebuild, holding the rebuilds' lock, removes it and no other file."""
+    import signal
+    import time
+
+    path, ready = tmp_path / "index.sqlite", tmp_path / "stuck"
+    SqliteIndexStore(path).rows()
+    other = tmp_path / ".index.sqlite.b.1.0123abcd.rebuild"  # (another index's, "index.sqlite.b")
+    other.write_text("")
+    child = multiprocessing.get_context("spawn").Process(target=_rebuild_stuck_mid_write, args=(str(path), str(ready)))
+    child.start()
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline and child.is_alive():
+        time.sleep(0.01)
+    assert ready.exists(), "the rebuild never reached its second row"
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(30)
+    left = sorted(p.name for p in tmp_path.glob(".index.sqlite.*.rebuild*") if p != other)
+    assert left and all(name.endswith((".rebuild", ".rebuild-journal")) for name in left)
+    SqliteIndexStore(path).replace_all([])
+    assert sorted(p.name for p in tmp_path.glob(".index.sqlite.*")) == [other.name]
+    assert SqliteIndexStore(path).rows() == []
+
+
 def test_a_sqlite_file_with_tables_but_no_schema_version_is_unusable(tmp_path):
     path = tmp_path / "foreign.sqlite"
     with closing(sqlite3.connect(path)) as connection:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
+import re
 import secrets
 import sqlite3
 from contextlib import closing
@@ -140,6 +142,7 @@ class SqliteIndexStore(IndexStore):
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._refuse_a_foreign_file()
             self._refuse_a_newer_schema()
+            self._remove_killed_rebuilds()
             fresh = SqliteIndexStore(self.path.with_name(f".{self.path.name}.{os.getpid()}."
                                                          f"{secrets.token_hex(4)}.rebuild"), takes_turns=False)
             try:
@@ -151,6 +154,14 @@ class SqliteIndexStore(IndexStore):
                     Path(str(self.path) + stale).unlink(missing_ok=True)
             finally:
                 fresh.path.unlink(missing_ok=True)
+
+    def _remove_killed_rebuilds(self) -> None:
+        """The new files (and journals) of rebuilds killed before their swap: called holding the rebuilds' lock,
+        which a running rebuild of this file holds, so every one left is a dead one's (each as big as the index)."""
+        left = re.compile(rf"\.{re.escape(self.path.name)}\.\d+\.[0-9a-f]{{8}}\.rebuild(-journal|-wal|-shm)?")
+        for path in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.rebuild*"):
+            if left.fullmatch(path.name):
+                path.unlink(missing_ok=True)
 
     def _refuse_a_newer_schema(self) -> None:
         """A rebuild replaces a corrupt or older file, never one a newer release wrote (check_schema)."""
