@@ -10,7 +10,7 @@ import pytest
 
 from impactbook.errors import RunNotFoundError
 from impactbook.index import RunIndex, rebuild
-from conftest import cli, run
+from conftest import PLAN, cli, run
 
 
 def test_rebuilt_index_equals_the_original(frozen_project):
@@ -70,3 +70,29 @@ def test_a_rebuild_leaves_out_a_run_whose_record_was_changed_after_publication(f
     listed = cli(frozen_project, "runs", "list")
     assert listed.returncode == 0 and changed.record.run_id in listed.stderr and "Traceback" not in listed.stderr
     assert changed.record.run_id not in listed.stdout and sound.record.run_id in listed.stdout
+
+
+def test_a_clone_pointed_at_another_clones_own_index_is_refused_and_changes_nothing(frozen_project, tmp_path,
+                                                                                   monkeypatch):
+    """IMPACTBOOK_INDEX set to another clone's runs/index.sqlite: that file records no run store (it is its
+    project's own), so the copies' check did not see it, and each clone's commands replaced the other's rows."""
+    import shutil
+
+    from impactbook.project import Project
+
+    ours = run(frozen_project).record.run_id
+    clone = Project(tmp_path / "clone")
+    shutil.copytree(frozen_project.root, clone.root, ignore=shutil.ignore_patterns("index.sqlite*", ".store"))
+    theirs = run(clone).record.run_id
+    before = frozen_project.index_path.read_bytes()
+    monkeypatch.setenv("IMPACTBOOK_INDEX", "sqlite://" + str(frozen_project.index_path))
+    for command in (("runs", "list"), ("index", "rebuild"), ("run", PLAN)):
+        refused = cli(clone, *command)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, (command, refused.stderr)
+        assert f"{frozen_project.index_path}: the run index is the own index of the project at " \
+               f"{frozen_project.root}" in refused.stderr, refused.stderr
+    verified = cli(clone, "verify")
+    assert verified.returncode == 3 and "is the own index of the project at" in verified.stdout, verified.stdout
+    assert frozen_project.index_path.read_bytes() == before
+    listed = cli(frozen_project, "runs", "list")  # (the same setting, in the project it belongs to)
+    assert listed.returncode == 0 and ours in listed.stdout and theirs not in listed.stdout, listed.stderr

@@ -205,7 +205,10 @@ def _staging_problems(project: Project, in_progress: list[str]) -> list[str]:
 
 def _index_problems(project: Project, folders: set[str], ledger_runs: dict[str, dict[str, Any]],
                     publishing: set[str]) -> list[str]:
-    index = open_index(project)
+    try:
+        index = open_index(project)
+    except IndexOfAnotherProject as exc:  # (another project's own runs/index.sqlite)
+        return [str(exc)]
     shown = shown_where(project, index)
     try:
         rows = {row["run_id"]: row for row in index.rows()}

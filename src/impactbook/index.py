@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote, unquote, urlsplit
 
-from .backends.index_store import (IndexOfAnotherStore, IndexStore, IndexStores, IndexUnusable, default_index_stores,
-                                   index_row)
+from .backends.index_store import (IndexOfAnotherProject, IndexOfAnotherStore, IndexStore, IndexStores, IndexUnusable,
+                                   default_index_stores, index_row)
 from .backends.run_store import RunStore, cache_dir, open_run_store
 from .backends.sqlite_index import SqliteIndexStore
 from .catalog import project_setting
@@ -68,7 +68,22 @@ def open_index(project: Project, stores: IndexStores | None = None) -> IndexStor
     if getattr(index, "path", None) == project.index_path.resolve():
         index.owned = True  # runs/index.sqlite is impactbook's own: whatever is there may be rebuilt
         return index.expect_owner(Ledger(project.ledger_path).identity())  # (it lives in its run store)
+    if (other := _project_whose_own_index(getattr(index, "path", None))) is not None:
+        raise IndexOfAnotherProject(
+            f"the run index is the own index of the project at {other.root} (its runs/ folder lists its runs), not "
+            "an index this project may share; used here, each project would remove the other's runs from it as "
+            "runs it has no folder for, so it is left as it is", where=index.where,
+            hint=f"unset {INDEX_ENV}, or point it at a file outside every project's runs/ folder")
     return index.expect_owner(Ledger(project.ledger_path).identity(), lambda: open_run_store(project).identity())
+
+
+def _project_whose_own_index(path: Path | None) -> Project | None:
+    """The project whose runs/index.sqlite `path` is (another clone's, say), if any: a project's own file records
+    no run store, so the ownership check between copies cannot see that it lists that project's runs."""
+    if path is None or not (path.parent.parent / "catalog.yaml").is_file():
+        return None
+    other = Project(path.parent.parent)
+    return other if other.index_path.resolve() == path else None
 
 
 def shown_where(project: Project, index: IndexStore) -> str:
