@@ -85,12 +85,14 @@ def test_a_clone_pointed_at_another_clones_own_index_is_refused_and_changes_noth
     shutil.copytree(frozen_project.root, clone.root, ignore=shutil.ignore_patterns("index.sqlite*", ".store"))
     theirs = run(clone).record.run_id
     before = frozen_project.index_path.read_bytes()
-    monkeypatch.setenv("IMPACTBOOK_INDEX", "sqlite://" + str(frozen_project.index_path))
-    for command in (("runs", "list"), ("index", "rebuild"), ("run", PLAN)):
-        refused = cli(clone, *command)
-        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, (command, refused.stderr)
-        assert f"{frozen_project.index_path}: the run index is the own index of the project at " \
-               f"{frozen_project.root}" in refused.stderr, refused.stderr
+    (tmp_path / "link.sqlite").symlink_to(frozen_project.index_path)
+    for named in (frozen_project.index_path, tmp_path / "link.sqlite"):
+        monkeypatch.setenv("IMPACTBOOK_INDEX", f"sqlite://{named}")
+        for command in (("runs", "list"), ("index", "rebuild"), ("run", PLAN)):
+            refused = cli(clone, *command)
+            assert refused.returncode == 1 and refused.stderr.count("\n") == 1, (command, refused.stderr)
+            assert f"{named}: the run index is the own index of the project at {frozen_project.root}" \
+                in refused.stderr, refused.stderr
     verified = cli(clone, "verify")
     assert verified.returncode == 3 and "is the own index of the project at" in verified.stdout, verified.stdout
     assert frozen_project.index_path.read_bytes() == before

@@ -68,7 +68,8 @@ def open_index(project: Project, stores: IndexStores | None = None) -> IndexStor
     if getattr(index, "path", None) == project.index_path.resolve():
         index.owned = True  # runs/index.sqlite is impactbook's own: whatever is there may be rebuilt
         return index.expect_owner(Ledger(project.ledger_path).identity())  # (it lives in its run store)
-    if (other := _project_whose_own_index(getattr(index, "path", None))) is not None:
+    other = _project_whose_own_index(getattr(index, "path", None))
+    if other is not None and other.root.resolve() != project.root.resolve():
         raise IndexOfAnotherProject(
             f"the run index is the own index of the project at {other.root} (its runs/ folder lists its runs), not "
             "an index this project may share; used here, each project would remove the other's runs from it as "
@@ -80,10 +81,11 @@ def open_index(project: Project, stores: IndexStores | None = None) -> IndexStor
 def _project_whose_own_index(path: Path | None) -> Project | None:
     """The project whose runs/index.sqlite `path` is (another clone's, say), if any: a project's own file records
     no run store, so the ownership check between copies cannot see that it lists that project's runs."""
-    if path is None or not (path.parent.parent / "catalog.yaml").is_file():
+    if path is None:
         return None
+    path = path.resolve()  # (through a symlink, or runs/../runs/)
     other = Project(path.parent.parent)
-    return other if other.index_path.resolve() == path else None
+    return other if other.catalog_path.is_file() and other.index_path.resolve() == path else None
 
 
 def shown_where(project: Project, index: IndexStore) -> str:
