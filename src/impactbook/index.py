@@ -65,11 +65,12 @@ def open_index(project: Project, stores: IndexStores | None = None) -> IndexStor
     """The project's index store, chosen by its URL among `stores` (default: SQLite and PostgreSQL); at first
     use it checks that it holds this project's runs (IndexStore.own)."""
     index = (stores or default_index_stores()).open(index_url(project))
-    if getattr(index, "path", None) == project.index_path.resolve():
+    path = getattr(index, "path", None)
+    path = path.resolve() if path is not None else None  # (through a symlink, or runs/../runs/)
+    if path == project.index_path.resolve():
         index.owned = True  # runs/index.sqlite is impactbook's own: whatever is there may be rebuilt
         return index.expect_owner(Ledger(project.ledger_path).identity())  # (it lives in its run store)
-    other = _project_whose_own_index(getattr(index, "path", None))
-    if other is not None and other.root.resolve() != project.root.resolve():
+    if (other := _project_whose_own_index(path)) is not None:
         raise IndexOfAnotherProject(
             f"the run index is the own index of the project at {other.root} (its runs/ folder lists its runs), not "
             "an index this project may share; used here, each project would remove the other's runs from it as "
@@ -79,11 +80,10 @@ def open_index(project: Project, stores: IndexStores | None = None) -> IndexStor
 
 
 def _project_whose_own_index(path: Path | None) -> Project | None:
-    """The project whose runs/index.sqlite `path` is (another clone's, say), if any: a project's own file records
-    no run store, so the ownership check between copies cannot see that it lists that project's runs."""
+    """The project whose runs/index.sqlite `path` (resolved) is (another clone's, say), if any: a project's own
+    file records no run store, so the ownership check between copies cannot see that it lists its runs."""
     if path is None:
         return None
-    path = path.resolve()  # (through a symlink, or runs/../runs/)
     other = Project(path.parent.parent)
     return other if other.catalog_path.is_file() and other.index_path.resolve() == path else None
 
